@@ -1,0 +1,2 @@
+//! Compiles the demo protos.
+fn main() {}

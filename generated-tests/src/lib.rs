@@ -1,0 +1,1 @@
+//! Generated gateways under test.

@@ -1,0 +1,1 @@
+//! Proto3 JSON.

@@ -1,0 +1,5 @@
+//! Runtime for protogate-generated REST/JSON gateways.
+
+pub mod json;
+pub mod metadata;
+pub mod route;

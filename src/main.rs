@@ -1,0 +1,2 @@
+//! The stock protogate gateway.
+fn main() {}
