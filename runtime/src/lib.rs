@@ -1,5 +1,54 @@
-//! Runtime for protogate-generated REST/JSON gateways.
+#![doc = include_str!("../README.md")]
 
+mod error;
+mod gateway;
 pub mod json;
 pub mod metadata;
+mod query;
 pub mod route;
+mod service;
+pub mod status;
+mod unary;
+
+pub use error::GatewayError;
+pub use gateway::Gateway;
+pub use json::JsonOptions;
+pub use route::Conflict;
+pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
+
+/// Mounts the code protogate-build generated: one module per proto package, a `SERVICES` list,
+/// and the type registry. Use it inside a module of your own:
+///
+/// ```ignore
+/// pub mod pb {
+///     protogate::include_gateway!();
+/// }
+/// ```
+#[macro_export]
+macro_rules! include_gateway {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/protogate.rs"));
+    };
+}
+
+/// The surface generated code uses. Not for hand-written code: it may change in any release.
+#[doc(hidden)]
+pub mod __codegen {
+    pub use ::tonic;
+    pub use tonic::transport::Channel;
+
+    pub use crate::json::{
+        Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
+        JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
+        Struct, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map,
+        read_message, read_nullable, read_optional, read_repeated, read_singular, set_text,
+        set_text_nested, set_text_optional, write_map, write_message, write_optional,
+        write_present, write_repeated, write_singular,
+    };
+    pub use crate::route::{Seg, Template, Var};
+    pub use crate::service::{Local, Route, RouteInfo, Service, ServiceInfo, UnaryFuture};
+    pub use crate::unary::{
+        BodyRule, UnaryBinding, body_default, body_map, body_message, body_optional,
+        body_repeated, body_value, message_mut,
+    };
+}

@@ -1,1 +1,596 @@
-//! Routing.
+//! Routing requests to bindings: compiled path templates in a trie, matched with the precedence
+//! of google/api/http.proto (literal > `*` > `**`, segment by segment), custom verbs, and the
+//! percent-decoding rules for variables.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::Method;
+use percent_encoding::percent_decode_str;
+
+/// One segment of a compiled template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Seg {
+    /// Exactly this text.
+    Literal(&'static str),
+    /// `*`: any one non-empty segment.
+    Any,
+    /// `**`: any number of segments, including none. Always last.
+    Rest,
+}
+
+/// A template variable over segments `start..end` (`end` is `None` when it runs through `**`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    /// The dotted field path it binds.
+    pub field: &'static str,
+    /// Its first segment.
+    pub start: usize,
+    /// One past its last segment, or `None` for "to the end of the path".
+    pub end: Option<usize>,
+}
+
+/// A compiled path template, written by generated code as a `static`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Template {
+    /// The template as written in the proto.
+    pub text: &'static str,
+    /// Segments with variables flattened away.
+    pub segments: &'static [Seg],
+    /// The custom verb, without its `:`.
+    pub verb: Option<&'static str>,
+    /// The variables, in template order.
+    pub vars: &'static [Var],
+}
+
+impl Template {
+    /// Whether variable `var` spans exactly one segment, and so is fully percent-decoded.
+    fn is_single_segment(&self, var: &Var) -> bool {
+        var.end == Some(var.start + 1) && self.segments.get(var.start) != Some(&Seg::Rest)
+    }
+}
+
+/// Two bindings with the same method that match exactly the same requests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{method} {template} matches the same requests as {method} {existing}")]
+pub struct Conflict {
+    /// The shared HTTP method.
+    pub method: Method,
+    /// The template being added.
+    pub template: &'static str,
+    /// The template already in the table.
+    pub existing: &'static str,
+}
+
+/// The values of a matched template's variables, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captures {
+    values: Vec<(&'static str, String)>,
+}
+
+impl Captures {
+    /// `(field path, value)` for each variable, in template order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values.iter().map(|(field, value)| (*field, value.as_str()))
+    }
+
+    /// The value bound to `field`.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.iter().find(|(f, _)| *f == field).map(|(_, v)| v)
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'t, T> {
+    /// A binding matches.
+    Found {
+        /// What was inserted with the binding.
+        value: &'t T,
+        /// Its variables' values.
+        captures: Captures,
+    },
+    /// The path matches bindings of other methods only.
+    MethodNotAllowed {
+        /// Those methods, sorted and without duplicates.
+        allow: Vec<Method>,
+    },
+    /// Nothing matches the path.
+    NotFound,
+    /// The path matched, but a variable's value is not valid percent-encoded UTF-8.
+    BadPath(String),
+}
+
+struct Entry<T> {
+    method: Method,
+    template: &'static Template,
+    value: T,
+}
+
+/// A binding at the end of a trie path.
+#[derive(Clone, Copy)]
+struct Leaf {
+    verb: Option<&'static str>,
+    entry: usize,
+}
+
+struct Node {
+    literals: HashMap<&'static str, Node>,
+    any: Option<Box<Node>>,
+    /// Bindings whose last segment is `**` here.
+    rest: Vec<Leaf>,
+    /// Bindings ending exactly here.
+    leaves: Vec<Leaf>,
+}
+
+impl Node {
+    fn new() -> Self {
+        Node {
+            literals: HashMap::new(),
+            any: None,
+            rest: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
+}
+
+/// Every binding of a gateway, ready for lookups.
+pub struct RouteTable<T> {
+    entries: Vec<Entry<T>>,
+    root: Node,
+}
+
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable::new()
+    }
+}
+
+impl<T> fmt::Debug for RouteTable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| (&e.method, e.template.text)))
+            .finish()
+    }
+}
+
+impl<T> RouteTable<T> {
+    /// An empty table.
+    pub fn new() -> Self {
+        RouteTable {
+            entries: Vec::new(),
+            root: Node::new(),
+        }
+    }
+
+    /// Adds a binding; fails when one with the same method matches exactly the same requests.
+    pub fn insert(
+        &mut self,
+        method: Method,
+        template: &'static Template,
+        value: T,
+    ) -> Result<(), Conflict> {
+        let mut node = &mut self.root;
+        let mut at_rest = false;
+        for segment in template.segments {
+            match segment {
+                Seg::Literal(literal) => node = node.literals.entry(literal).or_insert_with(Node::new),
+                Seg::Any => node = node.any.get_or_insert_with(|| Box::new(Node::new())),
+                Seg::Rest => {
+                    at_rest = true;
+                    break;
+                }
+            }
+        }
+        let leaves = if at_rest {
+            &mut node.rest
+        } else {
+            &mut node.leaves
+        };
+        if let Some(existing) = leaves
+            .iter()
+            .map(|leaf| &self.entries[leaf.entry])
+            .find(|e| e.method == method && e.template.verb == template.verb)
+        {
+            return Err(Conflict {
+                method,
+                template: template.text,
+                existing: existing.template.text,
+            });
+        }
+        leaves.push(Leaf {
+            verb: template.verb,
+            entry: self.entries.len(),
+        });
+        self.entries.push(Entry {
+            method,
+            template,
+            value,
+        });
+        Ok(())
+    }
+
+    /// Finds the binding for `method` and `path` (the URI path, without the query).
+    pub fn find(&self, method: &Method, path: &str) -> Lookup<'_, T> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Lookup::NotFound;
+        };
+        let mut segments: Vec<&str> = rest.split('/').collect();
+
+        // A custom verb is the text after the last `:` of the last segment. Bindings with that
+        // verb are tried first; then the whole last segment is matched by verbless bindings.
+        let last = segments.len() - 1;
+        let whole_last = segments[last];
+        if let Some((base, verb)) = whole_last.rsplit_once(':') {
+            segments[last] = base;
+            if let Some(entry) = self.best(method, &segments, Some(verb)) {
+                return self.found(entry, &segments);
+            }
+            segments[last] = whole_last;
+        }
+        if let Some(entry) = self.best(method, &segments, None) {
+            return self.found(entry, &segments);
+        }
+
+        let mut allow = Vec::new();
+        let mut collect = |segments: &[&str], verb| {
+            visit(&self.root, segments, &mut |leaf| {
+                if leaf.verb == verb {
+                    allow.push(self.entries[leaf.entry].method.clone());
+                }
+                false
+            });
+        };
+        if let Some((base, verb)) = whole_last.rsplit_once(':') {
+            let mut with_verb = segments.clone();
+            with_verb[last] = base;
+            collect(&with_verb, Some(verb));
+        }
+        collect(&segments, None);
+        if allow.is_empty() {
+            return Lookup::NotFound;
+        }
+        allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allow.dedup();
+        Lookup::MethodNotAllowed { allow }
+    }
+
+    /// The highest-precedence binding for `method` matching `segments` with `verb`.
+    fn best(&self, method: &Method, segments: &[&str], verb: Option<&str>) -> Option<usize> {
+        let mut found = None;
+        visit(&self.root, segments, &mut |leaf| {
+            if leaf.verb == verb && self.entries[leaf.entry].method == *method {
+                found = Some(leaf.entry);
+                true
+            } else {
+                false
+            }
+        });
+        found
+    }
+
+    fn found(&self, entry: usize, segments: &[&str]) -> Lookup<'_, T> {
+        let entry = &self.entries[entry];
+        let template = entry.template;
+        let mut values = Vec::with_capacity(template.vars.len());
+        for var in template.vars {
+            let end = var.end.unwrap_or(segments.len()).min(segments.len());
+            let start = var.start.min(end);
+            let raw = segments[start..end].join("/");
+            let decoded = if template.is_single_segment(var) {
+                decode_all(&raw)
+            } else {
+                decode_keeping_slashes(&raw)
+            };
+            match decoded {
+                Some(value) => values.push((var.field, value)),
+                None => {
+                    return Lookup::BadPath(format!(
+                        "the value of `{}` is not valid percent-encoded UTF-8",
+                        var.field
+                    ));
+                }
+            }
+        }
+        Lookup::Found {
+            value: &entry.value,
+            captures: Captures { values },
+        }
+    }
+}
+
+/// Depth-first over the trie in precedence order (literal, then `*`, then `**`), calling `hit` for
+/// every binding that matches `segments`; stops as soon as `hit` returns true.
+fn visit(node: &Node, segments: &[&str], hit: &mut dyn FnMut(Leaf) -> bool) -> bool {
+    match segments.split_first() {
+        None => {
+            if node.leaves.iter().any(|leaf| hit(*leaf)) {
+                return true;
+            }
+        }
+        Some((first, rest)) => {
+            if let Some(child) = node.literals.get(first)
+                && visit(child, rest, hit)
+            {
+                return true;
+            }
+            if let Some(child) = &node.any
+                && !first.is_empty()
+                && visit(child, rest, hit)
+            {
+                return true;
+            }
+        }
+    }
+    node.rest.iter().any(|leaf| hit(*leaf))
+}
+
+fn decode_all(raw: &str) -> Option<String> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// Decodes everything except `%2F`/`%2f`, which stay as they are (multi-segment variables).
+fn decode_keeping_slashes(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(index) = find_encoded_slash(rest) {
+        out.push_str(&decode_all(&rest[..index])?);
+        out.push_str(&rest[index..index + 3]);
+        rest = &rest[index + 3..];
+    }
+    out.push_str(&decode_all(rest)?);
+    Some(out)
+}
+
+fn find_encoded_slash(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(2))
+        .find(|&i| bytes[i] == b'%' && bytes[i + 1] == b'2' && matches!(bytes[i + 2], b'F' | b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! template {
+        ($text:expr, [$($seg:expr),*], $verb:expr, [$($var:expr),*]) => {{
+            static T: Template = Template {
+                text: $text,
+                segments: &[$($seg),*],
+                verb: $verb,
+                vars: &[$($var),*],
+            };
+            &T
+        }};
+    }
+
+    use Seg::{Any, Literal as L, Rest};
+
+    fn table() -> RouteTable<&'static str> {
+        let mut table = RouteTable::new();
+        let routes: Vec<(Method, &'static Template, &'static str)> = vec![
+            (
+                Method::GET,
+                template!("/v1/{name=shelves/*}", [L("v1"), L("shelves"), Any], None, [Var { field: "name", start: 1, end: Some(3) }]),
+                "get_shelf",
+            ),
+            (
+                Method::GET,
+                template!("/v1/shelves/special", [L("v1"), L("shelves"), L("special")], None, []),
+                "special",
+            ),
+            (
+                Method::GET,
+                template!("/v1/{path=**}", [L("v1"), Rest], None, [Var { field: "path", start: 1, end: None }]),
+                "catch_all",
+            ),
+            (
+                Method::POST,
+                template!("/v1/{name=shelves/*/books/*}:archive", [L("v1"), L("shelves"), Any, L("books"), Any], Some("archive"), [Var { field: "name", start: 1, end: Some(5) }]),
+                "archive",
+            ),
+            (
+                Method::POST,
+                template!("/v1/{name=operations/**}:cancel", [L("v1"), L("operations"), Rest], Some("cancel"), [Var { field: "name", start: 1, end: None }]),
+                "cancel",
+            ),
+            (
+                Method::DELETE,
+                template!("/v1/{name=shelves/*}", [L("v1"), L("shelves"), Any], None, [Var { field: "name", start: 1, end: Some(3) }]),
+                "delete_shelf",
+            ),
+            (
+                Method::GET,
+                template!("/v1/books/{book.id}", [L("v1"), L("books"), Any], None, [Var { field: "book.id", start: 2, end: Some(3) }]),
+                "get_book",
+            ),
+        ];
+        for (method, template, name) in routes {
+            table.insert(method, template, name).expect("no conflict");
+        }
+        table
+    }
+
+    fn found(table: &RouteTable<&'static str>, method: Method, path: &str) -> (&'static str, Vec<(String, String)>) {
+        match table.find(&method, path) {
+            Lookup::Found { value, captures } => (
+                *value,
+                captures.iter().map(|(f, v)| (f.to_owned(), v.to_owned())).collect(),
+            ),
+            other => panic!("{method} {path}: expected a match, got {other:?}"),
+        }
+    }
+
+    fn caps(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(f, v)| ((*f).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn literal_beats_wildcard_beats_double_wildcard() {
+        let table = table();
+        assert_eq!(found(&table, Method::GET, "/v1/shelves/special").0, "special");
+        assert_eq!(
+            found(&table, Method::GET, "/v1/shelves/s1"),
+            ("get_shelf", caps(&[("name", "shelves/s1")]))
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/v1/shelves/s1/extra"),
+            ("catch_all", caps(&[("path", "shelves/s1/extra")]))
+        );
+        // `**` matches zero segments too.
+        assert_eq!(found(&table, Method::GET, "/v1").0, "catch_all");
+    }
+
+    #[test]
+    fn custom_verbs() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::POST, "/v1/shelves/s1/books/b2:archive"),
+            ("archive", caps(&[("name", "shelves/s1/books/b2")]))
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/v1/operations/a/b/c:cancel"),
+            ("cancel", caps(&[("name", "operations/a/b/c")]))
+        );
+        // A colon in a verbless last segment is part of the value.
+        assert_eq!(
+            found(&table, Method::GET, "/v1/shelves/a:b"),
+            ("get_shelf", caps(&[("name", "shelves/a:b")]))
+        );
+    }
+
+    #[test]
+    fn nested_field_paths_capture() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::GET, "/v1/books/42"),
+            ("get_book", caps(&[("book.id", "42")]))
+        );
+    }
+
+    #[test]
+    fn single_segment_decodes_fully_multi_segment_keeps_slashes() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::GET, "/v1/books/a%2Fb%20c"),
+            ("get_book", caps(&[("book.id", "a/b c")]))
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/v1/x%2Fy/z%20w"),
+            ("catch_all", caps(&[("path", "x%2Fy/z w")]))
+        );
+    }
+
+    #[test]
+    fn invalid_percent_encoding_is_a_bad_path() {
+        let table = table();
+        assert!(matches!(
+            table.find(&Method::GET, "/v1/books/%FF"),
+            Lookup::BadPath(_)
+        ));
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow_and_no_match_is_404() {
+        let table = table();
+        match table.find(&Method::PUT, "/v1/shelves/s1") {
+            Lookup::MethodNotAllowed { allow } => {
+                assert_eq!(allow, vec![Method::DELETE, Method::GET]);
+            }
+            other => panic!("expected 405, got {other:?}"),
+        }
+        assert!(matches!(
+            table.find(&Method::GET, "/v2/shelves"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(table.find(&Method::GET, "v1"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn empty_segments_and_trailing_slashes() {
+        let mut table = RouteTable::new();
+        table
+            .insert(
+                Method::GET,
+                template!("/v1/books/{id}", [L("v1"), L("books"), Any], None, [Var { field: "id", start: 2, end: Some(3) }]),
+                "book",
+            )
+            .expect("insert");
+        assert!(matches!(table.find(&Method::GET, "/v1/books/"), Lookup::NotFound));
+        assert!(matches!(table.find(&Method::GET, "/v1//b"), Lookup::NotFound));
+        assert!(matches!(table.find(&Method::GET, "/v1/books"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn same_method_and_shape_conflict() {
+        let mut table = table();
+        let error = table
+            .insert(
+                Method::GET,
+                template!("/v1/shelves/{id}", [L("v1"), L("shelves"), Any], None, [Var { field: "id", start: 2, end: Some(3) }]),
+                "again",
+            )
+            .expect_err("conflict");
+        assert_eq!(error.existing, "/v1/{name=shelves/*}");
+    }
+
+    proptest::proptest! {
+        /// A path built to match a random template is matched, and the captures put back
+        /// together give the path's segments.
+        #[test]
+        fn generated_paths_match_their_template(
+            shape in proptest::collection::vec(0u8..3, 1..6),
+            words in proptest::collection::vec("[a-z0-9]{1,6}", 12),
+            rest_len in 0usize..3,
+        ) {
+            let mut segments = Vec::new();
+            for (i, kind) in shape.iter().enumerate() {
+                segments.push(match kind {
+                    0 => Seg::Literal(Box::leak(words[i].clone().into_boxed_str())),
+                    _ => Seg::Any,
+                });
+            }
+            let ends_with_rest = shape.len() % 2 == 0;
+            if ends_with_rest {
+                segments.push(Seg::Rest);
+            }
+            let segments: &'static [Seg] = Box::leak(segments.into_boxed_slice());
+            let vars: &'static [Var] = Box::leak(vec![Var {
+                field: "all",
+                start: 0,
+                end: if ends_with_rest { None } else { Some(segments.len()) },
+            }].into_boxed_slice());
+            let template: &'static Template = Box::leak(Box::new(Template {
+                text: "generated",
+                segments,
+                verb: None,
+                vars,
+            }));
+            let mut path_segments = Vec::new();
+            for (i, segment) in segments.iter().enumerate() {
+                match segment {
+                    Seg::Literal(l) => path_segments.push((*l).to_owned()),
+                    Seg::Any => path_segments.push(format!("{}x", words[(i + 6) % 12])),
+                    Seg::Rest => {
+                        for j in 0..rest_len {
+                            path_segments.push(words[j].clone());
+                        }
+                    }
+                }
+            }
+            let path = format!("/{}", path_segments.join("/"));
+            let mut table = RouteTable::new();
+            table.insert(Method::GET, template, ()).expect("insert");
+            match table.find(&Method::GET, &path) {
+                Lookup::Found { captures, .. } => {
+                    let expected = path_segments.join("/");
+                    proptest::prop_assert_eq!(captures.get("all"), Some(expected.as_str()));
+                }
+                other => proptest::prop_assert!(false, "{} did not match: {:?}", path, other),
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Every way a request can fail inside the gateway, each with its gRPC code and HTTP status.
+
+use axum::response::Response;
+use http::{HeaderValue, Method, StatusCode, header};
+use tonic::{Code, Status};
+
+use crate::json::{JsonError, Registry};
+use crate::metadata::MetadataError;
+
+/// A failure on the gateway's side of a call, or the upstream's status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// No route matches the path.
+    #[error("no route matches {method} {path}")]
+    NotFound {
+        /// The request method.
+        method: Method,
+        /// The request path.
+        path: String,
+    },
+    /// A route matches the path, but not with this method.
+    #[error("method {method} is not allowed for {path}; allowed: {}", join(.allow))]
+    MethodNotAllowed {
+        /// The request method.
+        method: Method,
+        /// The request path.
+        path: String,
+        /// The methods that would match.
+        allow: Vec<Method>,
+    },
+    /// The path is not valid percent-encoded UTF-8.
+    #[error("invalid request path: {0}")]
+    BadPath(String),
+    /// The body (or the part of it a binding reads) is not valid for the request message.
+    #[error("invalid request body: {0}")]
+    Body(JsonError),
+    /// A query parameter's value does not fit its field.
+    #[error("invalid query parameter `{param}`: {error}")]
+    Query {
+        /// The parameter as sent.
+        param: String,
+        /// What is wrong with its value.
+        error: JsonError,
+    },
+    /// A query parameter names no field (only when unknown parameters are rejected).
+    #[error("unknown query parameter `{0}`")]
+    UnknownQuery(String),
+    /// A path variable's value does not fit its field.
+    #[error("invalid value for path variable `{field}`: {error}")]
+    Path {
+        /// The field the variable binds.
+        field: String,
+        /// What is wrong with the value.
+        error: JsonError,
+    },
+    /// The request body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request body could not be read from the client.
+    #[error("failed to read the request body: {0}")]
+    BodyRead(String),
+    /// A header that becomes gRPC metadata is invalid.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The service has no upstream configured.
+    #[error("{0}")]
+    NoUpstream(String),
+    /// The upstream's answer could not be written as JSON.
+    #[error("failed to write the response as JSON: {0}")]
+    Encode(JsonError),
+    /// The upstream answered with an error status (or could not be reached).
+    #[error("{}", .0.message())]
+    Upstream(Status),
+}
+
+fn join(methods: &[Method]) -> String {
+    let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    names.join(", ")
+}
+
+impl GatewayError {
+    /// The gRPC code this failure is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            GatewayError::NotFound { .. } => Code::NotFound,
+            GatewayError::MethodNotAllowed { .. } => Code::Unimplemented,
+            GatewayError::BadPath(_)
+            | GatewayError::Body(_)
+            | GatewayError::Query { .. }
+            | GatewayError::UnknownQuery(_)
+            | GatewayError::Path { .. }
+            | GatewayError::BodyRead(_)
+            | GatewayError::Metadata(_) => Code::InvalidArgument,
+            GatewayError::BodyTooLarge { .. } => Code::ResourceExhausted,
+            GatewayError::NoUpstream(_) => Code::Unavailable,
+            GatewayError::Encode(_) => Code::Internal,
+            GatewayError::Upstream(status) => status.code(),
+        }
+    }
+
+    /// The HTTP status, where it is not the one mapped from [`GatewayError::code`].
+    fn http_override(&self) -> Option<StatusCode> {
+        match self {
+            GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
+            GatewayError::BodyTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            _ => None,
+        }
+    }
+
+    /// This failure as a gRPC status.
+    pub fn into_status(self) -> Status {
+        match self {
+            GatewayError::Upstream(status) => status,
+            other => Status::new(other.code(), other.to_string()),
+        }
+    }
+
+    /// The HTTP response: status code, google.rpc.Status JSON body, and `Allow` for a 405.
+    pub fn into_response(self, registry: &Registry) -> Response {
+        let http = self.http_override();
+        let allow = match &self {
+            GatewayError::MethodNotAllowed { allow, .. } => Some(join(allow)),
+            _ => None,
+        };
+        let mut response = crate::status::status_response(&self.into_status(), http, registry);
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+impl From<Status> for GatewayError {
+    fn from(status: Status) -> Self {
+        GatewayError::Upstream(status)
+    }
+}

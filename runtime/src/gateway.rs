@@ -1,0 +1,173 @@
+//! The gateway: every service's routes in one table, served as an axum `Router`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+
+use crate::error::GatewayError;
+use crate::json::{JsonOptions, Registry};
+use crate::route::{Conflict, Lookup, RouteTable};
+use crate::service::{Call, Route, RouteInfo, Service};
+
+/// Settings every handler sees.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub registry: &'static Registry,
+    pub write_options: JsonOptions,
+    pub read_options: JsonOptions,
+    pub reject_unknown_query: bool,
+    pub max_body_bytes: usize,
+    pub default_timeout: Option<Duration>,
+    pub response_capacity: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            registry: &Registry::EMPTY,
+            write_options: JsonOptions::default(),
+            read_options: JsonOptions::default(),
+            reject_unknown_query: false,
+            max_body_bytes: 4 * 1024 * 1024,
+            default_timeout: None,
+            response_capacity: 512,
+        }
+    }
+}
+
+/// Assembles services into one HTTP front door.
+///
+/// ```no_run
+/// # fn services() -> Vec<protogate::Service> { Vec::new() }
+/// let mut gateway = protogate::Gateway::new();
+/// for service in services() {
+///     gateway.add(service).expect("no two services bind the same route");
+/// }
+/// let app: axum::Router = gateway.into_router();
+/// ```
+#[derive(Default)]
+pub struct Gateway {
+    table: RouteTable<Route>,
+    routes: Vec<&'static RouteInfo>,
+    settings: Settings,
+}
+
+impl Gateway {
+    /// An empty gateway with default settings.
+    pub fn new() -> Self {
+        Gateway::default()
+    }
+
+    /// Adds every route of `service`; fails if one matches the same requests as a route already
+    /// added.
+    pub fn add(&mut self, service: Service) -> Result<&mut Self, Conflict> {
+        // All services of one build share one registry; the first one seen serves errors too.
+        if std::ptr::eq(self.settings.registry, &Registry::EMPTY) {
+            self.settings.registry = service.registry;
+        }
+        for route in service.routes {
+            let info = route.info;
+            let method = http::Method::from_bytes(info.method.as_bytes())
+                .unwrap_or(http::Method::GET);
+            self.table.insert(method, &info.template, route)?;
+            self.routes.push(info);
+        }
+        Ok(self)
+    }
+
+    /// Adds `service`, builder style; see [`Gateway::add`].
+    pub fn with(mut self, service: Service) -> Result<Self, Conflict> {
+        self.add(service)?;
+        Ok(self)
+    }
+
+    /// Output options: emit default values, proto field names, enums as numbers.
+    pub fn json_output(mut self, options: JsonOptions) -> Self {
+        self.settings.write_options = options;
+        self
+    }
+
+    /// Ignore unknown fields in request bodies instead of answering 400.
+    pub fn ignore_unknown_fields(mut self, ignore: bool) -> Self {
+        self.settings.read_options.ignore_unknown = ignore;
+        self
+    }
+
+    /// Answer 400 for query parameters that name no field instead of ignoring them.
+    pub fn reject_unknown_query_parameters(mut self, reject: bool) -> Self {
+        self.settings.reject_unknown_query = reject;
+        self
+    }
+
+    /// The largest request body accepted (4 MiB by default); larger ones get 413.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.settings.max_body_bytes = limit;
+        self
+    }
+
+    /// The deadline of calls whose request carries no `Grpc-Timeout`.
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.default_timeout = timeout;
+        self
+    }
+
+    /// Every binding served, in the order added.
+    pub fn routes(&self) -> &[&'static RouteInfo] {
+        &self.routes
+    }
+
+    /// The gateway as an axum `Router`; merge it with other routes or serve it as is.
+    pub fn into_router(self) -> axum::Router {
+        let inner = Arc::new(Inner {
+            table: self.table,
+            settings: Arc::new(self.settings),
+        });
+        axum::Router::new().fallback(move |request: http::Request<Body>| {
+            let inner = Arc::clone(&inner);
+            async move { inner.dispatch(request).await }
+        })
+    }
+}
+
+struct Inner {
+    table: RouteTable<Route>,
+    settings: Arc<Settings>,
+}
+
+impl Inner {
+    async fn dispatch(&self, request: http::Request<Body>) -> Response {
+        let registry = self.settings.registry;
+        let (handler, captures) = match self.table.find(request.method(), request.uri().path()) {
+            Lookup::Found { value, captures } => (Arc::clone(&value.handler), captures),
+            Lookup::MethodNotAllowed { allow } => {
+                return GatewayError::MethodNotAllowed {
+                    method: request.method().clone(),
+                    path: request.uri().path().to_owned(),
+                    allow,
+                }
+                .into_response(registry);
+            }
+            Lookup::NotFound => {
+                return GatewayError::NotFound {
+                    method: request.method().clone(),
+                    path: request.uri().path().to_owned(),
+                }
+                .into_response(registry);
+            }
+            Lookup::BadPath(message) => {
+                return GatewayError::BadPath(message).into_response(registry);
+            }
+        };
+        let call = Call {
+            request,
+            captures,
+            settings: Arc::clone(&self.settings),
+        };
+        match handler(call).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(registry),
+        }
+    }
+}

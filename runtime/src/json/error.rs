@@ -1,0 +1,137 @@
+//! JSON errors that name the field path (`book.chapters[2].title`) or the byte offset.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathPart {
+    Field(String),
+    Index(usize),
+    Key(String),
+}
+
+/// Why a JSON value could not be read or written, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    message: String,
+    /// Innermost first; reversed when displayed.
+    path: Vec<PathPart>,
+    offset: Option<usize>,
+}
+
+impl JsonError {
+    /// An error with a message and no location yet.
+    pub fn new(message: impl Into<String>) -> Self {
+        JsonError {
+            message: message.into(),
+            path: Vec::new(),
+            offset: None,
+        }
+    }
+
+    /// A syntax error at a byte offset of the input.
+    pub fn syntax(offset: usize, message: impl Into<String>) -> Self {
+        JsonError {
+            message: message.into(),
+            path: Vec::new(),
+            offset: Some(offset),
+        }
+    }
+
+    /// Places the error inside field `field`.
+    pub fn at(mut self, field: &str) -> Self {
+        self.path.push(PathPart::Field(field.to_owned()));
+        self
+    }
+
+    /// Places the error at element `index` of a list.
+    pub fn at_index(mut self, index: usize) -> Self {
+        self.path.push(PathPart::Index(index));
+        self
+    }
+
+    /// Places the error at entry `key` of a map.
+    pub fn at_key(mut self, key: &str) -> Self {
+        self.path.push(PathPart::Key(key.to_owned()));
+        self
+    }
+
+    /// A field that the message does not have.
+    pub fn unknown_field(name: &str) -> Self {
+        JsonError::new(format!("unknown field `{name}`"))
+    }
+
+    /// A second member of a oneof.
+    pub fn oneof_conflict(oneof: &str) -> Self {
+        JsonError::new(format!("more than one field of oneof `{oneof}` is set"))
+    }
+
+    /// The dotted field path, `""` at the top level.
+    pub fn path(&self) -> String {
+        let mut out = String::new();
+        for part in self.path.iter().rev() {
+            match part {
+                PathPart::Field(name) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(name);
+                }
+                PathPart::Index(index) => out.push_str(&format!("[{index}]")),
+                PathPart::Key(key) => out.push_str(&format!("[{key:?}]")),
+            }
+        }
+        out
+    }
+
+    /// What is wrong, without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The byte offset of a syntax error.
+    pub fn offset(&self) -> Option<usize> {
+        self.offset
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path();
+        match (self.offset, path.is_empty()) {
+            (Some(offset), true) => write!(f, "malformed JSON at byte {offset}: {}", self.message),
+            (Some(offset), false) => write!(
+                f,
+                "malformed JSON in field `{path}` at byte {offset}: {}",
+                self.message
+            ),
+            (None, true) => f.write_str(&self.message),
+            (None, false) => write!(f, "invalid value for field `{path}`: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_read_outermost_first() {
+        let error = JsonError::new("expected a number")
+            .at("title")
+            .at_index(2)
+            .at("chapters")
+            .at_key("k")
+            .at("book");
+        assert_eq!(error.path(), "book[\"k\"].chapters[2].title");
+        assert_eq!(
+            error.to_string(),
+            "invalid value for field `book[\"k\"].chapters[2].title`: expected a number"
+        );
+        assert_eq!(
+            JsonError::syntax(7, "expected `:`").to_string(),
+            "malformed JSON at byte 7: expected `:`"
+        );
+    }
+}

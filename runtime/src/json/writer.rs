@@ -1,0 +1,283 @@
+//! Appending proto3 JSON to a reused buffer.
+
+use base64::Engine as _;
+
+use super::{JsonError, JsonOptions, Registry};
+
+/// Writes JSON into a `Vec<u8>`; commas are placed automatically.
+pub struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
+    options: JsonOptions,
+    registry: &'a Registry,
+    comma: bool,
+    error: Option<JsonError>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer appending to `buf`.
+    pub fn new(buf: &'a mut Vec<u8>, options: JsonOptions, registry: &'a Registry) -> Self {
+        Writer {
+            buf,
+            options,
+            registry,
+            comma: false,
+            error: None,
+        }
+    }
+
+    /// The output options.
+    pub fn options(&self) -> JsonOptions {
+        self.options
+    }
+
+    /// The message types known for `Any`.
+    pub fn registry(&self) -> &'a Registry {
+        self.registry
+    }
+
+    #[inline]
+    fn value_start(&mut self) {
+        if self.comma {
+            self.buf.push(b',');
+        }
+        self.comma = true;
+    }
+
+    /// `null`.
+    pub fn null(&mut self) {
+        self.value_start();
+        self.buf.extend_from_slice(b"null");
+    }
+
+    /// `true` or `false`.
+    pub fn bool(&mut self, value: bool) {
+        self.value_start();
+        self.buf
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A 32-bit integer as a number.
+    pub fn i32(&mut self, value: i32) {
+        self.value_start();
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// An unsigned 32-bit integer as a number.
+    pub fn u32(&mut self, value: u32) {
+        self.value_start();
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// A 64-bit integer as a decimal string.
+    pub fn i64(&mut self, value: i64) {
+        self.value_start();
+        self.quoted(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// An unsigned 64-bit integer as a decimal string.
+    pub fn u64(&mut self, value: u64) {
+        self.value_start();
+        self.quoted(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn quoted(&mut self, digits: &[u8]) {
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(digits);
+        self.buf.push(b'"');
+    }
+
+    /// A float, with `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
+    pub fn f32(&mut self, value: f32) {
+        self.value_start();
+        if value.is_finite() {
+            self.buf
+                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        } else {
+            self.non_finite(value.is_nan(), value.is_sign_negative());
+        }
+    }
+
+    /// A double, with `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
+    pub fn f64(&mut self, value: f64) {
+        self.value_start();
+        if value.is_finite() {
+            self.buf
+                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        } else {
+            self.non_finite(value.is_nan(), value.is_sign_negative());
+        }
+    }
+
+    fn non_finite(&mut self, nan: bool, negative: bool) {
+        let text: &[u8] = match (nan, negative) {
+            (true, _) => b"\"NaN\"",
+            (false, false) => b"\"Infinity\"",
+            (false, true) => b"\"-Infinity\"",
+        };
+        self.buf.extend_from_slice(text);
+    }
+
+    /// A string, escaped.
+    pub fn str(&mut self, value: &str) {
+        self.value_start();
+        self.escaped(value);
+    }
+
+    fn escaped(&mut self, value: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.buf.push(b'"');
+        let bytes = value.as_bytes();
+        let mut start = 0;
+        for (i, &byte) in bytes.iter().enumerate() {
+            let escape: &[u8] = match byte {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => b"",
+                _ => continue,
+            };
+            self.buf.extend_from_slice(&bytes[start..i]);
+            if escape.is_empty() {
+                self.buf.extend_from_slice(b"\\u00");
+                self.buf.push(HEX[usize::from(byte >> 4)]);
+                self.buf.push(HEX[usize::from(byte & 0xf)]);
+            } else {
+                self.buf.extend_from_slice(escape);
+            }
+            start = i + 1;
+        }
+        self.buf.extend_from_slice(&bytes[start..]);
+        self.buf.push(b'"');
+    }
+
+    /// Bytes as standard, padded base64.
+    pub fn bytes(&mut self, value: &[u8]) {
+        self.value_start();
+        self.buf.push(b'"');
+        let start = self.buf.len();
+        let len = base64::encoded_len(value.len(), true).unwrap_or(0);
+        self.buf.resize(start + len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(value, &mut self.buf[start..])
+            .unwrap_or(0);
+        self.buf.truncate(start + written);
+        self.buf.push(b'"');
+    }
+
+    /// `{`.
+    pub fn begin_object(&mut self) {
+        self.value_start();
+        self.buf.push(b'{');
+        self.comma = false;
+    }
+
+    /// `}`.
+    pub fn end_object(&mut self) {
+        self.buf.push(b'}');
+        self.comma = true;
+    }
+
+    /// `[`.
+    pub fn begin_array(&mut self) {
+        self.value_start();
+        self.buf.push(b'[');
+        self.comma = false;
+    }
+
+    /// `]`.
+    pub fn end_array(&mut self) {
+        self.buf.push(b']');
+        self.comma = true;
+    }
+
+    /// A field's key: its JSON name, or its proto name when the options say so.
+    pub fn key(&mut self, json_name: &str, proto_name: &str) {
+        let name = if self.options.proto_names {
+            proto_name
+        } else {
+            json_name
+        };
+        self.key_str(name);
+    }
+
+    /// A literal key (map keys, `@type`, `value`).
+    pub fn key_str(&mut self, key: &str) {
+        self.value_start();
+        self.escaped(key);
+        self.buf.push(b':');
+        self.comma = false;
+    }
+
+    /// Remembers the first error; the output is then not valid and [`Writer::finish`] says why.
+    pub fn fail(&mut self, error: JsonError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    /// Ok unless something could not be written.
+    pub fn finish(self) -> Result<(), JsonError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(f: impl FnOnce(&mut Writer<'_>)) -> String {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf, JsonOptions::default(), &Registry::EMPTY);
+        f(&mut w);
+        w.finish().expect("no error");
+        String::from_utf8(buf).expect("UTF-8")
+    }
+
+    #[test]
+    fn commas_and_nesting() {
+        let out = render(|w| {
+            w.begin_object();
+            w.key("a", "a");
+            w.i32(1);
+            w.key("b", "b");
+            w.begin_array();
+            w.i64(-2);
+            w.u64(u64::MAX);
+            w.begin_object();
+            w.end_object();
+            w.end_array();
+            w.end_object();
+        });
+        assert_eq!(out, r#"{"a":1,"b":["-2","18446744073709551615",{}]}"#);
+    }
+
+    #[test]
+    fn floats_and_specials() {
+        let out = render(|w| {
+            w.begin_array();
+            w.f64(1.0);
+            w.f32(1.1);
+            w.f64(f64::NAN);
+            w.f64(f64::INFINITY);
+            w.f32(f32::NEG_INFINITY);
+            w.end_array();
+        });
+        assert_eq!(out, r#"[1.0,1.1,"NaN","Infinity","-Infinity"]"#);
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let out = render(|w| w.str("a\"b\\c\n\u{1}é"));
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"");
+        assert_eq!(render(|w| w.bytes(b"\xff\x00a")), "\"/wBh\"");
+    }
+}

@@ -1,0 +1,173 @@
+//! What generated code hands the runtime for each service: static route descriptions and the
+//! handlers that serve them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+
+use crate::error::GatewayError;
+use crate::json::{JsonMessage, Registry};
+use crate::route::{Captures, Template};
+use crate::unary::{self, UnaryBinding};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a backend returns for a unary call.
+pub type UnaryFuture<T> = BoxFuture<Result<tonic::Response<T>, tonic::Status>>;
+
+/// One binding as the route table and documentation see it.
+#[derive(Debug)]
+pub struct RouteInfo {
+    /// Upper-case HTTP method.
+    pub method: &'static str,
+    /// The RPC's full name, `package.Service.Method`.
+    pub rpc: &'static str,
+    /// The compiled path template.
+    pub template: Template,
+}
+
+/// A service and every binding it has.
+pub struct ServiceInfo {
+    /// The service's full proto name.
+    pub name: &'static str,
+    /// Its bindings, primary ones first in method order.
+    pub routes: &'static [&'static RouteInfo],
+    /// Builds the service's routes forwarding to a tonic channel.
+    pub remote: fn(tonic::transport::Channel) -> Service,
+}
+
+/// A request as a handler receives it: the HTTP request, the path captures and the gateway's
+/// settings.
+pub(crate) struct Call {
+    pub request: http::Request<Body>,
+    pub captures: Captures,
+    pub settings: Arc<crate::gateway::Settings>,
+}
+
+type Handler = Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + Send + Sync>;
+
+/// A binding with the handler that serves it.
+#[derive(Clone)]
+pub struct Route {
+    pub(crate) info: &'static RouteInfo,
+    pub(crate) handler: Handler,
+}
+
+impl Route {
+    /// A unary binding whose calls go to `call`.
+    pub fn unary<Req, Resp, F>(binding: &'static UnaryBinding<Req, Resp>, call: F) -> Self
+    where
+        Req: JsonMessage + Send,
+        Resp: JsonMessage + Send,
+        F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + Send + Sync + 'static,
+    {
+        let call = Arc::new(call);
+        Route {
+            info: binding.route,
+            handler: Arc::new(move |request: Call| {
+                let call = Arc::clone(&call);
+                Box::pin(async move { unary::serve(binding, &*call, request).await })
+            }),
+        }
+    }
+
+    /// A binding of a streaming RPC: listed in the route table, answered with UNIMPLEMENTED
+    /// until streaming transports are served.
+    pub fn streaming(info: &'static RouteInfo) -> Self {
+        Route {
+            info,
+            handler: Arc::new(move |_| {
+                Box::pin(async move {
+                    Err(GatewayError::Upstream(tonic::Status::unimplemented(format!(
+                        "{} is a streaming RPC; this gateway serves unary RPCs only",
+                        info.rpc
+                    ))))
+                })
+            }),
+        }
+    }
+
+    /// The binding this route serves.
+    pub fn info(&self) -> &'static RouteInfo {
+        self.info
+    }
+}
+
+/// Every route of one service, ready to be added to a [`crate::Gateway`].
+pub struct Service {
+    pub(crate) info: &'static ServiceInfo,
+    pub(crate) registry: &'static Registry,
+    pub(crate) routes: Vec<Route>,
+}
+
+impl Service {
+    /// Bundles a service's routes with its description and the build's type registry.
+    pub fn new(info: &'static ServiceInfo, registry: &'static Registry, routes: Vec<Route>) -> Self {
+        Service {
+            info,
+            registry,
+            routes,
+        }
+    }
+
+    /// The service's description.
+    pub fn info(&self) -> &'static ServiceInfo {
+        self.info
+    }
+
+    /// A service whose every binding answers UNAVAILABLE with `message`: for a service listed in
+    /// the route table that has no upstream.
+    pub fn unavailable(info: &'static ServiceInfo, registry: &'static Registry, message: String) -> Self {
+        let message: Arc<str> = message.into();
+        let routes = info
+            .routes
+            .iter()
+            .map(|route| {
+                let message = Arc::clone(&message);
+                Route {
+                    info: *route,
+                    handler: Arc::new(move |_| {
+                        let message = Arc::clone(&message);
+                        Box::pin(async move { Err(GatewayError::NoUpstream(message.to_string())) })
+                    }),
+                }
+            })
+            .collect();
+        Service {
+            info,
+            registry,
+            routes,
+        }
+    }
+}
+
+/// An in-process implementation of a tonic service trait, called with no network hop and no
+/// protobuf encoding.
+pub struct Local<T>(Arc<T>);
+
+impl<T> Local<T> {
+    /// Wraps an implementation.
+    pub fn new(implementation: T) -> Self {
+        Local(Arc::new(implementation))
+    }
+
+    /// Wraps an implementation that is already shared.
+    pub fn from_arc(implementation: Arc<T>) -> Self {
+        Local(implementation)
+    }
+
+    /// The shared implementation.
+    pub fn shared(&self) -> Arc<T> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl<T> Clone for Local<T> {
+    fn clone(&self) -> Self {
+        Local(Arc::clone(&self.0))
+    }
+}
