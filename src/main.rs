@@ -1,2 +1,81 @@
-//! The stock protogate gateway.
-fn main() {}
+//! `protogate`: the stock gateway's command line.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use protogate_gateway::{demo, upstream};
+
+/// A REST/JSON front door for gRPC services annotated with google.api.http.
+#[derive(Parser)]
+#[command(name = "protogate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST/JSON API.
+    Serve(ServeArgs),
+    /// Print the route table: HTTP method, path template, RPC.
+    Routes,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// gRPC upstream: `URL` for every service, or `package.Service=URL` for one (repeatable).
+    /// Without a default upstream the demo service runs in-process.
+    #[arg(long = "upstream", value_name = "[SERVICE=]URL")]
+    upstreams: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            serve(ServeArgs {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                upstreams: Vec::new(),
+            })
+            .await
+        }
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Routes) => {
+            print!("{}", upstream::route_table());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("protogate: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let plan = upstream::Plan::parse(&args.upstreams)?;
+    let gateway = plan.gateway()?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let address = listener.local_addr()?;
+    println!("protogate listening on http://{address}");
+    for line in plan.describe() {
+        println!("  {line}");
+    }
+    println!("try: curl -s http://{address}{}", demo::EXAMPLE_PATH);
+    let app = gateway.into_router();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

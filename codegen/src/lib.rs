@@ -1,3 +1,200 @@
-//! protogate-build: compiles annotated protos into REST/JSON gateway code.
+//! protogate-build compiles `.proto` files annotated with `google.api.http` into a REST/JSON
+//! gateway: prost messages and tonic clients (through tonic-prost-build), proto3-JSON mappers for
+//! every message, and for every annotated service an axum-ready set of routes that forward to a
+//! tonic client or to an in-process implementation.
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     protogate_build::configure().compile(&["proto/acme/library/v1/library.proto"], &["proto"])?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! No `protoc` is needed: protos are compiled by protox, and `google/api/annotations.proto`,
+//! `http.proto`, `httpbody.proto`, `field_behavior.proto` and `google/rpc/{status,code,
+//! error_details}.proto` are built in, looked up after your own include paths.
+//!
+//! The generated code is mounted with `protogate::include_gateway!()`, which creates one module
+//! per proto package (`acme::library::v1`) holding prost's messages, tonic's client and server,
+//! and a `<service>_gateway` module per service.
 
+pub mod error;
+mod generate;
+mod load;
+pub mod model;
+mod naming;
 pub mod template;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Error, LocatedError, Location, RuleError};
+pub use generate::{GeneratedFile, INCLUDE_FILE};
+
+/// The file, beside the generated code, holding the encoded descriptor set (with source info and
+/// options), for tools such as a descriptor-driven proxy.
+pub const DESCRIPTOR_SET_FILE: &str = "protogate_descriptor.bin";
+
+/// Starts a build with default settings: messages, clients, servers and gateways for every
+/// annotated service.
+pub fn configure() -> Builder {
+    Builder::default()
+}
+
+/// Configures and runs a protogate build.
+#[must_use]
+pub struct Builder {
+    tonic: tonic_prost_build::Builder,
+    prost: Option<prost_build::Config>,
+    build_server: bool,
+    out_dir: Option<PathBuf>,
+    emit_rerun_if_changed: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            tonic: tonic_prost_build::configure(),
+            prost: None,
+            build_server: true,
+            out_dir: None,
+            emit_rerun_if_changed: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Adjusts the tonic-prost-build settings (attributes, extern paths, transport…), as you would
+    /// on `tonic_prost_build::configure()`. The client is always built (gateways call it); use
+    /// [`Builder::build_server`] rather than tonic's own switch for the server.
+    pub fn tonic(
+        mut self,
+        configure: impl FnOnce(tonic_prost_build::Builder) -> tonic_prost_build::Builder,
+    ) -> Self {
+        self.tonic = configure(self.tonic);
+        self
+    }
+
+    /// Uses this prost-build configuration for the messages.
+    pub fn prost_config(mut self, config: prost_build::Config) -> Self {
+        self.prost = Some(config);
+        self
+    }
+
+    /// Whether to generate tonic's server trait, and with it the in-process backend
+    /// (`<service>_gateway::local`). On by default.
+    pub fn build_server(mut self, enable: bool) -> Self {
+        self.build_server = enable;
+        self
+    }
+
+    /// Writes the generated files to `dir` instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for every proto read (on by default).
+    pub fn emit_rerun_if_changed(mut self, enable: bool) -> Self {
+        self.emit_rerun_if_changed = enable;
+        self
+    }
+
+    /// Compiles `protos`, looking up imports in `includes` (then in protogate's built-in google/api
+    /// and google/rpc files, then in the well-known types), and writes the generated code.
+    pub fn compile(
+        self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), Error> {
+        let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_owned()).collect();
+        let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_owned()).collect();
+        let loaded = load::compile(&protos, &includes)?;
+        if self.emit_rerun_if_changed {
+            for source in &loaded.sources {
+                println!("cargo:rerun-if-changed={}", source.display());
+            }
+        }
+        self.write(&loaded)
+    }
+
+    /// Generates from a ready, encoded `FileDescriptorSet` (as `protoc --include_imports
+    /// --descriptor_set_out` or protox write it). Bindings of every service in it are generated.
+    /// The set must be the encoded bytes, not a `prost_types` value: prost-types drops the
+    /// `google.api.http` options.
+    pub fn compile_descriptor_set(self, encoded: impl Into<Vec<u8>>) -> Result<(), Error> {
+        let loaded = load::from_descriptor_set(encoded.into())?;
+        self.write(&loaded)
+    }
+
+    /// Generates protogate's own files in memory, without running prost or writing anything.
+    pub fn generate(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<Vec<GeneratedFile>, Error> {
+        let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_owned()).collect();
+        let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_owned()).collect();
+        let loaded = load::compile(&protos, &includes)?;
+        self.generate_loaded(&loaded, None)
+    }
+
+    fn generate_loaded(
+        &self,
+        loaded: &load::Loaded,
+        out_dir: Option<&str>,
+    ) -> Result<Vec<GeneratedFile>, Error> {
+        let model =
+            model::Model::build(loaded.pool.clone(), &loaded.requested).map_err(Error::Rules)?;
+        generate::generate(
+            &model,
+            generate::GatewayOptions {
+                server: self.build_server,
+            },
+            out_dir,
+        )
+    }
+
+    fn write(self, loaded: &load::Loaded) -> Result<(), Error> {
+        let (out_dir, from_env) = match &self.out_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                PathBuf::from(std::env::var_os("OUT_DIR").ok_or(Error::NoOutDir)?),
+                true,
+            ),
+        };
+        let out_dir_text = out_dir.to_string_lossy().into_owned();
+        let files =
+            self.generate_loaded(loaded, if from_env { None } else { Some(&out_dir_text) })?;
+
+        let tonic = self
+            .tonic
+            .build_client(true)
+            .build_server(self.build_server)
+            .out_dir(&out_dir);
+        let prost_set = loaded.for_prost()?;
+        match self.prost {
+            Some(config) => tonic.compile_fds_with_config(prost_set, config),
+            None => tonic.compile_fds(prost_set),
+        }
+        .map_err(Error::Prost)?;
+
+        write_if_changed(&out_dir.join(DESCRIPTOR_SET_FILE), &loaded.encoded)?;
+        for file in files {
+            write_if_changed(&out_dir.join(&file.name), file.contents.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `contents` unless the file already holds exactly that, so cargo does not rebuild for
+/// nothing.
+fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    std::fs::write(path, contents).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
+}

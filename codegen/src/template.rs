@@ -1,1 +1,376 @@
-//! Path templates.
+//! Path templates of `google.api.http` rules, parsed to an AST.
+//!
+//! ```text
+//! Template = "/" Segments [ Verb ] ;
+//! Segments = Segment { "/" Segment } ;
+//! Segment  = "*" | "**" | LITERAL | Variable ;
+//! Variable = "{" FieldPath [ "=" Segments ] "}" ;
+//! FieldPath = IDENT { "." IDENT } ;
+//! Verb     = ":" LITERAL ;
+//! ```
+
+use std::fmt;
+
+/// A parsed path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    /// The segments after the leading `/`.
+    pub segments: Vec<Segment>,
+    /// The custom verb after the last `:`, if any.
+    pub verb: Option<String>,
+}
+
+/// One segment of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// `*`: any one segment.
+    Wildcard,
+    /// `**`: any number of segments, including none; only last.
+    DoubleWildcard,
+    /// `{field=…}`: binds the segments it spans to a field.
+    Variable(Variable),
+}
+
+/// A variable: a field path and the segments whose text it captures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    /// The dotted field path, split.
+    pub field_path: Vec<String>,
+    /// The segments it spans; `{f}` is `{f=*}`. Never contains a variable.
+    pub segments: Vec<Segment>,
+}
+
+/// A template segment with variables flattened away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlatSegment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// `*`.
+    Wildcard,
+    /// `**`.
+    DoubleWildcard,
+}
+
+/// A variable over the flat segments `start..end` (`end` is `None` when it ends in `**`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlatVariable {
+    /// The dotted field path.
+    pub field_path: String,
+    /// Index of its first flat segment.
+    pub start: usize,
+    /// One past its last flat segment, or `None` when it spans through `**` to the end.
+    pub end: Option<usize>,
+}
+
+/// Why a template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// 1-based character column of the problem.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "column {}: {}", self.column, self.message)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// Parses a path template.
+pub fn parse(template: &str) -> Result<PathTemplate, TemplateError> {
+    let mut parser = Parser {
+        chars: template.chars().collect(),
+        pos: 0,
+    };
+    let parsed = parser.template()?;
+    parsed.check()?;
+    Ok(parsed)
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+}
+
+/// Characters a literal may hold: RFC 3986 unreserved and sub-delims except the template's own
+/// syntax, plus `%` for percent-encoding and `@`.
+fn is_literal_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~%!$&'()+,;@".contains(c)
+}
+
+impl Parser {
+    fn error<T>(&self, message: impl Into<String>) -> Result<T, TemplateError> {
+        Err(TemplateError {
+            column: self.pos + 1,
+            message: message.into(),
+        })
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn template(&mut self) -> Result<PathTemplate, TemplateError> {
+        if !self.eat('/') {
+            return self.error("a path template must start with `/`");
+        }
+        let segments = self.segments(false)?;
+        let verb = if self.eat(':') {
+            let verb = self.literal()?;
+            if verb.is_empty() {
+                return self.error("expected a custom verb after `:`");
+            }
+            Some(verb)
+        } else {
+            None
+        };
+        if let Some(c) = self.peek() {
+            return self.error(format!("unexpected `{c}`"));
+        }
+        Ok(PathTemplate { segments, verb })
+    }
+
+    fn segments(&mut self, in_variable: bool) -> Result<Vec<Segment>, TemplateError> {
+        let mut segments = vec![self.segment(in_variable)?];
+        while self.eat('/') {
+            segments.push(self.segment(in_variable)?);
+        }
+        Ok(segments)
+    }
+
+    fn segment(&mut self, in_variable: bool) -> Result<Segment, TemplateError> {
+        match self.peek() {
+            Some('*') => {
+                self.pos += 1;
+                if self.eat('*') {
+                    Ok(Segment::DoubleWildcard)
+                } else {
+                    Ok(Segment::Wildcard)
+                }
+            }
+            Some('{') if in_variable => self.error("a variable cannot contain another variable"),
+            Some('{') => {
+                self.pos += 1;
+                self.variable().map(Segment::Variable)
+            }
+            Some(c) if is_literal_char(c) => Ok(Segment::Literal(self.literal()?)),
+            Some('/') => self.error("empty path segment"),
+            Some(c) => self.error(format!("unexpected `{c}` in a path segment")),
+            None => self.error("expected a path segment"),
+        }
+    }
+
+    fn literal(&mut self) -> Result<String, TemplateError> {
+        let start = self.pos;
+        while let Some(c) = self.peek().filter(|c| is_literal_char(*c)) {
+            if c == '%' {
+                let hex = |i: usize| self.chars.get(i).is_some_and(char::is_ascii_hexdigit);
+                if !(hex(self.pos + 1) && hex(self.pos + 2)) {
+                    return self.error("`%` must be followed by two hex digits");
+                }
+                self.pos += 2;
+            }
+            self.pos += 1;
+        }
+        Ok(self.chars[start..self.pos].iter().collect())
+    }
+
+    fn variable(&mut self) -> Result<Variable, TemplateError> {
+        let mut field_path = Vec::new();
+        loop {
+            let start = self.pos;
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                self.pos += 1;
+            }
+            let ident: String = self.chars[start..self.pos].iter().collect();
+            if ident.is_empty() || ident.starts_with(|c: char| c.is_ascii_digit()) {
+                return self.error("expected a field name");
+            }
+            field_path.push(ident);
+            if !self.eat('.') {
+                break;
+            }
+        }
+        let segments = if self.eat('=') {
+            self.segments(true)?
+        } else {
+            vec![Segment::Wildcard]
+        };
+        if !self.eat('}') {
+            return match self.peek() {
+                Some(c) => self.error(format!("expected `}}`, found `{c}`")),
+                None => self.error("unclosed `{`: expected `}`"),
+            };
+        }
+        Ok(Variable {
+            field_path,
+            segments,
+        })
+    }
+}
+
+impl PathTemplate {
+    /// Checks what the grammar alone does not: `**` only last, each field bound once.
+    fn check(&self) -> Result<(), TemplateError> {
+        let flat = self.flat();
+        if let Some(index) = flat
+            .iter()
+            .position(|s| *s == FlatSegment::DoubleWildcard)
+            .filter(|i| i + 1 != flat.len())
+        {
+            return Err(TemplateError {
+                column: self.column_of_segment(index),
+                message: "`**` must be the last segment of the path".into(),
+            });
+        }
+        let variables = self.variables();
+        for (i, variable) in variables.iter().enumerate() {
+            if variables[..i]
+                .iter()
+                .any(|v| v.field_path == variable.field_path)
+            {
+                return Err(TemplateError {
+                    column: self.column_of_segment(variable.start),
+                    message: format!("field `{}` is bound twice", variable.field_path),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The 1-based column where flat segment `index` begins in the canonical text.
+    fn column_of_segment(&self, index: usize) -> usize {
+        let mut column = 1;
+        let mut seen = 0;
+        for segment in &self.segments {
+            column += 1; // the `/`
+            let width = match segment {
+                Segment::Variable(v) => v.segments.len(),
+                _ => 1,
+            };
+            if seen + width > index {
+                return column;
+            }
+            seen += width;
+            column += segment.to_string().chars().count();
+        }
+        column
+    }
+
+    /// The segments with variables flattened away.
+    pub fn flat(&self) -> Vec<FlatSegment> {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Variable(v) => v.segments.iter().for_each(|s| flatten(s, &mut out)),
+                other => flatten(other, &mut out),
+            }
+        }
+        out
+    }
+
+    /// The variables, over flat segment ranges, in template order.
+    pub fn variables(&self) -> Vec<FlatVariable> {
+        let mut out = Vec::new();
+        let mut index = 0;
+        for segment in &self.segments {
+            match segment {
+                Segment::Variable(v) => {
+                    let start = index;
+                    index += v.segments.len();
+                    let open = v.segments.last() == Some(&Segment::DoubleWildcard);
+                    out.push(FlatVariable {
+                        field_path: v.field_path.join("."),
+                        start,
+                        end: if open { None } else { Some(index) },
+                    });
+                }
+                _ => index += 1,
+            }
+        }
+        out
+    }
+
+    /// What decides which requests match: literals, `*`, `**` and the verb, variables erased.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        for segment in self.flat() {
+            out.push('/');
+            match segment {
+                FlatSegment::Literal(l) => out.push_str(&l),
+                FlatSegment::Wildcard => out.push('*'),
+                FlatSegment::DoubleWildcard => out.push_str("**"),
+            }
+        }
+        if let Some(verb) = &self.verb {
+            out.push(':');
+            out.push_str(verb);
+        }
+        out
+    }
+}
+
+fn flatten(segment: &Segment, out: &mut Vec<FlatSegment>) {
+    match segment {
+        Segment::Literal(l) => out.push(FlatSegment::Literal(l.clone())),
+        Segment::Wildcard => out.push(FlatSegment::Wildcard),
+        Segment::DoubleWildcard => out.push(FlatSegment::DoubleWildcard),
+        Segment::Variable(v) => v.segments.iter().for_each(|s| flatten(s, out)),
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Segment::Literal(l) => f.write_str(l),
+            Segment::Wildcard => f.write_str("*"),
+            Segment::DoubleWildcard => f.write_str("**"),
+            Segment::Variable(v) => {
+                write!(f, "{{{}", v.field_path.join("."))?;
+                if v.segments != [Segment::Wildcard] {
+                    f.write_str("=")?;
+                    write_segments(f, &v.segments)?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+fn write_segments(f: &mut fmt::Formatter<'_>, segments: &[Segment]) -> fmt::Result {
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            f.write_str("/")?;
+        }
+        write!(f, "{segment}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("/")?;
+        write_segments(f, &self.segments)?;
+        if let Some(verb) = &self.verb {
+            write!(f, ":{verb}")?;
+        }
+        Ok(())
+    }
+}

@@ -69,8 +69,8 @@ impl Gateway {
         }
         for route in service.routes {
             let info = route.info;
-            let method = http::Method::from_bytes(info.method.as_bytes())
-                .unwrap_or(http::Method::GET);
+            let method =
+                http::Method::from_bytes(info.method.as_bytes()).unwrap_or(http::Method::GET);
             self.table.insert(method, &info.template, route)?;
             self.routes.push(info);
         }

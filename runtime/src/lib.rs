@@ -21,7 +21,7 @@ pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
 ///
 /// ```ignore
 /// pub mod pb {
-///     protogate::include_gateway!();
+///     ::protogate::include_gateway!();
 /// }
 /// ```
 #[macro_export]
@@ -40,15 +40,15 @@ pub mod __codegen {
     pub use crate::json::{
         Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
         JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
-        Struct, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map,
-        read_message, read_nullable, read_optional, read_repeated, read_singular, set_text,
-        set_text_nested, set_text_optional, write_map, write_message, write_optional,
-        write_present, write_repeated, write_singular,
+        Struct, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map, read_message,
+        read_nullable, read_optional, read_repeated, read_singular, set_text, set_text_nested,
+        set_text_optional, write_map, write_message, write_optional, write_present, write_repeated,
+        write_singular,
     };
     pub use crate::route::{Seg, Template, Var};
     pub use crate::service::{Local, Route, RouteInfo, Service, ServiceInfo, UnaryFuture};
     pub use crate::unary::{
-        BodyRule, UnaryBinding, body_default, body_map, body_message, body_optional,
-        body_repeated, body_value, message_mut,
+        BodyRule, UnaryBinding, body_default, body_map, body_message, body_optional, body_repeated,
+        body_value, message_mut,
     };
 }

@@ -41,7 +41,9 @@ pub enum MetadataError {
         header: String,
     },
     /// `Grpc-Timeout` is malformed.
-    #[error("header `grpc-timeout` must be 1 to 8 digits and a unit (H, M, S, m, u, n), got {value:?}")]
+    #[error(
+        "header `grpc-timeout` must be 1 to 8 digits and a unit (H, M, S, m, u, n), got {value:?}"
+    )]
     InvalidTimeout {
         /// The value received.
         value: String,
@@ -102,7 +104,12 @@ pub fn request_metadata(
         } else if name == "x-forwarded-for" {
             forwarded_for = value.to_str().ok().map(str::to_owned);
         } else if PERMANENT_HEADERS.contains(&name) {
-            insert(&mut metadata, name, &format!("{FORWARDED_PREFIX}{name}"), value)?;
+            insert(
+                &mut metadata,
+                name,
+                &format!("{FORWARDED_PREFIX}{name}"),
+                value,
+            )?;
         }
     }
     if let Some(host) = headers.get(http::header::HOST) {
@@ -143,7 +150,8 @@ fn insert(
             base64::engine::GeneralPurposeConfig::new()
                 .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
         );
-        let bytes = base64::Engine::decode(&engine, value.as_bytes()).map_err(|_| invalid_value())?;
+        let bytes =
+            base64::Engine::decode(&engine, value.as_bytes()).map_err(|_| invalid_value())?;
         metadata.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
     } else {
         let key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
@@ -240,16 +248,28 @@ mod tests {
         let md = request_metadata(&map, Some(addr)).expect("metadata");
         assert_eq!(md.get("tenant").and_then(|v| v.to_str().ok()), Some("acme"));
         assert_eq!(
-            md.get_bin("trace-bin").and_then(|v| v.to_bytes().ok()).as_deref(),
+            md.get_bin("trace-bin")
+                .and_then(|v| v.to_bytes().ok())
+                .as_deref(),
             Some(&[1u8, 2, 3][..])
         );
-        assert_eq!(md.get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer t"));
         assert_eq!(
-            md.get("grpcgateway-user-agent").and_then(|v| v.to_str().ok()),
+            md.get("authorization").and_then(|v| v.to_str().ok()),
+            Some("Bearer t")
+        );
+        assert_eq!(
+            md.get("grpcgateway-user-agent")
+                .and_then(|v| v.to_str().ok()),
             Some("curl")
         );
-        assert_eq!(md.get("x-forwarded-host").and_then(|v| v.to_str().ok()), Some("api.example"));
-        assert_eq!(md.get("x-forwarded-for").and_then(|v| v.to_str().ok()), Some("127.0.0.1"));
+        assert_eq!(
+            md.get("x-forwarded-host").and_then(|v| v.to_str().ok()),
+            Some("api.example")
+        );
+        assert_eq!(
+            md.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+            Some("127.0.0.1")
+        );
         assert!(md.get("x-custom").is_none());
         assert!(md.get("grpc-status").is_none());
     }
@@ -292,8 +312,14 @@ mod tests {
         let mut out = HeaderMap::new();
         write_response_headers(&md, &mut out);
         write_trailer_headers(&md, &mut out);
-        assert_eq!(out.get("grpc-metadata-x-request-id").map(|v| v.as_bytes()), Some(&b"abc"[..]));
-        assert_eq!(out.get("grpc-trailer-x-request-id").map(|v| v.as_bytes()), Some(&b"abc"[..]));
+        assert_eq!(
+            out.get("grpc-metadata-x-request-id").map(|v| v.as_bytes()),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(
+            out.get("grpc-trailer-x-request-id").map(|v| v.as_bytes()),
+            Some(&b"abc"[..])
+        );
         assert!(out.get("grpc-metadata-content-type").is_none());
     }
 }

@@ -71,7 +71,9 @@ pub struct Captures {
 impl Captures {
     /// `(field path, value)` for each variable, in template order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.values.iter().map(|(field, value)| (*field, value.as_str()))
+        self.values
+            .iter()
+            .map(|(field, value)| (*field, value.as_str()))
     }
 
     /// The value bound to `field`.
@@ -174,7 +176,9 @@ impl<T> RouteTable<T> {
         let mut at_rest = false;
         for segment in template.segments {
             match segment {
-                Seg::Literal(literal) => node = node.literals.entry(literal).or_insert_with(Node::new),
+                Seg::Literal(literal) => {
+                    node = node.literals.entry(literal).or_insert_with(Node::new)
+                }
                 Seg::Any => node = node.any.get_or_insert_with(|| Box::new(Node::new())),
                 Seg::Rest => {
                     at_rest = true;
@@ -374,37 +378,96 @@ mod tests {
         let routes: Vec<(Method, &'static Template, &'static str)> = vec![
             (
                 Method::GET,
-                template!("/v1/{name=shelves/*}", [L("v1"), L("shelves"), Any], None, [Var { field: "name", start: 1, end: Some(3) }]),
+                template!(
+                    "/v1/{name=shelves/*}",
+                    [L("v1"), L("shelves"), Any],
+                    None,
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: Some(3)
+                    }]
+                ),
                 "get_shelf",
             ),
             (
                 Method::GET,
-                template!("/v1/shelves/special", [L("v1"), L("shelves"), L("special")], None, []),
+                template!(
+                    "/v1/shelves/special",
+                    [L("v1"), L("shelves"), L("special")],
+                    None,
+                    []
+                ),
                 "special",
             ),
             (
                 Method::GET,
-                template!("/v1/{path=**}", [L("v1"), Rest], None, [Var { field: "path", start: 1, end: None }]),
+                template!(
+                    "/v1/{path=**}",
+                    [L("v1"), Rest],
+                    None,
+                    [Var {
+                        field: "path",
+                        start: 1,
+                        end: None
+                    }]
+                ),
                 "catch_all",
             ),
             (
                 Method::POST,
-                template!("/v1/{name=shelves/*/books/*}:archive", [L("v1"), L("shelves"), Any, L("books"), Any], Some("archive"), [Var { field: "name", start: 1, end: Some(5) }]),
+                template!(
+                    "/v1/{name=shelves/*/books/*}:archive",
+                    [L("v1"), L("shelves"), Any, L("books"), Any],
+                    Some("archive"),
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: Some(5)
+                    }]
+                ),
                 "archive",
             ),
             (
                 Method::POST,
-                template!("/v1/{name=operations/**}:cancel", [L("v1"), L("operations"), Rest], Some("cancel"), [Var { field: "name", start: 1, end: None }]),
+                template!(
+                    "/v1/{name=operations/**}:cancel",
+                    [L("v1"), L("operations"), Rest],
+                    Some("cancel"),
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: None
+                    }]
+                ),
                 "cancel",
             ),
             (
                 Method::DELETE,
-                template!("/v1/{name=shelves/*}", [L("v1"), L("shelves"), Any], None, [Var { field: "name", start: 1, end: Some(3) }]),
+                template!(
+                    "/v1/{name=shelves/*}",
+                    [L("v1"), L("shelves"), Any],
+                    None,
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: Some(3)
+                    }]
+                ),
                 "delete_shelf",
             ),
             (
                 Method::GET,
-                template!("/v1/books/{book.id}", [L("v1"), L("books"), Any], None, [Var { field: "book.id", start: 2, end: Some(3) }]),
+                template!(
+                    "/v1/books/{book.id}",
+                    [L("v1"), L("books"), Any],
+                    None,
+                    [Var {
+                        field: "book.id",
+                        start: 2,
+                        end: Some(3)
+                    }]
+                ),
                 "get_book",
             ),
         ];
@@ -414,24 +477,37 @@ mod tests {
         table
     }
 
-    fn found(table: &RouteTable<&'static str>, method: Method, path: &str) -> (&'static str, Vec<(String, String)>) {
+    fn found(
+        table: &RouteTable<&'static str>,
+        method: Method,
+        path: &str,
+    ) -> (&'static str, Vec<(String, String)>) {
         match table.find(&method, path) {
             Lookup::Found { value, captures } => (
                 *value,
-                captures.iter().map(|(f, v)| (f.to_owned(), v.to_owned())).collect(),
+                captures
+                    .iter()
+                    .map(|(f, v)| (f.to_owned(), v.to_owned()))
+                    .collect(),
             ),
             other => panic!("{method} {path}: expected a match, got {other:?}"),
         }
     }
 
     fn caps(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(f, v)| ((*f).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn literal_beats_wildcard_beats_double_wildcard() {
         let table = table();
-        assert_eq!(found(&table, Method::GET, "/v1/shelves/special").0, "special");
+        assert_eq!(
+            found(&table, Method::GET, "/v1/shelves/special").0,
+            "special"
+        );
         assert_eq!(
             found(&table, Method::GET, "/v1/shelves/s1"),
             ("get_shelf", caps(&[("name", "shelves/s1")]))
@@ -515,13 +591,31 @@ mod tests {
         table
             .insert(
                 Method::GET,
-                template!("/v1/books/{id}", [L("v1"), L("books"), Any], None, [Var { field: "id", start: 2, end: Some(3) }]),
+                template!(
+                    "/v1/books/{id}",
+                    [L("v1"), L("books"), Any],
+                    None,
+                    [Var {
+                        field: "id",
+                        start: 2,
+                        end: Some(3)
+                    }]
+                ),
                 "book",
             )
             .expect("insert");
-        assert!(matches!(table.find(&Method::GET, "/v1/books/"), Lookup::NotFound));
-        assert!(matches!(table.find(&Method::GET, "/v1//b"), Lookup::NotFound));
-        assert!(matches!(table.find(&Method::GET, "/v1/books"), Lookup::NotFound));
+        assert!(matches!(
+            table.find(&Method::GET, "/v1/books/"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            table.find(&Method::GET, "/v1//b"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            table.find(&Method::GET, "/v1/books"),
+            Lookup::NotFound
+        ));
     }
 
     #[test]
@@ -530,7 +624,16 @@ mod tests {
         let error = table
             .insert(
                 Method::GET,
-                template!("/v1/shelves/{id}", [L("v1"), L("shelves"), Any], None, [Var { field: "id", start: 2, end: Some(3) }]),
+                template!(
+                    "/v1/shelves/{id}",
+                    [L("v1"), L("shelves"), Any],
+                    None,
+                    [Var {
+                        field: "id",
+                        start: 2,
+                        end: Some(3)
+                    }]
+                ),
                 "again",
             )
             .expect_err("conflict");

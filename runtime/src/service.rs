@@ -82,10 +82,12 @@ impl Route {
             info,
             handler: Arc::new(move |_| {
                 Box::pin(async move {
-                    Err(GatewayError::Upstream(tonic::Status::unimplemented(format!(
-                        "{} is a streaming RPC; this gateway serves unary RPCs only",
-                        info.rpc
-                    ))))
+                    Err(GatewayError::Upstream(tonic::Status::unimplemented(
+                        format!(
+                            "{} is a streaming RPC; this gateway serves unary RPCs only",
+                            info.rpc
+                        ),
+                    )))
                 })
             }),
         }
@@ -106,7 +108,11 @@ pub struct Service {
 
 impl Service {
     /// Bundles a service's routes with its description and the build's type registry.
-    pub fn new(info: &'static ServiceInfo, registry: &'static Registry, routes: Vec<Route>) -> Self {
+    pub fn new(
+        info: &'static ServiceInfo,
+        registry: &'static Registry,
+        routes: Vec<Route>,
+    ) -> Self {
         Service {
             info,
             registry,
@@ -121,7 +127,11 @@ impl Service {
 
     /// A service whose every binding answers UNAVAILABLE with `message`: for a service listed in
     /// the route table that has no upstream.
-    pub fn unavailable(info: &'static ServiceInfo, registry: &'static Registry, message: String) -> Self {
+    pub fn unavailable(
+        info: &'static ServiceInfo,
+        registry: &'static Registry,
+        message: String,
+    ) -> Self {
         let message: Arc<str> = message.into();
         let routes = info
             .routes

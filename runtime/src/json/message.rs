@@ -245,7 +245,10 @@ pub fn set_text<C: Codec>(slot: &mut C::Value, text: &str) -> Result<(), JsonErr
 }
 
 /// Sets an `Option` field from text.
-pub fn set_text_optional<C: Codec>(slot: &mut Option<C::Value>, text: &str) -> Result<(), JsonError> {
+pub fn set_text_optional<C: Codec>(
+    slot: &mut Option<C::Value>,
+    text: &str,
+) -> Result<(), JsonError> {
     *slot = Some(C::parse_text(text)?);
     Ok(())
 }
@@ -271,4 +274,19 @@ pub fn set_text_nested<M: JsonMessage, S: BorrowMut<M> + Default>(
         *slot = None;
     }
     Ok(known)
+}
+
+/// google.protobuf.Empty, which prost maps to `()`, as a request or response: `{}`.
+impl JsonMessage for () {
+    const TYPE_NAME: &'static str = "google.protobuf.Empty";
+
+    fn write_fields(&self, _: &mut Writer<'_>) {}
+
+    fn merge_json_field(&mut self, _: &str, _: &mut Reader<'_>) -> Result<bool, JsonError> {
+        Ok(false)
+    }
+
+    fn set_text(&mut self, _: &[&str], _: &str) -> Result<bool, JsonError> {
+        Ok(false)
+    }
 }

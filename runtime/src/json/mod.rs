@@ -20,7 +20,9 @@ pub use message::{
     write_present, write_repeated, write_singular,
 };
 pub use reader::{MAX_DEPTH, Peek, Reader};
-pub use wkt::{Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value};
+pub use wkt::{
+    Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value,
+};
 pub use writer::Writer;
 
 /// Options of the JSON mapping.

@@ -53,9 +53,8 @@ impl Codec for Timestamp {
     }
 
     fn parse_text(text: &str) -> Result<Self::Value, JsonError> {
-        let value = prost_types::Timestamp::from_str(text).map_err(|_| {
-            JsonError::new(format!("{text:?} is not an RFC 3339 timestamp"))
-        })?;
+        let value = prost_types::Timestamp::from_str(text)
+            .map_err(|_| JsonError::new(format!("{text:?} is not an RFC 3339 timestamp")))?;
         check_timestamp(&value)?;
         Ok(value)
     }
@@ -66,9 +65,8 @@ impl Codec for Timestamp {
 pub struct Duration;
 
 fn check_duration(value: &prost_types::Duration) -> Result<(), JsonError> {
-    let same_sign = value.seconds == 0
-        || value.nanos == 0
-        || (value.seconds < 0) == (value.nanos < 0);
+    let same_sign =
+        value.seconds == 0 || value.nanos == 0 || (value.seconds < 0) == (value.nanos < 0);
     if value.seconds.unsigned_abs() <= MAX_DURATION_SECONDS
         && value.nanos.unsigned_abs() < 1_000_000_000
         && same_sign
@@ -412,8 +410,11 @@ impl std::fmt::Debug for AnyType {
 }
 
 fn decode<M: Message + Default>(bytes: &[u8], type_name: &str) -> Result<M, JsonError> {
-    M::decode(bytes)
-        .map_err(|e| JsonError::new(format!("the Any's `{type_name}` payload does not decode: {e}")))
+    M::decode(bytes).map_err(|e| {
+        JsonError::new(format!(
+            "the Any's `{type_name}` payload does not decode: {e}"
+        ))
+    })
 }
 
 fn write_any_message<M: JsonMessage>(bytes: &[u8], w: &mut Writer<'_>) -> Result<(), JsonError> {
@@ -598,9 +599,10 @@ impl Codec for Any {
             return Ok(prost_types::Any::default());
         };
         let type_url = type_url.into_owned();
-        let entry = r.registry().find(type_name(&type_url)).ok_or_else(|| {
-            JsonError::new(format!("unknown type `{type_url}` in an Any"))
-        })?;
+        let entry = r
+            .registry()
+            .find(type_name(&type_url))
+            .ok_or_else(|| JsonError::new(format!("unknown type `{type_url}` in an Any")))?;
         r.rewind(start);
         let value = (entry.read)(r)?;
         Ok(prost_types::Any { type_url, value })
@@ -637,14 +639,21 @@ mod tests {
 
     #[test]
     fn well_known_registry_is_sorted() {
-        assert!(WELL_KNOWN.windows(2).all(|w| w[0].type_name < w[1].type_name));
+        assert!(
+            WELL_KNOWN
+                .windows(2)
+                .all(|w| w[0].type_name < w[1].type_name)
+        );
     }
 
     #[test]
     fn timestamps() {
         let ts = read::<Timestamp>("\"1970-01-01T00:00:01.5+01:00\"").expect("parses");
         assert_eq!((ts.seconds, ts.nanos), (-3599, 500_000_000));
-        assert_eq!(write::<Timestamp>(&ts).expect("writes"), "\"1969-12-31T23:00:01.500Z\"");
+        assert_eq!(
+            write::<Timestamp>(&ts).expect("writes"),
+            "\"1969-12-31T23:00:01.500Z\""
+        );
         assert!(read::<Timestamp>("\"10000-01-01T00:00:00Z\"").is_err());
         let bad = prost_types::Timestamp {
             seconds: MAX_TIMESTAMP_SECONDS + 1,
@@ -659,8 +668,11 @@ mod tests {
         assert_eq!((d.seconds, d.nanos), (-1, -1));
         assert_eq!(write::<Duration>(&d).expect("writes"), "\"-1.000000001s\"");
         assert_eq!(
-            write::<Duration>(&prost_types::Duration { seconds: 1, nanos: 500_000_000 })
-                .expect("writes"),
+            write::<Duration>(&prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+            .expect("writes"),
             "\"1.500s\""
         );
         assert!(read::<Duration>("\"1.5\"").is_err());
@@ -701,7 +713,10 @@ mod tests {
     fn any_of_well_known_types() {
         let input = r#"{"value":"2020-01-01T00:00:00Z","@type":"type.googleapis.com/google.protobuf.Timestamp"}"#;
         let any = read::<Any>(input).expect("parses");
-        assert_eq!(any.type_url, "type.googleapis.com/google.protobuf.Timestamp");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/google.protobuf.Timestamp"
+        );
         let ts = prost_types::Timestamp::decode(any.value.as_slice()).expect("decodes");
         assert_eq!(ts.seconds, 1_577_836_800);
         assert_eq!(

@@ -1,0 +1,308 @@
+//! Gateway code for one service: the backend trait (remote tonic client or in-process service),
+//! a static description of every binding, and the function that turns them into routes.
+
+use heck::ToShoutySnakeCase;
+use proc_macro2::TokenStream;
+use prost_reflect::{FieldDescriptor, Kind};
+use quote::{format_ident, quote};
+
+use super::json;
+use crate::error::{LocatedError, RuleError};
+use crate::model::{Binding, Body, Method, Service};
+use crate::naming::{self, Scope};
+use crate::template::FlatSegment;
+
+/// Options that change what is generated for a service.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayOptions {
+    /// tonic generated the server trait, so an in-process backend can be offered.
+    pub server: bool,
+}
+
+/// The gateway module of one service.
+pub fn service_module(
+    service: &Service,
+    options: GatewayOptions,
+) -> Result<TokenStream, LocatedError> {
+    let descriptor = &service.descriptor;
+    let package = descriptor.package_name();
+    // Items live one module below the package module.
+    let depth = Scope::service(package);
+    let module = naming::gateway_module(descriptor.name());
+    let backend = naming::backend_trait(descriptor.name());
+    let client = naming::client_path(descriptor.name());
+    let server = naming::server_trait_path(descriptor.name());
+    let service_name = descriptor.full_name();
+    let root = naming::to_root(depth.depth);
+
+    let mut statics = Vec::new();
+    let mut trait_methods = Vec::new();
+    let mut client_methods = Vec::new();
+    let mut local_methods = Vec::new();
+    let mut routes = Vec::new();
+    let mut infos = Vec::new();
+
+    for method in &service.methods {
+        let md = &method.descriptor;
+        let rpc = naming::rpc_method(md.name());
+        let input = naming::rpc_type(depth, &md.input());
+        let output = naming::rpc_type(depth, &md.output());
+        if !method.is_streaming() {
+            let doc = format!(" Calls `{}`.", md.full_name());
+            trait_methods.push(quote! {
+                #[doc = #doc]
+                fn #rpc(
+                    &self,
+                    request: __codegen::tonic::Request<#input>,
+                ) -> __codegen::UnaryFuture<#output>;
+            });
+            client_methods.push(quote! {
+                fn #rpc(
+                    &self,
+                    request: __codegen::tonic::Request<#input>,
+                ) -> __codegen::UnaryFuture<#output> {
+                    // The inherent tonic method, not this trait's method of the same name.
+                    let mut client = ::core::clone::Clone::clone(self);
+                    ::std::boxed::Box::pin(async move {
+                        #client::<__codegen::Channel>::#rpc(&mut client, request).await
+                    })
+                }
+            });
+            local_methods.push(quote! {
+                fn #rpc(
+                    &self,
+                    request: __codegen::tonic::Request<#input>,
+                ) -> __codegen::UnaryFuture<#output> {
+                    let service = self.shared();
+                    ::std::boxed::Box::pin(async move { <T as #server>::#rpc(&service, request).await })
+                }
+            });
+        }
+        for (index, binding) in method.bindings.iter().enumerate() {
+            let base = format!("{}_{index}", md.name().to_shouty_snake_case());
+            let route_ident = format_ident!("ROUTE_{}", base);
+            let binding_ident = format_ident!("BINDING_{}", base);
+            let route_info = route_info(binding, md.full_name());
+            statics.push(quote!(static #route_ident: __codegen::RouteInfo = #route_info;));
+            infos.push(quote!(&#route_ident));
+            if method.is_streaming() {
+                routes.push(quote!(__codegen::Route::streaming(&#route_ident)));
+                continue;
+            }
+            let unary = unary_binding(depth, method, binding, &route_ident).map_err(|error| {
+                LocatedError {
+                    location: binding.location.clone(),
+                    error,
+                }
+            })?;
+            statics.push(quote!(
+                static #binding_ident: __codegen::UnaryBinding<#input, #output> = #unary;
+            ));
+            routes.push(quote!(
+                __codegen::Route::unary(&#binding_ident, {
+                    let backend = ::core::clone::Clone::clone(&backend);
+                    move |request| backend.#rpc(request)
+                })
+            ));
+        }
+    }
+
+    let module_doc = format!(" The HTTP/JSON gateway of `{service_name}`.");
+    let trait_doc = format!(
+        " How the gateway reaches `{service_name}`: a tonic client over a channel, an in-process \
+         implementation, or anything else that answers its unary RPCs."
+    );
+    let local = if options.server {
+        quote! {
+            impl<T: #server> #backend for __codegen::Local<T> {
+                #(#local_methods)*
+            }
+
+            /// Routes served by an in-process implementation of the service, with no network hop.
+            pub fn local<T: #server>(implementation: T) -> __codegen::Service {
+                service(__codegen::Local::new(implementation))
+            }
+        }
+    } else {
+        quote!()
+    };
+
+    Ok(quote! {
+        #[doc = #module_doc]
+        #[allow(clippy::all, unused_imports, unused_variables)]
+        pub mod #module {
+            use ::protogate::__codegen;
+
+            #[doc = #trait_doc]
+            pub trait #backend:
+                ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static
+            {
+                #(#trait_methods)*
+            }
+
+            impl #backend for #client<__codegen::Channel> {
+                #(#client_methods)*
+            }
+
+            #local
+
+            /// Routes forwarding every binding to the service behind `channel`.
+            pub fn remote(channel: __codegen::Channel) -> __codegen::Service {
+                service(#client::new(channel).max_decoding_message_size(usize::MAX))
+            }
+
+            /// Routes forwarding every binding to `backend`.
+            pub fn service<B: #backend>(backend: B) -> __codegen::Service {
+                __codegen::Service::new(
+                    &INFO,
+                    &#root::__PROTOGATE_REGISTRY,
+                    ::std::vec::Vec::from([#(#routes),*]),
+                )
+            }
+
+            /// The service's name and its bindings, for route listings and documentation.
+            pub static INFO: __codegen::ServiceInfo = __codegen::ServiceInfo {
+                name: #service_name,
+                routes: &[#(#infos),*],
+                remote,
+            };
+
+            #(#statics)*
+        }
+    })
+}
+
+/// The static `RouteInfo` of a binding: method, compiled template, RPC.
+fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
+    let method = &binding.http_method;
+    let text = &binding.template_text;
+    let segments = binding
+        .template
+        .flat()
+        .into_iter()
+        .map(|segment| match segment {
+            FlatSegment::Literal(literal) => quote!(__codegen::Seg::Literal(#literal)),
+            FlatSegment::Wildcard => quote!(__codegen::Seg::Any),
+            FlatSegment::DoubleWildcard => quote!(__codegen::Seg::Rest),
+        });
+    let verb = match &binding.template.verb {
+        Some(verb) => quote!(::core::option::Option::Some(#verb)),
+        None => quote!(::core::option::Option::None),
+    };
+    let vars = binding.template.variables().into_iter().map(|var| {
+        let field = &var.field_path;
+        let start = var.start;
+        let end = match var.end {
+            Some(end) => quote!(::core::option::Option::Some(#end)),
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(__codegen::Var { field: #field, start: #start, end: #end })
+    });
+    quote! {
+        __codegen::RouteInfo {
+            method: #method,
+            rpc: #rpc,
+            template: __codegen::Template {
+                text: #text,
+                segments: &[#(#segments),*],
+                verb: #verb,
+                vars: &[#(#vars),*],
+            },
+        }
+    }
+}
+
+/// The static `UnaryBinding` of a binding: how to build the request and shape the response.
+fn unary_binding(
+    depth: Scope<'_>,
+    method: &Method,
+    binding: &Binding,
+    route: &syn::Ident,
+) -> Result<TokenStream, RuleError> {
+    let md = &method.descriptor;
+    let input = naming::rpc_type(depth, &md.input());
+    let output = naming::rpc_type(depth, &md.output());
+
+    let mut skip = Vec::new();
+    let body = match &binding.body {
+        Body::None => quote!(__codegen::BodyRule::None),
+        Body::Whole => quote!(__codegen::BodyRule::Whole),
+        Body::Field(field) => {
+            skip.extend(names(std::slice::from_ref(field)));
+            let name = field.name();
+            let read = json::read_into(depth, field, field_slot(field))?;
+            quote!(__codegen::BodyRule::Field {
+                name: #name,
+                read: |m: &mut #input, r: &mut __codegen::Reader<'_>| #read,
+            })
+        }
+    };
+    let mut setters = Vec::new();
+    for variable in &binding.variables {
+        skip.extend(names(&variable.fields));
+        setters.push(path_setter(depth, &input, &variable.fields)?);
+    }
+    skip.sort();
+    skip.dedup();
+    let response_body = match &binding.response_body {
+        Some(field) => {
+            let write = json::write_bare(depth, field)?;
+            quote!(::core::option::Option::Some(
+                |m: &#output, w: &mut __codegen::Writer<'_>| #write
+            ))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    Ok(quote! {
+        __codegen::UnaryBinding {
+            route: &#route,
+            body: #body,
+            query_skip: &[#(#skip),*],
+            path: &[#(#setters),*],
+            response_body: #response_body,
+        }
+    })
+}
+
+/// `m.field` for a top-level request field.
+fn field_slot(field: &FieldDescriptor) -> TokenStream {
+    let ident = naming::ident(&naming::snake(field.name()));
+    quote!(m.#ident)
+}
+
+/// The dotted paths under which a chain of fields may appear in a query: proto and JSON names.
+fn names(fields: &[FieldDescriptor]) -> Vec<String> {
+    let proto: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let json: Vec<&str> = fields.iter().map(|f| f.json_name()).collect();
+    vec![proto.join("."), json.join(".")]
+}
+
+/// A function setting the field at the end of `fields` from a path value.
+fn path_setter(
+    depth: Scope<'_>,
+    input: &TokenStream,
+    fields: &[FieldDescriptor],
+) -> Result<TokenStream, RuleError> {
+    let (last, parents) = fields
+        .split_last()
+        .ok_or_else(|| RuleError::MissingPattern {
+            rpc: String::new(),
+            message: "empty path variable".into(),
+        })?;
+    let mut owner = quote!(m);
+    for parent in parents {
+        let ident = naming::ident(&naming::snake(parent.name()));
+        let Kind::Message(message) = parent.kind() else {
+            return Err(RuleError::UnsupportedFieldType {
+                field: parent.full_name().to_owned(),
+                type_name: "a scalar inside a path".into(),
+            });
+        };
+        let path = naming::type_path(depth, message.package_name(), message.full_name());
+        owner = quote!(__codegen::message_mut::<#path, _>(&mut #owner.#ident));
+    }
+    let set = json::text_setter(depth, last, owner)?;
+    Ok(quote!(
+        |m: &mut #input, text: &str| -> ::core::result::Result<(), __codegen::JsonError> { #set }
+    ))
+}

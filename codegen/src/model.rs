@@ -1,0 +1,394 @@
+//! The typed model both back ends generate from: services, methods and their HTTP bindings,
+//! validated once, with errors that point at the proto file and line of the rule.
+
+use std::collections::HashMap;
+
+use prost_reflect::{
+    Cardinality, DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor,
+    MethodDescriptor, ServiceDescriptor, Value,
+};
+
+use crate::error::{LocatedError, Location, RuleError};
+use crate::template::{self, PathTemplate};
+
+/// Field number of `google.api.http` in `google.protobuf.MethodOptions`.
+const HTTP_EXTENSION: i32 = 72295728;
+/// Field number of `options` in `MethodDescriptorProto`.
+const METHOD_OPTIONS: i32 = 4;
+/// Field number of `additional_bindings` in `HttpRule`.
+const ADDITIONAL_BINDINGS: i32 = 11;
+
+/// Well-known message types that are written as one JSON scalar and so may be bound to a path.
+const SCALAR_MESSAGES: &[&str] = &[
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+];
+
+/// Every service of the build that has at least one HTTP binding.
+pub struct Model {
+    /// The descriptors everything refers to.
+    pub pool: DescriptorPool,
+    /// Services with bindings, in file order.
+    pub services: Vec<Service>,
+}
+
+/// A gRPC service with HTTP bindings.
+pub struct Service {
+    /// The service's descriptor.
+    pub descriptor: ServiceDescriptor,
+    /// Its methods that have at least one binding.
+    pub methods: Vec<Method>,
+}
+
+/// An RPC and its bindings.
+pub struct Method {
+    /// The method's descriptor.
+    pub descriptor: MethodDescriptor,
+    /// The primary binding first, then `additional_bindings` in order.
+    pub bindings: Vec<Binding>,
+}
+
+impl Method {
+    /// True when either side streams.
+    pub fn is_streaming(&self) -> bool {
+        self.descriptor.is_client_streaming() || self.descriptor.is_server_streaming()
+    }
+}
+
+/// One HTTP method + path template bound to an RPC.
+pub struct Binding {
+    /// Upper-case HTTP method (`GET`, or a custom kind).
+    pub http_method: String,
+    /// The parsed template.
+    pub template: PathTemplate,
+    /// The template as written in the proto.
+    pub template_text: String,
+    /// Where the request body goes.
+    pub body: Body,
+    /// The response field sent as the body instead of the whole message.
+    pub response_body: Option<FieldDescriptor>,
+    /// The template's variables, resolved to fields.
+    pub variables: Vec<PathVariable>,
+    /// Where the rule is written.
+    pub location: Location,
+}
+
+/// What the HTTP body holds.
+pub enum Body {
+    /// No body: every non-path field comes from the query.
+    None,
+    /// `body: "*"`: every non-path field comes from the body.
+    Whole,
+    /// `body: "field"`: that field from the body, the rest from the query.
+    Field(FieldDescriptor),
+}
+
+/// A template variable and the chain of fields it names.
+pub struct PathVariable {
+    /// The dotted proto field path, as written.
+    pub field_path: String,
+    /// Each field along the path; the last is the one set.
+    pub fields: Vec<FieldDescriptor>,
+}
+
+impl Model {
+    /// Builds and validates the model for the services declared in `files`.
+    pub fn build(pool: DescriptorPool, files: &[String]) -> Result<Model, Vec<LocatedError>> {
+        let mut errors = Vec::new();
+        let mut services = Vec::new();
+        let http = pool.get_extension_by_name("google.api.http");
+        for file in pool.files().filter(|f| files.iter().any(|n| n == f.name())) {
+            for descriptor in file.services() {
+                let mut methods = Vec::new();
+                for method in descriptor.methods() {
+                    let Some(http) = &http else { continue };
+                    let options = method.options();
+                    if !options.has_extension(http) {
+                        continue;
+                    }
+                    let Value::Message(rule) = options.get_extension(http).into_owned() else {
+                        continue;
+                    };
+                    let bindings = read_rule(&method, &rule, &mut errors);
+                    if !bindings.is_empty() {
+                        methods.push(Method {
+                            descriptor: method,
+                            bindings,
+                        });
+                    }
+                }
+                if !methods.is_empty() {
+                    services.push(Service {
+                        descriptor,
+                        methods,
+                    });
+                }
+            }
+        }
+        check_conflicts(&services, &mut errors);
+        if errors.is_empty() {
+            Ok(Model { pool, services })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Reads the primary rule and its additional bindings.
+fn read_rule(
+    method: &MethodDescriptor,
+    rule: &DynamicMessage,
+    errors: &mut Vec<LocatedError>,
+) -> Vec<Binding> {
+    let mut base_path = method.path().to_vec();
+    base_path.extend([METHOD_OPTIONS, HTTP_EXTENSION]);
+    let mut bindings = Vec::new();
+    let mut push = |rule: &DynamicMessage, path: &[i32], errors: &mut Vec<LocatedError>| {
+        let location = locate(method, path);
+        match read_binding(method, rule, location.clone()) {
+            Ok(binding) => bindings.push(binding),
+            Err(error) => errors.push(LocatedError { location, error }),
+        }
+    };
+    push(rule, &base_path, errors);
+    if let Some(Value::List(additional)) = rule
+        .get_field_by_name("additional_bindings")
+        .map(|v| v.into_owned())
+    {
+        for (index, extra) in additional.iter().enumerate() {
+            if let Value::Message(extra) = extra {
+                let mut path = base_path.clone();
+                path.extend([ADDITIONAL_BINDINGS, index as i32]);
+                push(extra, &path, errors);
+            }
+        }
+    }
+    bindings
+}
+
+fn string_field(message: &DynamicMessage, name: &str) -> Option<String> {
+    if !message.has_field_by_name(name) {
+        return None;
+    }
+    match message.get_field_by_name(name)?.as_ref() {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn read_binding(
+    method: &MethodDescriptor,
+    rule: &DynamicMessage,
+    location: Location,
+) -> Result<Binding, RuleError> {
+    let rpc = method.full_name().to_owned();
+    for (role, message) in [("request", method.input()), ("response", method.output())] {
+        if message.package_name() == "google.protobuf"
+            && message.full_name() != "google.protobuf.Empty"
+        {
+            return Err(RuleError::UnsupportedRpcType {
+                rpc,
+                role,
+                type_name: message.full_name().to_owned(),
+            });
+        }
+    }
+    let (http_method, template_text) = pattern(rule).ok_or_else(|| RuleError::MissingPattern {
+        rpc: rpc.clone(),
+        message: "the http rule sets no pattern (get, put, post, delete, patch or custom)".into(),
+    })?;
+    if http_method.is_empty() {
+        return Err(RuleError::MissingPattern {
+            rpc,
+            message: "the custom pattern has an empty kind".into(),
+        });
+    }
+    let template = template::parse(&template_text).map_err(|e| RuleError::Template {
+        template: template_text.clone(),
+        column: e.column,
+        message: e.message.clone(),
+    })?;
+
+    let input = method.input();
+    let variables = template
+        .variables()
+        .into_iter()
+        .map(|variable| resolve_path_variable(&rpc, &input, &variable.field_path))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let body = match string_field(rule, "body").as_deref() {
+        None | Some("") => Body::None,
+        Some(body) if http_method == "GET" => {
+            return Err(RuleError::BodyOnGet {
+                rpc,
+                template: template_text,
+                body: body.to_owned(),
+            });
+        }
+        Some("*") => Body::Whole,
+        Some(name) => match input.get_field_by_name(name) {
+            Some(field) => Body::Field(field),
+            None => {
+                return Err(RuleError::UnknownBodyField {
+                    rpc,
+                    field: name.to_owned(),
+                    message: input.full_name().to_owned(),
+                });
+            }
+        },
+    };
+    let response_body = match string_field(rule, "response_body").as_deref() {
+        None | Some("") => None,
+        Some(name) => {
+            let output = method.output();
+            let field = output.get_field_by_name(name).ok_or_else(|| {
+                RuleError::UnknownResponseBodyField {
+                    rpc: rpc.clone(),
+                    field: name.to_owned(),
+                    message: output.full_name().to_owned(),
+                }
+            })?;
+            Some(field)
+        }
+    };
+    Ok(Binding {
+        http_method,
+        template,
+        template_text,
+        body,
+        response_body,
+        variables,
+        location,
+    })
+}
+
+/// The HTTP method and template of a rule, from whichever pattern field is set.
+fn pattern(rule: &DynamicMessage) -> Option<(String, String)> {
+    for verb in ["get", "put", "post", "delete", "patch"] {
+        if let Some(path) = string_field(rule, verb) {
+            return Some((verb.to_ascii_uppercase(), path));
+        }
+    }
+    if !rule.has_field_by_name("custom") {
+        return None;
+    }
+    let custom = rule.get_field_by_name("custom")?;
+    let Value::Message(custom) = custom.as_ref() else {
+        return None;
+    };
+    let kind = string_field(custom, "kind").unwrap_or_default();
+    let path = string_field(custom, "path").unwrap_or_default();
+    Some((kind.to_ascii_uppercase(), path))
+}
+
+fn resolve_path_variable(
+    rpc: &str,
+    input: &MessageDescriptor,
+    field_path: &str,
+) -> Result<PathVariable, RuleError> {
+    let mut fields = Vec::new();
+    let mut message = input.clone();
+    let segments: Vec<&str> = field_path.split('.').collect();
+    for (index, segment) in segments.iter().enumerate() {
+        let last = index + 1 == segments.len();
+        let field =
+            message
+                .get_field_by_name(segment)
+                .ok_or_else(|| RuleError::UnknownPathField {
+                    rpc: rpc.to_owned(),
+                    variable: field_path.to_owned(),
+                    segment: (*segment).to_owned(),
+                    message: message.full_name().to_owned(),
+                })?;
+        let not_scalar = |reason| RuleError::PathFieldNotScalar {
+            rpc: rpc.to_owned(),
+            variable: field_path.to_owned(),
+            field: field.full_name().to_owned(),
+            reason,
+        };
+        if field.is_map() {
+            return Err(not_scalar("a map"));
+        }
+        if field.cardinality() == Cardinality::Repeated {
+            return Err(not_scalar("repeated"));
+        }
+        match field.kind() {
+            Kind::Message(next) if !last => message = next,
+            Kind::Message(inner) if !SCALAR_MESSAGES.contains(&inner.full_name()) => {
+                return Err(not_scalar("a message"));
+            }
+            _ if !last => return Err(not_scalar("not a message, so it has no fields")),
+            _ => {}
+        }
+        fields.push(field);
+    }
+    Ok(PathVariable {
+        field_path: field_path.to_owned(),
+        fields,
+    })
+}
+
+/// Two bindings with the same HTTP method and the same template shape match the same requests.
+fn check_conflicts(services: &[Service], errors: &mut Vec<LocatedError>) {
+    let mut seen: HashMap<(String, String), (&Method, &Binding)> = HashMap::new();
+    for method in services.iter().flat_map(|s| &s.methods) {
+        for binding in &method.bindings {
+            let key = (binding.http_method.clone(), binding.template.shape());
+            match seen.get(&key) {
+                Some((other, first)) => errors.push(LocatedError {
+                    location: binding.location.clone(),
+                    error: RuleError::Conflict {
+                        rpc: method.descriptor.full_name().to_owned(),
+                        method: binding.http_method.clone(),
+                        template: binding.template_text.clone(),
+                        other_rpc: other.descriptor.full_name().to_owned(),
+                        other_method: first.http_method.clone(),
+                        other_template: first.template_text.clone(),
+                        other_location: first.location.clone(),
+                    },
+                }),
+                None => {
+                    seen.insert(key, (method, binding));
+                }
+            }
+        }
+    }
+}
+
+/// The source position of `path` in the method's file, or of its closest recorded ancestor.
+fn locate(method: &MethodDescriptor, path: &[i32]) -> Location {
+    let file = method.parent_file();
+    let proto = file.file_descriptor_proto();
+    let mut best: Option<&prost_types::source_code_info::Location> = None;
+    if let Some(info) = &proto.source_code_info {
+        for location in &info.location {
+            let len = location.path.len();
+            if len <= path.len()
+                && path[..len] == location.path[..]
+                && best.is_none_or(|b| b.path.len() < len)
+            {
+                best = Some(location);
+            }
+        }
+    }
+    let (line, column) = best
+        .and_then(|l| Some((*l.span.first()?, *l.span.get(1)?)))
+        .map_or((0, 0), |(line, column)| {
+            (line as u32 + 1, column as u32 + 1)
+        });
+    Location {
+        file: file.name().to_owned(),
+        line,
+        column,
+    }
+}

@@ -1,0 +1,225 @@
+//! Every build error names the proto file and the line of the offending rule.
+
+use protogate_build::{Error, LocatedError, RuleError};
+
+/// Compiles one proto (given as the body of a file that already imports annotations.proto and
+/// declares `Req`/`Resp`) and returns the rule errors.
+fn rule_errors(service: &str) -> Vec<LocatedError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = format!(
+        r#"syntax = "proto3";
+package test.v1;
+import "google/api/annotations.proto";
+message Inner {{ string name = 1; }}
+message Req {{
+  string name = 1;
+  repeated string tags = 2;
+  Inner inner = 3;
+  int64 id = 4;
+}}
+message Resp {{ string name = 1; }}
+{service}
+"#
+    );
+    std::fs::write(dir.path().join("test.proto"), source).expect("write proto");
+    match protogate_build::configure().generate(&["test.proto"], &[dir.path()]) {
+        Err(Error::Rules(errors)) => errors,
+        Err(other) => panic!("expected rule errors, got: {other}"),
+        Ok(_) => panic!("expected rule errors, the build succeeded"),
+    }
+}
+
+fn single(service: &str) -> LocatedError {
+    let mut errors = rule_errors(service);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.remove(0)
+}
+
+#[test]
+fn unknown_path_field() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{nme}" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.file, "test.proto");
+    assert_eq!(error.location.line, 14);
+    assert!(matches!(error.error, RuleError::UnknownPathField { .. }));
+    assert_eq!(
+        error.to_string(),
+        "test.proto:14:5: path variable `{nme}` in `test.v1.S.Get`: `nme` is not a field of `test.v1.Req`"
+    );
+}
+
+#[test]
+fn repeated_path_field() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{tags}" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    assert!(
+        error
+            .to_string()
+            .contains("field `test.v1.Req.tags` is repeated"),
+        "{error}"
+    );
+}
+
+#[test]
+fn message_path_field() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{inner}" };
+  }
+}"#,
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("field `test.v1.Req.inner` is a message"),
+        "{error}"
+    );
+}
+
+#[test]
+fn nested_path_field_resolves_and_unknown_nested_segment_fails() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{inner.nam}" };
+  }
+}"#,
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("`nam` is not a field of `test.v1.Inner`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_body_field() {
+    let error = single(
+        r#"service S {
+  rpc Create(Req) returns (Resp) {
+    option (google.api.http) = { post: "/v1/things" body: "thing" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    assert_eq!(
+        error.error.to_string(),
+        "body `thing` in `test.v1.S.Create` is not a field of `test.v1.Req`"
+    );
+}
+
+#[test]
+fn unknown_response_body_field() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/things" response_body: "nothing" };
+  }
+}"#,
+    );
+    assert!(matches!(
+        error.error,
+        RuleError::UnknownResponseBodyField { .. }
+    ));
+}
+
+#[test]
+fn body_on_get() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/things" body: "*" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    assert_eq!(
+        error.error.to_string(),
+        "`test.v1.S.Get` binds GET /v1/things with body `*`: a GET request has no body"
+    );
+}
+
+#[test]
+fn conflicting_bindings_name_both_rpcs() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{name=things/*}" };
+  }
+  rpc Fetch(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/things/{id}" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 17);
+    let text = error.to_string();
+    assert!(text.contains("test.v1.S.Fetch"), "{text}");
+    assert!(text.contains("test.v1.S.Get"), "{text}");
+    assert!(text.contains("test.proto:14"), "{text}");
+}
+
+#[test]
+fn conflict_in_additional_bindings() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = {
+      get: "/v1/{name}"
+      additional_bindings { get: "/v1/{id}" }
+    };
+  }
+}"#,
+    );
+    assert!(matches!(error.error, RuleError::Conflict { .. }), "{error}");
+}
+
+#[test]
+fn malformed_template_names_the_column() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{name=things/*" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    match &error.error {
+        RuleError::Template {
+            template, column, ..
+        } => {
+            assert_eq!(template, "/v1/{name=things/*");
+            assert_eq!(*column, 19);
+        }
+        other => panic!("expected a template error, got {other}"),
+    }
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let errors = rule_errors(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{nme}" };
+  }
+  rpc Create(Req) returns (Resp) {
+    option (google.api.http) = { post: "/v1/things" body: "thing" };
+  }
+}"#,
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].location.line, 14);
+    assert_eq!(errors[1].location.line, 17);
+}

@@ -1,0 +1,133 @@
+//! Which upstream serves which service: `--upstream URL` for all, `--upstream Svc=URL` for one,
+//! the in-process demo when there is no default, and UNAVAILABLE for a service with none.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use protogate::{Gateway, ServiceInfo};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pb;
+
+/// The parsed `--upstream` flags.
+pub struct Plan {
+    default: Option<String>,
+    per_service: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Parses `URL` and `package.Service=URL` flags; a service name must be one this binary
+    /// serves.
+    pub fn parse(flags: &[String]) -> Result<Plan, String> {
+        let mut plan = Plan {
+            default: None,
+            per_service: BTreeMap::new(),
+        };
+        for flag in flags {
+            match flag.split_once('=') {
+                Some((service, url)) if !service.contains("://") => {
+                    if !pb::SERVICES.iter().any(|s| s.name == service) {
+                        return Err(format!(
+                            "--upstream {flag}: no service `{service}` in this build (see `protogate routes`)"
+                        ));
+                    }
+                    check_url(url)?;
+                    plan.per_service.insert(service.to_owned(), url.to_owned());
+                }
+                _ => {
+                    check_url(flag)?;
+                    if let Some(previous) = plan.default.replace(flag.clone()) {
+                        return Err(format!(
+                            "--upstream given twice without a service name: {previous} and {flag}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Where `service` is served from, if anywhere.
+    fn target(&self, service: &ServiceInfo) -> Target<'_> {
+        if let Some(url) = self.per_service.get(service.name) {
+            Target::Remote(url)
+        } else if let Some(url) = &self.default {
+            Target::Remote(url)
+        } else if service.name == crate::demo::SERVICE_NAME {
+            Target::Demo
+        } else {
+            Target::Missing
+        }
+    }
+
+    /// The gateway: one shared channel per distinct upstream URL, reused by every service behind it.
+    pub fn gateway(&self) -> Result<Gateway, Box<dyn std::error::Error>> {
+        let mut channels: BTreeMap<&str, Channel> = BTreeMap::new();
+        let mut gateway = Gateway::new();
+        for info in pb::SERVICES {
+            let service = match self.target(info) {
+                Target::Remote(url) => {
+                    let channel = match channels.get(url) {
+                        Some(channel) => channel.clone(),
+                        None => {
+                            let channel = Endpoint::from_shared(url.to_owned())?.connect_lazy();
+                            channels.insert(url, channel.clone());
+                            channel
+                        }
+                    };
+                    (info.remote)(channel)
+                }
+                Target::Demo => crate::demo::service(),
+                Target::Missing => protogate::Service::unavailable(
+                    info,
+                    &pb::__PROTOGATE_REGISTRY,
+                    format!(
+                        "no upstream is configured for {0}: start protogate with --upstream {0}=URL (or --upstream URL for every service)",
+                        info.name
+                    ),
+                ),
+            };
+            gateway.add(service)?;
+        }
+        Ok(gateway)
+    }
+
+    /// One line per service saying where it is served from.
+    pub fn describe(&self) -> Vec<String> {
+        pb::SERVICES
+            .iter()
+            .map(|info| match self.target(info) {
+                Target::Remote(url) => format!("{} -> {url}", info.name),
+                Target::Demo => format!("{} -> in-process demo", info.name),
+                Target::Missing => format!("{} -> no upstream (503)", info.name),
+            })
+            .collect()
+    }
+}
+
+enum Target<'a> {
+    Remote(&'a str),
+    Demo,
+    Missing,
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    Endpoint::from_shared(url.to_owned())
+        .map(|_| ())
+        .map_err(|e| format!("--upstream {url}: not a valid URL: {e}"))
+}
+
+/// The route table of every compiled service, one binding per line.
+pub fn route_table() -> String {
+    let mut out = String::new();
+    for service in pb::SERVICES {
+        for route in service.routes {
+            let _ = writeln!(
+                out,
+                "{:<7} {:<60} {}",
+                route.method, route.template.text, route.rpc
+            );
+        }
+    }
+    out
+}

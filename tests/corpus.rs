@@ -1,0 +1,303 @@
+//! Real protos nobody here wrote: the googleapis corpus in `../shared/corpus/googleapis`, compiled
+//! into the stock gateway through `PROTOGATE_PROTO_DIR`. Every non-streaming binding must be in
+//! the route table, and a few routes are driven end to end against a real gRPC server.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use bytes::{Buf, BufMut, Bytes};
+use prost_reflect::{DescriptorPool, DynamicMessage, Value};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+fn corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/googleapis");
+    assert!(
+        dir.is_dir(),
+        "the googleapis corpus is expected at {}",
+        dir.display()
+    );
+    dir.canonicalize().expect("corpus path")
+}
+
+/// Builds the stock gateway with the corpus compiled in, in a target dir of its own so the
+/// workspace's build is left alone.
+fn build_gateway() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("target/corpus");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--bin", "protogate", "--quiet"])
+        .current_dir(manifest)
+        .env("PROTOGATE_PROTO_DIR", corpus())
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the gateway with the corpus failed"
+    );
+    target.join("debug/protogate")
+}
+
+/// The bindings of the corpus, read independently of protogate: (METHOD, template, rpc).
+fn expected_bindings() -> Vec<(String, String, String)> {
+    let dir = corpus();
+    let mut files = Vec::new();
+    collect(&dir, &dir, &mut files);
+    let mut compiler = protox::Compiler::new([&dir]).expect("compiler");
+    compiler.include_imports(true);
+    compiler.open_files(&files).expect("corpus compiles");
+    let pool = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice())
+        .expect("descriptor pool");
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .expect("google.api.http is defined");
+    let mut out = Vec::new();
+    for service in pool.services() {
+        for method in service.methods() {
+            if method.is_client_streaming() || method.is_server_streaming() {
+                continue;
+            }
+            let options = method.options();
+            if !options.has_extension(&http) {
+                continue;
+            }
+            let Value::Message(rule) = options.get_extension(&http).into_owned() else {
+                continue;
+            };
+            let mut rules = vec![rule.clone()];
+            if let Some(Value::List(extra)) = rule
+                .get_field_by_name("additional_bindings")
+                .map(|v| v.into_owned())
+            {
+                rules.extend(extra.into_iter().filter_map(|v| match v {
+                    Value::Message(m) => Some(m),
+                    _ => None,
+                }));
+            }
+            for rule in rules {
+                let (verb, template) = pattern(&rule);
+                out.push((verb, template, method.full_name().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn pattern(rule: &DynamicMessage) -> (String, String) {
+    for verb in ["get", "put", "post", "delete", "patch"] {
+        if rule.has_field_by_name(verb)
+            && let Some(Value::String(path)) = rule.get_field_by_name(verb).map(|v| v.into_owned())
+        {
+            return (verb.to_uppercase(), path);
+        }
+    }
+    let Some(Value::Message(custom)) = rule.get_field_by_name("custom").map(|v| v.into_owned())
+    else {
+        panic!("rule without pattern: {rule:?}");
+    };
+    let field = |name| match custom.get_field_by_name(name).map(|v| v.into_owned()) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    (field("kind").to_uppercase(), field("path"))
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read corpus dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path.strip_prefix(root).expect("under root").to_owned());
+        }
+    }
+}
+
+/// A gRPC server that answers every unary call with the request's own bytes. Google APIs put
+/// `name` in field 1 of both the request and the resource, so a GET echoes the resource name.
+mod echo {
+    use super::*;
+
+    #[derive(Clone, Copy, Default)]
+    pub struct RawCodec;
+
+    impl Codec for RawCodec {
+        type Encode = Bytes;
+        type Decode = Bytes;
+        type Encoder = RawCodec;
+        type Decoder = RawCodec;
+        fn encoder(&mut self) -> Self::Encoder {
+            RawCodec
+        }
+        fn decoder(&mut self) -> Self::Decoder {
+            RawCodec
+        }
+    }
+
+    impl Encoder for RawCodec {
+        type Item = Bytes;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            dst.put(item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for RawCodec {
+        type Item = Bytes;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining())))
+        }
+    }
+
+    pub async fn serve() -> SocketAddr {
+        let router =
+            axum::Router::new().fallback(|request: http::Request<axum::body::Body>| async {
+                let mut grpc = tonic::server::Grpc::new(RawCodec);
+                let echo = tower::service_fn(|request: tonic::Request<Bytes>| async move {
+                    Ok::<_, tonic::Status>(tonic::Response::new(request.into_inner()))
+                });
+                grpc.unary(echo, request).await
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(tonic::service::Routes::from(router))
+                .serve_with_incoming(incoming),
+        );
+        address
+    }
+}
+
+struct Gateway {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(binary: &Path, upstream: SocketAddr) -> Gateway {
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(format!("http://{upstream}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("gateway prints its address");
+    let address = first
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("address on the first line")
+        .to_owned();
+    Gateway { child, address }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_routes_and_end_to_end() {
+    let binary = tokio::task::spawn_blocking(build_gateway)
+        .await
+        .expect("build task");
+
+    // Every non-streaming binding is in the route table.
+    let output = Command::new(&binary)
+        .arg("routes")
+        .output()
+        .expect("routes runs");
+    assert!(output.status.success());
+    let table = String::from_utf8(output.stdout).expect("UTF-8");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expected = expected_bindings();
+    assert!(
+        expected.len() > 150,
+        "only {} bindings found",
+        expected.len()
+    );
+    for (verb, template, rpc) in &expected {
+        assert!(
+            rows.iter()
+                .any(|r| r.len() == 3 && r[0] == verb && r[1] == template && r[2] == rpc),
+            "missing from the route table: {verb} {template} {rpc}"
+        );
+    }
+
+    // A few routes end to end, through a real gRPC server.
+    let upstream = echo::serve().await;
+    let gateway = start_gateway(&binary, upstream);
+    let client = reqwest::Client::new();
+    let base = &gateway.address;
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(path).send().await.expect("request");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("JSON body");
+            (status, body)
+        }
+    };
+
+    let (status, body) = get(format!("{base}/v1/projects/p1/locations/l1/jobs/j1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "projects/p1/locations/l1/jobs/j1");
+
+    let (status, body) = get(format!(
+        "{base}/v1/projects/p1/locations/us-east1/instances/cache%2D1"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["name"],
+        "projects/p1/locations/us-east1/instances/cache-1"
+    );
+
+    let response = client
+        .post(format!("{base}/v1/projects/p1/locations/l1/jobs/j1:pause"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["name"], "projects/p1/locations/l1/jobs/j1");
+
+    let response = client
+        .delete(format!("{base}/v1/projects/p1/locations/l1/jobs/j1"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body, serde_json::json!({}));
+
+    let (status, body) = get(format!("{base}/v1/no/such/route")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], 5);
+
+    // Streaming-free corpus bindings with a wrong method get 405 and Allow.
+    let response = client
+        .put(format!("{base}/v1/projects/p1/locations/l1/jobs/j1:pause"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status().as_u16(), 405);
+    assert!(response.headers().contains_key("allow"));
+}
