@@ -1,1 +1,159 @@
-//! Generated gateways under test.
+//! Gateways generated from the protos under `proto/`, a tonic backend for them, and helpers that
+//! start both on loopback for the tests in `tests/`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::metadata::{KeyAndValueRef, MetadataValue};
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Everything protogate-build generated for the test protos.
+pub mod pb {
+    ::protogate::include_gateway!();
+}
+
+use pb::protogate::tests::v1::{
+    EchoRequest, Everything, FailRequest, MetadataReply, SlowRequest,
+    binding_service_server::{BindingService, BindingServiceServer},
+};
+
+/// The backend: echoes requests, fails, waits or reports metadata on demand.
+#[derive(Debug, Default, Clone)]
+pub struct Backend;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl BindingService for Backend {
+    async fn get(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_resource(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_file(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_nested(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_deep(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_wild(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn get_literal(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        let mut echo = request.into_inner();
+        echo.name = "literal".into();
+        Ok(Response::new(echo))
+    }
+    async fn post(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn put(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn patch(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn delete(&self, _: Request<EchoRequest>) -> Reply<()> {
+        Ok(Response::new(()))
+    }
+    async fn frob(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn cancel(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn options(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn tags(&self, request: Request<EchoRequest>) -> Reply<EchoRequest> {
+        Ok(Response::new(request.into_inner()))
+    }
+    async fn echo_everything(&self, request: Request<Everything>) -> Reply<Everything> {
+        Ok(Response::new(request.into_inner()))
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Reply<()> {
+        let request = request.into_inner();
+        let mut details = ErrorDetails::new();
+        details.add_bad_request_violation("code", "asked to fail");
+        details.set_resource_info("test", "fail", "", "the failing resource");
+        let mut status = Status::with_error_details(
+            tonic::Code::from(request.code),
+            request.message,
+            details,
+        );
+        status
+            .metadata_mut()
+            .insert("x-failure", MetadataValue::from_static("yes"));
+        Err(status)
+    }
+
+    async fn slow(&self, request: Request<SlowRequest>) -> Reply<()> {
+        let millis = u64::try_from(request.into_inner().millis).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(millis.min(10_000))).await;
+        Ok(Response::new(()))
+    }
+
+    async fn metadata(&self, request: Request<()>) -> Reply<MetadataReply> {
+        let mut received = HashMap::new();
+        for entry in request.metadata().iter() {
+            if let KeyAndValueRef::Ascii(key, value) = entry {
+                received.insert(
+                    key.as_str().to_owned(),
+                    value.to_str().unwrap_or("<binary>").to_owned(),
+                );
+            }
+            if let KeyAndValueRef::Binary(key, value) = entry {
+                let bytes = value.to_bytes().unwrap_or_default();
+                received.insert(key.as_str().to_owned(), format!("{:?}", bytes.as_ref()));
+            }
+        }
+        let mut response = Response::new(MetadataReply { received });
+        response
+            .metadata_mut()
+            .insert("x-served-by", MetadataValue::from_static("backend"));
+        Ok(response)
+    }
+}
+
+/// Starts the tonic backend on 127.0.0.1 and returns its address.
+pub async fn start_backend() -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BindingServiceServer::new(Backend))
+            .serve_with_incoming(incoming),
+    );
+    Ok(address)
+}
+
+/// Serves `gateway` on 127.0.0.1 and returns its base URL.
+pub async fn serve_gateway(gateway: protogate::Gateway) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let app = gateway
+        .into_router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{address}"))
+}
+
+/// A gateway in front of a fresh backend, reached over a real channel.
+pub async fn remote_gateway() -> std::io::Result<String> {
+    let backend = start_backend().await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{backend}"))
+        .map_err(std::io::Error::other)?
+        .connect_lazy();
+    let gateway = protogate::Gateway::new()
+        .with(pb::protogate::tests::v1::binding_service_gateway::remote(channel))
+        .map_err(std::io::Error::other)?;
+    serve_gateway(gateway).await
+}
