@@ -49,7 +49,13 @@ pub fn package_modules(package: &str) -> Vec<String> {
 
 /// The file prost-build writes a package's messages to, and the one protogate writes beside it.
 pub fn package_files(package: &str) -> (String, String) {
-    let stem = if package.is_empty() { "_" } else { package };
+    // prost names the file after the module path, keywords escaped: `google.r#type.rs`.
+    let modules = package_modules(package);
+    let stem = if modules.is_empty() {
+        "_".to_owned()
+    } else {
+        modules.join(".")
+    };
     (format!("{stem}.rs"), format!("{stem}.protogate.rs"))
 }
 

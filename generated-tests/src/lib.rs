@@ -83,11 +83,8 @@ impl BindingService for Backend {
         let mut details = ErrorDetails::new();
         details.add_bad_request_violation("code", "asked to fail");
         details.set_resource_info("test", "fail", "", "the failing resource");
-        let mut status = Status::with_error_details(
-            tonic::Code::from(request.code),
-            request.message,
-            details,
-        );
+        let mut status =
+            Status::with_error_details(tonic::Code::from(request.code), request.message, details);
         status
             .metadata_mut()
             .insert("x-failure", MetadataValue::from_static("yes"));
@@ -153,7 +150,9 @@ pub async fn remote_gateway() -> std::io::Result<String> {
         .map_err(std::io::Error::other)?
         .connect_lazy();
     let gateway = protogate::Gateway::new()
-        .with(pb::protogate::tests::v1::binding_service_gateway::remote(channel))
+        .with(pb::protogate::tests::v1::binding_service_gateway::remote(
+            channel,
+        ))
         .map_err(std::io::Error::other)?;
     serve_gateway(gateway).await
 }

@@ -64,7 +64,10 @@ async fn typed_path_variables_and_their_errors() {
     let base = remote_gateway().await.expect("gateway");
     let (status, body) = get(&format!("{base}/v1/alt2/-42/BLUE/true")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"number": "-42", "color": "BLUE", "flag": true}));
+    assert_eq!(
+        body,
+        json!({"number": "-42", "color": "BLUE", "flag": true})
+    );
     let (_, body) = get(&format!("{base}/v1/alt2/7/2/false")).await;
     assert_eq!(body, json!({"number": "7", "color": "GREEN"}));
 
@@ -162,7 +165,10 @@ async fn query_parameters_of_every_type() {
 async fn query_parameters_accept_proto_names() {
     let base = remote_gateway().await.expect("gateway");
     let (_, body) = get(&format!("{base}/v1/echo/n?custom_name=x&pick_number=4")).await;
-    assert_eq!(body, json!({"name": "n", "customAlias": "x", "pickNumber": 4}));
+    assert_eq!(
+        body,
+        json!({"name": "n", "customAlias": "x", "pickNumber": 4})
+    );
 }
 
 #[tokio::test]
@@ -180,7 +186,10 @@ async fn bad_query_values_name_the_parameter() {
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["code"], 3);
         let message = body["message"].as_str().expect("message");
-        assert!(message.contains(&format!("`{param}`")), "{query}: {message}");
+        assert!(
+            message.contains(&format!("`{param}`")),
+            "{query}: {message}"
+        );
     }
 }
 
@@ -214,7 +223,12 @@ async fn whole_body_and_no_query() {
         "maybe": "",
         "remote": {"id": "r", "kind": "NEAR"}
     });
-    let (status, body) = call(Method::POST, &format!("{base}/v1/echo?id=ignored"), Some(sent.clone())).await;
+    let (status, body) = call(
+        Method::POST,
+        &format!("{base}/v1/echo?id=ignored"),
+        Some(sent.clone()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, sent);
 }
@@ -268,7 +282,12 @@ async fn delete_custom_verbs_and_custom_methods() {
     .await;
     assert_eq!(body, json!({"name": "items/i1", "tags": ["t"]}));
 
-    let (_, body) = call(Method::POST, &format!("{base}/v1/operations/a/b:cancel"), None).await;
+    let (_, body) = call(
+        Method::POST,
+        &format!("{base}/v1/operations/a/b:cancel"),
+        None,
+    )
+    .await;
     assert_eq!(body, json!({"rest": "operations/a/b"}));
 
     let options = Method::from_bytes(b"OPTIONS").expect("method");
@@ -301,7 +320,12 @@ async fn unknown_routes_and_wrong_methods() {
     let (status, body) = get(&format!("{base}/v2/nothing")).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], 5);
-    assert!(body["message"].as_str().expect("message").contains("/v2/nothing"));
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("/v2/nothing")
+    );
 
     let response = Client::new()
         .delete(format!("{base}/v1/echo/x"))
@@ -310,7 +334,10 @@ async fn unknown_routes_and_wrong_methods() {
         .expect("answered");
     assert_eq!(response.status(), 405);
     assert_eq!(
-        response.headers().get("allow").map(|v| v.to_str().expect("ascii")),
+        response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().expect("ascii")),
         Some("GET")
     );
     let body: Value = response.json().await.expect("JSON");
@@ -331,7 +358,10 @@ async fn malformed_bodies_are_400_with_the_field() {
                 .expect("answered");
             let status = response.status();
             let value: Value = response.json().await.expect("JSON");
-            (status, value["message"].as_str().unwrap_or_default().to_owned())
+            (
+                status,
+                value["message"].as_str().unwrap_or_default().to_owned(),
+            )
         }
     };
     let (status, message) = post(r#"{"name": "x""#).await;
@@ -382,7 +412,10 @@ async fn upstream_errors_map_to_http_with_details() {
             .expect("answered");
         assert_eq!(response.status().as_u16(), http, "code {code}");
         assert_eq!(
-            response.headers().get("grpc-trailer-x-failure").map(|v| v.as_bytes()),
+            response
+                .headers()
+                .get("grpc-trailer-x-failure")
+                .map(|v| v.as_bytes()),
             Some(&b"yes"[..]),
             "code {code}"
         );
@@ -395,8 +428,14 @@ async fn upstream_errors_map_to_http_with_details() {
             .iter()
             .map(|d| d["@type"].as_str().expect("@type"))
             .collect();
-        assert!(types.contains(&"type.googleapis.com/google.rpc.BadRequest"), "{body}");
-        assert!(types.contains(&"type.googleapis.com/google.rpc.ResourceInfo"), "{body}");
+        assert!(
+            types.contains(&"type.googleapis.com/google.rpc.BadRequest"),
+            "{body}"
+        );
+        assert!(
+            types.contains(&"type.googleapis.com/google.rpc.ResourceInfo"),
+            "{body}"
+        );
         if code == 3 {
             let bad_request = body["details"]
                 .as_array()
@@ -469,7 +508,10 @@ async fn headers_become_metadata_and_back() {
         .expect("answered");
     assert_eq!(response.status(), 200);
     assert_eq!(
-        response.headers().get("grpc-metadata-x-served-by").map(|v| v.as_bytes()),
+        response
+            .headers()
+            .get("grpc-metadata-x-served-by")
+            .map(|v| v.as_bytes()),
         Some(&b"backend"[..])
     );
     let body: Value = response.json().await.expect("JSON");
@@ -582,7 +624,12 @@ async fn every_field_type_round_trips_through_the_backend() {
                    "inners": [{"level": "LOW"}]},
         "selfMessage": {"value": "self"}
     });
-    let (status, body) = call(Method::POST, &format!("{base}/v1/everything"), Some(sent.clone())).await;
+    let (status, body) = call(
+        Method::POST,
+        &format!("{base}/v1/everything"),
+        Some(sent.clone()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // "value": null is a Value holding null, which is written back as null.
     assert_eq!(body, sent);

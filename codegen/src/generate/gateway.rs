@@ -129,7 +129,7 @@ pub fn service_module(
 
     Ok(quote! {
         #[doc = #module_doc]
-        #[allow(clippy::all, unused_imports, unused_variables)]
+        #[allow(clippy::all, deprecated, unused_imports, unused_variables)]
         pub mod #module {
             use ::protogate::__codegen;
 

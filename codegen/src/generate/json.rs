@@ -375,7 +375,7 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
     };
 
     Ok(quote! {
-        #[allow(clippy::all, unused_variables)]
+        #[allow(clippy::all, deprecated, unused_variables)]
         impl __codegen::JsonMessage for #path {
             const TYPE_NAME: &'static str = #type_name;
 
@@ -490,7 +490,7 @@ pub fn enum_impl(e: &EnumDescriptor) -> TokenStream {
         }
     }
     quote! {
-        #[allow(clippy::all)]
+        #[allow(clippy::all, deprecated)]
         impl __codegen::ProtoEnum for #path {
             const TYPE_NAME: &'static str = #type_name;
 

@@ -212,13 +212,25 @@ impl Codec for F64 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct F32;
 
-fn narrow(value: f64) -> Result<f32, JsonError> {
-    if value.is_finite() && (value < f64::from(f32::MIN) || value > f64::from(f32::MAX)) {
-        return Err(JsonError::new(format!(
-            "{value} is out of range for a 32-bit float"
-        )));
+/// Parses straight to f32 (rounding once, as the writer's shortest form expects); a finite text
+/// that overflows f32 is out of range.
+fn parse_f32(text: &str) -> Result<f32, JsonError> {
+    match text {
+        "NaN" => return Ok(f32::NAN),
+        "Infinity" => return Ok(f32::INFINITY),
+        "-Infinity" => return Ok(f32::NEG_INFINITY),
+        _ => {}
     }
-    Ok(value as f32)
+    let value: f32 = text
+        .parse()
+        .map_err(|_| JsonError::new(format!("expected a number, found {text:?}")))?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(JsonError::new(format!(
+            "{text} is out of range for a 32-bit float"
+        )))
+    }
 }
 
 impl Codec for F32 {
@@ -229,7 +241,8 @@ impl Codec for F32 {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<f32, JsonError> {
-        narrow(F64::read(r)?)
+        let text = numeric_text(r, "a number")?;
+        parse_f32(&text)
     }
 
     fn is_default(value: &f32) -> bool {
@@ -237,7 +250,7 @@ impl Codec for F32 {
     }
 
     fn parse_text(text: &str) -> Result<f32, JsonError> {
-        narrow(F64::parse_text(text)?)
+        parse_f32(text)
     }
 }
 
@@ -556,6 +569,7 @@ mod tests {
         assert_eq!(read::<F64>("\"1.25\""), Ok(1.25));
         assert_eq!(read::<F32>("3.5"), Ok(3.5));
         assert!(read::<F32>("1e39").is_err());
+        assert_eq!(read::<F32>("3.4028235e38"), Ok(f32::MAX));
         assert!(read::<F64>("\"abc\"").is_err());
         assert_eq!(write::<F32>(&0.1), "0.1");
     }
