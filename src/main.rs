@@ -1,5 +1,6 @@
 //! `protogate`: the stock gateway's command line.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
@@ -45,7 +46,8 @@ async fn main() -> std::process::ExitCode {
         }
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Routes) => {
-            print!("{}", upstream::route_table());
+            // `protogate routes | head` closes the pipe early: that is not an error.
+            let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
             Ok(())
         }
     };
@@ -63,11 +65,19 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = plan.gateway()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
-    println!("protogate listening on http://{address}");
+    // The banner is a courtesy: a closed stdout must not stop the server.
+    let mut banner = format!("protogate listening on http://{address}\n");
     for line in plan.describe() {
-        println!("  {line}");
+        banner.push_str(&format!("  {line}\n"));
     }
-    println!("try: curl -s http://{address}{}", demo::EXAMPLE_PATH);
+    banner.push_str(&format!(
+        "try: curl -s http://{address}{}\n",
+        demo::EXAMPLE_PATH
+    ));
+    let mut stdout = std::io::stdout();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
     let app = gateway.into_router();
     axum::serve(
         listener,

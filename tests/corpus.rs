@@ -188,18 +188,22 @@ impl Drop for Gateway {
     }
 }
 
-fn start_gateway(binary: &Path, upstream: SocketAddr) -> Gateway {
+fn start_gateway(binary: &Path, upstream: Option<SocketAddr>) -> Gateway {
+    let upstream = upstream.map(|address| format!("--upstream=http://{address}"));
     let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(format!("http://{upstream}"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(upstream)
         .stdout(Stdio::piped())
         .spawn()
         .expect("gateway starts");
     let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout);
     let mut first = String::new();
-    BufReader::new(stdout)
+    lines
         .read_line(&mut first)
         .expect("gateway prints its address");
+    // Keep reading so the gateway never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     let address = first
         .trim()
         .rsplit(' ')
@@ -242,7 +246,7 @@ async fn corpus_routes_and_end_to_end() {
 
     // A few routes end to end, through a real gRPC server.
     let upstream = echo::serve().await;
-    let gateway = start_gateway(&binary, upstream);
+    let gateway = start_gateway(&binary, Some(upstream));
     let client = reqwest::Client::new();
     let base = &gateway.address;
     let get = |path: String| {
@@ -300,4 +304,22 @@ async fn corpus_routes_and_end_to_end() {
         .expect("put");
     assert_eq!(response.status().as_u16(), 405);
     assert!(response.headers().contains_key("allow"));
+
+    // Without an upstream, the corpus services answer 503 naming the flag to set; the demo
+    // still runs in-process.
+    let bare = start_gateway(&binary, None);
+    let (status, body) = get(format!(
+        "{}/v1/projects/p1/locations/l1/jobs/j1",
+        bare.address
+    ))
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14);
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("--upstream google.cloud.scheduler.v1.CloudScheduler=URL"),
+        "{message}"
+    );
+    let (status, _) = get(format!("{}/v1/shelves", bare.address)).await;
+    assert_eq!(status, 200);
 }

@@ -103,25 +103,8 @@ pub enum RuleError {
         message: String,
     },
     /// Two bindings would match exactly the same requests.
-    #[error(
-        "{method} {template} of `{rpc}` matches the same requests as {other_method} {other_template} of `{other_rpc}` (at {other_location})"
-    )]
-    Conflict {
-        /// The RPC whose binding was found second.
-        rpc: String,
-        /// Its HTTP method.
-        method: String,
-        /// Its template.
-        template: String,
-        /// The RPC bound first.
-        other_rpc: String,
-        /// The HTTP method of the first binding.
-        other_method: String,
-        /// The template of the first binding.
-        other_template: String,
-        /// Where the first binding is declared.
-        other_location: Location,
-    },
+    #[error("{0}")]
+    Conflict(Box<BindingConflict>),
     /// An RPC whose request or response is a well-known type other than Empty.
     #[error(
         "`{rpc}` uses `{type_name}` as its {role}; protogate supports google.protobuf.Empty and messages of your own there"
@@ -142,6 +125,28 @@ pub enum RuleError {
         /// The unsupported type.
         type_name: String,
     },
+}
+
+/// Two bindings with the same HTTP method and the same path shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{method} {template} of `{rpc}` matches the same requests as {other_method} {other_template} of `{other_rpc}` (at {other_location})"
+)]
+pub struct BindingConflict {
+    /// The RPC whose binding was found second.
+    pub rpc: String,
+    /// Its HTTP method.
+    pub method: String,
+    /// Its template.
+    pub template: String,
+    /// The RPC bound first.
+    pub other_rpc: String,
+    /// The HTTP method of the first binding.
+    pub other_method: String,
+    /// The template of the first binding.
+    pub other_template: String,
+    /// Where the first binding is declared.
+    pub other_location: Location,
 }
 
 /// A [`RuleError`] with the place it was found.

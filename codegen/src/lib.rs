@@ -28,7 +28,7 @@ pub mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use error::{Error, LocatedError, Location, RuleError};
+pub use error::{BindingConflict, Error, LocatedError, Location, RuleError};
 pub use generate::{GeneratedFile, INCLUDE_FILE};
 
 /// The file, beside the generated code, holding the encoded descriptor set (with source info and

@@ -8,7 +8,7 @@ use prost_reflect::{
     MethodDescriptor, ServiceDescriptor, Value,
 };
 
-use crate::error::{LocatedError, Location, RuleError};
+use crate::error::{BindingConflict, LocatedError, Location, RuleError};
 use crate::template::{self, PathTemplate};
 
 /// Field number of `google.api.http` in `google.protobuf.MethodOptions`.
@@ -347,7 +347,7 @@ fn check_conflicts(services: &[Service], errors: &mut Vec<LocatedError>) {
             match seen.get(&key) {
                 Some((other, first)) => errors.push(LocatedError {
                     location: binding.location.clone(),
-                    error: RuleError::Conflict {
+                    error: RuleError::Conflict(Box::new(BindingConflict {
                         rpc: method.descriptor.full_name().to_owned(),
                         method: binding.http_method.clone(),
                         template: binding.template_text.clone(),
@@ -355,7 +355,7 @@ fn check_conflicts(services: &[Service], errors: &mut Vec<LocatedError>) {
                         other_method: first.http_method.clone(),
                         other_template: first.template_text.clone(),
                         other_location: first.location.clone(),
-                    },
+                    })),
                 }),
                 None => {
                     seen.insert(key, (method, binding));

@@ -201,6 +201,7 @@ impl Parser {
             }
             let ident: String = self.chars[start..self.pos].iter().collect();
             if ident.is_empty() || ident.starts_with(|c: char| c.is_ascii_digit()) {
+                self.pos = start;
                 return self.error("expected a field name");
             }
             field_path.push(ident);
@@ -372,5 +373,140 @@ impl fmt::Display for PathTemplate {
             write!(f, ":{verb}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(template: &str) -> Vec<FlatSegment> {
+        parse(template).expect("parses").flat()
+    }
+
+    #[test]
+    fn every_grammar_feature() {
+        let t = parse("/v1/{name=shelves/*/books/*}:archive").expect("parses");
+        assert_eq!(t.verb.as_deref(), Some("archive"));
+        assert_eq!(
+            t.variables(),
+            vec![FlatVariable {
+                field_path: "name".into(),
+                start: 1,
+                end: Some(5)
+            }]
+        );
+        assert_eq!(t.shape(), "/v1/shelves/*/books/*:archive");
+
+        let t = parse("/v1/{name=operations/**}:cancel").expect("parses");
+        assert_eq!(t.variables()[0].end, None);
+        assert_eq!(t.shape(), "/v1/operations/**:cancel");
+
+        let t = parse("/v1/{book.name}/x/*/{id=**}").expect("parses");
+        assert_eq!(
+            t.flat(),
+            vec![
+                FlatSegment::Literal("v1".into()),
+                FlatSegment::Wildcard,
+                FlatSegment::Literal("x".into()),
+                FlatSegment::Wildcard,
+                FlatSegment::DoubleWildcard,
+            ]
+        );
+        let vars = t.variables();
+        assert_eq!(vars[0].field_path, "book.name");
+        assert_eq!((vars[1].start, vars[1].end), (4, None));
+
+        assert_eq!(
+            flat("/v1/**"),
+            vec![
+                FlatSegment::Literal("v1".into()),
+                FlatSegment::DoubleWildcard
+            ]
+        );
+        assert_eq!(
+            flat("/v1/a%20b"),
+            vec![
+                FlatSegment::Literal("v1".into()),
+                FlatSegment::Literal("a%20b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn display_is_canonical() {
+        for text in [
+            "/v1/{name}",
+            "/v1/{name=shelves/*}/books",
+            "/v1/{a.b.c=x/**}:do",
+            "/*/**",
+        ] {
+            assert_eq!(parse(text).expect("parses").to_string(), text);
+        }
+        assert_eq!(
+            parse("/v1/{name=*}").expect("parses").to_string(),
+            "/v1/{name}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let cases = [
+            ("v1/x", 1, "must start with `/`"),
+            ("/v1/{name=things/*", 19, "unclosed `{`"),
+            ("/v1/{a={b}}", 8, "cannot contain another variable"),
+            ("/v1/**/x", 5, "`**` must be the last"),
+            ("/v1//x", 5, "empty path segment"),
+            ("/v1/x:", 7, "custom verb"),
+            ("/v1/{a}/{a}", 9, "bound twice"),
+            ("/v1/{}", 6, "expected a field name"),
+            ("/v1/{1a}", 6, "expected a field name"),
+            ("/v1/a b", 6, "unexpected ` `"),
+            ("/v1/%zz", 5, "two hex digits"),
+            ("/v1/{a}x", 8, "unexpected `x`"),
+            ("/", 2, "expected a path segment"),
+        ];
+        for (text, column, message) in cases {
+            let error = parse(text).expect_err(text);
+            assert_eq!(error.column, column, "{text}: {error}");
+            assert!(error.message.contains(message), "{text}: {error}");
+        }
+    }
+
+    fn segment_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof!["[a-z][a-z0-9_.~-]{0,5}", Just("*".to_owned()),]
+    }
+
+    proptest::proptest! {
+        /// Random valid templates print canonically and parse back to the same AST.
+        #[test]
+        fn display_round_trips(
+            segments in proptest::collection::vec(segment_strategy(), 1..5),
+            variable in proptest::option::of(("[a-z]{1,4}(\\.[a-z]{1,4}){0,2}", proptest::collection::vec(segment_strategy(), 1..3))),
+            rest in proptest::bool::ANY,
+            verb in proptest::option::of("[a-z]{1,6}"),
+        ) {
+            let mut text = format!("/{}", segments.join("/"));
+            if let Some((field, inner)) = variable {
+                text.push_str(&format!("/{{{field}={}}}", inner.join("/")));
+            }
+            if rest {
+                text.push_str("/**");
+            }
+            if let Some(verb) = verb {
+                text.push(':');
+                text.push_str(&verb);
+            }
+            let parsed = parse(&text).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{text}: {e}")))?;
+            let printed = parsed.to_string();
+            proptest::prop_assert_eq!(parse(&printed).expect("reparses"), parsed);
+        }
+
+        /// Arbitrary input never panics.
+        #[test]
+        fn never_panics(text in "\\PC{0,40}") {
+            let _ = parse(&text);
+        }
     }
 }

@@ -183,7 +183,7 @@ fn conflict_in_additional_bindings() {
   }
 }"#,
     );
-    assert!(matches!(error.error, RuleError::Conflict { .. }), "{error}");
+    assert!(matches!(error.error, RuleError::Conflict(_)), "{error}");
 }
 
 #[test]

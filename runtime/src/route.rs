@@ -678,9 +678,7 @@ mod tests {
                     Seg::Literal(l) => path_segments.push((*l).to_owned()),
                     Seg::Any => path_segments.push(format!("{}x", words[(i + 6) % 12])),
                     Seg::Rest => {
-                        for j in 0..rest_len {
-                            path_segments.push(words[j].clone());
-                        }
+                        path_segments.extend(words.iter().take(rest_len).cloned());
                     }
                 }
             }

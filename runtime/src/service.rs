@@ -139,7 +139,7 @@ impl Service {
             .map(|route| {
                 let message = Arc::clone(&message);
                 Route {
-                    info: *route,
+                    info: route,
                     handler: Arc::new(move |_| {
                         let message = Arc::clone(&message);
                         Box::pin(async move { Err(GatewayError::NoUpstream(message.to_string())) })

@@ -23,7 +23,7 @@ pub struct GatewayOptions {
 pub fn service_module(
     service: &Service,
     options: GatewayOptions,
-) -> Result<TokenStream, LocatedError> {
+) -> Result<TokenStream, Box<LocatedError>> {
     let descriptor = &service.descriptor;
     let package = descriptor.package_name();
     // Items live one module below the package module.

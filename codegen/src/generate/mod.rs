@@ -94,7 +94,7 @@ pub fn generate(
                 services.push(quote!(&self #(:: #path)* ::INFO));
                 packages.entry(package.to_owned()).or_default().push(tokens);
             }
-            Err(error) => errors.push(error),
+            Err(error) => errors.push(*error),
         }
     }
     if !errors.is_empty() {

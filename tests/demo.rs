@@ -1,0 +1,176 @@
+//! The stock gateway's demo, end to end: the real binary on 127.0.0.1, a real HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines
+        .read_line(&mut first)
+        .expect("the gateway prints its address");
+    // Keep reading so the gateway never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    let base = first.trim().rsplit(' ').next().expect("address").to_owned();
+    Running { child, base }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("answered");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON")
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn demo_library_end_to_end() {
+    let gateway = start(&[]);
+    let client = reqwest::Client::new();
+    let base = &gateway.base;
+
+    let (status, body) = send(client.get(format!("{base}/v1/shelves"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["shelves"].as_array().map(Vec::len), Some(2));
+
+    let (status, body) = send(client.get(format!(
+        "{base}/v1/shelves/fiction/books?genre=FICTION&pageSize=1"
+    )))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["books"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["nextPageToken"], "1");
+
+    let (status, body) = send(
+        client
+            .post(format!("{base}/v1/shelves?shelfId=poetry"))
+            .json(&json!({"theme": "Verse"})),
+    )
+    .await;
+    assert_eq!((status, &body["name"]), (200, &json!("shelves/poetry")));
+
+    let (status, body) =
+        send(client.post(format!("{base}/v1/shelves/poetry/books")).json(
+            &json!({"title": "Odes", "pageCount": 120, "publishTime": "1819-05-01T00:00:00Z"}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "shelves/poetry/books/odes");
+
+    let (status, body) = send(
+        client
+            .patch(format!(
+                "{base}/v1/shelves/poetry/books/odes?updateMask=author"
+            ))
+            .json(&json!({"author": "John Keats", "title": "ignored"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["author"], &body["title"]),
+        (&json!("John Keats"), &json!("Odes"))
+    );
+
+    let (status, body) = send(
+        client
+            .post(format!("{base}/v1/shelves/poetry/books/odes:archive"))
+            .json(&json!({"reason": "demo"})),
+    )
+    .await;
+    assert_eq!((status, &body["archived"]), (200, &json!(true)));
+
+    let (status, body) =
+        send(client.get(format!("{base}/v1/shelves/fiction/books/dune/tags"))).await;
+    assert_eq!((status, body), (200, json!(["classic", "fiction"])));
+
+    let (status, body) = send(client.get(format!("{base}/v1/isbn/9780345539434"))).await;
+    assert_eq!((status, &body["title"]), (200, &json!("Cosmos")));
+
+    let (status, body) = send(client.get(format!("{base}/v1/archive/2024/q1/report.pdf"))).await;
+    assert_eq!(
+        (status, &body["path"]),
+        (200, &json!("archive/2024/q1/report.pdf"))
+    );
+
+    let (status, body) = send(client.get(format!("{base}/v1/shelves/nowhere"))).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], 5);
+    assert_eq!(
+        body["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.ResourceInfo"
+    );
+
+    let (status, body) = send(
+        client
+            .post(format!("{base}/v1/shelves?shelfId=Bad!"))
+            .json(&json!({"theme": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["details"][0]["fieldViolations"][0]["field"],
+        "shelf_id"
+    );
+
+    let response = client
+        .head(format!("{base}/v1/shelves/science"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(response.status(), 200);
+
+    let (status, _) = send(client.delete(format!("{base}/v1/shelves/poetry"))).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(client.get(format!("{base}/v1/shelves/poetry"))).await;
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn unknown_service_in_upstream_flag_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .args(["serve", "--upstream", "no.such.Service=http://127.0.0.1:1"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no service `no.such.Service`"), "{stderr}");
+}
+
+#[test]
+fn routes_command_lists_every_binding() {
+    let output = Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .arg("routes")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("POST    /v1/{name=shelves/*/books/*}:archive"),
+        "{table}"
+    );
+}
