@@ -4,6 +4,7 @@ pub mod demo;
 pub mod upstream;
 
 /// Everything protogate-build generated for this binary.
+#[allow(missing_docs)]
 pub mod pb {
     ::protogate::include_gateway!();
 }

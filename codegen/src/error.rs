@@ -169,7 +169,7 @@ impl fmt::Display for LocatedError {
 #[non_exhaustive]
 pub enum Error {
     /// The protos did not compile (syntax, imports, types); the message names file and line.
-    #[error("{0}")]
+    #[error("{}", describe_compile_error(.0))]
     Compile(#[from] Box<protox::Error>),
     /// The compiled descriptors could not be loaded.
     #[error("invalid descriptor set: {0}")]
@@ -200,6 +200,24 @@ pub enum Error {
     /// `OUT_DIR` is not set and no output directory was configured.
     #[error("OUT_DIR is not set: call protogate-build from a build script or set `out_dir`")]
     NoOutDir,
+}
+
+/// `file:line:column: message` for a protox error, from its diagnostic labels.
+fn describe_compile_error(error: &protox::Error) -> String {
+    use miette::Diagnostic;
+    let position = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .and_then(|label| {
+            let source = error.source_code()?;
+            let contents = source.read_span(label.inner(), 0, 0).ok()?;
+            Some((contents.line() + 1, contents.column() + 1))
+        });
+    match (error.file(), position) {
+        (Some(file), Some((line, column))) => format!("{file}:{line}:{column}: {error}"),
+        (Some(file), None) if !error.to_string().contains(file) => format!("{file}: {error}"),
+        _ => error.to_string(),
+    }
 }
 
 fn display_rules(errors: &[LocatedError]) -> String {

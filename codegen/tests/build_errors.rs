@@ -223,3 +223,18 @@ fn several_errors_are_all_reported() {
     assert_eq!(errors[0].location.line, 14);
     assert_eq!(errors[1].location.line, 17);
 }
+
+#[test]
+fn proto_syntax_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("broken.proto"),
+        "syntax = \"proto3\";\npackage p;\nmessage M {\n  string name = 1\n}\n",
+    )
+    .expect("write proto");
+    let error = protogate_build::configure()
+        .generate(&["broken.proto"], &[dir.path()])
+        .expect_err("does not compile");
+    let text = error.to_string();
+    assert!(text.starts_with("broken.proto:5:1: "), "{text}");
+}

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// Everything protogate-build generated for the test protos.
+#[allow(missing_docs)]
 pub mod pb {
     ::protogate::include_gateway!();
 }
@@ -116,6 +117,38 @@ impl BindingService for Backend {
             .metadata_mut()
             .insert("x-served-by", MetadataValue::from_static("backend"));
         Ok(response)
+    }
+}
+
+/// Echoes the proto2 service's requests.
+#[derive(Debug, Default, Clone)]
+pub struct Proto2Backend;
+
+#[tonic::async_trait]
+impl pb::protogate::tests::proto2::odd_server::Odd for Proto2Backend {
+    async fn clone(
+        &self,
+        request: Request<pb::protogate::tests::proto2::Legacy>,
+    ) -> Reply<pb::protogate::tests::proto2::Legacy> {
+        Ok(Response::new(request.into_inner()))
+    }
+
+    async fn service(
+        &self,
+        request: Request<pb::protogate::tests::proto2::Legacy>,
+    ) -> Reply<pb::protogate::tests::proto2::Legacy> {
+        Ok(Response::new(request.into_inner()))
+    }
+}
+
+/// Echoes the package-less service's requests.
+#[derive(Debug, Default, Clone)]
+pub struct LooseBackend;
+
+#[tonic::async_trait]
+impl pb::loose_service_server::LooseService for LooseBackend {
+    async fn get_loose(&self, request: Request<pb::Loose>) -> Reply<pb::Loose> {
+        Ok(Response::new(request.into_inner()))
     }
 }
 

@@ -108,16 +108,30 @@ where
     if let Some(timeout) = timeout {
         upstream.set_timeout(timeout);
     }
+    let started = tokio::time::Instant::now();
     let pending = call(upstream);
+    let past_deadline = |timeout| {
+        tonic::Status::deadline_exceeded(format!(
+            "{} did not answer within {timeout:?}",
+            binding.route.rpc
+        ))
+    };
     let answer = match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, pending)
-            .await
-            .unwrap_or_else(|_| {
-                Err(tonic::Status::deadline_exceeded(format!(
-                    "{} did not answer within {timeout:?}",
-                    binding.route.rpc
-                )))
-            }),
+        Some(timeout) => match tokio::time::timeout(timeout, pending).await {
+            Err(_) => Err(past_deadline(timeout)),
+            // The channel or the upstream may enforce the same deadline first, and report it as
+            // CANCELLED: past the deadline, it is DEADLINE_EXCEEDED whoever noticed.
+            Ok(Err(status))
+                if started.elapsed() >= timeout
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                    ) =>
+            {
+                Err(past_deadline(timeout))
+            }
+            Ok(answer) => answer,
+        },
         None => pending.await,
     }?;
 

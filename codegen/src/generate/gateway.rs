@@ -101,7 +101,7 @@ pub fn service_module(
             routes.push(quote!(
                 __codegen::Route::unary(&#binding_ident, {
                     let backend = ::core::clone::Clone::clone(&backend);
-                    move |request| backend.#rpc(request)
+                    move |request| #backend::#rpc(&backend, request)
                 })
             ));
         }

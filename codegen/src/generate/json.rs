@@ -141,7 +141,9 @@ fn shape(depth: Scope<'_>, field: &FieldDescriptor) -> Result<Shape, RuleError> 
             MessageStorage::WellKnown
         };
         Shape::Optional(codec, storage)
-    } else if field.supports_presence() {
+    } else if field.supports_presence() && field.cardinality() != Cardinality::Required {
+        // proto3 `optional` and proto2 `optional` scalars are `Option<T>`; proto2 `required`
+        // ones are plain.
         Shape::Optional(codec, MessageStorage::WellKnown)
     } else {
         Shape::Plain(codec)
@@ -319,6 +321,11 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
                 let c = c.codec;
                 quote!(__codegen::write_optional::<#c>(w, #json, #proto, &self.#ident);)
             }
+            // proto2 `required` has no presence in prost but is always set: always written.
+            Shape::Plain(c) if field.cardinality() == Cardinality::Required => {
+                let c = c.codec;
+                quote!(__codegen::write_present::<#c>(w, #json, #proto, &self.#ident);)
+            }
             Shape::Plain(c) => {
                 let c = c.codec;
                 quote!(__codegen::write_singular::<#c>(w, #json, #proto, &self.#ident);)
@@ -481,7 +488,8 @@ pub fn enum_impl(e: &EnumDescriptor) -> TokenStream {
     let mut seen = Vec::new();
     let mut to_name = Vec::new();
     let mut to_value = Vec::new();
-    for value in e.values() {
+    // Declaration order, so that of several aliases the first is the name written.
+    for value in &e.enum_descriptor_proto().value {
         let (name, number) = (value.name(), value.number());
         to_value.push(quote!(#name => ::core::option::Option::Some(#number),));
         if !seen.contains(&number) {
