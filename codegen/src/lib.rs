@@ -11,9 +11,10 @@
 //! }
 //! ```
 //!
-//! No `protoc` is needed: protos are compiled by protox, and `google/api/annotations.proto`,
-//! `http.proto`, `httpbody.proto`, `field_behavior.proto` and `google/rpc/{status,code,
-//! error_details}.proto` are built in, looked up after your own include paths.
+//! No `protoc` is needed: protos are compiled by protox, and protogate's own, wire-compatible
+//! copies of `google/api/{annotations,http,httpbody,field_behavior,client,resource,launch_stage,
+//! field_info,routing}.proto`, `google/rpc/{status,code,error_details}.proto` and
+//! `google/longrunning/operations.proto` are built in, looked up after your own include paths.
 //!
 //! The generated code is mounted with `protogate::include_gateway!()`, which creates one module
 //! per proto package (`acme::library::v1`) holding prost's messages, tonic's client and server,

@@ -30,6 +30,30 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../proto/google/api/field_behavior.proto"),
     ),
     (
+        "google/api/client.proto",
+        include_str!("../../proto/google/api/client.proto"),
+    ),
+    (
+        "google/api/resource.proto",
+        include_str!("../../proto/google/api/resource.proto"),
+    ),
+    (
+        "google/api/launch_stage.proto",
+        include_str!("../../proto/google/api/launch_stage.proto"),
+    ),
+    (
+        "google/api/field_info.proto",
+        include_str!("../../proto/google/api/field_info.proto"),
+    ),
+    (
+        "google/api/routing.proto",
+        include_str!("../../proto/google/api/routing.proto"),
+    ),
+    (
+        "google/longrunning/operations.proto",
+        include_str!("../../proto/google/longrunning/operations.proto"),
+    ),
+    (
         "google/rpc/status.proto",
         include_str!("../../proto/google/rpc/status.proto"),
     ),
