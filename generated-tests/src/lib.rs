@@ -152,13 +152,41 @@ impl pb::loose_service_server::LooseService for LooseBackend {
     }
 }
 
+/// A response body that adds `x-trailer: done` to the trailers it carries: tonic sends only
+/// gRPC's own trailers on success, and the gateway's trailer handling needs a custom one to show.
+struct WithTrailer(tonic::body::Body);
+
+impl http_body::Body for WithTrailer {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut polled = std::pin::Pin::new(&mut self.0).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+            && trailers.get("grpc-status").is_some_and(|s| s == "0")
+        {
+            trailers.insert("x-trailer", http::HeaderValue::from_static("done"));
+        }
+        polled
+    }
+}
+
 /// Starts the tonic backend on 127.0.0.1 and returns its address.
 pub async fn start_backend() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let add_trailer =
+        tower::util::MapResponseLayer::new(|response: http::Response<tonic::body::Body>| {
+            response.map(|body| tonic::body::Body::new(WithTrailer(body)))
+        });
     tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(add_trailer)
             .add_service(BindingServiceServer::new(Backend))
             .serve_with_incoming(incoming),
     );

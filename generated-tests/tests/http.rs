@@ -514,6 +514,15 @@ async fn headers_become_metadata_and_back() {
             .map(|v| v.as_bytes()),
         Some(&b"backend"[..])
     );
+    // Trailers come back apart from the headers.
+    assert_eq!(
+        response
+            .headers()
+            .get("grpc-trailer-x-trailer")
+            .map(|v| v.as_bytes()),
+        Some(&b"done"[..])
+    );
+    assert!(response.headers().get("grpc-metadata-x-trailer").is_none());
     let body: Value = response.json().await.expect("JSON");
     let received = &body["received"];
     assert_eq!(received["tenant"], "acme");

@@ -9,12 +9,14 @@ pub mod route;
 mod service;
 pub mod status;
 mod unary;
+mod upstream;
 
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use json::JsonOptions;
 pub use route::Conflict;
 pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
+pub use upstream::Upstream;
 
 /// Mounts the code protogate-build generated: one module per proto package, a `SERVICES` list,
 /// and the type registry. Use it inside a module of your own:
@@ -51,4 +53,5 @@ pub mod __codegen {
         BodyRule, UnaryBinding, body_default, body_map, body_message, body_optional, body_repeated,
         body_value, message_mut,
     };
+    pub use crate::upstream::Upstream;
 }

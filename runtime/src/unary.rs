@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
 use crate::query;
 use crate::service::{Call, RouteInfo, UnaryFuture};
+use crate::upstream::TrailerSlot;
 
 /// Where a binding's request body goes.
 pub enum BodyRule<Req: 'static> {
@@ -135,7 +136,7 @@ where
         None => pending.await,
     }?;
 
-    let (metadata, message, _) = answer.into_parts();
+    let (metadata, message, extensions) = answer.into_parts();
     let mut buf = Vec::with_capacity(settings.response_capacity);
     let mut writer = Writer::new(&mut buf, settings.write_options, registry);
     match binding.response_body {
@@ -155,7 +156,20 @@ where
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    crate::metadata::write_response_headers(&metadata, headers);
+    // tonic merged the trailers into the metadata; `Upstream` kept a copy to tell them apart.
+    match extensions.get::<TrailerSlot>().and_then(TrailerSlot::take) {
+        Some(trailers) => {
+            let mut header_part = metadata.into_headers();
+            for name in trailers.keys() {
+                header_part.remove(name);
+            }
+            let header_part = tonic::metadata::MetadataMap::from_headers(header_part);
+            let trailers = tonic::metadata::MetadataMap::from_headers(trailers);
+            crate::metadata::write_response_headers(&header_part, headers);
+            crate::metadata::write_trailer_headers(&trailers, headers);
+        }
+        None => crate::metadata::write_response_headers(&metadata, headers),
+    }
     Ok(response)
 }
 

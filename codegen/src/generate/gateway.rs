@@ -64,7 +64,7 @@ pub fn service_module(
                     // The inherent tonic method, not this trait's method of the same name.
                     let mut client = ::core::clone::Clone::clone(self);
                     ::std::boxed::Box::pin(async move {
-                        #client::<__codegen::Channel>::#rpc(&mut client, request).await
+                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await
                     })
                 }
             });
@@ -140,7 +140,7 @@ pub fn service_module(
                 #(#trait_methods)*
             }
 
-            impl #backend for #client<__codegen::Channel> {
+            impl #backend for #client<__codegen::Upstream> {
                 #(#client_methods)*
             }
 
@@ -148,7 +148,10 @@ pub fn service_module(
 
             /// Routes forwarding every binding to the service behind `channel`.
             pub fn remote(channel: __codegen::Channel) -> __codegen::Service {
-                service(#client::new(channel).max_decoding_message_size(usize::MAX))
+                service(
+                    #client::new(__codegen::Upstream::new(channel))
+                        .max_decoding_message_size(usize::MAX),
+                )
             }
 
             /// Routes forwarding every binding to `backend`.
