@@ -188,6 +188,27 @@ impl Builder {
     }
 }
 
+/// Every `.proto` file under `root`, as paths relative to it (the form `compile` takes with `root`
+/// as an include path), sorted.
+pub fn protos_under(root: impl AsRef<Path>) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path.extension().is_some_and(|ext| ext == "proto") {
+                out.push(path.strip_prefix(root).unwrap_or(&path).to_owned());
+            }
+        }
+        Ok(())
+    }
+    let root = root.as_ref();
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 /// Writes `contents` unless the file already holds exactly that, so cargo does not rebuild for
 /// nothing.
 fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), Error> {

@@ -15,6 +15,17 @@ fn no_text<T>(what: &str) -> Result<T, JsonError> {
     Err(JsonError::new(format!("a {what} cannot be given as text")))
 }
 
+/// Writes the text form of a value that passed its range check, or fails the writer.
+fn write_checked(value: &impl std::fmt::Display, check: Result<(), JsonError>, w: &mut Writer<'_>) {
+    match check {
+        Ok(()) => w.str(&value.to_string()),
+        Err(error) => {
+            w.fail(error);
+            w.null();
+        }
+    }
+}
+
 /// google.protobuf.Timestamp: RFC 3339 in UTC, `"2024-01-02T03:04:05.123Z"`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timestamp;
@@ -35,13 +46,7 @@ impl Codec for Timestamp {
     type Value = prost_types::Timestamp;
 
     fn write(value: &Self::Value, w: &mut Writer<'_>) {
-        match check_timestamp(value) {
-            Ok(()) => w.str(&value.to_string()),
-            Err(error) => {
-                w.fail(error);
-                w.null();
-            }
-        }
+        write_checked(value, check_timestamp(value), w);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self::Value, JsonError> {
@@ -81,13 +86,7 @@ impl Codec for Duration {
     type Value = prost_types::Duration;
 
     fn write(value: &Self::Value, w: &mut Writer<'_>) {
-        match check_duration(value) {
-            Ok(()) => w.str(&value.to_string()),
-            Err(error) => {
-                w.fail(error);
-                w.null();
-            }
-        }
+        write_checked(value, check_duration(value), w);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self::Value, JsonError> {
