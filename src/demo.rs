@@ -20,7 +20,7 @@ use crate::pb::protogate::demo::v1::{
 pub const SERVICE_NAME: &str = "protogate.demo.v1.LibraryService";
 
 /// A path worth trying first.
-pub const EXAMPLE_PATH: &str = "/v1/shelves/fiction/books";
+pub const EXAMPLE_PATH: &str = "/demo/v1/shelves/fiction/books";
 
 const DEFAULT_PAGE_SIZE: usize = 10;
 

@@ -31,12 +31,12 @@ impl Plan {
                             "--upstream {flag}: no service `{service}` in this build (see `protogate routes`)"
                         ));
                     }
-                    check_url(url)?;
-                    plan.per_service.insert(service.to_owned(), url.to_owned());
+                    let url = normalize(url)?;
+                    plan.per_service.insert(service.to_owned(), url);
                 }
                 _ => {
-                    check_url(flag)?;
-                    if let Some(previous) = plan.default.replace(flag.clone()) {
+                    let url = normalize(flag)?;
+                    if let Some(previous) = plan.default.replace(url) {
                         return Err(format!(
                             "--upstream given twice without a service name: {previous} and {flag}"
                         ));
@@ -111,10 +111,39 @@ enum Target<'a> {
     Missing,
 }
 
-fn check_url(url: &str) -> Result<(), String> {
-    Endpoint::from_shared(url.to_owned())
-        .map(|_| ())
+/// The upstream's URL, `http://` assumed when no scheme is given (`localhost:50051`).
+fn normalize(url: &str) -> Result<String, String> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    Endpoint::from_shared(url.clone())
+        .map(|_| url.clone())
         .map_err(|e| format!("--upstream {url}: not a valid URL: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_default_and_per_service_upstreams() {
+        let plan = Plan::parse(&[
+            "localhost:50051".to_owned(),
+            format!("{}=https://library.internal:443", crate::demo::SERVICE_NAME),
+        ])
+        .expect("valid flags");
+        assert_eq!(plan.default.as_deref(), Some("http://localhost:50051"));
+        assert_eq!(
+            plan.per_service
+                .get(crate::demo::SERVICE_NAME)
+                .map(String::as_str),
+            Some("https://library.internal:443")
+        );
+        assert!(Plan::parse(&["a:1".to_owned(), "b:2".to_owned()]).is_err());
+        assert!(Plan::parse(&["x.Y=http://h:1".to_owned()]).is_err());
+    }
 }
 
 /// The route table of every compiled service, one binding per line.

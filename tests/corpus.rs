@@ -320,6 +320,6 @@ async fn corpus_routes_and_end_to_end() {
         message.contains("--upstream google.cloud.scheduler.v1.CloudScheduler=URL"),
         "{message}"
     );
-    let (status, _) = get(format!("{}/v1/shelves", bare.address)).await;
+    let (status, _) = get(format!("{}/demo/v1/shelves", bare.address)).await;
     assert_eq!(status, 200);
 }

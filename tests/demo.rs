@@ -54,12 +54,12 @@ async fn demo_library_end_to_end() {
     let client = reqwest::Client::new();
     let base = &gateway.base;
 
-    let (status, body) = send(client.get(format!("{base}/v1/shelves"))).await;
+    let (status, body) = send(client.get(format!("{base}/demo/v1/shelves"))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["shelves"].as_array().map(Vec::len), Some(2));
 
     let (status, body) = send(client.get(format!(
-        "{base}/v1/shelves/fiction/books?genre=FICTION&pageSize=1"
+        "{base}/demo/v1/shelves/fiction/books?genre=FICTION&pageSize=1"
     )))
     .await;
     assert_eq!(status, 200, "{body}");
@@ -68,24 +68,27 @@ async fn demo_library_end_to_end() {
 
     let (status, body) = send(
         client
-            .post(format!("{base}/v1/shelves?shelfId=poetry"))
+            .post(format!("{base}/demo/v1/shelves?shelfId=poetry"))
             .json(&json!({"theme": "Verse"})),
     )
     .await;
     assert_eq!((status, &body["name"]), (200, &json!("shelves/poetry")));
 
-    let (status, body) =
-        send(client.post(format!("{base}/v1/shelves/poetry/books")).json(
-            &json!({"title": "Odes", "pageCount": 120, "publishTime": "1819-05-01T00:00:00Z"}),
-        ))
-        .await;
+    let (status, body) = send(
+        client
+            .post(format!("{base}/demo/v1/shelves/poetry/books"))
+            .json(
+                &json!({"title": "Odes", "pageCount": 120, "publishTime": "1819-05-01T00:00:00Z"}),
+            ),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["name"], "shelves/poetry/books/odes");
 
     let (status, body) = send(
         client
             .patch(format!(
-                "{base}/v1/shelves/poetry/books/odes?updateMask=author"
+                "{base}/demo/v1/shelves/poetry/books/odes?updateMask=author"
             ))
             .json(&json!({"author": "John Keats", "title": "ignored"})),
     )
@@ -98,26 +101,27 @@ async fn demo_library_end_to_end() {
 
     let (status, body) = send(
         client
-            .post(format!("{base}/v1/shelves/poetry/books/odes:archive"))
+            .post(format!("{base}/demo/v1/shelves/poetry/books/odes:archive"))
             .json(&json!({"reason": "demo"})),
     )
     .await;
     assert_eq!((status, &body["archived"]), (200, &json!(true)));
 
     let (status, body) =
-        send(client.get(format!("{base}/v1/shelves/fiction/books/dune/tags"))).await;
+        send(client.get(format!("{base}/demo/v1/shelves/fiction/books/dune/tags"))).await;
     assert_eq!((status, body), (200, json!(["classic", "fiction"])));
 
-    let (status, body) = send(client.get(format!("{base}/v1/isbn/9780345539434"))).await;
+    let (status, body) = send(client.get(format!("{base}/demo/v1/isbn/9780345539434"))).await;
     assert_eq!((status, &body["title"]), (200, &json!("Cosmos")));
 
-    let (status, body) = send(client.get(format!("{base}/v1/archive/2024/q1/report.pdf"))).await;
+    let (status, body) =
+        send(client.get(format!("{base}/demo/v1/archive/2024/q1/report.pdf"))).await;
     assert_eq!(
         (status, &body["path"]),
         (200, &json!("archive/2024/q1/report.pdf"))
     );
 
-    let (status, body) = send(client.get(format!("{base}/v1/shelves/nowhere"))).await;
+    let (status, body) = send(client.get(format!("{base}/demo/v1/shelves/nowhere"))).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], 5);
     assert_eq!(
@@ -127,7 +131,7 @@ async fn demo_library_end_to_end() {
 
     let (status, body) = send(
         client
-            .post(format!("{base}/v1/shelves?shelfId=Bad!"))
+            .post(format!("{base}/demo/v1/shelves?shelfId=Bad!"))
             .json(&json!({"theme": "x"})),
     )
     .await;
@@ -138,15 +142,15 @@ async fn demo_library_end_to_end() {
     );
 
     let response = client
-        .head(format!("{base}/v1/shelves/science"))
+        .head(format!("{base}/demo/v1/shelves/science"))
         .send()
         .await
         .expect("HEAD");
     assert_eq!(response.status(), 200);
 
-    let (status, _) = send(client.delete(format!("{base}/v1/shelves/poetry"))).await;
+    let (status, _) = send(client.delete(format!("{base}/demo/v1/shelves/poetry"))).await;
     assert_eq!(status, 200);
-    let (status, _) = send(client.get(format!("{base}/v1/shelves/poetry"))).await;
+    let (status, _) = send(client.get(format!("{base}/demo/v1/shelves/poetry"))).await;
     assert_eq!(status, 404);
 }
 
@@ -170,7 +174,7 @@ fn routes_command_lists_every_binding() {
     assert!(output.status.success());
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(
-        table.contains("POST    /v1/{name=shelves/*/books/*}:archive"),
+        table.contains("POST    /demo/v1/{name=shelves/*/books/*}:archive"),
         "{table}"
     );
 }
