@@ -123,6 +123,21 @@ fn normalize(url: &str) -> Result<String, String> {
         .map_err(|e| format!("--upstream {url}: not a valid URL: {e}"))
 }
 
+/// The route table of every compiled service, one binding per line.
+pub fn route_table() -> String {
+    let mut out = String::new();
+    for service in pb::SERVICES {
+        for route in service.routes {
+            let _ = writeln!(
+                out,
+                "{:<7} {:<60} {}",
+                route.method, route.template.text, route.rpc
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,19 +159,4 @@ mod tests {
         assert!(Plan::parse(&["a:1".to_owned(), "b:2".to_owned()]).is_err());
         assert!(Plan::parse(&["x.Y=http://h:1".to_owned()]).is_err());
     }
-}
-
-/// The route table of every compiled service, one binding per line.
-pub fn route_table() -> String {
-    let mut out = String::new();
-    for service in pb::SERVICES {
-        for route in service.routes {
-            let _ = writeln!(
-                out,
-                "{:<7} {:<60} {}",
-                route.method, route.template.text, route.rpc
-            );
-        }
-    }
-    out
 }
