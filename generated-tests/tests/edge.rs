@@ -44,10 +44,15 @@ async fn proto2_required_and_optional_fields() {
 
 #[tokio::test]
 async fn a_file_without_a_package() {
-    let gateway = Gateway::new()
-        .with(loose_service_gateway::local(LooseBackend))
+    // One call from an implementation to a Router.
+    let router = loose_service_gateway::local(LooseBackend)
+        .into_router()
         .expect("routes");
-    let base = serve_gateway(gateway).await.expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
     let body: Value = reqwest::get(format!("{base}/loose/l1?children.id=ignored"))
         .await
         .expect("answered")

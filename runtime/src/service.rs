@@ -125,6 +125,13 @@ impl Service {
         self.info
     }
 
+    /// This service alone as an axum `Router`, with default gateway settings: one call from a
+    /// tonic channel or implementation to an HTTP front door. Use [`crate::Gateway`] to combine
+    /// services or change settings.
+    pub fn into_router(self) -> Result<axum::Router, crate::Conflict> {
+        Ok(crate::Gateway::new().with(self)?.into_router())
+    }
+
     /// A service whose every binding answers UNAVAILABLE with `message`: for a service listed in
     /// the route table that has no upstream.
     pub fn unavailable(
