@@ -1,0 +1,198 @@
+//! The benchmark's service, its payloads, and the backend that answers them.
+
+use std::net::SocketAddr;
+
+use tonic::{Request, Response, Status};
+
+/// The generated messages, clients, servers and gateway of `proto/`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    ::protogate::include_gateway!();
+}
+
+use pb::bench::v1::{
+    Batch, BatchSummary, Entry, Kind, LookupRequest, Small,
+    bench_service_server::{BenchService, BenchServiceServer},
+};
+
+/// The encoded descriptor set of the benchmark protos, for Envoy's transcoder.
+pub const DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/protogate_descriptor.bin"));
+
+/// A scenario of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// POST with body "*", a ~150-byte message.
+    Small,
+    /// GET with two path variables and five query parameters.
+    Query,
+    /// POST of a ~64 KiB message.
+    Large,
+}
+
+impl Scenario {
+    /// Every scenario, in table order.
+    pub const ALL: [Scenario; 3] = [Scenario::Small, Scenario::Query, Scenario::Large];
+
+    /// The label used in the results table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scenario::Small => "(a) POST 150 B",
+            Scenario::Query => "(b) GET path+query",
+            Scenario::Large => "(c) POST 64 KiB",
+        }
+    }
+
+    /// Method, path and query, and body of the HTTP request.
+    pub fn http(self) -> (http::Method, String, Vec<u8>) {
+        match self {
+            Scenario::Small => (
+                http::Method::POST,
+                "/v1/echo".into(),
+                serde_json::to_vec(&small_json()).unwrap_or_default(),
+            ),
+            Scenario::Query => (
+                http::Method::GET,
+                "/v1/users/u-42/items/1234?limit=10&verbose=true&since=2024-01-01T00:00:00Z&kind=BOOK&tag=new"
+                    .into(),
+                Vec::new(),
+            ),
+            Scenario::Large => (
+                http::Method::POST,
+                "/v1/batches".into(),
+                serde_json::to_vec(&large_json()).unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// The small message as JSON.
+pub fn small_json() -> serde_json::Value {
+    serde_json::json!({
+        "id": "item-000123",
+        "title": "A Study in Scarlet",
+        "count": "1887",
+        "kind": "BOOK",
+        "active": true,
+        "score": 4.25,
+        "updated": "2024-05-06T07:08:09Z",
+        "tags": ["mystery", "classic"]
+    })
+}
+
+/// The small message.
+pub fn small() -> Small {
+    Small {
+        id: "item-000123".into(),
+        title: "A Study in Scarlet".into(),
+        count: 1887,
+        kind: Kind::Book as i32,
+        active: true,
+        score: 4.25,
+        updated: Some(prost_types::Timestamp {
+            seconds: 1_714_979_289,
+            nanos: 0,
+        }),
+        tags: vec!["mystery".into(), "classic".into()],
+    }
+}
+
+/// The lookup request of scenario (b), as gRPC.
+pub fn lookup() -> LookupRequest {
+    LookupRequest {
+        user_id: "u-42".into(),
+        item_id: 1234,
+        limit: 10,
+        verbose: true,
+        since: Some(prost_types::Timestamp {
+            seconds: 1_704_067_200,
+            nanos: 0,
+        }),
+        kind: Kind::Book as i32,
+        tag: "new".into(),
+    }
+}
+
+/// Entries in the large batch: enough for about 64 KiB of JSON.
+const LARGE_ENTRIES: i64 = 230;
+
+/// The large message.
+pub fn large() -> Batch {
+    let entries = (0..LARGE_ENTRIES)
+        .map(|i| Entry {
+            sequence: 1_000_000_000_000 + i,
+            name: format!("entry-{i:05}"),
+            at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000 + i,
+                nanos: (i as i32) * 1_000_000,
+            }),
+            labels: [("region", "eu-west"), ("tier", "gold")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), format!("{v}-{}", i % 7)))
+                .collect(),
+            values: (0..4).map(|j| i * 1_000_003 + j).collect(),
+            weight: i as f64 / 3.0,
+        })
+        .collect();
+    Batch {
+        source: "bench".into(),
+        entries,
+        totals: (0..16)
+            .map(|i| (format!("total-{i}"), i * 12_345))
+            .collect(),
+    }
+}
+
+/// The large message as JSON, written by protogate's mapper.
+pub fn large_json() -> serde_json::Value {
+    let mut buf = Vec::new();
+    protogate::json::encode_message(
+        &large(),
+        protogate::JsonOptions::default(),
+        &pb::__PROTOGATE_REGISTRY,
+        &mut buf,
+    )
+    .ok();
+    serde_json::from_slice(&buf).unwrap_or_default()
+}
+
+/// The backend: cheap answers, so that it is never the bottleneck.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Backend;
+
+#[tonic::async_trait]
+impl BenchService for Backend {
+    async fn echo(&self, request: Request<Small>) -> Result<Response<Small>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+
+    async fn lookup(&self, request: Request<LookupRequest>) -> Result<Response<Small>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(Small {
+            id: format!("{}/{}", request.user_id, request.item_id),
+            title: request.tag,
+            count: i64::from(request.limit),
+            kind: request.kind,
+            active: request.verbose,
+            updated: request.since,
+            ..Small::default()
+        }))
+    }
+
+    async fn ingest(&self, request: Request<Batch>) -> Result<Response<BatchSummary>, Status> {
+        let batch = request.into_inner();
+        Ok(Response::new(BatchSummary {
+            entries: batch.entries.len() as i64,
+            values: batch.entries.iter().map(|e| e.values.len() as i64).sum(),
+            source: batch.source,
+        }))
+    }
+}
+
+/// Serves the backend until the process ends.
+pub async fn serve_backend(listen: SocketAddr) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(BenchServiceServer::new(Backend))
+        .serve(listen)
+        .await
+}

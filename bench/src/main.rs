@@ -1,0 +1,637 @@
+//! `protogate-bench`: starts a tonic backend, protogate and Envoy's gRPC-JSON transcoder on
+//! 127.0.0.1, drives every scenario at fixed concurrency against each (and the backend directly
+//! with a tonic client), interleaved, and prints a markdown table. Every load loop is bounded in
+//! requests and seconds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use protogate_bench::pb::bench::v1::bench_service_client::BenchServiceClient;
+use protogate_bench::{DESCRIPTOR_SET, Scenario, large, lookup, small};
+
+#[derive(Parser)]
+#[command(about = "protogate beside Envoy's gRPC-JSON transcoder and direct gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the tonic backend.
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Call the backend directly with a tonic client; print one JSON line of figures.
+    GrpcLoad {
+        #[arg(long)]
+        upstream: String,
+        #[arg(long)]
+        scenario: usize,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Run everything and print the table.
+    Run {
+        /// The stock gateway built with the benchmark protos.
+        #[arg(long)]
+        protogate: PathBuf,
+        /// Envoy's binary; without it the Envoy rows are left out.
+        #[arg(long)]
+        envoy: Option<PathBuf>,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Limits {
+    /// Requests per run, at most.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Seconds per run, at most.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Connections (concurrent requests in flight); one run each when repeated.
+    #[arg(long = "connections", default_values_t = [8usize, 64])]
+    connections: Vec<usize>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+    /// CPU seconds of the measured process during the run.
+    cpu_seconds: f64,
+    /// Peak resident set of the measured process, in KiB.
+    peak_rss_kib: u64,
+    /// CPU seconds of the backend during the run.
+    backend_cpu_seconds: f64,
+}
+
+impl Figures {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(1e-9)
+    }
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Ticks per second of /proc/PID/stat times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which ends with the last ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Peak resident set size of a process, in KiB.
+fn peak_rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn wait_for(address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("warning: nothing listens on {address} after 30 s");
+}
+
+/// HTTP/1.1 keep-alive load: `connections` connections, each with one request in flight.
+async fn http_load(
+    address: SocketAddr,
+    scenario: Scenario,
+    limits: &Limits,
+    connections: usize,
+) -> Figures {
+    let (method, path, body) = scenario.http();
+    let body = Bytes::from(body);
+    let remaining = Arc::new(AtomicUsize::new(limits.requests));
+    let deadline = Instant::now() + Duration::from_secs_f64(limits.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (method, path, body, remaining) = (
+            method.clone(),
+            path.clone(),
+            body.clone(),
+            remaining.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let Ok(stream) = tokio::net::TcpStream::connect(address).await else {
+                return (latencies, 1);
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, connection)) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+            else {
+                return (latencies, 1);
+            };
+            tokio::spawn(connection);
+            while Instant::now() < deadline
+                && remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let request = http::Request::builder()
+                    .method(method.clone())
+                    .uri(path.as_str())
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()));
+                let Ok(request) = request else {
+                    errors += 1;
+                    continue;
+                };
+                let sent = Instant::now();
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let drained = response.into_body().collect().await.is_ok();
+                        if ok && drained {
+                            latencies.push(sent.elapsed().as_micros() as u64);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    collect(tasks, started).await
+}
+
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, usize)>>,
+    started: Instant,
+) -> Figures {
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((l, e)) = task.await {
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Figures {
+        requests: latencies.len(),
+        errors,
+        seconds,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        ..Figures::default()
+    }
+}
+
+/// Direct gRPC load: one channel (connection) per concurrent caller.
+async fn grpc_load(
+    upstream: String,
+    scenario: Scenario,
+    limits: &Limits,
+    connections: usize,
+) -> Figures {
+    let remaining = Arc::new(AtomicUsize::new(limits.requests));
+    let deadline = Instant::now() + Duration::from_secs_f64(limits.seconds);
+    let started = Instant::now();
+    let (small, lookup, large) = (small(), lookup(), large());
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let remaining = remaining.clone();
+        let (small, lookup, large, upstream) = (
+            small.clone(),
+            lookup.clone(),
+            large.clone(),
+            upstream.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(upstream) else {
+                return (latencies, 1);
+            };
+            let Ok(channel) = endpoint.connect().await else {
+                return (latencies, 1);
+            };
+            let mut client = BenchServiceClient::new(channel);
+            while Instant::now() < deadline
+                && remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let sent = Instant::now();
+                let ok = match scenario {
+                    Scenario::Small => client.echo(small.clone()).await.is_ok(),
+                    Scenario::Query => client.lookup(lookup.clone()).await.is_ok(),
+                    Scenario::Large => client.ingest(large.clone()).await.is_ok(),
+                };
+                if ok {
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    collect(tasks, started).await
+}
+
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(command: &mut Command) -> std::io::Result<Proc> {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Proc { child })
+    }
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn envoy_config(listen: u16, backend: u16, descriptor: &std::path::Path) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          route_config:
+            name: local
+            virtual_hosts:
+            - name: backend
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: backend, timeout: 30s}}
+          http_filters:
+          - name: envoy.filters.http.grpc_json_transcoder
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
+              proto_descriptor: "{descriptor}"
+              services: ["bench.v1.BenchService"]
+              convert_grpc_status: true
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}
+"#,
+        descriptor = descriptor.display()
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Direct,
+    Envoy,
+    Protogate,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct gRPC (tonic client)",
+            Target::Envoy => "Envoy grpc_json_transcoder",
+            Target::Protogate => "protogate",
+        }
+    }
+}
+
+async fn run(
+    protogate: PathBuf,
+    envoy: Option<PathBuf>,
+    limits: Limits,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let this = std::env::current_exe()?;
+    let work = std::env::temp_dir().join(format!("protogate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+
+    let backend_port = free_port();
+    let backend = Proc::spawn(Command::new(&this).args([
+        "backend",
+        "--listen",
+        &format!("127.0.0.1:{backend_port}"),
+    ]))?;
+    wait_for(SocketAddr::from(([127, 0, 0, 1], backend_port))).await;
+
+    let gateway_port = free_port();
+    let gateway = Proc::spawn(Command::new(&protogate).args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{gateway_port}"),
+        "--upstream",
+        &format!("http://127.0.0.1:{backend_port}"),
+    ]))?;
+    wait_for(SocketAddr::from(([127, 0, 0, 1], gateway_port))).await;
+
+    let envoy_port = free_port();
+    let envoy = match &envoy {
+        Some(binary) => {
+            let descriptor = work.join("bench.pb");
+            std::fs::write(&descriptor, DESCRIPTOR_SET)?;
+            let config = work.join("envoy.yaml");
+            std::fs::write(&config, envoy_config(envoy_port, backend_port, &descriptor))?;
+            let proc = Proc::spawn(Command::new(binary).args([
+                "-c",
+                &config.display().to_string(),
+                "--concurrency",
+                "2",
+                "--log-level",
+                "error",
+            ]))?;
+            wait_for(SocketAddr::from(([127, 0, 0, 1], envoy_port))).await;
+            Some(proc)
+        }
+        None => None,
+    };
+
+    let mut targets = vec![Target::Direct, Target::Protogate];
+    if envoy.is_some() {
+        targets.insert(1, Target::Envoy);
+    }
+    let mut rows = Vec::new();
+    for scenario in Scenario::ALL {
+        for &connections in &limits.connections {
+            // Interleaved: every target runs each scenario before the next one starts.
+            for &target in &targets {
+                let backend_before = cpu_seconds(&backend.pid());
+                let mut figures = match target {
+                    Target::Direct => {
+                        let output = Command::new(&this)
+                            .args([
+                                "grpc-load",
+                                "--upstream",
+                                &format!("http://127.0.0.1:{backend_port}"),
+                                "--scenario",
+                                &Scenario::ALL
+                                    .iter()
+                                    .position(|s| *s == scenario)
+                                    .unwrap_or(0)
+                                    .to_string(),
+                                "--requests",
+                                &limits.requests.to_string(),
+                                "--seconds",
+                                &limits.seconds.to_string(),
+                                "--connections",
+                                &connections.to_string(),
+                            ])
+                            .output()?;
+                        parse_figures(&String::from_utf8_lossy(&output.stdout))
+                    }
+                    Target::Envoy | Target::Protogate => {
+                        let (port, pid) = if target == Target::Envoy {
+                            (
+                                envoy_port,
+                                envoy.as_ref().map(Proc::pid).unwrap_or_default(),
+                            )
+                        } else {
+                            (gateway_port, gateway.pid())
+                        };
+                        let before = cpu_seconds(&pid);
+                        let mut figures = http_load(
+                            SocketAddr::from(([127, 0, 0, 1], port)),
+                            scenario,
+                            &limits,
+                            connections,
+                        )
+                        .await;
+                        figures.cpu_seconds = cpu_seconds(&pid) - before;
+                        figures.peak_rss_kib = peak_rss_kib(&pid);
+                        figures
+                    }
+                };
+                figures.backend_cpu_seconds = cpu_seconds(&backend.pid()) - backend_before;
+                eprintln!(
+                    "{} {connections} conns {}: {:.0} req/s, {} errors",
+                    scenario.label(),
+                    target.label(),
+                    figures.rps(),
+                    figures.errors
+                );
+                rows.push((scenario, connections, target, figures));
+            }
+        }
+    }
+    print_table(&rows);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn parse_figures(line: &str) -> Figures {
+    let value: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+    let number = |key: &str| value[key].as_f64().unwrap_or(0.0);
+    Figures {
+        requests: number("requests") as usize,
+        errors: number("errors") as usize,
+        seconds: number("seconds"),
+        p50_us: number("p50_us") as u64,
+        p99_us: number("p99_us") as u64,
+        cpu_seconds: number("cpu_seconds"),
+        peak_rss_kib: number("peak_rss_kib") as u64,
+        backend_cpu_seconds: 0.0,
+    }
+}
+
+fn print_table(rows: &[(Scenario, usize, Target, Figures)]) {
+    println!(
+        "| scenario | conns | target | req/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB | backend CPU % | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (scenario, connections, target, f) in rows {
+        let backend_share = 100.0 * f.backend_cpu_seconds / f.seconds.max(1e-9);
+        println!(
+            "| {} | {connections} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.0} | {} |",
+            scenario.label(),
+            target.label(),
+            f.rps(),
+            f.p50_us,
+            f.p99_us,
+            f.cpu_us_per_request(),
+            f.peak_rss_kib as f64 / 1024.0,
+            backend_share,
+            f.errors
+        );
+    }
+    println!();
+    println!(
+        "| scenario | conns | CPU/req protogate ÷ Envoy | CPU/req protogate ÷ direct | p99 protogate ÷ Envoy | RSS protogate ÷ Envoy |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for scenario in Scenario::ALL {
+        let connections: Vec<usize> = rows
+            .iter()
+            .filter(|r| r.0 == scenario)
+            .map(|r| r.1)
+            .collect();
+        let mut seen = Vec::new();
+        for c in connections {
+            if seen.contains(&c) {
+                continue;
+            }
+            seen.push(c);
+            let find = |t: Target| {
+                rows.iter()
+                    .find(|r| r.0 == scenario && r.1 == c && r.2 == t)
+                    .map(|r| r.3)
+            };
+            let (Some(p), Some(d)) = (find(Target::Protogate), find(Target::Direct)) else {
+                continue;
+            };
+            let envoy = find(Target::Envoy);
+            let ratio = |a: f64, b: Option<f64>| match b {
+                Some(b) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "–".to_owned(),
+            };
+            println!(
+                "| {} | {c} | {} | {} | {} | {} |",
+                scenario.label(),
+                ratio(
+                    p.cpu_us_per_request(),
+                    envoy.map(|e| e.cpu_us_per_request())
+                ),
+                ratio(p.cpu_us_per_request(), Some(d.cpu_us_per_request())),
+                ratio(p.p99_us as f64, envoy.map(|e| e.p99_us as f64)),
+                ratio(p.peak_rss_kib as f64, envoy.map(|e| e.peak_rss_kib as f64)),
+            );
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Backend { listen } => runtime.block_on(protogate_bench::serve_backend(listen))?,
+        Cmd::GrpcLoad {
+            upstream,
+            scenario,
+            limits,
+        } => {
+            let scenario = Scenario::ALL[scenario.min(Scenario::ALL.len() - 1)];
+            let before = cpu_seconds("self");
+            let connections = limits.connections.first().copied().unwrap_or(8);
+            let figures = runtime.block_on(grpc_load(upstream, scenario, &limits, connections));
+            let cpu = cpu_seconds("self") - before;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "requests": figures.requests,
+                    "errors": figures.errors,
+                    "seconds": figures.seconds,
+                    "p50_us": figures.p50_us,
+                    "p99_us": figures.p99_us,
+                    "cpu_seconds": cpu,
+                    "peak_rss_kib": peak_rss_kib("self"),
+                })
+            );
+        }
+        Cmd::Run {
+            protogate,
+            envoy,
+            limits,
+        } => runtime.block_on(run(protogate, envoy, limits))?,
+    }
+    Ok(())
+}
