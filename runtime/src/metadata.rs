@@ -50,31 +50,32 @@ pub enum MetadataError {
     },
 }
 
-/// Standard HTTP request headers that grpc-gateway forwards with the `grpcgateway-` prefix.
-const PERMANENT_HEADERS: &[&str] = &[
-    "accept",
-    "accept-charset",
-    "accept-language",
-    "accept-ranges",
-    "cache-control",
-    "content-type",
-    "cookie",
-    "date",
-    "expect",
-    "from",
-    "host",
-    "if-match",
-    "if-modified-since",
-    "if-none-match",
-    "if-schedule-tag-match",
-    "if-unmodified-since",
-    "max-forwards",
-    "origin",
-    "pragma",
-    "referer",
-    "user-agent",
-    "via",
-    "warning",
+/// Standard HTTP request headers that grpc-gateway forwards with the `grpcgateway-` prefix, with
+/// their metadata keys spelled out so that forwarding them allocates no key.
+const PERMANENT_HEADERS: &[(&str, &str)] = &[
+    ("accept", "grpcgateway-accept"),
+    ("accept-charset", "grpcgateway-accept-charset"),
+    ("accept-language", "grpcgateway-accept-language"),
+    ("accept-ranges", "grpcgateway-accept-ranges"),
+    ("cache-control", "grpcgateway-cache-control"),
+    ("content-type", "grpcgateway-content-type"),
+    ("cookie", "grpcgateway-cookie"),
+    ("date", "grpcgateway-date"),
+    ("expect", "grpcgateway-expect"),
+    ("from", "grpcgateway-from"),
+    ("host", "grpcgateway-host"),
+    ("if-match", "grpcgateway-if-match"),
+    ("if-modified-since", "grpcgateway-if-modified-since"),
+    ("if-none-match", "grpcgateway-if-none-match"),
+    ("if-schedule-tag-match", "grpcgateway-if-schedule-tag-match"),
+    ("if-unmodified-since", "grpcgateway-if-unmodified-since"),
+    ("max-forwards", "grpcgateway-max-forwards"),
+    ("origin", "grpcgateway-origin"),
+    ("pragma", "grpcgateway-pragma"),
+    ("referer", "grpcgateway-referer"),
+    ("user-agent", "grpcgateway-user-agent"),
+    ("via", "grpcgateway-via"),
+    ("warning", "grpcgateway-warning"),
 ];
 
 /// Metadata keys gRPC itself uses; never forwarded in either direction.
@@ -100,20 +101,15 @@ pub fn request_metadata(
                 insert(&mut metadata, name, key, value)?;
             }
         } else if name == "authorization" {
-            insert(&mut metadata, name, "authorization", value)?;
+            insert_static(&mut metadata, name, "authorization", value)?;
         } else if name == "x-forwarded-for" {
             forwarded_for = value.to_str().ok().map(str::to_owned);
-        } else if PERMANENT_HEADERS.contains(&name) {
-            insert(
-                &mut metadata,
-                name,
-                &format!("{FORWARDED_PREFIX}{name}"),
-                value,
-            )?;
+        } else if let Some((_, key)) = PERMANENT_HEADERS.iter().find(|(h, _)| *h == name) {
+            insert_static(&mut metadata, name, key, value)?;
         }
     }
     if let Some(host) = headers.get(http::header::HOST) {
-        insert(&mut metadata, "host", "x-forwarded-host", host)?;
+        insert_static(&mut metadata, "host", "x-forwarded-host", host)?;
     }
     let client = remote.map(|addr| addr.ip().to_string());
     let chain = match (forwarded_for, client) {
@@ -125,9 +121,27 @@ pub fn request_metadata(
         let value = HeaderValue::from_str(&chain).map_err(|_| MetadataError::InvalidValue {
             header: "x-forwarded-for".into(),
         })?;
-        insert(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
+        insert_static(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
     }
     Ok(metadata)
+}
+
+/// Inserts an ASCII value under a key known at compile time.
+fn insert_static(
+    metadata: &mut MetadataMap,
+    header: &str,
+    key: &'static str,
+    value: &HeaderValue,
+) -> Result<(), MetadataError> {
+    let value = value
+        .to_str()
+        .ok()
+        .and_then(|text| AsciiMetadataValue::try_from(text).ok())
+        .ok_or_else(|| MetadataError::InvalidValue {
+            header: header.to_owned(),
+        })?;
+    metadata.append(AsciiMetadataKey::from_static(key), value);
+    Ok(())
 }
 
 fn insert(

@@ -1,5 +1,7 @@
 //! Query parameters into a request message: `a.b.c=v`, repeated keys, both field spellings.
 
+use std::borrow::Cow;
+
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
 
@@ -20,7 +22,7 @@ pub fn apply<M: JsonMessage>(
             error: crate::json::JsonError::new(error),
         })?;
         let value = decode(raw_value).map_err(|error| GatewayError::Query {
-            param: key.clone(),
+            param: key.to_string(),
             error: crate::json::JsonError::new(error),
         })?;
         if skip.iter().any(|s| is_under(&key, s)) {
@@ -30,11 +32,11 @@ pub fn apply<M: JsonMessage>(
         let known = message
             .set_text(&path, &value)
             .map_err(|error| GatewayError::Query {
-                param: key.clone(),
+                param: key.to_string(),
                 error,
             })?;
         if !known && reject_unknown {
-            return Err(GatewayError::UnknownQuery(key));
+            return Err(GatewayError::UnknownQuery(key.into_owned()));
         }
     }
     Ok(())
@@ -46,12 +48,16 @@ fn is_under(key: &str, field: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
-/// Decodes one form-encoded component: `+` is a space, then percent-decoding to UTF-8.
-fn decode(component: &str) -> Result<String, &'static str> {
+/// Decodes one form-encoded component: `+` is a space, then percent-decoding to UTF-8. Plain
+/// components are borrowed.
+fn decode(component: &str) -> Result<Cow<'_, str>, &'static str> {
+    if !component.contains(['+', '%']) {
+        return Ok(Cow::Borrowed(component));
+    }
     let spaced = component.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(|s| Cow::Owned(s.into_owned()))
         .map_err(|_| "not valid UTF-8 after percent-decoding")
 }
 
@@ -69,6 +75,7 @@ mod tests {
     #[test]
     fn components_decode_plus_and_percent() {
         assert_eq!(decode("a+b%2Fc").as_deref(), Ok("a b/c"));
+        assert!(matches!(decode("plain"), Ok(Cow::Borrowed("plain"))));
         assert!(decode("%FF").is_err());
     }
 }

@@ -18,7 +18,7 @@ fn no_text<T>(what: &str) -> Result<T, JsonError> {
 /// Writes the text form of a value that passed its range check, or fails the writer.
 fn write_checked(value: &impl std::fmt::Display, check: Result<(), JsonError>, w: &mut Writer<'_>) {
     match check {
-        Ok(()) => w.str(&value.to_string()),
+        Ok(()) => w.display_str(value),
         Err(error) => {
             w.fail(error);
             w.null();

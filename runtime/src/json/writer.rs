@@ -156,6 +156,17 @@ impl<'a> Writer<'a> {
         self.buf.push(b'"');
     }
 
+    /// A string from a `Display` value that needs no escaping (timestamps, durations), written
+    /// straight into the buffer.
+    pub fn display_str(&mut self, value: &impl std::fmt::Display) {
+        use std::io::Write as _;
+        self.value_start();
+        self.buf.push(b'"');
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.buf, "{value}");
+        self.buf.push(b'"');
+    }
+
     /// Bytes as standard, padded base64.
     pub fn bytes(&mut self, value: &[u8]) {
         self.value_start();
