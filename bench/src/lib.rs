@@ -114,7 +114,7 @@ pub fn lookup() -> LookupRequest {
 }
 
 /// Entries in the large batch: enough for about 64 KiB of JSON.
-const LARGE_ENTRIES: i64 = 230;
+const LARGE_ENTRIES: i64 = 310;
 
 /// The large message.
 pub fn large() -> Batch {

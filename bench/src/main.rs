@@ -533,6 +533,11 @@ fn parse_figures(line: &str) -> Figures {
 }
 
 fn print_table(rows: &[(Scenario, usize, Target, Figures)]) {
+    for scenario in Scenario::ALL {
+        let (method, path, body) = scenario.http();
+        println!("- {}: `{method} {path}`, {} bytes of JSON", scenario.label(), body.len());
+    }
+    println!();
     println!(
         "| scenario | conns | target | req/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB | backend CPU % | errors |"
     );
