@@ -27,6 +27,9 @@ pub enum Peek {
 /// Reads JSON values one at a time.
 pub struct Reader<'a> {
     input: &'a [u8],
+    /// The input as text when it is valid UTF-8, checked once so strings need no check of their
+    /// own.
+    text: Option<&'a str>,
     pos: usize,
     options: JsonOptions,
     registry: &'a Registry,
@@ -40,6 +43,7 @@ impl<'a> Reader<'a> {
     pub fn new(input: &'a [u8], options: JsonOptions, registry: &'a Registry) -> Self {
         Reader {
             input,
+            text: std::str::from_utf8(input).ok(),
             pos: 0,
             options,
             registry,
@@ -140,21 +144,27 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         let start = self.pos;
-        loop {
-            match self.input.get(self.pos) {
-                Some(b'"') => {
-                    let raw = &self.input[start..self.pos];
-                    self.pos += 1;
-                    return match std::str::from_utf8(raw) {
-                        Ok(text) => Ok(Cow::Borrowed(text)),
-                        Err(_) => Err(JsonError::syntax(start, "string is not valid UTF-8")),
-                    };
-                }
-                Some(b'\\') => break,
-                Some(0x00..=0x1f) => return self.error("control character in string"),
-                Some(_) => self.pos += 1,
-                None => return self.error("unterminated string"),
+        let special = self.input[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        self.pos = special.map_or(self.input.len(), |offset| start + offset);
+        match self.input.get(self.pos) {
+            Some(b'"') => {
+                let end = self.pos;
+                self.pos += 1;
+                // Slicing the checked text between two ASCII quotes stays on char boundaries.
+                let text = match self.text {
+                    Some(text) => text.get(start..end),
+                    // Somewhere the input is not UTF-8: check this string alone.
+                    None => std::str::from_utf8(&self.input[start..end]).ok(),
+                };
+                return text
+                    .map(Cow::Borrowed)
+                    .ok_or_else(|| JsonError::syntax(start, "string is not valid UTF-8"));
             }
+            Some(b'\\') => {}
+            Some(_) => return self.error("control character in string"),
+            None => return self.error("unterminated string"),
         }
         let mut out = Vec::with_capacity(self.pos - start + 16);
         out.extend_from_slice(&self.input[start..self.pos]);
