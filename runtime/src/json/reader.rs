@@ -144,9 +144,7 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         let start = self.pos;
-        let special = self.input[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let special = find_special(&self.input[start..]);
         self.pos = special.map_or(self.input.len(), |offset| start + offset);
         match self.input.get(self.pos) {
             Some(b'"') => {
@@ -411,6 +409,38 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The index of the first byte that ends the plain part of a string: `"`, `\\` or a control
+/// character. Eight bytes at a time, then byte by byte.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set where it is zero (for the two XORs) or below 0x20; bytes at
+        // or above 0x80 never count as below 0x20.
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | x.wrapping_sub(ONES * 0x20) & !x)
+            & HIGHS;
+        if hits != 0 {
+            // The lowest flagged byte is exact; later ones may be borrow artefacts.
+            return Some(offset + (hits.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| offset + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +502,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn word_scan_finds_what_a_byte_scan_finds(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            proptest::prop_assert_eq!(find_special(&bytes), expected);
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(input in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let mut r = Reader::new(&input, JsonOptions::default(), &Registry::EMPTY);
