@@ -60,6 +60,21 @@ fn not_found(kind: &str, name: &str) -> Status {
     )
 }
 
+fn already_exists(kind: &str, name: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_resource_info(
+        kind,
+        name,
+        "",
+        format!("a {kind} named {name:?} exists already"),
+    );
+    Status::with_error_details(
+        tonic::Code::AlreadyExists,
+        format!("{kind} {name:?} exists already"),
+        details,
+    )
+}
+
 fn invalid(field: &str, description: &str) -> Status {
     let details = ErrorDetails::with_bad_request_violation(field, description);
     Status::with_error_details(
@@ -217,18 +232,129 @@ impl State {
     }
 }
 
-/// Copies the fields of `from` named by `paths` (all of them when empty) into `to`.
-fn apply_mask(to: &mut Book, from: Book, paths: &[String]) -> Result<(), Status> {
-    if paths.is_empty() {
-        let (name, serial, archived) = (to.name.clone(), to.serial, to.archived);
-        *to = Book {
-            name,
-            serial,
-            archived,
-            ..from
-        };
-        return Ok(());
+/// A book field a ListBooks filter can test.
+#[derive(Debug, Clone, Copy)]
+enum FilterField {
+    Title,
+    Author,
+    Isbn,
+    Tags,
+    Genre,
+}
+
+/// One `field=value` or `field:value` term of a ListBooks filter.
+#[derive(Debug)]
+struct FilterTerm {
+    field: FilterField,
+    /// `:` (contains) rather than `=` (equals).
+    contains: bool,
+    /// Lower-cased, without quotes.
+    value: String,
+}
+
+/// Parses a ListBooks filter: terms joined by ` AND `.
+fn parse_filter(filter: &str) -> Result<Vec<FilterTerm>, Status> {
+    let filter = filter.trim();
+    if filter.is_empty() {
+        return Ok(Vec::new());
     }
+    filter
+        .split(" AND ")
+        .map(|term| {
+            let term = term.trim();
+            let at = term.find(['=', ':']).ok_or_else(|| {
+                invalid(
+                    "filter",
+                    &format!("`{term}` is neither `field=value` nor `field:value`"),
+                )
+            })?;
+            let (field, rest) = term.split_at(at);
+            let field = match field.trim() {
+                "title" => FilterField::Title,
+                "author" => FilterField::Author,
+                "isbn" => FilterField::Isbn,
+                "tags" | "tag" => FilterField::Tags,
+                "genre" => FilterField::Genre,
+                other => {
+                    return Err(invalid(
+                        "filter",
+                        &format!(
+                            "cannot filter on `{other}`; use title, author, isbn, tags or genre"
+                        ),
+                    ));
+                }
+            };
+            // The operator is one ASCII byte.
+            let value = rest[1..].trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Ok(FilterTerm {
+                field,
+                contains: rest.starts_with(':'),
+                value: value.to_lowercase(),
+            })
+        })
+        .collect()
+}
+
+impl FilterTerm {
+    fn matches(&self, book: &Book) -> bool {
+        let test = |text: &str| {
+            let text = text.to_lowercase();
+            if self.contains {
+                text.contains(&self.value)
+            } else {
+                text == self.value
+            }
+        };
+        match self.field {
+            FilterField::Title => test(&book.title),
+            FilterField::Author => test(&book.author),
+            FilterField::Isbn => test(&book.isbn),
+            FilterField::Tags => book.tags.iter().any(|tag| test(tag)),
+            FilterField::Genre => test(
+                Genre::try_from(book.genre)
+                    .map(|genre| genre.as_str_name())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// The paths of the fields of `book` a client set: those not at their default value.
+fn set_fields(book: &Book) -> Vec<String> {
+    let set = [
+        ("title", !book.title.is_empty()),
+        ("author", !book.author.is_empty()),
+        ("genre", book.genre != 0),
+        ("tags", !book.tags.is_empty()),
+        ("page_count", book.page_count != 0),
+        ("isbn", !book.isbn.is_empty()),
+        ("publish_time", book.publish_time.is_some()),
+        ("price", book.price.is_some()),
+        ("edition", book.edition.is_some()),
+        ("attributes", !book.attributes.is_empty()),
+        ("in_stock", book.availability.is_some()),
+        ("chapters", !book.chapters.is_empty()),
+    ];
+    set.into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(path, _)| path.to_owned())
+        .collect()
+}
+
+/// Copies the fields of `from` named by `paths` (every field `from` sets when there are none)
+/// into `to`.
+fn apply_mask(to: &mut Book, from: Book, paths: &[String]) -> Result<(), Status> {
+    let set;
+    let paths = if paths.is_empty() {
+        set = set_fields(&from);
+        &set[..]
+    } else {
+        paths
+    };
     for path in paths {
         match path.as_str() {
             "title" => to.title = from.title.clone(),
@@ -319,10 +445,7 @@ impl LibraryService for Library {
         shelf.create_time = Some(now());
         let mut state = self.lock();
         if state.shelves.contains_key(&shelf.name) {
-            return Err(Status::already_exists(format!(
-                "{} exists already",
-                shelf.name
-            )));
+            return Err(already_exists("shelf", &shelf.name));
         }
         state.shelves.insert(shelf.name.clone(), shelf.clone());
         Ok(Response::new(shelf))
@@ -370,6 +493,7 @@ impl LibraryService for Library {
             page_start(&request.page_token)?,
             page_size(request.page_size)?,
         );
+        let filter = parse_filter(&request.filter)?;
         let state = self.lock();
         state.shelf(&request.parent)?;
         let prefix = format!("{}/books/", request.parent);
@@ -387,6 +511,7 @@ impl LibraryService for Library {
                 (None, _) => true,
             })
             .filter(|b| request.min_pages.is_none_or(|min| b.page_count >= min))
+            .filter(|b| filter.iter().all(|term| term.matches(b)))
             .cloned()
             .collect();
         let (books, next_page_token) = paginate(&books, start, size);
@@ -438,10 +563,7 @@ impl LibraryService for Library {
             .collect::<String>();
         book.name = format!("{}/books/{id}", request.parent);
         if state.books.contains_key(&book.name) {
-            return Err(Status::already_exists(format!(
-                "{} exists already",
-                book.name
-            )));
+            return Err(already_exists("book", &book.name));
         }
         book.archived = false;
         Ok(Response::new(state.insert_book(book)))
@@ -456,8 +578,14 @@ impl LibraryService for Library {
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
         let mut state = self.lock();
         let stored = state.book_mut(&book.name)?;
-        apply_mask(stored, book, &paths)?;
-        Ok(Response::new(stored.clone()))
+        // Update a copy, so that a bad mask leaves the stored book as it was.
+        let mut updated = stored.clone();
+        apply_mask(&mut updated, book, &paths)?;
+        if updated.title.is_empty() {
+            return Err(invalid("book.title", "must not be empty"));
+        }
+        *stored = updated.clone();
+        Ok(Response::new(updated))
     }
 
     async fn delete_book(
@@ -500,13 +628,19 @@ impl LibraryService for Library {
         let request = request.into_inner();
         let mut state = self.lock();
         state.shelf(&request.other_shelf)?;
-        let mut book = state
-            .books
-            .remove(&request.name)
-            .ok_or_else(|| not_found("book", &request.name))?;
+        if !state.books.contains_key(&request.name) {
+            return Err(not_found("book", &request.name));
+        }
         let id = request.name.rsplit('/').next().unwrap_or_default();
+        let target = format!("{}/books/{id}", request.other_shelf);
+        if target != request.name && state.books.contains_key(&target) {
+            return Err(already_exists("book", &target));
+        }
+        let Some(mut book) = state.books.remove(&request.name) else {
+            return Err(not_found("book", &request.name));
+        };
         let from = shelf_of(&request.name).to_owned();
-        book.name = format!("{}/books/{id}", request.other_shelf);
+        book.name = target;
         state.books.insert(book.name.clone(), book.clone());
         state.recount(&from);
         state.recount(&request.other_shelf);

@@ -1,13 +1,18 @@
-//! HTTP headers to gRPC metadata and back, with grpc-gateway's default rules so that services
-//! moving from it see the same metadata:
+//! HTTP headers to gRPC metadata and back, following grpc-gateway's default rules so that a
+//! service moving from it sees the same metadata:
 //!
-//! - `Grpc-Metadata-<Key>: v` becomes metadata `<key>: v` (`-bin` keys carry base64 values).
-//! - `Authorization` is forwarded as `authorization`.
-//! - Other standard HTTP request headers are forwarded as `grpcgateway-<header>`.
-//! - `x-forwarded-host` (from `Host`) and `x-forwarded-for` (the client address appended) are set.
-//! - `Grpc-Timeout` (`<digits><H|M|S|m|u|n>`) sets the call's deadline.
+//! - `Grpc-Metadata-<Key>: v` becomes metadata `<key>: v`; for `-bin` keys the header carries
+//!   base64 (padded or not) and the metadata carries the decoded bytes.
+//! - The standard HTTP request headers IANA lists as permanent (`Accept`, `Cookie`, `User-Agent`,
+//!   …) are forwarded as `grpcgateway-<header>`. `Authorization` is forwarded twice: as
+//!   `grpcgateway-authorization` and, unprefixed, as `authorization`.
+//! - `x-forwarded-host` is the incoming `X-Forwarded-Host`, or else `Host`; `x-forwarded-for` is
+//!   the incoming `X-Forwarded-For` chain with the client's address appended.
+//! - Every other header stays behind, and so do keys gRPC reserves (`grpc-*`, `content-type`,
+//!   `te`, hop-by-hop headers), whichever way they travel.
+//! - `Grpc-Timeout` (`<1–8 digits><H|M|S|m|u|n>`) sets the call's deadline.
 //! - Response metadata comes back as `Grpc-Metadata-<key>` headers, trailers as
-//!   `Grpc-Trailer-<key>`.
+//!   `Grpc-Trailer-<key>`; binary values stay base64-encoded.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,18 +57,22 @@ pub enum MetadataError {
 
 /// Standard HTTP request headers that grpc-gateway forwards with the `grpcgateway-` prefix, with
 /// their metadata keys spelled out so that forwarding them allocates no key.
+///
+/// grpc-gateway's list also names `Host`, but Go's HTTP server takes `Host` out of the header
+/// map before the gateway sees it, so it never arrives upstream as `grpcgateway-host`; it goes
+/// as `x-forwarded-host` instead, and so it does here.
 const PERMANENT_HEADERS: &[(&str, &str)] = &[
     ("accept", "grpcgateway-accept"),
     ("accept-charset", "grpcgateway-accept-charset"),
     ("accept-language", "grpcgateway-accept-language"),
     ("accept-ranges", "grpcgateway-accept-ranges"),
+    ("authorization", "grpcgateway-authorization"),
     ("cache-control", "grpcgateway-cache-control"),
     ("content-type", "grpcgateway-content-type"),
     ("cookie", "grpcgateway-cookie"),
     ("date", "grpcgateway-date"),
     ("expect", "grpcgateway-expect"),
     ("from", "grpcgateway-from"),
-    ("host", "grpcgateway-host"),
     ("if-match", "grpcgateway-if-match"),
     ("if-modified-since", "grpcgateway-if-modified-since"),
     ("if-none-match", "grpcgateway-if-none-match"),
@@ -78,49 +87,83 @@ const PERMANENT_HEADERS: &[(&str, &str)] = &[
     ("warning", "grpcgateway-warning"),
 ];
 
-/// Metadata keys gRPC itself uses; never forwarded in either direction.
+/// Keys that gRPC or HTTP/2 reserve for themselves; never forwarded in either direction.
 fn is_reserved(key: &str) -> bool {
     key.starts_with("grpc-")
         || matches!(
             key,
-            "content-type" | "te" | "user-agent" | "content-length" | "connection" | "host"
+            "content-type"
+                | "te"
+                | "user-agent"
+                | "content-length"
+                | "host"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
         )
 }
 
-/// The metadata for an upstream call made for a request with these headers.
+/// The metadata for an upstream call made for a request with these headers, from a client at
+/// `remote` (when known).
+///
+/// Fails, naming the header, when a header that is forwarded cannot be metadata: a value that is
+/// not visible ASCII, a `-bin` value that is not base64, or a `Grpc-Metadata-` name that is not a
+/// valid metadata key.
 pub fn request_metadata(
     headers: &HeaderMap,
     remote: Option<SocketAddr>,
 ) -> Result<MetadataMap, MetadataError> {
     let mut metadata = MetadataMap::new();
-    let mut forwarded_for: Option<String> = None;
     for (name, value) in headers {
         let name = name.as_str();
         if let Some(key) = name.strip_prefix(METADATA_PREFIX) {
             if !is_reserved(key) {
                 insert(&mut metadata, name, key, value)?;
             }
-        } else if name == "authorization" {
-            insert_static(&mut metadata, name, "authorization", value)?;
-        } else if name == "x-forwarded-for" {
-            forwarded_for = value.to_str().ok().map(str::to_owned);
         } else if let Some((_, key)) = PERMANENT_HEADERS.iter().find(|(h, _)| *h == name) {
+            if name == "authorization" {
+                // grpc-gateway also passes the credentials on unprefixed, where gRPC
+                // services look for them.
+                insert_static(&mut metadata, name, "authorization", value)?;
+            }
             insert_static(&mut metadata, name, key, value)?;
         }
     }
-    if let Some(host) = headers.get(http::header::HOST) {
-        insert_static(&mut metadata, "host", "x-forwarded-host", host)?;
+    if let Some((header, host)) = headers
+        .get("x-forwarded-host")
+        .map(|host| ("x-forwarded-host", host))
+        .or_else(|| headers.get(http::header::HOST).map(|host| ("host", host)))
+    {
+        insert_static(&mut metadata, header, "x-forwarded-host", host)?;
     }
-    let client = remote.map(|addr| addr.ip().to_string());
-    let chain = match (forwarded_for, client) {
-        (Some(chain), Some(client)) => Some(format!("{chain}, {client}")),
-        (Some(chain), None) => Some(chain),
-        (None, client) => client,
+    // The chain so far, as the first X-Forwarded-For header has it; the client's address joins
+    // it when known, as the proxy that the gateway is.
+    let chain = headers
+        .get("x-forwarded-for")
+        .filter(|chain| !chain.is_empty());
+    let value = match (chain, remote) {
+        (Some(chain), Some(addr)) => {
+            let mut joined = chain.as_bytes().to_vec();
+            joined.extend_from_slice(format!(", {}", addr.ip()).as_bytes());
+            Some(
+                HeaderValue::from_bytes(&joined).map_err(|_| MetadataError::InvalidValue {
+                    header: "x-forwarded-for".into(),
+                })?,
+            )
+        }
+        (Some(chain), None) => Some(chain.clone()),
+        (None, Some(addr)) => {
+            Some(HeaderValue::from_str(&addr.ip().to_string()).map_err(|_| {
+                MetadataError::InvalidValue {
+                    header: "x-forwarded-for".into(),
+                }
+            })?)
+        }
+        (None, None) => None,
     };
-    if let Some(chain) = chain {
-        let value = HeaderValue::from_str(&chain).map_err(|_| MetadataError::InvalidValue {
-            header: "x-forwarded-for".into(),
-        })?;
+    if let Some(value) = value {
         insert_static(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
     }
     Ok(metadata)
@@ -156,6 +199,14 @@ fn insert(
     let invalid_key = || MetadataError::InvalidKey {
         header: header.to_owned(),
     };
+    // gRPC allows fewer characters in keys than HTTP does in header names.
+    let valid = !key.is_empty()
+        && key.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if !valid {
+        return Err(invalid_key());
+    }
     if key.ends_with("-bin") {
         let key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
         // The header carries base64 (padded or not); the metadata carries the bytes.
@@ -176,7 +227,9 @@ fn insert(
     Ok(())
 }
 
-/// The deadline a request asks for with `Grpc-Timeout`.
+/// The deadline a request asks for with `Grpc-Timeout`: 1 to 8 ASCII digits followed by a unit,
+/// `H` (hours), `M` (minutes), `S` (seconds), `m` (milliseconds), `u` (microseconds) or `n`
+/// (nanoseconds). `None` without the header; an error naming it when the value is malformed.
 pub fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, MetadataError> {
     let Some(value) = headers.get("grpc-timeout") else {
         return Ok(None);
@@ -203,12 +256,14 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, MetadataErr
     Ok(Some(duration))
 }
 
-/// Response metadata as `Grpc-Metadata-<key>` headers.
+/// Appends response metadata to `headers` as `Grpc-Metadata-<key>` headers, skipping reserved
+/// keys; binary (`-bin`) values stay base64-encoded.
 pub fn write_response_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
     write_prefixed(metadata, headers, METADATA_PREFIX);
 }
 
-/// Trailers as `Grpc-Trailer-<key>` headers.
+/// Appends trailing metadata to `headers` as `Grpc-Trailer-<key>` headers, with the same rules as
+/// [`write_response_headers`].
 pub fn write_trailer_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
     write_prefixed(metadata, headers, TRAILER_PREFIX);
 }
@@ -247,56 +302,163 @@ mod tests {
         map
     }
 
+    fn text<'a>(md: &'a MetadataMap, key: &str) -> Option<&'a str> {
+        md.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn all(md: &MetadataMap, key: &str) -> Vec<String> {
+        md.get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:9".parse().expect("addr")
+    }
+
     #[test]
-    fn request_headers_follow_grpc_gateway_defaults() {
-        let map = headers(&[
-            ("grpc-metadata-tenant", "acme"),
-            ("grpc-metadata-trace-bin", "AQID"),
-            ("authorization", "Bearer t"),
-            ("user-agent", "curl"),
-            ("host", "api.example"),
-            ("x-custom", "dropped"),
-            ("grpc-metadata-grpc-status", "0"),
-        ]);
-        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        let md = request_metadata(&map, Some(addr)).expect("metadata");
-        assert_eq!(md.get("tenant").and_then(|v| v.to_str().ok()), Some("acme"));
+    fn grpc_metadata_headers_lose_their_prefix() {
+        let md = request_metadata(
+            &headers(&[
+                ("grpc-metadata-tenant", "acme"),
+                ("grpc-metadata-x-id", "7"),
+            ]),
+            None,
+        )
+        .expect("metadata");
+        assert_eq!(text(&md, "tenant"), Some("acme"));
+        assert_eq!(text(&md, "x-id"), Some("7"));
+        assert_eq!(md.len(), 2);
+    }
+
+    #[test]
+    fn repeated_headers_keep_every_value() {
+        let md = request_metadata(
+            &headers(&[
+                ("grpc-metadata-tag", "a"),
+                ("grpc-metadata-tag", "b"),
+                ("accept", "text/plain"),
+                ("accept", "application/json"),
+            ]),
+            None,
+        )
+        .expect("metadata");
+        assert_eq!(all(&md, "tag"), ["a", "b"]);
         assert_eq!(
-            md.get_bin("trace-bin")
-                .and_then(|v| v.to_bytes().ok())
-                .as_deref(),
-            Some(&[1u8, 2, 3][..])
+            all(&md, "grpcgateway-accept"),
+            ["text/plain", "application/json"]
         );
-        assert_eq!(
-            md.get("authorization").and_then(|v| v.to_str().ok()),
-            Some("Bearer t")
-        );
-        assert_eq!(
-            md.get("grpcgateway-user-agent")
-                .and_then(|v| v.to_str().ok()),
-            Some("curl")
-        );
-        assert_eq!(
-            md.get("x-forwarded-host").and_then(|v| v.to_str().ok()),
-            Some("api.example")
-        );
-        assert_eq!(
-            md.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-            Some("127.0.0.1")
-        );
-        assert!(md.get("x-custom").is_none());
-        assert!(md.get("grpc-status").is_none());
+    }
+
+    #[test]
+    fn binary_headers_are_base64_decoded_padded_or_not() {
+        let md = request_metadata(
+            &headers(&[
+                ("grpc-metadata-trace-bin", "AQID"),
+                ("grpc-metadata-padded-bin", "AQI="),
+                ("grpc-metadata-raw-bin", "AQI"),
+            ]),
+            None,
+        )
+        .expect("metadata");
+        let bytes = |key: &str| md.get_bin(key).and_then(|v| v.to_bytes().ok());
+        assert_eq!(bytes("trace-bin").as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(bytes("padded-bin").as_deref(), Some(&[1u8, 2][..]));
+        assert_eq!(bytes("raw-bin").as_deref(), Some(&[1u8, 2][..]));
+    }
+
+    #[test]
+    fn permanent_headers_get_the_grpcgateway_prefix() {
+        for (header, key) in PERMANENT_HEADERS {
+            let md = request_metadata(&headers(&[(header, "v")]), None).expect("metadata");
+            assert_eq!(text(&md, key), Some("v"), "{header}");
+        }
+        let md = request_metadata(&headers(&[("user-agent", "curl"), ("cookie", "a=1")]), None)
+            .expect("metadata");
+        assert_eq!(text(&md, "grpcgateway-user-agent"), Some("curl"));
+        assert_eq!(text(&md, "grpcgateway-cookie"), Some("a=1"));
+        assert!(md.get("user-agent").is_none());
+    }
+
+    #[test]
+    fn authorization_goes_both_prefixed_and_bare() {
+        let md =
+            request_metadata(&headers(&[("authorization", "Bearer t")]), None).expect("metadata");
+        assert_eq!(text(&md, "authorization"), Some("Bearer t"));
+        assert_eq!(text(&md, "grpcgateway-authorization"), Some("Bearer t"));
+    }
+
+    #[test]
+    fn other_headers_stay_behind() {
+        let md = request_metadata(
+            &headers(&[
+                ("x-custom", "dropped"),
+                ("content-length", "3"),
+                ("grpc-timeout", "1S"),
+                ("accept-encoding", "gzip"),
+            ]),
+            None,
+        )
+        .expect("metadata");
+        assert!(md.is_empty(), "{md:?}");
+    }
+
+    #[test]
+    fn reserved_keys_are_not_forwarded_upstream() {
+        let md = request_metadata(
+            &headers(&[
+                ("grpc-metadata-grpc-status", "0"),
+                ("grpc-metadata-grpc-message", "x"),
+                ("grpc-metadata-grpc-status-details-bin", "AQID"),
+                ("grpc-metadata-content-type", "text/plain"),
+                ("grpc-metadata-te", "trailers"),
+                ("grpc-metadata-connection", "close"),
+                ("grpc-metadata-user-agent", "x"),
+                ("grpc-metadata-host", "x"),
+            ]),
+            None,
+        )
+        .expect("metadata");
+        assert!(md.is_empty(), "{md:?}");
+    }
+
+    #[test]
+    fn forwarded_host_comes_from_the_header_or_else_host() {
+        let md = request_metadata(&headers(&[("host", "api.example")]), None).expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-host"), Some("api.example"));
+        assert!(md.get("grpcgateway-host").is_none());
+
+        let md = request_metadata(
+            &headers(&[("host", "inner:8080"), ("x-forwarded-host", "api.example")]),
+            None,
+        )
+        .expect("metadata");
+        assert_eq!(all(&md, "x-forwarded-host"), ["api.example"]);
+    }
+
+    #[test]
+    fn forwarded_for_is_the_client_address() {
+        let md = request_metadata(&HeaderMap::new(), Some(addr())).expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-for"), Some("127.0.0.1"));
+        let v6: SocketAddr = "[::1]:80".parse().expect("addr");
+        let md = request_metadata(&HeaderMap::new(), Some(v6)).expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-for"), Some("::1"));
+        let md = request_metadata(&HeaderMap::new(), None).expect("metadata");
+        assert!(md.get("x-forwarded-for").is_none());
     }
 
     #[test]
     fn forwarded_for_chain_is_extended() {
-        let map = headers(&[("x-forwarded-for", "10.1.1.1")]);
-        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        let md = request_metadata(&map, Some(addr)).expect("metadata");
+        let map = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
+        let md = request_metadata(&map, Some(addr())).expect("metadata");
         assert_eq!(
-            md.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-            Some("10.1.1.1, 127.0.0.1")
+            all(&md, "x-forwarded-for"),
+            ["10.1.1.1, 10.2.2.2, 127.0.0.1"]
         );
+        // Without a known client the chain goes on as it came.
+        let md = request_metadata(&map, None).expect("metadata");
+        assert_eq!(all(&md, "x-forwarded-for"), ["10.1.1.1, 10.2.2.2"]);
     }
 
     #[test]
@@ -307,33 +469,169 @@ mod tests {
     }
 
     #[test]
-    fn timeouts() {
+    fn non_ascii_values_are_errors_naming_the_header() {
+        for name in ["grpc-metadata-note", "user-agent", "authorization", "host"] {
+            let mut map = HeaderMap::new();
+            map.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a valid header value"),
+            );
+            let error = request_metadata(&map, None).expect_err("not ASCII");
+            assert_eq!(
+                error,
+                MetadataError::InvalidValue {
+                    header: name.into()
+                }
+            );
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn invalid_keys_are_errors_naming_the_header() {
+        for name in [
+            "grpc-metadata-",
+            "grpc-metadata-a!b",
+            "grpc-metadata-x~y-bin",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
+                HeaderValue::from_static("AQID"),
+            );
+            let error = request_metadata(&map, None).expect_err("bad key");
+            assert_eq!(
+                error,
+                MetadataError::InvalidKey {
+                    header: name.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_take_every_unit() {
         let t = |v: &str| grpc_timeout(&headers(&[("grpc-timeout", v)]));
-        assert_eq!(t("100m"), Ok(Some(Duration::from_millis(100))));
+        assert_eq!(t("2H"), Ok(Some(Duration::from_secs(7200))));
+        assert_eq!(t("3M"), Ok(Some(Duration::from_secs(180))));
         assert_eq!(t("2S"), Ok(Some(Duration::from_secs(2))));
-        assert_eq!(t("1H"), Ok(Some(Duration::from_secs(3600))));
-        assert!(t("123456789S").is_err());
-        assert!(t("5x").is_err());
-        assert!(t("S").is_err());
+        assert_eq!(t("100m"), Ok(Some(Duration::from_millis(100))));
+        assert_eq!(t("5u"), Ok(Some(Duration::from_micros(5))));
+        assert_eq!(t("7n"), Ok(Some(Duration::from_nanos(7))));
+        assert_eq!(t("0S"), Ok(Some(Duration::ZERO)));
+        assert_eq!(
+            t("99999999H"),
+            Ok(Some(Duration::from_secs(99_999_999 * 3600)))
+        );
         assert_eq!(grpc_timeout(&HeaderMap::new()), Ok(None));
     }
 
     #[test]
-    fn response_metadata_becomes_prefixed_headers() {
+    fn malformed_timeouts_are_errors_naming_the_header() {
+        let t = |v: &str| grpc_timeout(&headers(&[("grpc-timeout", v)]));
+        for bad in [
+            "",
+            "S",
+            "5",
+            "5x",
+            "5s",
+            "123456789S",
+            "-1S",
+            "+1S",
+            " 1S",
+            "1 S",
+            "1.5S",
+            "0x1S",
+        ] {
+            let error = t(bad).expect_err(bad);
+            assert!(error.to_string().contains("grpc-timeout"), "{error}");
+        }
+        let mut map = HeaderMap::new();
+        map.insert(
+            "grpc-timeout",
+            HeaderValue::from_bytes(b"1\xe9").expect("value"),
+        );
+        assert!(grpc_timeout(&map).is_err());
+    }
+
+    fn response_metadata() -> MetadataMap {
         let mut md = MetadataMap::new();
         md.insert("x-request-id", "abc".parse().expect("value"));
-        md.insert("content-type", "application/grpc".parse().expect("value"));
+        md.append("x-tag", "a".parse().expect("value"));
+        md.append("x-tag", "b".parse().expect("value"));
+        md.insert_bin("trace-bin", BinaryMetadataValue::from_bytes(&[1, 2, 3]));
+        for reserved in [
+            "content-type",
+            "grpc-status",
+            "grpc-message",
+            "grpc-encoding",
+            "te",
+            "content-length",
+        ] {
+            md.insert(
+                AsciiMetadataKey::from_static(reserved),
+                "x".parse().expect("value"),
+            );
+        }
+        md.insert_bin(
+            "grpc-status-details-bin",
+            BinaryMetadataValue::from_bytes(&[8, 5]),
+        );
+        md
+    }
+
+    fn written(prefix: &str, out: &HeaderMap) -> Vec<(String, String)> {
+        out.iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect()
+    }
+
+    #[test]
+    fn response_metadata_becomes_grpc_metadata_headers() {
         let mut out = HeaderMap::new();
-        write_response_headers(&md, &mut out);
-        write_trailer_headers(&md, &mut out);
+        write_response_headers(&response_metadata(), &mut out);
+        let mut got = written("", &out);
+        got.sort();
+        let expected = [
+            ("grpc-metadata-trace-bin", "AQID"),
+            ("grpc-metadata-x-request-id", "abc"),
+            ("grpc-metadata-x-tag", "a"),
+            ("grpc-metadata-x-tag", "b"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn trailers_become_grpc_trailer_headers() {
+        let mut out = HeaderMap::new();
+        out.insert("content-type", HeaderValue::from_static("application/json"));
+        write_trailer_headers(&response_metadata(), &mut out);
+        let mut got = written("grpc-", &out);
+        got.sort();
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
-            out.get("grpc-metadata-x-request-id").map(|v| v.as_bytes()),
-            Some(&b"abc"[..])
+            names,
+            [
+                "grpc-trailer-trace-bin",
+                "grpc-trailer-x-request-id",
+                "grpc-trailer-x-tag",
+                "grpc-trailer-x-tag"
+            ]
         );
+        // Existing headers are left as they were.
         assert_eq!(
-            out.get("grpc-trailer-x-request-id").map(|v| v.as_bytes()),
-            Some(&b"abc"[..])
+            out.get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
         );
-        assert!(out.get("grpc-metadata-content-type").is_none());
     }
 }
