@@ -459,6 +459,9 @@ impl LibraryService for Library {
             .into_inner()
             .shelf
             .ok_or_else(|| invalid("shelf", "is required"))?;
+        if shelf.theme.is_empty() {
+            return Err(invalid("shelf.theme", "is required"));
+        }
         let mut state = self.lock();
         let existing = state.shelf(&shelf.name)?.clone();
         let replaced = Shelf {
