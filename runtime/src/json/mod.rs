@@ -1,5 +1,29 @@
 //! Proto3 JSON without reflection: a streaming [`Writer`] and [`Reader`], codecs for every proto
 //! type and well-known type, and the helpers generated message mappers call, field by field.
+//!
+//! Semantics follow prost-reflect 0.16.5's serde implementation (the oracle of the tests), with
+//! these deliberate differences, all on input prost-reflect itself treats oddly:
+//! - an integer written as a plain JSON number token must fit the field exactly (prost-reflect
+//!   lets serde_json turn an overflowing token into a double and saturates it);
+//! - a float field takes the decimal rounded once to f32, so `3.4028235e38` (how `f32::MAX` is
+//!   printed) reads back; `"inf"`-style strings other than `"NaN"`, `"Infinity"`, `"-Infinity"`
+//!   are errors;
+//! - wrapper types print `NaN`/`Infinity` as strings like the bare types (prost-reflect prints
+//!   `null`);
+//! - the empty `Any` is `{}` both ways (prost-reflect refuses it), and a type URL without `/`
+//!   is all type name;
+//! - a `Duration` whose seconds and nanos differ in sign cannot be written (prost-reflect
+//!   prints it with the wrong sign).
+//!
+//! Differences from the internal contract (`/tmp/contract.md`, section 1):
+//! - `JsonMessage::merge_field` is [`JsonMessage::merge_json_field`]: `prost::Message`, a
+//!   supertrait, already has a `merge_field` method, so calls would be ambiguous.
+//! - [`Codec`] has one more provided method, [`Codec::read_known`], through which an unknown
+//!   enum name under `ignore_unknown` is dropped (field left as it was, list element and map
+//!   entry skipped, oneof left unset) as prost-reflect does; `Codec::Value` is `Default`.
+//! - [`MapLike`] is the contract's map abstraction, implemented for `HashMap` and `BTreeMap`.
+//! - [`Reader::rewind`] returns to an offset at the same nesting depth; `Any` restores the
+//!   depth as well through a crate-private method.
 
 mod codec;
 mod error;

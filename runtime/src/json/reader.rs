@@ -1,4 +1,9 @@
 //! A pull parser over a complete JSON document, borrowing strings that need no unescaping.
+//!
+//! The parser keeps no per-container state besides the nesting depth: whether a `,` is due before
+//! the next element is read off the input itself (the last significant byte before the current
+//! position is `[` or `{` exactly when the container is still empty). That keeps
+//! [`Reader::position`] a plain byte offset.
 
 use std::borrow::Cow;
 
@@ -27,28 +32,34 @@ pub enum Peek {
 /// Reads JSON values one at a time.
 pub struct Reader<'a> {
     input: &'a [u8],
-    /// The input as text when it is valid UTF-8, checked once so strings need no check of their
-    /// own.
-    text: Option<&'a str>,
+    /// The longest prefix of `input` that is valid UTF-8 (all of it for valid input): strings
+    /// are sliced from it, so UTF-8 is checked once per document.
+    text: &'a str,
     pos: usize,
     options: JsonOptions,
     registry: &'a Registry,
     depth: u32,
-    /// Bit `d` set: the container at depth `d` already holds an element.
-    started: u128,
+}
+
+#[inline]
+fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 impl<'a> Reader<'a> {
     /// A reader over a whole document.
     pub fn new(input: &'a [u8], options: JsonOptions, registry: &'a Registry) -> Self {
+        let text = match std::str::from_utf8(input) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default(),
+        };
         Reader {
             input,
-            text: std::str::from_utf8(input).ok(),
+            text,
             pos: 0,
             options,
             registry,
             depth: 0,
-            started: 0,
         }
     }
 
@@ -66,18 +77,23 @@ impl<'a> Reader<'a> {
         Err(JsonError::syntax(self.pos, message))
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
+        while let Some(&byte) = self.input.get(self.pos) {
+            if !is_whitespace(byte) {
+                break;
+            }
             self.pos += 1;
         }
     }
 
+    #[inline]
     fn next_byte(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.input.get(self.pos).copied()
     }
 
-    /// The kind of the next value, without consuming it.
+    /// The kind of the next value, without consuming it (whitespace before it is skipped).
     pub fn peek(&mut self) -> Result<Peek, JsonError> {
         match self.next_byte() {
             Some(b'n') => Ok(Peek::Null),
@@ -86,13 +102,14 @@ impl<'a> Reader<'a> {
             Some(b'"') => Ok(Peek::String),
             Some(b'[') => Ok(Peek::Array),
             Some(b'{') => Ok(Peek::Object),
-            Some(other) => self.error(format!("unexpected `{}`", char::from(other))),
+            Some(other) => self.error(format!("unexpected {}", describe_byte(other))),
             None => self.error("unexpected end of input"),
         }
     }
 
     fn literal(&mut self, word: &[u8]) -> bool {
-        if self.input[self.pos..].starts_with(word) {
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        if rest.starts_with(word) {
             self.pos += word.len();
             true
         } else {
@@ -100,7 +117,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Consumes `null` if it comes next.
+    /// Consumes `null` if it comes next; `Ok(false)` (nothing consumed) for any other value.
     pub fn try_null(&mut self) -> Result<bool, JsonError> {
         if self.next_byte() == Some(b'n') {
             if self.literal(b"null") {
@@ -113,17 +130,16 @@ impl<'a> Reader<'a> {
 
     /// A boolean.
     pub fn bool(&mut self) -> Result<bool, JsonError> {
-        self.skip_whitespace();
-        if self.literal(b"true") {
-            Ok(true)
-        } else if self.literal(b"false") {
-            Ok(false)
-        } else {
-            Err(self.type_error("a boolean"))
+        match self.next_byte() {
+            Some(b't') if self.literal(b"true") => Ok(true),
+            Some(b'f') if self.literal(b"false") => Ok(false),
+            Some(b't' | b'f') => self.error("expected `true` or `false`"),
+            _ => Err(self.type_error("a boolean")),
         }
     }
 
-    /// An error saying what was expected and what kind of value was found.
+    /// An error saying what was expected and what kind of value was found instead (a syntax
+    /// error if the next value is malformed).
     pub fn type_error(&mut self, expected: &str) -> JsonError {
         let found = match self.peek() {
             Ok(Peek::Null) => "null",
@@ -143,92 +159,113 @@ impl<'a> Reader<'a> {
             return Err(self.type_error("a string"));
         }
         self.pos += 1;
+        self.string_body()
+    }
+
+    /// The rest of a string whose opening quote was just consumed.
+    #[inline]
+    fn string_body(&mut self) -> Result<Cow<'a, str>, JsonError> {
         let start = self.pos;
-        let special = find_special(&self.input[start..]);
-        self.pos = special.map_or(self.input.len(), |offset| start + offset);
-        match self.input.get(self.pos) {
-            Some(b'"') => {
-                let end = self.pos;
-                self.pos += 1;
-                // Slicing the checked text between two ASCII quotes stays on char boundaries.
-                let text = match self.text {
-                    Some(text) => text.get(start..end),
-                    // Somewhere the input is not UTF-8: check this string alone.
-                    None => std::str::from_utf8(&self.input[start..end]).ok(),
-                };
-                return text
-                    .map(Cow::Borrowed)
-                    .ok_or_else(|| JsonError::syntax(start, "string is not valid UTF-8"));
-            }
-            Some(b'\\') => {}
-            Some(_) => return self.error("control character in string"),
-            None => return self.error("unterminated string"),
+        let run = self.plain_run()?;
+        if self.input.get(self.pos) == Some(&b'"') {
+            self.pos += 1;
+            return Ok(Cow::Borrowed(run));
         }
-        let mut out = Vec::with_capacity(self.pos - start + 16);
-        out.extend_from_slice(&self.input[start..self.pos]);
+        let mut out = String::with_capacity(run.len() + 16);
+        out.push_str(run);
+        self.string_tail(start, Some(&mut out))?;
+        Ok(Cow::Owned(out))
+    }
+
+    /// The input from `start` to `end` as text; an error if it is not valid UTF-8.
+    fn text_between(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
+        let text: &'a str = self.text;
+        text.get(start..end)
+            .ok_or_else(|| JsonError::syntax(text.len(), "invalid UTF-8 in string"))
+    }
+
+    /// Consumes the bytes up to the next `"`, `\` or control byte (or the end of the input)
+    /// and returns them as text.
+    #[inline]
+    fn plain_run(&mut self) -> Result<&'a str, JsonError> {
+        let start = self.pos;
+        let rest = self.input.get(start..).unwrap_or_default();
+        self.pos += find_special(rest).unwrap_or(rest.len());
+        self.text_between(start, self.pos)
+    }
+
+    /// Reads the rest of a string that started at `start` (after its quote), appending the
+    /// unescaped text to `out` when given (only checking it otherwise).
+    fn string_tail(&mut self, start: usize, mut out: Option<&mut String>) -> Result<(), JsonError> {
         loop {
             match self.input.get(self.pos) {
                 Some(b'"') => {
                     self.pos += 1;
-                    return String::from_utf8(out)
-                        .map(Cow::Owned)
-                        .map_err(|_| JsonError::syntax(start, "string is not valid UTF-8"));
+                    return Ok(());
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    self.escape(&mut out)?;
+                    let c = self.escape()?;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push(c);
+                    }
                 }
                 Some(0x00..=0x1f) => return self.error("control character in string"),
-                Some(&byte) => {
-                    out.push(byte);
-                    self.pos += 1;
+                Some(_) => {
+                    let run = self.plain_run()?;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push_str(run);
+                    }
                 }
-                None => return self.error("unterminated string"),
+                None => return Err(JsonError::syntax(start, "unterminated string")),
             }
         }
     }
 
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    /// Decodes one escape, after its backslash.
+    fn escape(&mut self) -> Result<char, JsonError> {
         let Some(&byte) = self.input.get(self.pos) else {
             return self.error("unterminated escape");
         };
         self.pos += 1;
-        let simple = match byte {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
+        Ok(match byte {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
             b'u' => {
                 let first = self.hex4()?;
                 let code = if (0xD800..0xDC00).contains(&first) {
                     if !self.literal(b"\\u") {
-                        return self.error("unpaired surrogate in \\u escape");
+                        return self.error("lone surrogate in \\u escape");
                     }
                     let second = self.hex4()?;
                     if !(0xDC00..0xE000).contains(&second) {
-                        return self.error("unpaired surrogate in \\u escape");
+                        return self.error("lone surrogate in \\u escape");
                     }
                     0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
                 } else if (0xDC00..0xE000).contains(&first) {
-                    return self.error("unpaired surrogate in \\u escape");
+                    return self.error("lone surrogate in \\u escape");
                 } else {
                     first
                 };
-                let Some(c) = char::from_u32(code) else {
-                    return self.error("invalid \\u escape");
-                };
-                let mut utf8 = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-                return Ok(());
+                match char::from_u32(code) {
+                    Some(c) => c,
+                    None => return self.error("invalid \\u escape"),
+                }
             }
-            other => return self.error(format!("invalid escape `\\{}`", char::from(other))),
-        };
-        out.push(simple);
-        Ok(())
+            other => {
+                self.pos -= 1;
+                return self.error(format!(
+                    "invalid escape `\\{}`",
+                    char::from(other).escape_default()
+                ));
+            }
+        })
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
@@ -249,33 +286,32 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    /// The text of a JSON number.
+    fn digits(&mut self) -> bool {
+        let from = self.pos;
+        while self.input.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+        self.pos > from
+    }
+
+    /// The text of a JSON number, exactly as written (`-12`, `1.5e3`).
     pub fn number_text(&mut self) -> Result<&'a str, JsonError> {
         self.skip_whitespace();
         let start = self.pos;
-        let digits = |reader: &mut Self| {
-            let from = reader.pos;
-            while reader.input.get(reader.pos).is_some_and(u8::is_ascii_digit) {
-                reader.pos += 1;
-            }
-            reader.pos > from
-        };
         if self.input.get(self.pos) == Some(&b'-') {
             self.pos += 1;
         }
         match self.input.get(self.pos) {
             Some(b'0') => self.pos += 1,
             Some(b'1'..=b'9') => {
-                digits(self);
+                self.digits();
             }
-            _ => {
-                self.pos = start;
-                return Err(self.type_error("a number"));
-            }
+            _ if self.pos > start => return self.error("expected digits after `-`"),
+            _ => return Err(self.type_error("a number")),
         }
         if self.input.get(self.pos) == Some(&b'.') {
             self.pos += 1;
-            if !digits(self) {
+            if !self.digits() {
                 return self.error("expected digits after `.`");
             }
         }
@@ -284,13 +320,18 @@ impl<'a> Reader<'a> {
             if let Some(b'+' | b'-') = self.input.get(self.pos) {
                 self.pos += 1;
             }
-            if !digits(self) {
+            if !self.digits() {
                 return self.error("expected digits in the exponent");
             }
         }
-        // Only ASCII was consumed.
-        std::str::from_utf8(&self.input[start..self.pos])
-            .map_err(|_| JsonError::syntax(start, "invalid number"))
+        if self.input.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            // `01`: a leading zero followed by more digits.
+            return self.error("leading zero in a number");
+        }
+        // Only ASCII digits, signs, `.` and `e` were consumed.
+        let text: &'a str = self.text;
+        text.get(start..self.pos)
+            .ok_or_else(|| JsonError::syntax(start, "invalid number"))
     }
 
     fn enter(&mut self, open: u8, what: &str) -> Result<(), JsonError> {
@@ -302,27 +343,36 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         self.depth += 1;
-        self.started &= !(1u128 << self.depth);
         Ok(())
+    }
+
+    /// True when the current container has no element yet: the last significant byte before
+    /// the current position is its opening bracket.
+    fn container_empty(&self) -> bool {
+        let before = self.input.get(..self.pos).unwrap_or_default();
+        matches!(
+            before.iter().rev().find(|&&b| !is_whitespace(b)),
+            Some(b'[' | b'{')
+        )
     }
 
     /// Whether the current container has another element; consumes the `,` or the closing byte.
     fn more(&mut self, close: u8) -> Result<bool, JsonError> {
-        let bit = 1u128 << self.depth;
+        if self.depth == 0 {
+            return self.error("not inside an object or array");
+        }
+        let empty = self.container_empty();
         match self.next_byte() {
             Some(byte) if byte == close => {
                 self.pos += 1;
                 self.depth -= 1;
                 Ok(false)
             }
-            Some(b',') if self.started & bit != 0 => {
+            Some(b',') if !empty => {
                 self.pos += 1;
                 Ok(true)
             }
-            Some(_) if self.started & bit == 0 => {
-                self.started |= bit;
-                Ok(true)
-            }
+            Some(_) if empty => Ok(true),
             Some(_) => self.error(format!("expected `,` or `{}`", char::from(close))),
             None => self.error("unexpected end of input"),
         }
@@ -341,7 +391,8 @@ impl<'a> Reader<'a> {
         if self.next_byte() != Some(b'"') {
             return self.error("expected a string key");
         }
-        let key = self.string()?;
+        self.pos += 1;
+        let key = self.string_body()?;
         if self.next_byte() != Some(b':') {
             return self.error("expected `:`");
         }
@@ -359,7 +410,7 @@ impl<'a> Reader<'a> {
         self.more(b']')
     }
 
-    /// Skips one value of any kind.
+    /// Skips one value of any kind, checking that it is well formed.
     pub fn skip_value(&mut self) -> Result<(), JsonError> {
         match self.peek()? {
             Peek::Null => {
@@ -372,7 +423,9 @@ impl<'a> Reader<'a> {
                 self.number_text()?;
             }
             Peek::String => {
-                self.string()?;
+                self.pos += 1;
+                let start = self.pos;
+                self.string_tail(start, None)?;
             }
             Peek::Array => {
                 self.begin_array()?;
@@ -399,38 +452,54 @@ impl<'a> Reader<'a> {
     }
 
     /// The current byte offset, to come back to with [`Reader::rewind`].
-    pub fn position(&self) -> (usize, u32, u128) {
-        (self.pos, self.depth, self.started)
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
-    /// Returns to a position saved with [`Reader::position`].
-    pub fn rewind(&mut self, position: (usize, u32, u128)) {
-        (self.pos, self.depth, self.started) = position;
+    /// Returns to an offset saved with [`Reader::position`] at the same nesting depth (for
+    /// example the start of a value already read, as `Any` does to find `@type` first).
+    pub fn rewind(&mut self, pos: usize) {
+        self.pos = pos.min(self.input.len());
+    }
+
+    /// The number of objects and arrays entered and not yet left.
+    pub(crate) fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// Returns to `pos` at nesting depth `depth`, both saved earlier.
+    pub(crate) fn rewind_to(&mut self, pos: usize, depth: u32) {
+        self.rewind(pos);
+        self.depth = depth.min(MAX_DEPTH);
     }
 }
 
-/// The index of the first byte that ends the plain part of a string: `"`, `\\` or a control
-/// character. Eight bytes at a time, then byte by byte.
-fn find_special(bytes: &[u8]) -> Option<usize> {
+/// The index of the first byte that ends a plain run of string text: `"`, `\\` or a control
+/// byte below 0x20. Looks at eight bytes at a time.
+#[inline]
+pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * 0x20;
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        // A byte's high bit is set where it is zero (for the two XORs) or below 0x20; bytes at
-        // or above 0x80 never count as below 0x20.
-        let hits = (quote.wrapping_sub(ONES) & !quote
+    for chunk in &mut chunks {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        // A byte's high bit is set where it is zero (`x - 1` borrows) or below 0x20. Borrows
+        // only run upwards from a match, so the lowest flagged byte is the first match.
+        let found = (quote.wrapping_sub(ONES) & !quote
             | backslash.wrapping_sub(ONES) & !backslash
-            | x.wrapping_sub(ONES * 0x20) & !x)
+            | word.wrapping_sub(SPACES) & !word)
             & HIGHS;
-        if hits != 0 {
-            // The lowest flagged byte is exact; later ones may be borrow artefacts.
-            return Some(offset + (hits.trailing_zeros() / 8) as usize);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
         }
         offset += 8;
     }
@@ -441,26 +510,45 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
+fn describe_byte(byte: u8) -> String {
+    if byte.is_ascii_graphic() {
+        format!("`{}`", char::from(byte))
+    } else {
+        format!("byte 0x{byte:02x}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::Writer;
 
     fn reader(input: &str) -> Reader<'_> {
         Reader::new(input.as_bytes(), JsonOptions::default(), &Registry::EMPTY)
     }
 
+    fn skip_all(input: &[u8]) -> Result<(), JsonError> {
+        let mut r = Reader::new(input, JsonOptions::default(), &Registry::EMPTY);
+        r.skip_value()?;
+        r.finish()
+    }
+
     #[test]
     fn objects_arrays_and_scalars() {
-        let mut r = reader(r#" { "a" : [1, -2.5e3, true, null], "b\n": "x\u00e9\ud83d\ude00" } "#);
+        let mut r =
+            reader(r#" { "a" : [1, -2.5e3, true, false, null], "b\n": "x\u00e9\ud83d\ude00" } "#);
         r.begin_object().expect("object");
         assert_eq!(r.next_key().expect("key").as_deref(), Some("a"));
         r.begin_array().expect("array");
         assert!(r.next_element().expect("more"));
+        assert_eq!(r.peek(), Ok(Peek::Number));
         assert_eq!(r.number_text().expect("number"), "1");
         assert!(r.next_element().expect("more"));
         assert_eq!(r.number_text().expect("number"), "-2.5e3");
         assert!(r.next_element().expect("more"));
         assert!(r.bool().expect("bool"));
+        assert!(r.next_element().expect("more"));
+        assert!(!r.bool().expect("bool"));
         assert!(r.next_element().expect("more"));
         assert!(r.try_null().expect("null"));
         assert!(!r.next_element().expect("end"));
@@ -471,37 +559,177 @@ mod tests {
     }
 
     #[test]
+    fn strings_borrow_unless_escaped() {
+        let mut r = reader(r#"["plain é", "esc\"aped", "\/\b\f\n\r\t\\"]"#);
+        r.begin_array().expect("array");
+        r.next_element().expect("more");
+        assert!(matches!(r.string(), Ok(Cow::Borrowed("plain é"))));
+        r.next_element().expect("more");
+        assert!(matches!(r.string(), Ok(Cow::Owned(s)) if s == "esc\"aped"));
+        r.next_element().expect("more");
+        assert_eq!(r.string().expect("escapes"), "/\u{8}\u{c}\n\r\t\\");
+        assert!(!r.next_element().expect("end"));
+    }
+
+    #[test]
+    fn empty_containers_and_whitespace() {
+        for input in [
+            "[]",
+            "{}",
+            " [ ] ",
+            "\t{\n}\r",
+            "[[],{},[{}]]",
+            "{\"a\":{},\"b\":[]}",
+        ] {
+            skip_all(input.as_bytes()).unwrap_or_else(|e| panic!("{input}: {e}"));
+        }
+    }
+
+    #[test]
     fn malformed_input_is_an_error_with_offset() {
         for bad in [
+            "",
+            " ",
             "{\"a\" 1}",
             "{\"a\":1 \"b\":2}",
+            "{\"a\":1,}",
             "[1,]",
+            "[,1]",
             "[01]",
+            "[-]",
+            "[1.]",
+            "[.5]",
+            "[1e]",
+            "[+1]",
             "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\x\"",
+            "\"\\u12\"",
             "\"a\nb\"",
             "{,}",
+            "{1:2}",
             "[1 2]",
             "tru",
+            "nul",
+            "True",
+            "NaN",
             "\"unterminated",
+            "\"unterminated\\",
+            "[1",
+            "{\"a\":",
+            "\u{feff}{}",
         ] {
-            let mut r = reader(bad);
-            assert!(r.skip_value().and_then(|()| r.finish()).is_err(), "{bad}");
+            let error = skip_all(bad.as_bytes()).expect_err(bad);
+            assert!(error.offset().is_some(), "{bad}: {error}");
+            assert!(
+                error.to_string().starts_with("malformed JSON at byte"),
+                "{error}"
+            );
         }
-        let mut r = reader("[1] x");
-        r.skip_value().expect("array");
-        let error = r.finish().expect_err("trailing data");
+        let error = skip_all(b"[1] x").expect_err("trailing data");
         assert_eq!(error.offset(), Some(4));
+        let error = skip_all(b"{\"a\":1 \"b\":2}").expect_err("missing comma");
+        assert_eq!(
+            error.to_string(),
+            "malformed JSON at byte 7: expected `,` or `}`"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        for bad in [
+            &b"\"\xff\""[..],
+            b"\"a\\n\xc3\"",
+            b"\"\xed\xa0\x80\"",
+            b"{\"\xc0\":1}",
+        ] {
+            let error = skip_all(bad).expect_err("invalid UTF-8");
+            assert!(error.to_string().contains("UTF-8"), "{error}");
+            let mut r = Reader::new(bad, JsonOptions::default(), &Registry::EMPTY);
+            if r.peek() == Ok(Peek::String) {
+                assert!(r.string().is_err());
+            }
+        }
+        assert_eq!(
+            reader("\"\\u00e9\\ud83d\\ude00\"").string().expect("pairs"),
+            "é😀"
+        );
     }
 
     #[test]
     fn deep_nesting_is_an_error() {
-        let deep = "[".repeat(200) + &"]".repeat(200);
-        let mut r = reader(&deep);
-        let error = r.skip_value().expect_err("too deep");
+        let ok = "[".repeat(100) + &"]".repeat(100);
+        skip_all(ok.as_bytes()).expect("100 levels are fine");
+        let deep = "[".repeat(101) + &"]".repeat(101);
+        let error = skip_all(deep.as_bytes()).expect_err("too deep");
         assert!(error.to_string().contains("nesting"), "{error}");
+        let deeper = "{\"a\":".repeat(100_000);
+        assert!(skip_all(deeper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn type_errors_name_what_was_found() {
+        assert_eq!(
+            reader("12").string().expect_err("number").to_string(),
+            "expected a string, found a number"
+        );
+        assert_eq!(
+            reader("\"x\"").bool().expect_err("string").to_string(),
+            "expected a boolean, found a string"
+        );
+        assert_eq!(
+            reader("{}").begin_array().expect_err("object").to_string(),
+            "expected an array, found an object"
+        );
+        assert!(reader("[]").number_text().is_err());
+    }
+
+    #[test]
+    fn rewind_returns_to_a_value() {
+        let mut r = reader(r#"{"a":[1,{"b":2}],"c":3}"#);
+        r.begin_object().expect("object");
+        r.next_key().expect("key");
+        let at = r.position();
+        r.skip_value().expect("skipped");
+        r.rewind(at);
+        r.begin_array().expect("array again");
+        assert!(r.next_element().expect("first"));
+        assert_eq!(r.number_text(), Ok("1"));
+        r.rewind(at);
+        r.skip_value().expect("skipped again");
+        assert_eq!(r.next_key().expect("key").as_deref(), Some("c"));
+        assert_eq!(r.number_text(), Ok("3"));
+        assert_eq!(r.next_key().expect("end"), None);
+        r.finish().expect("done");
+        r.rewind(usize::MAX);
+        r.finish().expect("rewinding past the end is clamped");
+    }
+
+    #[test]
+    fn misuse_does_not_panic() {
+        let mut r = reader("]]]");
+        assert!(r.next_element().is_err());
+        let mut r = reader("}");
+        assert!(r.next_key().is_err());
+        let mut r = reader("");
+        assert!(r.try_null().is_ok_and(|null| !null));
+        assert!(r.bool().is_err());
+        assert!(r.string().is_err());
     }
 
     proptest::proptest! {
+        #[test]
+        fn find_special_finds_the_first_stop(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]), 0..40),
+            prefix in 0usize..20,
+        ) {
+            let mut input = vec![b'x'; prefix];
+            input.extend_from_slice(&bytes);
+            let naive = input.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            proptest::prop_assert_eq!(find_special(&input), naive);
+        }
+
         #[test]
         fn word_scan_finds_what_a_byte_scan_finds(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
             let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
@@ -509,19 +737,37 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_arbitrary_bytes(input in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
-            let mut r = Reader::new(&input, JsonOptions::default(), &Registry::EMPTY);
-            let _ = r.skip_value().and_then(|()| r.finish());
+        fn never_panics_on_arbitrary_bytes(input in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = skip_all(&input);
+        }
+
+        #[test]
+        fn never_panics_on_json_like_input(input in "[\\[\\]{}:,\"\\\\ 0-9a-fnrtuleE.+\\-]{0,128}") {
+            let _ = skip_all(input.as_bytes());
+            let mut r = Reader::new(input.as_bytes(), JsonOptions::default(), &Registry::EMPTY);
+            let _ = r.string();
+            let _ = r.number_text();
         }
 
         #[test]
         fn strings_round_trip(text in ".*") {
             let mut buf = Vec::new();
-            let mut w = super::super::Writer::new(&mut buf, JsonOptions::default(), &Registry::EMPTY);
+            let mut w = Writer::new(&mut buf, JsonOptions::default(), &Registry::EMPTY);
             w.str(&text);
             w.finish().expect("written");
+            let parsed: String = serde_json::from_slice(&buf).expect("serde_json reads it");
+            proptest::prop_assert_eq!(&parsed, &text);
             let mut r = Reader::new(&buf, JsonOptions::default(), &Registry::EMPTY);
             proptest::prop_assert_eq!(r.string().expect("read back"), text);
+            r.finish().expect("nothing left");
+        }
+
+        #[test]
+        fn strings_read_like_serde_json(text in "\"([a-zé😀 ]|\\\\[\"\\\\/bfnrt]|\\\\u00[0-7][0-9a-f]|\\\\u[0-9a-f]{4})*\"") {
+            let mut r = Reader::new(text.as_bytes(), JsonOptions::default(), &Registry::EMPTY);
+            let ours = r.string().map(Cow::into_owned).ok();
+            let theirs = serde_json::from_str::<String>(&text).ok();
+            proptest::prop_assert_eq!(ours, theirs);
         }
     }
 }

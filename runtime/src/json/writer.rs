@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 
+use super::reader::find_special;
 use super::{JsonError, JsonOptions, Registry};
 
 /// Writes JSON into a `Vec<u8>`; commas are placed automatically.
@@ -88,25 +89,39 @@ impl<'a> Writer<'a> {
         self.buf.push(b'"');
     }
 
-    /// A float, with `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
+    /// A float in its shortest round-trip form with f32 precision, printed as serde_json does;
+    /// `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
     pub fn f32(&mut self, value: f32) {
         self.value_start();
         if value.is_finite() {
-            self.buf
-                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+            self.float_text(ryu::Buffer::new().format_finite(value));
         } else {
             self.non_finite(value.is_nan(), value.is_sign_negative());
         }
     }
 
-    /// A double, with `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
+    /// A double in its shortest round-trip form, printed as serde_json does (`1.0`, `1e+300`);
+    /// `"NaN"`, `"Infinity"` and `"-Infinity"` as strings.
     pub fn f64(&mut self, value: f64) {
         self.value_start();
         if value.is_finite() {
-            self.buf
-                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+            self.float_text(ryu::Buffer::new().format_finite(value));
         } else {
             self.non_finite(value.is_nan(), value.is_sign_negative());
+        }
+    }
+
+    /// ryu's shortest form, with `e+` for positive exponents as serde_json prints them
+    /// (`1e+300`, `1.5e-7`, `100.0`).
+    #[inline]
+    fn float_text(&mut self, text: &str) {
+        match text.find('e') {
+            Some(e) if text.as_bytes().get(e + 1) != Some(&b'-') => {
+                self.buf.extend_from_slice(&text.as_bytes()[..=e]);
+                self.buf.push(b'+');
+                self.buf.extend_from_slice(&text.as_bytes()[e + 1..]);
+            }
+            _ => self.buf.extend_from_slice(text.as_bytes()),
         }
     }
 
@@ -127,10 +142,14 @@ impl<'a> Writer<'a> {
 
     fn escaped(&mut self, value: &str) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        self.buf.push(b'"');
         let bytes = value.as_bytes();
+        self.buf.reserve(bytes.len() + 2);
+        self.buf.push(b'"');
         let mut start = 0;
-        for (i, &byte) in bytes.iter().enumerate() {
+        while let Some(found) = find_special(bytes.get(start..).unwrap_or_default()) {
+            let at = start + found;
+            self.buf.extend_from_slice(&bytes[start..at]);
+            let byte = bytes[at];
             let escape: &[u8] = match byte {
                 b'"' => b"\\\"",
                 b'\\' => b"\\\\",
@@ -139,10 +158,8 @@ impl<'a> Writer<'a> {
                 b'\t' => b"\\t",
                 0x08 => b"\\b",
                 0x0c => b"\\f",
-                0x00..=0x1f => b"",
-                _ => continue,
+                _ => b"",
             };
-            self.buf.extend_from_slice(&bytes[start..i]);
             if escape.is_empty() {
                 self.buf.extend_from_slice(b"\\u00");
                 self.buf.push(HEX[usize::from(byte >> 4)]);
@@ -150,14 +167,14 @@ impl<'a> Writer<'a> {
             } else {
                 self.buf.extend_from_slice(escape);
             }
-            start = i + 1;
+            start = at + 1;
         }
         self.buf.extend_from_slice(&bytes[start..]);
         self.buf.push(b'"');
     }
 
-    /// A string from a `Display` value that needs no escaping (timestamps, durations), written
-    /// straight into the buffer.
+    /// A string from a `Display` value that needs no escaping (no quote, backslash or control
+    /// characters), written straight into the buffer.
     pub fn display_str(&mut self, value: &impl std::fmt::Display) {
         use std::io::Write as _;
         self.value_start();
@@ -165,6 +182,21 @@ impl<'a> Writer<'a> {
         // Writing into a Vec cannot fail.
         let _ = write!(self.buf, "{value}");
         self.buf.push(b'"');
+    }
+
+    /// A string known to need no escaping (timestamps, durations), copied as is.
+    pub(crate) fn plain_str(&mut self, value: &[u8]) {
+        self.value_start();
+        self.buf.reserve(value.len() + 2);
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(value);
+        self.buf.push(b'"');
+    }
+
+    /// A JSON number token written as is; the caller guarantees it is valid JSON.
+    pub fn raw_number_str(&mut self, value: &str) {
+        self.value_start();
+        self.buf.extend_from_slice(value.as_bytes());
     }
 
     /// Bytes as standard, padded base64.
@@ -289,6 +321,49 @@ mod tests {
     fn strings_are_escaped() {
         let out = render(|w| w.str("a\"b\\c\n\u{1}é"));
         assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"");
+        assert_eq!(
+            render(|w| w.str("\u{8}\u{c}\r\t\u{1f}\u{7f}/😀 long enough to span chunks\"")),
+            "\"\\b\\f\\r\\t\\u001f\u{7f}/😀 long enough to span chunks\\\"\""
+        );
+        assert_eq!(render(|w| w.str("")), "\"\"");
         assert_eq!(render(|w| w.bytes(b"\xff\x00a")), "\"/wBh\"");
+        assert_eq!(render(|w| w.bytes(b"")), "\"\"");
+    }
+
+    #[test]
+    fn keys_follow_the_options() {
+        let mut buf = Vec::new();
+        let options = JsonOptions {
+            proto_names: true,
+            ..JsonOptions::default()
+        };
+        let mut w = Writer::new(&mut buf, options, &Registry::EMPTY);
+        assert_eq!(w.options(), options);
+        w.begin_object();
+        w.key("pageCount", "page_count");
+        w.raw_number_str("1e+3");
+        w.key_str("k\"ey");
+        w.null();
+        w.key_str("b");
+        w.bool(false);
+        w.key_str("u");
+        w.u32(7);
+        w.end_object();
+        w.finish().expect("written");
+        assert_eq!(buf, br#"{"page_count":1e+3,"k\"ey":null,"b":false,"u":7}"#);
+    }
+
+    #[test]
+    fn the_first_failure_is_reported() {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf, JsonOptions::default(), &Registry::EMPTY);
+        w.begin_array();
+        w.fail(JsonError::new("first"));
+        w.fail(JsonError::new("second"));
+        w.end_array();
+        assert_eq!(
+            w.finish().map_err(|e| e.to_string()),
+            Err("first".to_owned())
+        );
     }
 }
