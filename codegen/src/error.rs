@@ -102,6 +102,16 @@ pub enum RuleError {
         /// What is missing.
         message: String,
     },
+    /// A client- or bidi-streaming RPC bound without a body to carry its request stream.
+    #[error(
+        "`{rpc}` streams its requests, so its binding `{template}` needs a body (`*` or a field) to carry them"
+    )]
+    StreamWithoutBody {
+        /// The RPC's full name.
+        rpc: String,
+        /// The path template.
+        template: String,
+    },
     /// Two bindings would match exactly the same requests.
     #[error("{0}")]
     Conflict(Box<BindingConflict>),

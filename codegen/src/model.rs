@@ -58,7 +58,33 @@ pub struct Method {
     pub bindings: Vec<Binding>,
 }
 
+/// The streaming shape of an RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One request, one response.
+    Unary,
+    /// One request, a stream of responses.
+    ServerStreaming,
+    /// A stream of requests, one response.
+    ClientStreaming,
+    /// Streams both ways.
+    BidiStreaming,
+}
+
 impl Method {
+    /// The RPC's streaming shape.
+    pub fn shape(&self) -> Shape {
+        match (
+            self.descriptor.is_client_streaming(),
+            self.descriptor.is_server_streaming(),
+        ) {
+            (false, false) => Shape::Unary,
+            (false, true) => Shape::ServerStreaming,
+            (true, false) => Shape::ClientStreaming,
+            (true, true) => Shape::BidiStreaming,
+        }
+    }
+
     /// True when either side streams.
     pub fn is_streaming(&self) -> bool {
         self.descriptor.is_client_streaming() || self.descriptor.is_server_streaming()
@@ -247,6 +273,12 @@ fn read_binding(
             }
         },
     };
+    if method.is_client_streaming() && matches!(body, Body::None) {
+        return Err(RuleError::StreamWithoutBody {
+            rpc,
+            template: template_text,
+        });
+    }
     let response_body = match string_field(rule, "response_body").as_deref() {
         None | Some("") => None,
         Some(name) => {

@@ -15,6 +15,8 @@ pub mod pb {
     ::protogate::include_gateway!();
 }
 
+pub mod streams;
+
 use pb::protogate::tests::v1::{
     EchoRequest, Everything, FailRequest, MetadataReply, SlowRequest,
     binding_service_server::{BindingService, BindingServiceServer},

@@ -69,6 +69,46 @@ pub enum GatewayError {
     /// The service has no upstream configured.
     #[error("{0}")]
     NoUpstream(String),
+    /// One message of a request stream is invalid.
+    #[error("message {index} of the request stream: {error}")]
+    StreamMessage {
+        /// Zero-based position of the message in the stream.
+        index: usize,
+        /// What is wrong with it.
+        error: Box<GatewayError>,
+    },
+    /// One message of a request stream is larger than the configured limit.
+    #[error("message {index} of the request stream exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Zero-based position of the message in the stream.
+        index: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A request stream's body cannot be cut into JSON messages.
+    #[error("invalid request stream: {0}")]
+    StreamSyntax(String),
+    /// No message went either way for longer than the idle limit.
+    #[error("the stream was idle for longer than {limit:?}")]
+    StreamIdle {
+        /// The idle limit.
+        limit: std::time::Duration,
+    },
+    /// The stream lasted longer than its limit (the gateway's or the client's deadline).
+    #[error("the stream lasted longer than {limit:?}")]
+    StreamTooLong {
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// A raw response stream failed after its first bytes, where no error can be written.
+    #[error("the response stream broke off: {0}")]
+    StreamBroken(String),
+    /// A WebSocket request or session is invalid.
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    /// The client closed the stream before the call ended.
+    #[error("the client closed the stream")]
+    ClientClosed,
     /// The upstream's answer could not be written as JSON.
     #[error("failed to write the response as JSON: {0}")]
     Encode(JsonError),
@@ -94,8 +134,18 @@ impl GatewayError {
             | GatewayError::UnknownQuery(_)
             | GatewayError::Path { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::StreamSyntax(_)
+            | GatewayError::WebSocket(_)
             | GatewayError::Metadata(_) => Code::InvalidArgument,
-            GatewayError::BodyTooLarge { .. } => Code::ResourceExhausted,
+            GatewayError::StreamMessage { error, .. } => error.code(),
+            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
+                Code::ResourceExhausted
+            }
+            GatewayError::StreamIdle { .. } | GatewayError::StreamTooLong { .. } => {
+                Code::DeadlineExceeded
+            }
+            GatewayError::ClientClosed => Code::Cancelled,
+            GatewayError::StreamBroken(_) => Code::Unavailable,
             GatewayError::NoUpstream(_) => Code::Unavailable,
             GatewayError::Encode(_) => Code::Internal,
             GatewayError::Upstream(status) => status.code(),
@@ -106,7 +156,10 @@ impl GatewayError {
     fn http_override(&self) -> Option<StatusCode> {
         match self {
             GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
-            GatewayError::BodyTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
+                Some(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            GatewayError::StreamMessage { error, .. } => error.http_override(),
             _ => None,
         }
     }

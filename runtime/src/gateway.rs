@@ -21,6 +21,9 @@ pub(crate) struct Settings {
     pub max_body_bytes: usize,
     pub default_timeout: Option<Duration>,
     pub response_capacity: usize,
+    pub max_message_bytes: usize,
+    pub stream_idle_timeout: Option<Duration>,
+    pub stream_max_duration: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -33,6 +36,9 @@ impl Default for Settings {
             max_body_bytes: 4 * 1024 * 1024,
             default_timeout: None,
             response_capacity: 512,
+            max_message_bytes: 4 * 1024 * 1024,
+            stream_idle_timeout: None,
+            stream_max_duration: None,
         }
     }
 }
@@ -107,7 +113,28 @@ impl Gateway {
         self
     }
 
-    /// The deadline of calls whose request carries no `Grpc-Timeout`.
+    /// The largest message of a request stream (4 MiB by default), over HTTP or WebSocket: a
+    /// larger one fails the call with RESOURCE_EXHAUSTED. Request streams have no total limit.
+    pub fn max_message_bytes(mut self, limit: usize) -> Self {
+        self.settings.max_message_bytes = limit;
+        self
+    }
+
+    /// Ends a streaming call with DEADLINE_EXCEEDED when no message has gone either way for
+    /// this long (no limit by default).
+    pub fn stream_idle_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.settings.stream_idle_timeout = limit;
+        self
+    }
+
+    /// Ends a streaming call with DEADLINE_EXCEEDED once it has lasted this long (no limit by
+    /// default; a sooner `Grpc-Timeout` from the client wins).
+    pub fn stream_max_duration(mut self, limit: Option<Duration>) -> Self {
+        self.settings.stream_max_duration = limit;
+        self
+    }
+
+    /// The deadline of unary calls whose request carries no `Grpc-Timeout`.
     pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.default_timeout = timeout;
         self
@@ -137,9 +164,30 @@ struct Inner {
 }
 
 impl Inner {
+    /// The route for a request. A WebSocket upgrade (always a GET) reaches a streaming RPC bound
+    /// to any method, so a POST binding of a bidi RPC is one URL for HTTP and WebSocket alike.
+    fn find(&self, request: &http::Request<Body>) -> Lookup<'_, Route> {
+        let path = request.uri().path();
+        let lookup = self.table.find(request.method(), path);
+        let Lookup::MethodNotAllowed { allow } = &lookup else {
+            return lookup;
+        };
+        if request.method() != http::Method::GET || !crate::stream::is_upgrade(request.headers()) {
+            return lookup;
+        }
+        for method in allow {
+            if let found @ Lookup::Found { value, .. } = self.table.find(method, path)
+                && value.streaming
+            {
+                return found;
+            }
+        }
+        lookup
+    }
+
     async fn dispatch(&self, request: http::Request<Body>) -> Response {
         let registry = self.settings.registry;
-        let (handler, captures) = match self.table.find(request.method(), request.uri().path()) {
+        let (handler, captures) = match self.find(&request) {
             Lookup::Found { value, captures } => (Arc::clone(&value.handler), captures),
             Lookup::MethodNotAllowed { allow } => {
                 return GatewayError::MethodNotAllowed {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod binding;
 mod error;
 mod gateway;
 pub mod json;
@@ -8,14 +9,17 @@ mod query;
 pub mod route;
 mod service;
 pub mod status;
+mod stream;
 mod unary;
 mod upstream;
 
+pub use binding::RawBody;
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use json::JsonOptions;
 pub use route::Conflict;
 pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
+pub use stream::{RequestStream, ResponseStream, StreamFuture};
 pub use upstream::Upstream;
 
 /// Mounts the code protogate-build generated: one module per proto package, a `SERVICES` list,
@@ -39,6 +43,10 @@ pub mod __codegen {
     pub use ::tonic;
     pub use tonic::transport::Channel;
 
+    pub use crate::binding::{
+        Binding, BodyRule, RawBody, ResponseRule, body_default, body_map, body_message,
+        body_optional, body_repeated, body_value, message_mut,
+    };
     pub use crate::json::{
         Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
         JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
@@ -49,9 +57,8 @@ pub mod __codegen {
     };
     pub use crate::route::{Seg, Template, Var};
     pub use crate::service::{Local, Route, RouteInfo, Service, ServiceInfo, UnaryFuture};
-    pub use crate::unary::{
-        BodyRule, UnaryBinding, body_default, body_map, body_message, body_optional, body_repeated,
-        body_value, message_mut,
+    pub use crate::stream::{
+        RequestStream, ResponseStream, StreamFuture, boxed_response, local_request,
     };
     pub use crate::upstream::Upstream;
 }

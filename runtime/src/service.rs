@@ -8,10 +8,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::Response;
 
+use crate::binding::Binding;
 use crate::error::GatewayError;
 use crate::json::{JsonMessage, Registry};
 use crate::route::{Captures, Template};
-use crate::unary::{self, UnaryBinding};
+use crate::stream::{self, RequestStream, Rpc, StreamFuture};
+use crate::unary;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -55,39 +57,67 @@ type Handler = Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + S
 pub struct Route {
     pub(crate) info: &'static RouteInfo,
     pub(crate) handler: Handler,
+    /// Served over WebSocket too: a streaming RPC.
+    pub(crate) streaming: bool,
 }
 
 impl Route {
     /// A unary binding whose calls go to `call`.
-    pub fn unary<Req, Resp, F>(binding: &'static UnaryBinding<Req, Resp>, call: F) -> Self
+    pub fn unary<Req, Resp, F>(binding: &'static Binding<Req, Resp>, call: F) -> Self
     where
         Req: JsonMessage + Send,
         Resp: JsonMessage + Send,
         F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + Send + Sync + 'static,
     {
-        let call = Arc::new(call);
-        Route {
-            info: binding.route,
-            handler: Arc::new(move |request: Call| {
-                let call = Arc::clone(&call);
-                Box::pin(async move { unary::serve(binding, &*call, request).await })
-            }),
-        }
+        Route::new(binding, Rpc::Unary(Arc::new(call)))
     }
 
-    /// A binding of a streaming RPC: listed in the route table, answered with UNIMPLEMENTED
-    /// until streaming transports are served.
-    pub fn streaming(info: &'static RouteInfo) -> Self {
+    /// A server-streaming binding whose calls go to `call`.
+    pub fn server_streaming<Req, Resp, F>(binding: &'static Binding<Req, Resp>, call: F) -> Self
+    where
+        Req: JsonMessage + Send,
+        Resp: JsonMessage + Send,
+        F: Fn(tonic::Request<Req>) -> StreamFuture<Resp> + Send + Sync + 'static,
+    {
+        Route::new(binding, Rpc::Server(Arc::new(call)))
+    }
+
+    /// A client-streaming binding whose calls go to `call`.
+    pub fn client_streaming<Req, Resp, F>(binding: &'static Binding<Req, Resp>, call: F) -> Self
+    where
+        Req: JsonMessage + Send,
+        Resp: JsonMessage + Send,
+        F: Fn(tonic::Request<RequestStream<Req>>) -> UnaryFuture<Resp> + Send + Sync + 'static,
+    {
+        Route::new(binding, Rpc::Client(Arc::new(call)))
+    }
+
+    /// A bidi-streaming binding whose calls go to `call`.
+    pub fn bidi_streaming<Req, Resp, F>(binding: &'static Binding<Req, Resp>, call: F) -> Self
+    where
+        Req: JsonMessage + Send,
+        Resp: JsonMessage + Send,
+        F: Fn(tonic::Request<RequestStream<Req>>) -> StreamFuture<Resp> + Send + Sync + 'static,
+    {
+        Route::new(binding, Rpc::Bidi(Arc::new(call)))
+    }
+
+    fn new<Req, Resp>(binding: &'static Binding<Req, Resp>, rpc: Rpc<Req, Resp>) -> Self
+    where
+        Req: JsonMessage + Send,
+        Resp: JsonMessage + Send,
+    {
+        let streaming = !matches!(rpc, Rpc::Unary(_));
         Route {
-            info,
-            handler: Arc::new(move |_| {
+            info: binding.route,
+            streaming,
+            handler: Arc::new(move |request: Call| {
+                let rpc = rpc.clone();
                 Box::pin(async move {
-                    Err(GatewayError::Upstream(tonic::Status::unimplemented(
-                        format!(
-                            "{} is a streaming RPC; this gateway serves unary RPCs only",
-                            info.rpc
-                        ),
-                    )))
+                    match &rpc {
+                        Rpc::Unary(call) => unary::serve(binding, &**call, request).await,
+                        _ => stream::serve(binding, &rpc, request).await,
+                    }
                 })
             }),
         }
@@ -147,6 +177,7 @@ impl Service {
                 let message = Arc::clone(&message);
                 Route {
                     info: route,
+                    streaming: false,
                     handler: Arc::new(move |_| {
                         let message = Arc::clone(&message);
                         Box::pin(async move { Err(GatewayError::NoUpstream(message.to_string())) })

@@ -1,163 +1,118 @@
 //! The unary pipeline: HTTP request -> typed message (body, query, path) -> upstream call ->
-//! JSON response with metadata headers.
+//! JSON (or raw `HttpBody`) response with metadata headers.
 
-use std::borrow::{Borrow, BorrowMut};
+use std::future::Future;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
 use crate::error::GatewayError;
-use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
-use crate::query;
-use crate::service::{Call, RouteInfo, UnaryFuture};
+use crate::gateway::Settings;
+use crate::json::JsonMessage;
+use crate::service::{Call, UnaryFuture};
 use crate::upstream::TrailerSlot;
-
-/// Where a binding's request body goes.
-pub enum BodyRule<Req: 'static> {
-    /// No body is read; every non-path field may come from the query.
-    None,
-    /// `body: "*"`: the whole body is the request message; the query is not read.
-    Whole,
-    /// `body: "field"`: the body is that field's value; other fields may come from the query.
-    Field {
-        /// The field's proto name.
-        name: &'static str,
-        /// Reads the body's JSON value into the field.
-        read: fn(&mut Req, &mut Reader<'_>) -> Result<(), JsonError>,
-    },
-}
-
-/// Sets the field bound to one path variable from its decoded text.
-pub type PathSetter<Req> = fn(&mut Req, &str) -> Result<(), JsonError>;
-
-/// Writes the `response_body` field of a response.
-pub type ResponseBody<Resp> = fn(&Resp, &mut Writer<'_>);
-
-/// Everything the runtime needs to serve one unary binding, generated as a `static`.
-pub struct UnaryBinding<Req: 'static, Resp: 'static> {
-    /// Method, template and RPC.
-    pub route: &'static RouteInfo,
-    /// Where the body goes.
-    pub body: BodyRule<Req>,
-    /// Dotted field paths (proto and JSON spellings) never taken from the query: path variables
-    /// and the body field.
-    pub query_skip: &'static [&'static str],
-    /// One setter per template variable, in template order.
-    pub path: &'static [PathSetter<Req>],
-    /// The response field sent instead of the whole message.
-    pub response_body: Option<ResponseBody<Resp>>,
-}
 
 /// Serves one request for `binding` by calling `call`.
 pub(crate) async fn serve<Req, Resp, F>(
-    binding: &'static UnaryBinding<Req, Resp>,
+    binding: &'static Binding<Req, Resp>,
     call: &F,
     request: Call,
 ) -> Result<Response, GatewayError>
 where
     Req: JsonMessage + Send,
     Resp: JsonMessage + Send,
-    F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp>,
+    F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + ?Sized,
 {
     let Call {
         request,
         captures,
         settings,
     } = request;
-    let registry = settings.registry;
     let (parts, body) = request.into_parts();
-    let mut message = Req::default();
-
-    if !matches!(binding.body, BodyRule::None) {
-        let bytes = read_body(body, settings.max_body_bytes).await?;
-        if !is_blank(&bytes) {
-            let mut reader = Reader::new(&bytes, settings.read_options, registry);
-            match &binding.body {
-                BodyRule::Whole => json::merge_message(&mut message, &mut reader),
-                BodyRule::Field { read, .. } => read(&mut message, &mut reader),
-                BodyRule::None => Ok(()),
-            }
-            .and_then(|()| reader.finish())
-            .map_err(GatewayError::Body)?;
-        }
-    }
-    if !matches!(binding.body, BodyRule::Whole) {
-        query::apply(
-            &mut message,
-            parts.uri.query().unwrap_or_default(),
-            binding.query_skip,
-            settings.reject_unknown_query,
-        )?;
-    }
-    for ((field, value), set) in captures.iter().zip(binding.path) {
-        set(&mut message, value).map_err(|error| GatewayError::Path {
-            field: field.to_owned(),
-            error,
-        })?;
-    }
-
-    let remote = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0);
-    let mut upstream = tonic::Request::new(message);
-    *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote)?;
-    let timeout = crate::metadata::grpc_timeout(&parts.headers)?.or(settings.default_timeout);
-    if let Some(timeout) = timeout {
-        upstream.set_timeout(timeout);
-    }
-    let started = tokio::time::Instant::now();
-    let pending = call(upstream);
-    let past_deadline = |timeout| {
-        tonic::Status::deadline_exceeded(format!(
-            "{} did not answer within {timeout:?}",
-            binding.route.rpc
-        ))
+    let body = match binding.body {
+        BodyRule::None => Bytes::new(),
+        _ => read_body(body, settings.max_body_bytes).await?,
     };
-    let answer = match timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, pending).await {
-            Err(_) => Err(past_deadline(timeout)),
-            // The channel or the upstream may enforce the same deadline first, and report it as
-            // CANCELLED: past the deadline, it is DEADLINE_EXCEEDED whoever noticed.
-            Ok(Err(status))
-                if started.elapsed() >= timeout
-                    && matches!(
-                        status.code(),
-                        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-                    ) =>
-            {
-                Err(past_deadline(timeout))
-            }
-            Ok(answer) => answer,
-        },
-        None => pending.await,
-    }?;
+    let source = MessageSource::new(binding, &parts, captures, settings);
+    let message = source.message(&body)?;
+    let settings = source.settings;
+    let (upstream, timeout) = binding::upstream_request(message, &parts, settings.default_timeout)?;
+    let answer = with_deadline(call(upstream), timeout, binding.route.rpc).await?;
+    respond(binding, answer, &settings)
+}
 
-    let (metadata, message, extensions) = answer.into_parts();
-    let mut buf = Vec::with_capacity(settings.response_capacity);
-    let mut writer = Writer::new(&mut buf, settings.write_options, registry);
-    match binding.response_body {
-        Some(write) => write(&message, &mut writer),
-        None => {
-            writer.begin_object();
-            message.write_fields(&mut writer);
-            writer.end_object();
+/// Awaits an upstream call, reporting DEADLINE_EXCEEDED once `timeout` has passed.
+pub(crate) async fn with_deadline<T>(
+    pending: impl Future<Output = Result<T, tonic::Status>>,
+    timeout: Option<Duration>,
+    rpc: &str,
+) -> Result<T, tonic::Status> {
+    let Some(timeout) = timeout else {
+        return pending.await;
+    };
+    let started = tokio::time::Instant::now();
+    let past_deadline =
+        || tonic::Status::deadline_exceeded(format!("{rpc} did not answer within {timeout:?}"));
+    match tokio::time::timeout(timeout, pending).await {
+        Err(_) => Err(past_deadline()),
+        // The channel or the upstream may enforce the same deadline first, and report it as
+        // CANCELLED: past the deadline, it is DEADLINE_EXCEEDED whoever noticed.
+        Ok(Err(status))
+            if started.elapsed() >= timeout
+                && matches!(
+                    status.code(),
+                    tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                ) =>
+        {
+            Err(past_deadline())
         }
+        Ok(answer) => answer,
     }
-    writer.finish().map_err(GatewayError::Encode)?;
+}
 
-    let mut response = Response::new(Body::from(buf));
+/// The HTTP response for one response message: its body as the binding says, metadata as
+/// `Grpc-Metadata-*` headers and trailers as `Grpc-Trailer-*` headers.
+pub(crate) fn respond<Req, Resp: JsonMessage>(
+    binding: &'static Binding<Req, Resp>,
+    answer: tonic::Response<Resp>,
+    settings: &Settings,
+) -> Result<Response, GatewayError> {
+    let (metadata, message, extensions) = answer.into_parts();
+    let (content_type, body) = match binding::encode(&binding.response, message, settings)? {
+        Encoded::Json(json) => (HeaderValue::from_static("application/json"), json),
+        Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data),
+    };
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    // tonic merged the trailers into the metadata; `Upstream` kept a copy to tell them apart.
-    match extensions.get::<TrailerSlot>().and_then(TrailerSlot::take) {
+    headers.insert(header::CONTENT_TYPE, content_type);
+    let trailers = extensions.get::<TrailerSlot>().and_then(TrailerSlot::take);
+    write_metadata(metadata, trailers, headers);
+    Ok(response)
+}
+
+/// The content type of a raw body, `application/octet-stream` when it names none or an invalid
+/// one.
+pub(crate) fn raw_content_type(content_type: &str) -> HeaderValue {
+    match HeaderValue::from_str(content_type) {
+        Ok(value) if !content_type.is_empty() => value,
+        _ => HeaderValue::from_static("application/octet-stream"),
+    }
+}
+
+/// Writes response metadata as headers. tonic merged the trailers into the metadata; when
+/// `Upstream` kept a copy of them, they are told apart and written as `Grpc-Trailer-*`.
+pub(crate) fn write_metadata(
+    metadata: tonic::metadata::MetadataMap,
+    trailers: Option<HeaderMap>,
+    headers: &mut HeaderMap,
+) {
+    match trailers {
         Some(trailers) => {
             let mut header_part = metadata.into_headers();
             for name in trailers.keys() {
@@ -170,73 +125,13 @@ where
         }
         None => crate::metadata::write_response_headers(&metadata, headers),
     }
-    Ok(response)
-}
-
-fn is_blank(bytes: &[u8]) -> bool {
-    bytes.iter().all(u8::is_ascii_whitespace)
 }
 
 /// Reads the whole body, up to `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
         Err(error) => Err(GatewayError::BodyRead(error.to_string())),
     }
-}
-
-/// The message in an optional (possibly boxed) field, created if absent: for nested path fields.
-pub fn message_mut<M: Default, S: BorrowMut<M> + Default>(slot: &mut Option<S>) -> &mut M {
-    slot.get_or_insert_with(S::default).borrow_mut()
-}
-
-/// `response_body` of a singular field: its value, default or not.
-pub fn body_value<C: Codec>(value: &C::Value, w: &mut Writer<'_>) {
-    C::write(value, w);
-}
-
-/// `response_body` of a oneof member that is not set: the default of its type.
-pub fn body_default<C: Codec>(w: &mut Writer<'_>)
-where
-    C::Value: Default,
-{
-    C::write(&C::Value::default(), w);
-}
-
-/// `response_body` of an optional field or well-known type: `null` when absent.
-pub fn body_optional<C: Codec>(value: &Option<C::Value>, w: &mut Writer<'_>) {
-    match value {
-        Some(value) => C::write(value, w),
-        None => w.null(),
-    }
-}
-
-/// `response_body` of a message field: the message, or an empty object when absent.
-pub fn body_message<M: JsonMessage, S: Borrow<M>>(value: &Option<S>, w: &mut Writer<'_>) {
-    w.begin_object();
-    if let Some(message) = value {
-        message.borrow().write_fields(w);
-    }
-    w.end_object();
-}
-
-/// `response_body` of a repeated field: an array, empty or not.
-pub fn body_repeated<C: Codec>(values: &[C::Value], w: &mut Writer<'_>) {
-    w.begin_array();
-    for value in values {
-        C::write(value, w);
-    }
-    w.end_array();
-}
-
-/// `response_body` of a map field: an object, empty or not.
-pub fn body_map<K, V, M>(map: &M, w: &mut Writer<'_>)
-where
-    K: MapKey,
-    V: Codec,
-    K::Value: Eq + std::hash::Hash + Ord,
-    M: MapLike<K::Value, V::Value>,
-{
-    json::write_map_value::<K, V, M>(map, w);
 }

@@ -13,6 +13,8 @@ use http::HeaderMap;
 use http_body::{Body, Frame};
 use tonic::transport::Channel;
 
+use crate::stream::{AbortSignal, Abortable};
+
 /// Where the trailers of one response are copied to.
 #[derive(Clone, Default, Debug)]
 pub(crate) struct TrailerSlot(Arc<Mutex<Option<HeaderMap>>>);
@@ -53,6 +55,13 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        // A request stream the gateway abandons must fail upstream, not end cleanly.
+        let request = match request.extensions().get::<AbortSignal>().cloned() {
+            Some(signal) => {
+                request.map(|inner| tonic::body::Body::new(Abortable { inner, signal }))
+            }
+            None => request,
+        };
         let pending = tower::Service::call(&mut self.channel, request);
         Box::pin(async move {
             let response = pending.await?;

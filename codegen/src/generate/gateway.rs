@@ -3,12 +3,12 @@
 
 use heck::ToShoutySnakeCase;
 use proc_macro2::TokenStream;
-use prost_reflect::{FieldDescriptor, Kind};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use quote::{format_ident, quote};
 
 use super::json;
 use crate::error::{LocatedError, RuleError};
-use crate::model::{Binding, Body, Method, Service};
+use crate::model::{Binding, Body, Method, Service, Shape};
 use crate::naming::{self, Scope};
 use crate::template::FlatSegment;
 
@@ -45,39 +45,18 @@ pub fn service_module(
     for method in &service.methods {
         let md = &method.descriptor;
         let rpc = naming::rpc_method(md.name());
+        let calls = BackendCalls::new(depth, method, &client, &server);
+        trait_methods.push(calls.trait_method);
+        client_methods.push(calls.client_method);
+        local_methods.push(calls.local_method);
         let input = naming::rpc_type(depth, &md.input());
         let output = naming::rpc_type(depth, &md.output());
-        if !method.is_streaming() {
-            let doc = format!(" Calls `{}`.", md.full_name());
-            trait_methods.push(quote! {
-                #[doc = #doc]
-                fn #rpc(
-                    &self,
-                    request: __codegen::tonic::Request<#input>,
-                ) -> __codegen::UnaryFuture<#output>;
-            });
-            client_methods.push(quote! {
-                fn #rpc(
-                    &self,
-                    request: __codegen::tonic::Request<#input>,
-                ) -> __codegen::UnaryFuture<#output> {
-                    // The inherent tonic method, not this trait's method of the same name.
-                    let mut client = ::core::clone::Clone::clone(self);
-                    ::std::boxed::Box::pin(async move {
-                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await
-                    })
-                }
-            });
-            local_methods.push(quote! {
-                fn #rpc(
-                    &self,
-                    request: __codegen::tonic::Request<#input>,
-                ) -> __codegen::UnaryFuture<#output> {
-                    let service = self.shared();
-                    ::std::boxed::Box::pin(async move { <T as #server>::#rpc(&service, request).await })
-                }
-            });
-        }
+        let constructor = match method.shape() {
+            Shape::Unary => quote!(unary),
+            Shape::ServerStreaming => quote!(server_streaming),
+            Shape::ClientStreaming => quote!(client_streaming),
+            Shape::BidiStreaming => quote!(bidi_streaming),
+        };
         for (index, binding) in method.bindings.iter().enumerate() {
             let base = format!("{}_{index}", md.name().to_shouty_snake_case());
             let route_ident = format_ident!("ROUTE_{}", base);
@@ -85,21 +64,18 @@ pub fn service_module(
             let route_info = route_info(binding, md.full_name());
             statics.push(quote!(static #route_ident: __codegen::RouteInfo = #route_info;));
             infos.push(quote!(&#route_ident));
-            if method.is_streaming() {
-                routes.push(quote!(__codegen::Route::streaming(&#route_ident)));
-                continue;
-            }
-            let unary = unary_binding(depth, method, binding, &route_ident).map_err(|error| {
-                LocatedError {
-                    location: binding.location.clone(),
-                    error,
-                }
-            })?;
+            let described =
+                describe_binding(depth, method, binding, &route_ident).map_err(|error| {
+                    LocatedError {
+                        location: binding.location.clone(),
+                        error,
+                    }
+                })?;
             statics.push(quote!(
-                static #binding_ident: __codegen::UnaryBinding<#input, #output> = #unary;
+                static #binding_ident: __codegen::Binding<#input, #output> = #described;
             ));
             routes.push(quote!(
-                __codegen::Route::unary(&#binding_ident, {
+                __codegen::Route::#constructor(&#binding_ident, {
                     let backend = ::core::clone::Clone::clone(&backend);
                     move |request| #backend::#rpc(&backend, request)
                 })
@@ -110,7 +86,7 @@ pub fn service_module(
     let module_doc = format!(" The HTTP/JSON gateway of `{service_name}`.");
     let trait_doc = format!(
         " How the gateway reaches `{service_name}`: a tonic client over a channel, an in-process \
-         implementation, or anything else that answers its unary RPCs."
+         implementation, or anything else that answers its RPCs."
     );
     let local = if options.server {
         quote! {
@@ -215,8 +191,72 @@ fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
     }
 }
 
-/// The static `UnaryBinding` of a binding: how to build the request and shape the response.
-fn unary_binding(
+/// The trait method of one RPC, and its implementations for a tonic client and for an in-process
+/// service, by streaming shape.
+struct BackendCalls {
+    trait_method: TokenStream,
+    client_method: TokenStream,
+    local_method: TokenStream,
+}
+
+impl BackendCalls {
+    fn new(depth: Scope<'_>, method: &Method, client: &TokenStream, server: &TokenStream) -> Self {
+        let md = &method.descriptor;
+        let rpc = naming::rpc_method(md.name());
+        let input = naming::rpc_type(depth, &md.input());
+        let output = naming::rpc_type(depth, &md.output());
+        let shape = method.shape();
+        let request = match shape {
+            Shape::Unary | Shape::ServerStreaming => input,
+            Shape::ClientStreaming | Shape::BidiStreaming => {
+                quote!(__codegen::RequestStream<#input>)
+            }
+        };
+        let (answer, adapt) = match shape {
+            Shape::Unary | Shape::ClientStreaming => {
+                (quote!(__codegen::UnaryFuture<#output>), quote!())
+            }
+            Shape::ServerStreaming | Shape::BidiStreaming => (
+                quote!(__codegen::StreamFuture<#output>),
+                quote!(.map(__codegen::boxed_response)),
+            ),
+        };
+        // An in-process service reads a request stream through tonic's own `Streaming`.
+        let local_request = match shape {
+            Shape::Unary | Shape::ServerStreaming => quote!(request),
+            Shape::ClientStreaming | Shape::BidiStreaming => {
+                quote!(__codegen::local_request(request))
+            }
+        };
+        let doc = format!(" Calls `{}`.", md.full_name());
+        BackendCalls {
+            trait_method: quote! {
+                #[doc = #doc]
+                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer;
+            },
+            client_method: quote! {
+                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
+                    // The inherent tonic method, not this trait's method of the same name.
+                    let mut client = ::core::clone::Clone::clone(self);
+                    ::std::boxed::Box::pin(async move {
+                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await #adapt
+                    })
+                }
+            },
+            local_method: quote! {
+                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
+                    let service = self.shared();
+                    ::std::boxed::Box::pin(async move {
+                        <T as #server>::#rpc(&service, #local_request).await #adapt
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// The static `Binding` of a binding: how to build the request and shape the response.
+fn describe_binding(
     depth: Scope<'_>,
     method: &Method,
     binding: &Binding,
@@ -229,15 +269,45 @@ fn unary_binding(
     let mut skip = Vec::new();
     let body = match &binding.body {
         Body::None => quote!(__codegen::BodyRule::None),
+        Body::Whole if is_http_body(&md.input()) => {
+            quote!(__codegen::BodyRule::Raw {
+                set: |m: &mut #input, content_type: &str, data: &[u8]| {
+                    m.content_type = ::std::borrow::ToOwned::to_owned(content_type);
+                    m.data = ::std::borrow::ToOwned::to_owned(data);
+                },
+                whole: true,
+            })
+        }
         Body::Whole => quote!(__codegen::BodyRule::Whole),
         Body::Field(field) => {
             skip.extend(names(std::slice::from_ref(field)));
-            let name = field.name();
-            let read = json::read_into(depth, field, field_slot(field))?;
-            quote!(__codegen::BodyRule::Field {
-                name: #name,
-                read: |m: &mut #input, r: &mut __codegen::Reader<'_>| #read,
-            })
+            match field.kind() {
+                Kind::Message(message) if is_http_body(&message) && !field.is_list() => {
+                    let path =
+                        naming::type_path(depth, message.package_name(), message.full_name());
+                    let slot = field_slot(field);
+                    quote!(__codegen::BodyRule::Raw {
+                        set: |m: &mut #input, content_type: &str, data: &[u8]| {
+                            let body = __codegen::message_mut::<#path, _>(&mut #slot);
+                            body.content_type = ::std::borrow::ToOwned::to_owned(content_type);
+                            body.data = ::std::borrow::ToOwned::to_owned(data);
+                        },
+                        whole: false,
+                    })
+                }
+                _ => {
+                    let name = field.name();
+                    let read = json::read_into(depth, field, field_slot(field))?;
+                    let array_value = field.is_list()
+                        || matches!(field.kind(), Kind::Message(m)
+                            if matches!(m.full_name(), "google.protobuf.ListValue" | "google.protobuf.Value"));
+                    quote!(__codegen::BodyRule::Field {
+                        name: #name,
+                        read: |m: &mut #input, r: &mut __codegen::Reader<'_>| #read,
+                        array_value: #array_value,
+                    })
+                }
+            }
         }
     };
     let mut setters = Vec::new();
@@ -247,24 +317,45 @@ fn unary_binding(
     }
     skip.sort();
     skip.dedup();
-    let response_body = match &binding.response_body {
-        Some(field) => {
-            let write = json::write_bare(depth, field)?;
-            quote!(::core::option::Option::Some(
-                |m: &#output, w: &mut __codegen::Writer<'_>| #write
-            ))
+    let raw = quote!(__codegen::RawBody {
+        content_type: body.content_type,
+        data: body.data,
+    });
+    let response = match &binding.response_body {
+        None if is_http_body(&md.output()) => {
+            quote!(__codegen::ResponseRule::Raw(|body: #output| #raw))
         }
-        None => quote!(::core::option::Option::None),
+        None => quote!(__codegen::ResponseRule::Message),
+        Some(field) => match field.kind() {
+            Kind::Message(message) if is_http_body(&message) && !field.is_list() => {
+                let ident = naming::ident(&naming::snake(field.name()));
+                quote!(__codegen::ResponseRule::Raw(|m: #output| match m.#ident {
+                    ::core::option::Option::Some(body) => #raw,
+                    ::core::option::Option::None => ::core::default::Default::default(),
+                }))
+            }
+            _ => {
+                let write = json::write_bare(depth, field)?;
+                quote!(__codegen::ResponseRule::Field(
+                    |m: &#output, w: &mut __codegen::Writer<'_>| #write
+                ))
+            }
+        },
     };
     Ok(quote! {
-        __codegen::UnaryBinding {
+        __codegen::Binding {
             route: &#route,
             body: #body,
             query_skip: &[#(#skip),*],
             path: &[#(#setters),*],
-            response_body: #response_body,
+            response: #response,
         }
     })
+}
+
+/// Whether a message is `google.api.HttpBody`, whose bytes travel raw.
+fn is_http_body(message: &MessageDescriptor) -> bool {
+    message.full_name() == "google.api.HttpBody"
 }
 
 /// `m.field` for a top-level request field.

@@ -1,0 +1,285 @@
+//! What generated code says about each binding, and the two conversions every RPC shape shares:
+//! request parts (body value, query, path) into a message, and a response message into a body.
+
+use std::borrow::{Borrow, BorrowMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header;
+use http::request::Parts;
+
+use crate::error::GatewayError;
+use crate::gateway::Settings;
+use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
+use crate::query;
+use crate::route::Captures;
+use crate::service::RouteInfo;
+
+/// Where a binding's request body goes.
+pub enum BodyRule<Req: 'static> {
+    /// No body is read; every non-path field may come from the query.
+    None,
+    /// `body: "*"`: the whole body is the request message; the query is not read.
+    Whole,
+    /// `body: "field"`: the body is that field's value; other fields may come from the query.
+    Field {
+        /// The field's proto name.
+        name: &'static str,
+        /// Reads the body's JSON value into the field.
+        read: fn(&mut Req, &mut Reader<'_>) -> Result<(), JsonError>,
+        /// The field's JSON value may itself be an array (a repeated field, `ListValue`,
+        /// `Value`), so a top-level array in a message stream is one value, not a list of them.
+        array_value: bool,
+    },
+    /// The body target is a `google.api.HttpBody`: it takes the raw bytes and content type.
+    Raw {
+        /// Sets the `HttpBody` from the request's content type and a piece of its body.
+        set: fn(&mut Req, &str, &[u8]),
+        /// `body: "*"`: the query is not read.
+        whole: bool,
+    },
+}
+
+impl<Req> BodyRule<Req> {
+    /// Whether the query may set fields.
+    fn reads_query(&self) -> bool {
+        !matches!(self, BodyRule::Whole | BodyRule::Raw { whole: true, .. })
+    }
+
+    /// Whether a top-level JSON array in a message stream holds the messages.
+    pub(crate) fn arrays_hold_messages(&self) -> bool {
+        match self {
+            BodyRule::Field { array_value, .. } => !array_value,
+            _ => true,
+        }
+    }
+}
+
+/// Sets the field bound to one path variable from its decoded text.
+pub type PathSetter<Req> = fn(&mut Req, &str) -> Result<(), JsonError>;
+
+/// What a response message is sent as.
+pub enum ResponseRule<Resp: 'static> {
+    /// The whole message as JSON.
+    Message,
+    /// `response_body`: one field's JSON value.
+    Field(fn(&Resp, &mut Writer<'_>)),
+    /// A `google.api.HttpBody` (the message or its `response_body` field): written raw.
+    Raw(fn(Resp) -> RawBody),
+}
+
+/// The parts of a `google.api.HttpBody` the gateway sends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawBody {
+    /// The `Content-Type` of the bytes.
+    pub content_type: String,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// Everything the runtime needs to serve one binding, generated as a `static`.
+pub struct Binding<Req: 'static, Resp: 'static> {
+    /// Method, template and RPC.
+    pub route: &'static RouteInfo,
+    /// Where the body goes.
+    pub body: BodyRule<Req>,
+    /// Dotted field paths (proto and JSON spellings) never taken from the query: path variables
+    /// and the body field.
+    pub query_skip: &'static [&'static str],
+    /// One setter per template variable, in template order.
+    pub path: &'static [PathSetter<Req>],
+    /// How each response message is sent.
+    pub response: ResponseRule<Resp>,
+}
+
+/// What the messages of one call are built from besides their body: the query, the path values
+/// and the request's content type.
+pub(crate) struct MessageSource<Req: 'static, Resp: 'static> {
+    pub binding: &'static Binding<Req, Resp>,
+    pub settings: Arc<Settings>,
+    query: String,
+    captures: Captures,
+    content_type: String,
+}
+
+impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
+    pub(crate) fn new(
+        binding: &'static Binding<Req, Resp>,
+        parts: &Parts,
+        captures: Captures,
+        settings: Arc<Settings>,
+    ) -> Self {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        MessageSource {
+            binding,
+            settings,
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            captures,
+            content_type,
+        }
+    }
+
+    /// A message from one body value (for a message stream, one element of it), the query and
+    /// the path, in that order, so the path wins.
+    pub(crate) fn message(&self, body: &[u8]) -> Result<Req, GatewayError> {
+        let binding = self.binding;
+        let mut message = Req::default();
+        match &binding.body {
+            BodyRule::None => {}
+            BodyRule::Raw { set, .. } => set(&mut message, &self.content_type, body),
+            BodyRule::Whole | BodyRule::Field { .. } if is_blank(body) => {}
+            rule @ (BodyRule::Whole | BodyRule::Field { .. }) => {
+                let settings = &*self.settings;
+                let mut reader = Reader::new(body, settings.read_options, settings.registry);
+                match rule {
+                    BodyRule::Field { read, .. } => read(&mut message, &mut reader),
+                    _ => json::merge_message(&mut message, &mut reader),
+                }
+                .and_then(|()| reader.finish())
+                .map_err(GatewayError::Body)?;
+            }
+        }
+        if binding.body.reads_query() {
+            query::apply(
+                &mut message,
+                &self.query,
+                binding.query_skip,
+                self.settings.reject_unknown_query,
+            )?;
+        }
+        for ((field, value), set) in self.captures.iter().zip(binding.path) {
+            set(&mut message, value).map_err(|error| GatewayError::Path {
+                field: field.to_owned(),
+                error,
+            })?;
+        }
+        Ok(message)
+    }
+}
+
+/// A response message as sent.
+pub(crate) enum Encoded {
+    /// JSON text.
+    Json(Vec<u8>),
+    /// A raw `HttpBody`.
+    Raw(RawBody),
+}
+
+/// Writes `message` as JSON (whole or its `response_body` field) into `buf`.
+pub(crate) fn write_json<Resp: JsonMessage>(
+    rule: &ResponseRule<Resp>,
+    message: &Resp,
+    settings: &Settings,
+    buf: &mut Vec<u8>,
+) -> Result<(), GatewayError> {
+    let mut writer = Writer::new(buf, settings.write_options, settings.registry);
+    match rule {
+        ResponseRule::Field(write) => write(message, &mut writer),
+        ResponseRule::Message | ResponseRule::Raw(_) => {
+            writer.begin_object();
+            message.write_fields(&mut writer);
+            writer.end_object();
+        }
+    }
+    writer.finish().map_err(GatewayError::Encode)
+}
+
+/// One response message as its rule says.
+pub(crate) fn encode<Resp: JsonMessage>(
+    rule: &ResponseRule<Resp>,
+    message: Resp,
+    settings: &Settings,
+) -> Result<Encoded, GatewayError> {
+    match rule {
+        ResponseRule::Raw(raw) => Ok(Encoded::Raw(raw(message))),
+        _ => {
+            let mut buf = Vec::with_capacity(settings.response_capacity);
+            write_json(rule, &message, settings, &mut buf)?;
+            Ok(Encoded::Json(buf))
+        }
+    }
+}
+
+/// The upstream request for `message`: metadata from the headers, and the deadline from
+/// `Grpc-Timeout` or else `default_timeout`.
+pub(crate) fn upstream_request<T>(
+    message: T,
+    parts: &Parts,
+    default_timeout: Option<Duration>,
+) -> Result<(tonic::Request<T>, Option<Duration>), GatewayError> {
+    let remote = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let mut upstream = tonic::Request::new(message);
+    *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote)?;
+    let timeout = crate::metadata::grpc_timeout(&parts.headers)?.or(default_timeout);
+    if let Some(timeout) = timeout {
+        upstream.set_timeout(timeout);
+    }
+    Ok((upstream, timeout))
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The message in an optional (possibly boxed) field, created if absent: for nested path fields.
+pub fn message_mut<M: Default, S: BorrowMut<M> + Default>(slot: &mut Option<S>) -> &mut M {
+    slot.get_or_insert_with(S::default).borrow_mut()
+}
+
+/// `response_body` of a singular field: its value, default or not.
+pub fn body_value<C: Codec>(value: &C::Value, w: &mut Writer<'_>) {
+    C::write(value, w);
+}
+
+/// `response_body` of a oneof member that is not set: the default of its type.
+pub fn body_default<C: Codec>(w: &mut Writer<'_>)
+where
+    C::Value: Default,
+{
+    C::write(&C::Value::default(), w);
+}
+
+/// `response_body` of an optional field or well-known type: `null` when absent.
+pub fn body_optional<C: Codec>(value: &Option<C::Value>, w: &mut Writer<'_>) {
+    match value {
+        Some(value) => C::write(value, w),
+        None => w.null(),
+    }
+}
+
+/// `response_body` of a message field: the message, or an empty object when absent.
+pub fn body_message<M: JsonMessage, S: Borrow<M>>(value: &Option<S>, w: &mut Writer<'_>) {
+    w.begin_object();
+    if let Some(message) = value {
+        message.borrow().write_fields(w);
+    }
+    w.end_object();
+}
+
+/// `response_body` of a repeated field: an array, empty or not.
+pub fn body_repeated<C: Codec>(values: &[C::Value], w: &mut Writer<'_>) {
+    w.begin_array();
+    for value in values {
+        C::write(value, w);
+    }
+    w.end_array();
+}
+
+/// `response_body` of a map field: an object, empty or not.
+pub fn body_map<K, V, M>(map: &M, w: &mut Writer<'_>)
+where
+    K: MapKey,
+    V: Codec,
+    K::Value: Eq + std::hash::Hash + Ord,
+    M: MapLike<K::Value, V::Value>,
+{
+    json::write_map_value::<K, V, M>(map, w);
+}

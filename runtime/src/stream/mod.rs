@@ -1,0 +1,216 @@
+//! Server-, client- and bidi-streaming RPCs over HTTP (newline-delimited JSON, Server-Sent
+//! Events, raw `HttpBody` bytes) and WebSocket.
+//!
+//! Request messages go upstream one by one as they complete in the body and response messages
+//! come back one by one as they arrive, so a bidi call is full duplex wherever the client is.
+//! Both directions are pulled, never buffered: a slow reader slows the upstream through HTTP/2
+//! flow control, and a client that goes away drops the call, which cancels it upstream.
+
+mod guard;
+mod input;
+mod output;
+mod split;
+mod ws;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::Response;
+use futures_util::{Stream, StreamExt};
+use tonic::codec::Codec;
+
+use crate::binding::{self, Binding, BodyRule, MessageSource};
+use crate::error::GatewayError;
+use crate::gateway::Settings;
+use crate::json::JsonMessage;
+use crate::service::{BoxFuture, Call, UnaryFuture};
+use guard::{Activity, Guarded, Guards, Limits};
+pub use input::AbortSignal;
+pub(crate) use input::Abortable;
+use input::{BodyMessages, Failure, LocalFrames};
+use output::Transport;
+pub(crate) use ws::is_upgrade;
+
+/// The messages a client streams to the upstream.
+///
+/// A named type rather than a boxed trait object alias: tonic's streaming client methods are
+/// generic over the stream, and a concrete type keeps their futures provably `Send`.
+pub struct RequestStream<T>(Pin<Box<dyn Stream<Item = T> + Send + 'static>>);
+
+impl<T> RequestStream<T> {
+    /// Wraps a stream of messages.
+    pub fn new(messages: impl Stream<Item = T> + Send + 'static) -> Self {
+        RequestStream(Box::pin(messages))
+    }
+}
+
+impl<T> Stream for RequestStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for RequestStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestStream")
+    }
+}
+
+/// The messages an upstream streams back, ended early by an error status.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// What a backend returns for a server- or bidi-streaming call.
+pub type StreamFuture<T> = BoxFuture<Result<tonic::Response<ResponseStream<T>>, tonic::Status>>;
+
+/// A tonic response stream (a remote `Streaming`, or an in-process service's own stream) as
+/// the gateway takes it.
+pub fn boxed_response<S, T>(response: tonic::Response<S>) -> tonic::Response<ResponseStream<T>>
+where
+    S: Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+{
+    response.map(|messages| Box::pin(messages) as ResponseStream<T>)
+}
+
+/// A request stream as an in-process tonic service takes it: encoded and decoded as though it
+/// had crossed the network, so the service reads it with tonic's own `Streaming`. A request
+/// stream the gateway abandons reaches the service as an error, never as a clean end.
+pub fn local_request<T>(
+    request: tonic::Request<RequestStream<T>>,
+) -> tonic::Request<tonic::Streaming<T>>
+where
+    T: prost::Message + Default + Send + 'static,
+{
+    let (metadata, extensions, messages) = request.into_parts();
+    let signal = extensions.get::<AbortSignal>().cloned();
+    let decoder = tonic_prost::ProstCodec::<T, T>::default().decoder();
+    let body = LocalFrames { messages, signal };
+    let streaming = tonic::Streaming::new_request(decoder, body, None, None);
+    tonic::Request::from_parts(metadata, extensions, streaming)
+}
+
+/// How a route reaches its RPC, by shape.
+pub(crate) enum Rpc<Req, Resp> {
+    Unary(Arc<dyn Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + Send + Sync>),
+    Server(Arc<dyn Fn(tonic::Request<Req>) -> StreamFuture<Resp> + Send + Sync>),
+    Client(Arc<dyn Fn(tonic::Request<RequestStream<Req>>) -> UnaryFuture<Resp> + Send + Sync>),
+    Bidi(Arc<dyn Fn(tonic::Request<RequestStream<Req>>) -> StreamFuture<Resp> + Send + Sync>),
+}
+
+impl<Req, Resp> Clone for Rpc<Req, Resp> {
+    fn clone(&self) -> Self {
+        match self {
+            Rpc::Unary(call) => Rpc::Unary(Arc::clone(call)),
+            Rpc::Server(call) => Rpc::Server(Arc::clone(call)),
+            Rpc::Client(call) => Rpc::Client(Arc::clone(call)),
+            Rpc::Bidi(call) => Rpc::Bidi(Arc::clone(call)),
+        }
+    }
+}
+
+impl<Req, Resp> Rpc<Req, Resp> {
+    /// Whether the client streams its requests.
+    fn streams_requests(&self) -> bool {
+        matches!(self, Rpc::Client(_) | Rpc::Bidi(_))
+    }
+}
+
+/// Serves one request of a streaming RPC over HTTP, or over WebSocket when it asks to upgrade.
+pub(crate) async fn serve<Req, Resp>(
+    binding: &'static Binding<Req, Resp>,
+    rpc: &Rpc<Req, Resp>,
+    call: Call,
+) -> Result<Response, GatewayError>
+where
+    Req: JsonMessage + Send,
+    Resp: JsonMessage + Send,
+{
+    if ws::is_upgrade(call.request.headers()) {
+        return ws::serve(binding, rpc.clone(), call).await;
+    }
+    let Call {
+        request,
+        captures,
+        settings,
+    } = call;
+    let (parts, body) = request.into_parts();
+    let transport = Transport::choose(&parts.headers, &binding.response);
+    let activity = Activity::new();
+    let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
+    let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
+    let limits = limits(&settings, deadline);
+    let rpc_name = binding.route.rpc;
+
+    if !rpc.streams_requests() {
+        let body = match binding.body {
+            BodyRule::None => bytes::Bytes::new(),
+            _ => crate::unary::read_body(body, settings.max_body_bytes).await?,
+        };
+        let message = source.message(&body)?;
+        let upstream = upstream.map(|()| message);
+        return match rpc {
+            Rpc::Server(call) => {
+                let guards = Guards::new(limits, activity, None);
+                let (answer, guards) = until_answer(call(upstream), guards, rpc_name).await?;
+                output::respond(binding, settings, transport, answer, guards).await
+            }
+            _ => Err(GatewayError::Upstream(tonic::Status::internal(
+                "a unary RPC was routed as a streaming one",
+            ))),
+        };
+    }
+
+    let signal = AbortSignal::default();
+    let (failure, failure_rx) = Failure::channel(signal.clone());
+    let messages = BodyMessages::new(body, Arc::new(source), failure, activity.clone());
+    let mut upstream = upstream.map(|()| RequestStream::new(messages));
+    upstream.extensions_mut().insert(signal);
+    let guards = Guards::new(limits, activity, Some(failure_rx));
+    match rpc {
+        Rpc::Client(call) => {
+            let (answer, _) = until_answer(call(upstream), guards, rpc_name).await?;
+            crate::unary::respond(binding, answer, &settings)
+        }
+        Rpc::Bidi(call) => {
+            let (answer, guards) = until_answer(call(upstream), guards, rpc_name).await?;
+            output::respond(binding, settings, transport, answer, guards).await
+        }
+        _ => Err(GatewayError::Upstream(tonic::Status::internal(
+            "a unary RPC was routed as a streaming one",
+        ))),
+    }
+}
+
+/// The stream limits of one call: the gateway's, and the client's `Grpc-Timeout` if sooner.
+fn limits(settings: &Settings, deadline: Option<Duration>) -> Limits {
+    let duration = match (settings.stream_max_duration, deadline) {
+        (Some(limit), Some(deadline)) => Some(limit.min(deadline)),
+        (limit, deadline) => limit.or(deadline),
+    };
+    Limits {
+        idle: settings.stream_idle_timeout,
+        duration,
+    }
+}
+
+/// Awaits the upstream's answer (its headers, or its one message) while the guards watch; gives
+/// the guards back to watch the rest of the call.
+async fn until_answer<T>(
+    pending: BoxFuture<Result<T, tonic::Status>>,
+    guards: Guards,
+    rpc: &str,
+) -> Result<(T, Guards), GatewayError> {
+    let mut guarded = Guarded::new(futures_util::stream::once(pending), guards);
+    match guarded.next().await {
+        Some(Ok(answer)) => Ok((answer, guarded.into_guards())),
+        Some(Err(error)) => Err(error),
+        None => Err(GatewayError::Upstream(tonic::Status::internal(format!(
+            "{rpc} ended without an answer"
+        )))),
+    }
+}

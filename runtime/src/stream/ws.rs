@@ -1,0 +1,331 @@
+//! Streaming RPCs over WebSocket, on the same routes as over HTTP.
+//!
+//! - Requests: each text (or binary) frame is one request message, read like an HTTP body with
+//!   the query and path applied. An empty frame ends the request stream (a half close: the
+//!   responses still come); a close frame ends the whole call. For a server-streaming RPC whose
+//!   binding has a body, the first frame is that body.
+//! - Responses: one text frame per message (a binary frame per raw `HttpBody`); a clean end
+//!   closes with 1000, a failure with 4000 + the gRPC code and the google.rpc.Status JSON (code
+//!   and message, shortened to fit) as the reason.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, header};
+use tokio::sync::mpsc;
+
+use super::guard::{Activity, Guarded, Guards, Limits};
+use super::input::{AbortSignal, Failure};
+use super::{RequestStream, Rpc, limits, until_answer};
+use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
+use crate::error::GatewayError;
+use crate::json::JsonMessage;
+use crate::service::Call;
+
+/// Whether a request asks to become a WebSocket.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Accepts the upgrade and runs the call on the socket. Problems found before the upgrade
+/// (headers, path, query) are answered over HTTP.
+pub(crate) async fn serve<Req, Resp>(
+    binding: &'static Binding<Req, Resp>,
+    rpc: Rpc<Req, Resp>,
+    call: Call,
+) -> Result<Response, GatewayError>
+where
+    Req: JsonMessage + Send,
+    Resp: JsonMessage + Send,
+{
+    let Call {
+        request,
+        captures,
+        settings,
+    } = call;
+    let (mut parts, _) = request.into_parts();
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|rejection| GatewayError::WebSocket(rejection.body_text()))?;
+    let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
+    // Check the query and path before accepting, when the request has no body to wait for.
+    if !reads_frames_first(&rpc, binding) {
+        source.message(&[])?;
+    }
+    let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
+    let session = Session {
+        source: Arc::new(source),
+        upstream,
+        limits: limits(&settings, deadline),
+    };
+    Ok(upgrade
+        .max_message_size(settings.max_message_bytes)
+        .on_upgrade(move |socket| session.run(socket, rpc)))
+}
+
+/// Whether the call's first request message comes from the first frame.
+fn reads_frames_first<Req, Resp>(rpc: &Rpc<Req, Resp>, binding: &Binding<Req, Resp>) -> bool {
+    rpc.streams_requests() || !matches!(binding.body, BodyRule::None)
+}
+
+struct Session<Req: 'static, Resp: 'static> {
+    source: Arc<MessageSource<Req, Resp>>,
+    upstream: tonic::Request<()>,
+    limits: Limits,
+}
+
+/// What ends a session: messages went through, or a failure to close with.
+type Outcome = Result<(), GatewayError>;
+
+type Sink = SplitSink<WebSocket, Message>;
+type Frames = SplitStream<WebSocket>;
+
+/// The upstream request of a call: one message, or the stream fed by the reader.
+enum Requests<Req> {
+    One(tonic::Request<Req>),
+    Stream(tonic::Request<RequestStream<Req>>),
+}
+
+/// What the reader does with the frames after the first.
+enum Reader<Req> {
+    /// Feeds them upstream as request messages; dropping the sender ends the request stream.
+    Messages(mpsc::Sender<Req>),
+    /// Only watches for the client going away: the call has its one request message.
+    Watch,
+}
+
+impl<Req, Resp> Session<Req, Resp>
+where
+    Req: JsonMessage + Send,
+    Resp: JsonMessage + Send,
+{
+    async fn run(self, socket: WebSocket, rpc: Rpc<Req, Resp>) {
+        let (mut sink, frames) = socket.split();
+        let close = match self.exchange(&mut sink, frames, rpc).await {
+            Ok(()) => CloseFrame {
+                code: 1000,
+                reason: Utf8Bytes::from_static(""),
+            },
+            Err(error) => close_frame(&error.into_status()),
+        };
+        // The client may be gone already; there is nobody left to tell.
+        let _ = sink.send(Message::Close(Some(close))).await;
+    }
+
+    async fn exchange(self, sink: &mut Sink, mut frames: Frames, rpc: Rpc<Req, Resp>) -> Outcome {
+        let Session {
+            source,
+            upstream,
+            limits,
+        } = self;
+        let rpc_name = source.binding.route.rpc;
+        let activity = Activity::new();
+        let signal = AbortSignal::default();
+        let (failure, failure_rx) = Failure::channel(signal.clone());
+
+        let (requests, reader) = if rpc.streams_requests() {
+            let (sender, receiver) = mpsc::channel::<Req>(1);
+            let mut request = upstream.map(|()| request_stream(receiver, signal.clone()));
+            request.extensions_mut().insert(signal);
+            (Requests::Stream(request), Reader::Messages(sender))
+        } else {
+            let body = match source.binding.body {
+                BodyRule::None => Bytes::new(),
+                _ => match next_data(&mut frames).await {
+                    Some(data) => data,
+                    None => return Err(GatewayError::ClientClosed),
+                },
+            };
+            let message = source.message(&body)?;
+            (Requests::One(upstream.map(|()| message)), Reader::Watch)
+        };
+        let _reader = AbortOnDrop(tokio::spawn(read_frames(
+            frames,
+            reader,
+            Arc::clone(&source),
+            failure,
+            activity.clone(),
+        )));
+
+        let guards = Guards::new(limits, activity, Some(failure_rx));
+        let (answer, guards) = match (rpc, requests) {
+            (Rpc::Server(call), Requests::One(request)) => {
+                until_answer(call(request), guards, rpc_name).await?
+            }
+            (Rpc::Bidi(call), Requests::Stream(request)) => {
+                until_answer(call(request), guards, rpc_name).await?
+            }
+            (Rpc::Client(call), Requests::Stream(request)) => {
+                let (answer, _) = until_answer(call(request), guards, rpc_name).await?;
+                return send(sink, &source, answer.into_inner()).await;
+            }
+            _ => {
+                return Err(GatewayError::WebSocket(format!(
+                    "{rpc_name} is not a streaming RPC"
+                )));
+            }
+        };
+        let mut responses = Guarded::new(answer.into_inner(), guards);
+        while let Some(message) = responses.next().await {
+            send(sink, &source, message?).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends one response message as a frame.
+async fn send<Req, Resp: JsonMessage>(
+    sink: &mut Sink,
+    source: &MessageSource<Req, Resp>,
+    message: Resp,
+) -> Outcome {
+    let frame = match binding::encode(&source.binding.response, message, &source.settings)? {
+        Encoded::Json(json) => match String::from_utf8(json) {
+            Ok(text) => Message::Text(text.into()),
+            Err(error) => Message::Binary(error.into_bytes().into()),
+        },
+        Encoded::Raw(raw) => Message::Binary(raw.data.into()),
+    };
+    sink.send(frame)
+        .await
+        .map_err(|error| GatewayError::WebSocket(error.to_string()))
+}
+
+/// The payload of the next data frame; `None` once the client closes or goes away.
+async fn next_data(frames: &mut Frames) -> Option<Bytes> {
+    loop {
+        match frames.next().await? {
+            Ok(Message::Text(text)) => return Some(Bytes::from(text)),
+            Ok(Message::Binary(data)) => return Some(data),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(Message::Close(_)) | Err(_) => return None,
+        }
+    }
+}
+
+/// Reads the frames after the first: request messages, the end of the request stream (an empty
+/// frame), or the client leaving, which fails the call so that it is cancelled upstream.
+async fn read_frames<Req: JsonMessage, Resp>(
+    mut frames: Frames,
+    mut reader: Reader<Req>,
+    source: Arc<MessageSource<Req, Resp>>,
+    mut failure: Failure,
+    activity: Activity,
+) {
+    let mut index = 0;
+    let error = loop {
+        let Some(data) = next_data(&mut frames).await else {
+            break GatewayError::ClientClosed;
+        };
+        let Reader::Messages(sender) = &reader else {
+            break GatewayError::WebSocket(
+                "no more request messages are taken: the request stream has ended".into(),
+            );
+        };
+        if data.iter().all(u8::is_ascii_whitespace) {
+            reader = Reader::Watch;
+            continue;
+        }
+        let message = match source.message(&data) {
+            Ok(message) => message,
+            Err(error) => {
+                break GatewayError::StreamMessage {
+                    index,
+                    error: Box::new(error),
+                };
+            }
+        };
+        index += 1;
+        activity.touch();
+        if sender.send(message).await.is_err() {
+            // The call no longer reads requests: it has ended.
+            return;
+        }
+    };
+    failure.fail(error);
+}
+
+/// The request stream fed by the reader. When the reader stops on a failure, the stream stays
+/// pending (the abort signal fails the call) instead of ending as though the client had finished.
+fn request_stream<Req: Send + 'static>(
+    receiver: mpsc::Receiver<Req>,
+    signal: AbortSignal,
+) -> RequestStream<Req> {
+    RequestStream::new(futures_util::stream::unfold(
+        (receiver, signal),
+        |(mut receiver, signal)| async move {
+            match receiver.recv().await {
+                Some(message) => Some((message, (receiver, signal))),
+                None if signal.is_triggered() => std::future::pending().await,
+                None => None,
+            }
+        },
+    ))
+}
+
+/// The close frame for a failed call: 4000 + the gRPC code, and the status as JSON, its message
+/// shortened to fit the 123 bytes a close reason may have.
+fn close_frame(status: &tonic::Status) -> CloseFrame {
+    let code = status.code() as u16;
+    let mut message = status.message().to_owned();
+    let reason = loop {
+        let mut reason = Vec::new();
+        let shortened = tonic::Status::new(status.code(), message.clone());
+        crate::status::write_status_json(&shortened, &crate::json::Registry::EMPTY, &mut reason);
+        if reason.len() <= 123 || message.is_empty() {
+            break String::from_utf8(reason).unwrap_or_default();
+        }
+        let mut cut = message.len().saturating_sub(reason.len() - 120);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    };
+    CloseFrame {
+        code: 4000 + code,
+        reason: reason.into(),
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_in_a_close_frame() {
+        let status = tonic::Status::invalid_argument("é".repeat(200));
+        let frame = close_frame(&status);
+        assert_eq!(frame.code, 4003);
+        assert!(frame.reason.len() <= 123, "{}", frame.reason.len());
+        let value: serde_json::Value =
+            serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
+        assert_eq!(value["code"], 3);
+        assert!(value["message"].as_str().expect("message").ends_with('…'));
+
+        let frame = close_frame(&tonic::Status::not_found("no such room"));
+        assert_eq!(frame.code, 4005);
+        assert_eq!(
+            frame.reason.as_str(),
+            r#"{"code":5,"message":"no such room","details":[]}"#
+        );
+    }
+}
