@@ -238,3 +238,20 @@ fn proto_syntax_errors_name_file_line_and_column() {
     let text = error.to_string();
     assert!(text.starts_with("broken.proto:5:1: "), "{text}");
 }
+
+#[test]
+fn request_streams_need_a_body() {
+    let error = single(
+        r#"service S {
+  rpc Upload(stream Req) returns (Resp) {
+    option (google.api.http) = { post: "/v1/uploads/{name}" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    assert!(matches!(error.error, RuleError::StreamWithoutBody { .. }));
+    assert_eq!(
+        error.to_string(),
+        "test.proto:14:5: `test.v1.S.Upload` streams its requests, so its binding `/v1/uploads/{name}` needs a body (`*` or a field) to carry them"
+    );
+}

@@ -134,7 +134,9 @@ impl StreamService for StreamBackend {
                     if index == 0 && request.gated {
                         gate.notified().await;
                     }
-                    tokio::time::sleep(interval).await;
+                    if !interval.is_zero() {
+                        tokio::time::sleep(interval).await;
+                    }
                 };
                 tokio::select! {
                     () = sender.closed() => {
