@@ -2,18 +2,21 @@
 //! behaviour (pagination, filters, update masks, errors with details) of a real service.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Mutex;
+
+use futures_util::{Stream, StreamExt};
 
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::pb::protogate::demo::v1::{
     ArchiveBookRequest, ArchiveEntry, Book, CreateBookRequest, CreateShelfRequest,
-    DeleteBookRequest, DeleteShelfRequest, Genre, GetArchiveEntryRequest, GetBookRequest,
-    GetShelfRequest, ListBookTagsRequest, ListBookTagsResponse, ListBooksRequest,
+    DeleteBookRequest, DeleteShelfRequest, DiscussMessage, Genre, GetArchiveEntryRequest,
+    GetBookRequest, GetShelfRequest, ListBookTagsRequest, ListBookTagsResponse, ListBooksRequest,
     ListBooksResponse, ListShelvesRequest, ListShelvesResponse, MoveBookRequest,
-    ReplaceShelfRequest, Shelf, UpdateBookRequest, book, library_service_gateway,
-    library_service_server::LibraryService,
+    ReplaceShelfRequest, Shelf, StreamBooksRequest, UpdateBookRequest, book,
+    library_service_gateway, library_service_server::LibraryService,
 };
 
 /// The demo service's full name.
@@ -28,6 +31,9 @@ const DEFAULT_PAGE_SIZE: usize = 10;
 pub fn service() -> protogate::Service {
     library_service_gateway::local(Library::seeded())
 }
+
+/// A stream of messages an RPC returns.
+type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// An in-memory library.
 #[derive(Debug, Default)]
@@ -522,6 +528,48 @@ impl LibraryService for Library {
             books,
             next_page_token,
         }))
+    }
+
+    type StreamBooksStream = Messages<Book>;
+
+    async fn stream_books(
+        &self,
+        request: Request<StreamBooksRequest>,
+    ) -> Result<Response<Self::StreamBooksStream>, Status> {
+        let parent = request.into_inner().parent;
+        let state = self.lock();
+        state.shelf(&parent)?;
+        let prefix = format!("{parent}/books/");
+        let books: Vec<Book> = state
+            .books
+            .values()
+            .filter(|b| b.name.starts_with(&prefix))
+            .cloned()
+            .collect();
+        Ok(Response::new(Box::pin(futures_util::stream::iter(
+            books.into_iter().map(Ok),
+        ))))
+    }
+
+    type DiscussStream = Messages<DiscussMessage>;
+
+    async fn discuss(
+        &self,
+        request: Request<tonic::Streaming<DiscussMessage>>,
+    ) -> Result<Response<Self::DiscussStream>, Status> {
+        let answers = request.into_inner().enumerate().map(|(index, message)| {
+            let message = message?;
+            if message.text.trim().is_empty() {
+                return Err(Status::invalid_argument("a message needs some `text`"));
+            }
+            Ok(DiscussMessage {
+                book: message.book,
+                reader: "library".into(),
+                text: format!("{} said: {}", message.reader, message.text),
+                seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {

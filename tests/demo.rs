@@ -154,6 +154,68 @@ async fn demo_library_end_to_end() {
     assert_eq!(status, 404);
 }
 
+#[tokio::test]
+async fn demo_streams_books_and_discusses_them() {
+    let running = start(&[]);
+    let base = &running.base;
+    let client = reqwest::Client::new();
+
+    let text = client
+        .get(format!("{base}/demo/v1/shelves/fiction/books:stream"))
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("body");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert!(!lines.is_empty(), "{text}");
+    assert!(lines.iter().all(|line| {
+        line["result"]["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with("shelves/fiction/books/"))
+    }));
+
+    let response = client
+        .get(format!("{base}/demo/v1/shelves/fiction/books:stream"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = response.text().await.expect("body");
+    assert_eq!(events.matches("data: {\"name\"").count(), lines.len());
+    assert!(events.ends_with("event: end\ndata: {}\n\n"), "{events}");
+
+    let (status, body) =
+        send(client.get(format!("{base}/demo/v1/shelves/nowhere/books:stream"))).await;
+    assert_eq!((status, &body["code"]), (404, &json!(5)));
+
+    let text = client
+        .post(format!("{base}/demo/v1/shelves/fiction/books/dune:discuss"))
+        .body("{\"reader\":\"ann\",\"text\":\"spice\"}\n{\"reader\":\"bo\",\"text\":\"worms\"}\n")
+        .send()
+        .await
+        .expect("discussion")
+        .text()
+        .await
+        .expect("body");
+    let answers: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            json!({"result": {"book": "shelves/fiction/books/dune", "reader": "library", "text": "ann said: spice", "seq": "1"}}),
+            json!({"result": {"book": "shelves/fiction/books/dune", "reader": "library", "text": "bo said: worms", "seq": "2"}}),
+        ]
+    );
+}
+
 #[test]
 fn unknown_service_in_upstream_flag_is_refused() {
     let output = Command::new(env!("CARGO_BIN_EXE_protogate"))
