@@ -16,8 +16,8 @@ pub trait JsonMessage: prost::Message + Default + Sized + 'static {
     /// Reads the value of field `key` (JSON or proto name) into `self`; `false` when the message
     /// has no such field, in which case the value is left unread.
     ///
-    /// (The contract's `merge_field`: renamed because `prost::Message`, a supertrait, already has
-    /// a `merge_field` method, and calls on a `M: JsonMessage` would be ambiguous.)
+    /// (Not `merge_field`: `prost::Message`, a supertrait, already has a method of that name, and
+    /// calls on a `M: JsonMessage` would be ambiguous.)
     fn merge_json_field(&mut self, key: &str, r: &mut Reader<'_>) -> Result<bool, JsonError>;
 
     /// Sets the field at `path` (dotted names, split) from query or path text; `false` when no

@@ -15,13 +15,13 @@
 //! - a `Duration` whose seconds and nanos differ in sign cannot be written (prost-reflect
 //!   prints it with the wrong sign).
 //!
-//! Differences from the internal contract (`/tmp/contract.md`, section 1):
-//! - `JsonMessage::merge_field` is [`JsonMessage::merge_json_field`]: `prost::Message`, a
-//!   supertrait, already has a `merge_field` method, so calls would be ambiguous.
-//! - [`Codec`] has one more provided method, [`Codec::read_known`], through which an unknown
-//!   enum name under `ignore_unknown` is dropped (field left as it was, list element and map
-//!   entry skipped, oneof left unset) as prost-reflect does; `Codec::Value` is `Default`.
-//! - [`MapLike`] is the contract's map abstraction, implemented for `HashMap` and `BTreeMap`.
+//! Notes on the API:
+//! - `JsonMessage::merge_json_field` is not called `merge_field`: `prost::Message`, a supertrait,
+//!   already has a `merge_field` method, so calls would be ambiguous.
+//! - [`Codec::read_known`] drops an unknown enum name under `ignore_unknown` (field left as it
+//!   was, list element and map entry skipped, oneof left unset) as prost-reflect does;
+//!   `Codec::Value` is `Default`.
+//! - [`MapLike`] abstracts over `HashMap` and `BTreeMap` map fields.
 //! - [`Reader::rewind`] returns to an offset at the same nesting depth; `Any` restores the
 //!   depth as well through a crate-private method.
 
