@@ -154,6 +154,13 @@ async fn demo_library_end_to_end() {
     assert_eq!(status, 404);
 }
 
+/// The values of a newline-delimited JSON body.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
 #[tokio::test]
 async fn demo_streams_books_and_discusses_them() {
     let running = start(&[]);
@@ -168,10 +175,7 @@ async fn demo_streams_books_and_discusses_them() {
         .text()
         .await
         .expect("body");
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
+    let lines = json_lines(&text);
     assert!(!lines.is_empty(), "{text}");
     assert!(lines.iter().all(|line| {
         line["result"]["name"]
@@ -203,10 +207,7 @@ async fn demo_streams_books_and_discusses_them() {
         .text()
         .await
         .expect("body");
-    let answers: Vec<Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
+    let answers = json_lines(&text);
     assert_eq!(
         answers,
         [

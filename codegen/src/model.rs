@@ -84,11 +84,6 @@ impl Method {
             (true, true) => Shape::BidiStreaming,
         }
     }
-
-    /// True when either side streams.
-    pub fn is_streaming(&self) -> bool {
-        self.descriptor.is_client_streaming() || self.descriptor.is_server_streaming()
-    }
 }
 
 /// One HTTP method + path template bound to an RPC.

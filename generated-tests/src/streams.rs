@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::google::api::HttpBody;
+use crate::pb::protogate::tests::v1::stream_service_gateway;
 use crate::pb::protogate::tests::v1::stream_service_server::{StreamService, StreamServiceServer};
 use crate::pb::protogate::tests::v1::{
     Addend, ChatMessage, CountRequest, DownloadRequest, Tick, Total, UploadChunk, UploadSummary,
@@ -252,4 +253,28 @@ pub async fn start_stream_backend(backend: StreamBackend) -> std::io::Result<Soc
             .serve_with_incoming(incoming),
     );
     Ok(address)
+}
+
+/// A gateway in front of `backend`, over a real channel (`remote`) or in process, with the
+/// settings `configure` gives it; its base URL.
+pub async fn stream_gateway(
+    backend: &StreamBackend,
+    remote: bool,
+    configure: impl FnOnce(protogate::Gateway) -> protogate::Gateway,
+) -> String {
+    let service = if remote {
+        let address = start_stream_backend(backend.clone())
+            .await
+            .expect("backend");
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect_lazy();
+        stream_service_gateway::remote(channel)
+    } else {
+        stream_service_gateway::local(backend.clone())
+    };
+    let gateway = configure(protogate::Gateway::new())
+        .with(service)
+        .expect("no conflicts");
+    crate::serve_gateway(gateway).await.expect("gateway")
 }

@@ -6,9 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use generated_tests::pb::protogate::tests::v1::stream_service_gateway;
-use generated_tests::serve_gateway;
-use generated_tests::streams::{StreamBackend, start_stream_backend};
+use generated_tests::streams::{StreamBackend, stream_gateway};
 
 const MESSAGES: u64 = 100_000;
 const PADDING: usize = 1_000;
@@ -27,16 +25,7 @@ fn rss() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_holds_the_upstream_back_and_loses_nothing() {
     let backend = StreamBackend::default();
-    let address = start_stream_backend(backend.clone())
-        .await
-        .expect("backend");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect_lazy();
-    let gateway = protogate::Gateway::new()
-        .with(stream_service_gateway::remote(channel))
-        .expect("gateway");
-    let base = serve_gateway(gateway).await.expect("served");
+    let base = stream_gateway(&backend, true, |gateway| gateway).await;
 
     let before = rss();
     let url = format!("{base}/v1/streams/bp:count?count={MESSAGES}&padding={PADDING}");

@@ -9,38 +9,15 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use generated_tests::pb::protogate::tests::v1::stream_service_gateway;
 use generated_tests::serve_gateway;
-use generated_tests::streams::{StreamBackend, start_stream_backend};
+use generated_tests::streams::{StreamBackend, start_stream_backend, stream_gateway};
 use protogate::Gateway;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A gateway in front of `backend`, over a real channel (`remote`) or in process.
-async fn gateway_with(
-    backend: &StreamBackend,
-    remote: bool,
-    configure: impl FnOnce(Gateway) -> Gateway,
-) -> String {
-    let service = if remote {
-        let address = start_stream_backend(backend.clone())
-            .await
-            .expect("backend");
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("endpoint")
-            .connect_lazy();
-        stream_service_gateway::remote(channel)
-    } else {
-        stream_service_gateway::local(backend.clone())
-    };
-    let gateway = configure(Gateway::new())
-        .with(service)
-        .expect("no conflicts");
-    serve_gateway(gateway).await.expect("gateway")
-}
-
 async fn gateway(backend: &StreamBackend) -> String {
-    gateway_with(backend, true, |g| g).await
+    stream_gateway(backend, true, |g| g).await
 }
 
 /// Reads a streamed response line by line, each within the test's patience.
@@ -105,7 +82,7 @@ async fn get(url: &str) -> reqwest::Response {
 async fn server_stream_lines_are_flushed_as_each_message_arrives() {
     let backend = StreamBackend::default();
     for remote in [true, false] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         let name = format!("gate-{remote}");
         let response = get(&format!(
             "{base}/v1/streams/{name}:count?count=3&gated=true"
@@ -229,7 +206,7 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
 async fn client_streams_accept_ndjson_concatenated_values_and_arrays() {
     let backend = StreamBackend::default();
     for remote in [true, false] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         let url = format!("{base}/v1/streams/sums/l1");
         let expected = json!({"label": "l1", "sum": "6", "count": 3});
         for body in [
@@ -254,7 +231,7 @@ async fn client_streams_accept_ndjson_concatenated_values_and_arrays() {
 async fn a_bad_message_fails_the_call_and_the_upstream_never_sees_a_clean_end() {
     let backend = StreamBackend::default();
     for remote in [true, false] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         let ends = backend.observed.request_ends.load(Ordering::SeqCst);
         let errors = backend.observed.request_errors.load(Ordering::SeqCst);
         let (status, body) = post(
@@ -296,7 +273,7 @@ async fn a_bad_message_fails_the_call_and_the_upstream_never_sees_a_clean_end() 
 #[tokio::test]
 async fn request_messages_over_the_limit_are_refused() {
     let backend = StreamBackend::default();
-    let base = gateway_with(&backend, true, |g| g.max_message_bytes(32)).await;
+    let base = stream_gateway(&backend, true, |g| g.max_message_bytes(32)).await;
     let big = format!("{{\"value\":1}}\n{{\"label\":\"{}\"}}\n", "x".repeat(64));
     let (status, body) = post(&format!("{base}/v1/streams/sums/big"), big).await;
     assert_eq!(status, 413, "{body}");
@@ -314,7 +291,7 @@ async fn request_messages_over_the_limit_are_refused() {
 #[tokio::test]
 async fn idle_and_overlong_streams_end_with_deadline_exceeded() {
     let backend = StreamBackend::default();
-    let base = gateway_with(&backend, true, |g| {
+    let base = stream_gateway(&backend, true, |g| {
         g.stream_idle_timeout(Some(Duration::from_millis(300)))
     })
     .await;
@@ -327,7 +304,7 @@ async fn idle_and_overlong_streams_end_with_deadline_exceeded() {
         "the stream was idle for longer than 300ms"
     );
 
-    let base = gateway_with(&backend, true, |g| {
+    let base = stream_gateway(&backend, true, |g| {
         g.stream_max_duration(Some(Duration::from_millis(500)))
     })
     .await;
@@ -345,7 +322,7 @@ async fn idle_and_overlong_streams_end_with_deadline_exceeded() {
 async fn a_client_that_goes_away_cancels_the_upstream_call() {
     let backend = StreamBackend::default();
     for remote in [true, false] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         let cancelled = backend.observed.cancelled.load(Ordering::SeqCst);
         let response = get(&format!(
             "{base}/v1/streams/gone:count?count=100000&intervalMs=10"
@@ -497,7 +474,7 @@ async fn next_line(body: &mut hyper::body::Incoming, buf: &mut Vec<u8>) -> Optio
 async fn bidi_streams_are_full_duplex_over_http1_and_http2() {
     let backend = StreamBackend::default();
     for (remote, http2) in [(true, false), (true, true), (false, false), (false, true)] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         let mut sender = connect(&base, http2).await;
         let (writer, body) = channel_body();
         let request = http::Request::post(format!("{base}/v1/streams/rooms/r1:chat"))
@@ -593,7 +570,7 @@ async fn server_streams_over_websocket() {
 async fn bidi_and_client_streams_over_websocket() {
     let backend = StreamBackend::default();
     for remote in [true, false] {
-        let base = gateway_with(&backend, remote, |g| g).await;
+        let base = stream_gateway(&backend, remote, |g| g).await;
         // The chat is bound to POST; the upgrade reaches it on the same path.
         let mut socket = websocket(&base, "/v1/streams/rooms/r9:chat").await;
         for (seq, text) in ["one", "two"].into_iter().enumerate() {

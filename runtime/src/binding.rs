@@ -5,8 +5,11 @@ use std::borrow::{Borrow, BorrowMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header;
+use axum::body::Body;
+use bytes::Bytes;
 use http::request::Parts;
+use http::{HeaderValue, Uri, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::GatewayError;
 use crate::gateway::Settings;
@@ -97,9 +100,10 @@ pub struct Binding<Req: 'static, Resp: 'static> {
 pub(crate) struct MessageSource<Req: 'static, Resp: 'static> {
     pub binding: &'static Binding<Req, Resp>,
     pub settings: Arc<Settings>,
-    query: String,
+    /// The request URI, for its query (a cheap, shared copy).
+    uri: Uri,
     captures: Captures,
-    content_type: String,
+    content_type: Option<HeaderValue>,
 }
 
 impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
@@ -109,19 +113,23 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
         captures: Captures,
         settings: Arc<Settings>,
     ) -> Self {
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
         MessageSource {
             binding,
             settings,
-            query: parts.uri.query().unwrap_or_default().to_owned(),
+            uri: parts.uri.clone(),
             captures,
-            content_type,
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         }
+    }
+
+    /// The one message of a call whose client sends one: the whole body (up to the body limit,
+    /// not read at all when the binding takes none), the query and the path.
+    pub(crate) async fn read_one(&self, body: Body) -> Result<Req, GatewayError> {
+        let body = match self.binding.body {
+            BodyRule::None => Bytes::new(),
+            _ => read_body(body, self.settings.max_body_bytes).await?,
+        };
+        self.message(&body)
     }
 
     /// A message from one body value (for a message stream, one element of it), the query and
@@ -131,7 +139,10 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
         let mut message = Req::default();
         match &binding.body {
             BodyRule::None => {}
-            BodyRule::Raw { set, .. } => set(&mut message, &self.content_type, body),
+            BodyRule::Raw { set, .. } => {
+                let content_type = self.content_type.as_ref().and_then(|v| v.to_str().ok());
+                set(&mut message, content_type.unwrap_or_default(), body);
+            }
             BodyRule::Whole | BodyRule::Field { .. } if is_blank(body) => {}
             rule @ (BodyRule::Whole | BodyRule::Field { .. }) => {
                 let settings = &*self.settings;
@@ -147,7 +158,7 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
         if binding.body.reads_query() {
             query::apply(
                 &mut message,
-                &self.query,
+                self.uri.query().unwrap_or_default(),
                 binding.query_skip,
                 self.settings.reject_unknown_query,
             )?;
@@ -223,6 +234,15 @@ pub(crate) fn upstream_request<T>(
         upstream.set_timeout(timeout);
     }
     Ok((upstream, timeout))
+}
+
+/// Reads the whole body, up to `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
+        Err(error) => Err(GatewayError::BodyRead(error.to_string())),
+    }
 }
 
 fn is_blank(bytes: &[u8]) -> bool {

@@ -69,7 +69,15 @@ impl Route {
         Resp: JsonMessage + Send,
         F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + Send + Sync + 'static,
     {
-        Route::new(binding, Rpc::Unary(Arc::new(call)))
+        let call = Arc::new(call);
+        Route {
+            info: binding.route,
+            streaming: false,
+            handler: Arc::new(move |request: Call| {
+                let call = Arc::clone(&call);
+                Box::pin(async move { unary::serve(binding, &*call, request).await })
+            }),
+        }
     }
 
     /// A server-streaming binding whose calls go to `call`.
@@ -79,7 +87,7 @@ impl Route {
         Resp: JsonMessage + Send,
         F: Fn(tonic::Request<Req>) -> StreamFuture<Resp> + Send + Sync + 'static,
     {
-        Route::new(binding, Rpc::Server(Arc::new(call)))
+        Route::streaming(binding, Rpc::Server(Arc::new(call)))
     }
 
     /// A client-streaming binding whose calls go to `call`.
@@ -89,7 +97,7 @@ impl Route {
         Resp: JsonMessage + Send,
         F: Fn(tonic::Request<RequestStream<Req>>) -> UnaryFuture<Resp> + Send + Sync + 'static,
     {
-        Route::new(binding, Rpc::Client(Arc::new(call)))
+        Route::streaming(binding, Rpc::Client(Arc::new(call)))
     }
 
     /// A bidi-streaming binding whose calls go to `call`.
@@ -99,26 +107,20 @@ impl Route {
         Resp: JsonMessage + Send,
         F: Fn(tonic::Request<RequestStream<Req>>) -> StreamFuture<Resp> + Send + Sync + 'static,
     {
-        Route::new(binding, Rpc::Bidi(Arc::new(call)))
+        Route::streaming(binding, Rpc::Bidi(Arc::new(call)))
     }
 
-    fn new<Req, Resp>(binding: &'static Binding<Req, Resp>, rpc: Rpc<Req, Resp>) -> Self
+    fn streaming<Req, Resp>(binding: &'static Binding<Req, Resp>, rpc: Rpc<Req, Resp>) -> Self
     where
         Req: JsonMessage + Send,
         Resp: JsonMessage + Send,
     {
-        let streaming = !matches!(rpc, Rpc::Unary(_));
         Route {
             info: binding.route,
-            streaming,
+            streaming: true,
             handler: Arc::new(move |request: Call| {
                 let rpc = rpc.clone();
-                Box::pin(async move {
-                    match &rpc {
-                        Rpc::Unary(call) => unary::serve(binding, &**call, request).await,
-                        _ => stream::serve(binding, &rpc, request).await,
-                    }
-                })
+                Box::pin(async move { stream::serve(binding, &rpc, request).await })
             }),
         }
     }

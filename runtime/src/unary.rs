@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
+use crate::binding::{self, Binding, Encoded, MessageSource};
 use crate::error::GatewayError;
 use crate::gateway::Settings;
 use crate::json::JsonMessage;
@@ -26,7 +24,7 @@ pub(crate) async fn serve<Req, Resp, F>(
 where
     Req: JsonMessage + Send,
     Resp: JsonMessage + Send,
-    F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + ?Sized,
+    F: Fn(tonic::Request<Req>) -> UnaryFuture<Resp>,
 {
     let Call {
         request,
@@ -34,12 +32,8 @@ where
         settings,
     } = request;
     let (parts, body) = request.into_parts();
-    let body = match binding.body {
-        BodyRule::None => Bytes::new(),
-        _ => read_body(body, settings.max_body_bytes).await?,
-    };
     let source = MessageSource::new(binding, &parts, captures, settings);
-    let message = source.message(&body)?;
+    let message = source.read_one(body).await?;
     let settings = source.settings;
     let (upstream, timeout) = binding::upstream_request(message, &parts, settings.default_timeout)?;
     let answer = with_deadline(call(upstream), timeout, binding.route.rpc).await?;
@@ -124,14 +118,5 @@ pub(crate) fn write_metadata(
             crate::metadata::write_trailer_headers(&trailers, headers);
         }
         None => crate::metadata::write_response_headers(&metadata, headers),
-    }
-}
-
-/// Reads the whole body, up to `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
-        Err(error) => Err(GatewayError::BodyRead(error.to_string())),
     }
 }

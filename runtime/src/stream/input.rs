@@ -221,9 +221,9 @@ pub(crate) fn split_error(error: SplitError) -> GatewayError {
 
 /// A request stream as an in-process service receives it: encoded as gRPC frames and decoded by
 /// tonic, as though it had crossed the network, so a service written for tonic reads it unchanged.
+/// Wrapped in [`Abortable`], like a request stream that goes over the network.
 pub(crate) struct LocalFrames<T> {
     pub messages: super::RequestStream<T>,
-    pub signal: Option<AbortSignal>,
 }
 
 impl<T: prost::Message> http_body::Body for LocalFrames<T> {
@@ -234,9 +234,6 @@ impl<T: prost::Message> http_body::Body for LocalFrames<T> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        if self.signal.as_ref().is_some_and(AbortSignal::is_triggered) {
-            return Poll::Ready(Some(Err(AbortSignal::status())));
-        }
         match Pin::new(&mut self.messages).poll_next(cx) {
             Poll::Ready(Some(message)) => {
                 let length = message.encoded_len();

@@ -20,7 +20,7 @@ use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use tonic::codec::Codec;
 
-use crate::binding::{self, Binding, BodyRule, MessageSource};
+use crate::binding::{self, Binding, MessageSource};
 use crate::error::GatewayError;
 use crate::gateway::Settings;
 use crate::json::JsonMessage;
@@ -87,16 +87,18 @@ where
     T: prost::Message + Default + Send + 'static,
 {
     let (metadata, extensions, messages) = request.into_parts();
-    let signal = extensions.get::<AbortSignal>().cloned();
+    let signal = extensions.get::<AbortSignal>().cloned().unwrap_or_default();
     let decoder = tonic_prost::ProstCodec::<T, T>::default().decoder();
-    let body = LocalFrames { messages, signal };
+    let body = Abortable {
+        inner: LocalFrames { messages },
+        signal,
+    };
     let streaming = tonic::Streaming::new_request(decoder, body, None, None);
     tonic::Request::from_parts(metadata, extensions, streaming)
 }
 
-/// How a route reaches its RPC, by shape.
+/// How a route reaches a streaming RPC, by shape.
 pub(crate) enum Rpc<Req, Resp> {
-    Unary(Arc<dyn Fn(tonic::Request<Req>) -> UnaryFuture<Resp> + Send + Sync>),
     Server(Arc<dyn Fn(tonic::Request<Req>) -> StreamFuture<Resp> + Send + Sync>),
     Client(Arc<dyn Fn(tonic::Request<RequestStream<Req>>) -> UnaryFuture<Resp> + Send + Sync>),
     Bidi(Arc<dyn Fn(tonic::Request<RequestStream<Req>>) -> StreamFuture<Resp> + Send + Sync>),
@@ -105,18 +107,10 @@ pub(crate) enum Rpc<Req, Resp> {
 impl<Req, Resp> Clone for Rpc<Req, Resp> {
     fn clone(&self) -> Self {
         match self {
-            Rpc::Unary(call) => Rpc::Unary(Arc::clone(call)),
             Rpc::Server(call) => Rpc::Server(Arc::clone(call)),
             Rpc::Client(call) => Rpc::Client(Arc::clone(call)),
             Rpc::Bidi(call) => Rpc::Bidi(Arc::clone(call)),
         }
-    }
-}
-
-impl<Req, Resp> Rpc<Req, Resp> {
-    /// Whether the client streams its requests.
-    fn streams_requests(&self) -> bool {
-        matches!(self, Rpc::Client(_) | Rpc::Bidi(_))
     }
 }
 
@@ -146,44 +140,42 @@ where
     let limits = limits(&settings, deadline);
     let rpc_name = binding.route.rpc;
 
-    if !rpc.streams_requests() {
-        let body = match binding.body {
-            BodyRule::None => bytes::Bytes::new(),
-            _ => crate::unary::read_body(body, settings.max_body_bytes).await?,
-        };
-        let message = source.message(&body)?;
-        let upstream = upstream.map(|()| message);
-        return match rpc {
-            Rpc::Server(call) => {
-                let guards = Guards::new(limits, activity, None);
-                let (answer, guards) = until_answer(call(upstream), guards, rpc_name).await?;
-                output::respond(binding, settings, transport, answer, guards).await
-            }
-            _ => Err(GatewayError::Upstream(tonic::Status::internal(
-                "a unary RPC was routed as a streaming one",
-            ))),
-        };
-    }
-
-    let signal = AbortSignal::default();
-    let (failure, failure_rx) = Failure::channel(signal.clone());
-    let messages = BodyMessages::new(body, Arc::new(source), failure, activity.clone());
-    let mut upstream = upstream.map(|()| RequestStream::new(messages));
-    upstream.extensions_mut().insert(signal);
-    let guards = Guards::new(limits, activity, Some(failure_rx));
     match rpc {
+        Rpc::Server(call) => {
+            let message = source.read_one(body).await?;
+            let guards = Guards::new(limits, activity, None);
+            let request = upstream.map(|()| message);
+            let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
+            output::respond(binding, settings, transport, answer, guards).await
+        }
         Rpc::Client(call) => {
-            let (answer, _) = until_answer(call(upstream), guards, rpc_name).await?;
+            let (request, guards) = body_stream(upstream, body, source, limits, activity);
+            let (answer, _) = until_answer(call(request), guards, rpc_name).await?;
             crate::unary::respond(binding, answer, &settings)
         }
         Rpc::Bidi(call) => {
-            let (answer, guards) = until_answer(call(upstream), guards, rpc_name).await?;
+            let (request, guards) = body_stream(upstream, body, source, limits, activity);
+            let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
             output::respond(binding, settings, transport, answer, guards).await
         }
-        _ => Err(GatewayError::Upstream(tonic::Status::internal(
-            "a unary RPC was routed as a streaming one",
-        ))),
     }
+}
+
+/// The upstream request of a client or bidi call: the messages of the request body, and the
+/// guards that watch it for failure.
+fn body_stream<Req: JsonMessage + Send, Resp: Send>(
+    upstream: tonic::Request<()>,
+    body: axum::body::Body,
+    source: MessageSource<Req, Resp>,
+    limits: Limits,
+    activity: Activity,
+) -> (tonic::Request<RequestStream<Req>>, Guards) {
+    let signal = AbortSignal::default();
+    let (failure, failure_rx) = Failure::channel(signal.clone());
+    let messages = BodyMessages::new(body, Arc::new(source), failure, activity.clone());
+    let mut request = upstream.map(|()| RequestStream::new(messages));
+    request.extensions_mut().insert(signal);
+    (request, Guards::new(limits, activity, Some(failure_rx)))
 }
 
 /// The stream limits of one call: the gateway's, and the client's `Grpc-Timeout` if sooner.

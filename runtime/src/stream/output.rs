@@ -15,28 +15,27 @@ use http_body::Frame;
 
 use super::ResponseStream;
 use super::guard::{Guarded, Guards};
-use crate::binding::{self, Binding, Encoded, ResponseRule};
+use crate::binding::{self, Binding, RawBody, ResponseRule};
 use crate::error::GatewayError;
 use crate::gateway::Settings;
 use crate::json::JsonMessage;
 use crate::upstream::TrailerSlot;
 
 /// How response messages are framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
+pub(crate) enum Transport<Resp: 'static> {
     /// One `{"result":…}` line per message, `{"error":…}` for a failure.
     Ndjson,
     /// One `data:` event per message, an `error` event for a failure, an `end` event last.
     Sse,
     /// The bytes of each `HttpBody`, one after the other.
-    Raw,
+    Raw(fn(Resp) -> RawBody),
 }
 
-impl Transport {
+impl<Resp> Transport<Resp> {
     /// The framing for a request's `Accept` header and a binding's response rule.
-    pub(crate) fn choose<Resp>(headers: &HeaderMap, rule: &ResponseRule<Resp>) -> Self {
-        if matches!(rule, ResponseRule::Raw(_)) {
-            return Transport::Raw;
+    pub(crate) fn choose(headers: &HeaderMap, rule: &ResponseRule<Resp>) -> Self {
+        if let ResponseRule::Raw(raw) = rule {
+            return Transport::Raw(*raw);
         }
         let wants_events = headers
             .get_all(header::ACCEPT)
@@ -57,7 +56,7 @@ impl Transport {
 pub(crate) async fn respond<Req, Resp>(
     binding: &'static Binding<Req, Resp>,
     settings: Arc<Settings>,
-    transport: Transport,
+    transport: Transport<Resp>,
     answer: tonic::Response<ResponseStream<Resp>>,
     guards: Guards,
 ) -> Result<Response, GatewayError>
@@ -66,6 +65,7 @@ where
 {
     let (metadata, messages, extensions) = answer.into_parts();
     let mut messages = Guarded::new(messages, guards);
+    let events = matches!(transport, Transport::Sse);
     let encoder = Encoder {
         binding,
         settings,
@@ -74,7 +74,7 @@ where
     let (content_type, pending) = match messages.next().await {
         Some(Err(error)) => return Err(error),
         Some(Ok(first)) => {
-            let (content_type, frame) = encoder.message(first)?;
+            let (content_type, frame) = encoder.first(first)?;
             (content_type, Some(frame))
         }
         None => (encoder.transport.content_type(), None),
@@ -90,7 +90,7 @@ where
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
-    if transport == Transport::Sse {
+    if events {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     // Proxies in front must not hold messages back.
@@ -99,13 +99,13 @@ where
     Ok(response)
 }
 
-impl Transport {
-    /// The content type of a stream with no message to take it from.
-    fn content_type(self) -> HeaderValue {
+impl<Resp> Transport<Resp> {
+    /// The content type of a stream, for a raw one when there is no message to take it from.
+    fn content_type(&self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Transport::Ndjson => "application/x-ndjson",
             Transport::Sse => "text/event-stream",
-            Transport::Raw => "application/octet-stream",
+            Transport::Raw(_) => "application/octet-stream",
         })
     }
 }
@@ -114,31 +114,36 @@ impl Transport {
 pub(crate) struct Encoder<Req: 'static, Resp: 'static> {
     pub binding: &'static Binding<Req, Resp>,
     pub settings: Arc<Settings>,
-    pub transport: Transport,
+    pub transport: Transport<Resp>,
 }
 
 impl<Req, Resp: JsonMessage> Encoder<Req, Resp> {
-    /// One message as sent, and the content type it gives the stream if it is the first.
-    pub(crate) fn message(&self, message: Resp) -> Result<(HeaderValue, Bytes), GatewayError> {
-        let settings = &*self.settings;
+    /// The first message as sent, and the content type of the stream: a raw stream has the
+    /// first message's.
+    pub(crate) fn first(&self, message: Resp) -> Result<(HeaderValue, Bytes), GatewayError> {
+        match self.transport {
+            Transport::Raw(raw) => {
+                let raw = raw(message);
+                let content_type = crate::unary::raw_content_type(&raw.content_type);
+                Ok((content_type, Bytes::from(raw.data)))
+            }
+            _ => Ok((self.transport.content_type(), self.message(message)?)),
+        }
+    }
+
+    /// One message as sent.
+    pub(crate) fn message(&self, message: Resp) -> Result<Bytes, GatewayError> {
         let (prefix, suffix): (&[u8], &[u8]) = match self.transport {
             Transport::Ndjson => (b"{\"result\":", b"}\n"),
             Transport::Sse => (b"data: ", b"\n\n"),
-            Transport::Raw => {
-                return match binding::encode(&self.binding.response, message, settings)? {
-                    Encoded::Raw(raw) => Ok((
-                        crate::unary::raw_content_type(&raw.content_type),
-                        Bytes::from(raw.data),
-                    )),
-                    Encoded::Json(json) => Ok((self.transport.content_type(), Bytes::from(json))),
-                };
-            }
+            Transport::Raw(raw) => return Ok(Bytes::from(raw(message).data)),
         };
+        let settings = &*self.settings;
         let mut buf = Vec::with_capacity(settings.response_capacity);
         buf.extend_from_slice(prefix);
         binding::write_json(&self.binding.response, &message, settings, &mut buf)?;
         buf.extend_from_slice(suffix);
-        Ok((self.transport.content_type(), Bytes::from(buf)))
+        Ok(Bytes::from(buf))
     }
 
     /// A failure as the stream's last frame; `None` where the transport has no way to say it
@@ -147,7 +152,7 @@ impl<Req, Resp: JsonMessage> Encoder<Req, Resp> {
         let (prefix, suffix): (&[u8], &[u8]) = match self.transport {
             Transport::Ndjson => (b"{\"error\":", b"}\n"),
             Transport::Sse => (b"event: error\ndata: ", b"\n\n"),
-            Transport::Raw => return None,
+            Transport::Raw(_) => return None,
         };
         let mut buf = prefix.to_vec();
         crate::status::write_status_json(&error.into_status(), self.settings.registry, &mut buf);
@@ -158,7 +163,8 @@ impl<Req, Resp: JsonMessage> Encoder<Req, Resp> {
     /// What marks the stream's clean end: an `end` event for SSE, so that an `EventSource`
     /// can close instead of calling again.
     fn end(&self) -> Option<Bytes> {
-        (self.transport == Transport::Sse).then(|| Bytes::from_static(b"event: end\ndata: {}\n\n"))
+        matches!(self.transport, Transport::Sse)
+            .then(|| Bytes::from_static(b"event: end\ndata: {}\n\n"))
     }
 }
 
@@ -196,7 +202,7 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
                     let failure = match this.messages.poll_next_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(message))) => match this.encoder.message(message) {
-                            Ok((_, frame)) => return Poll::Ready(Some(Ok(Frame::data(frame)))),
+                            Ok(frame) => return Poll::Ready(Some(Ok(Frame::data(frame)))),
                             Err(error) => error,
                         },
                         Poll::Ready(Some(Err(error))) => error,

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::guard::{Activity, Guarded, Guards, Limits};
 use super::input::{AbortSignal, Failure};
-use super::{RequestStream, Rpc, limits, until_answer};
+use super::{RequestStream, ResponseStream, Rpc, limits, until_answer};
 use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
@@ -57,10 +57,11 @@ where
         .await
         .map_err(|rejection| GatewayError::WebSocket(rejection.body_text()))?;
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
-    // Check the query and path before accepting, when the request has no body to wait for.
-    if !reads_frames_first(&rpc, binding) {
-        source.message(&[])?;
-    }
+    // A request with no body to wait for is built, and checked, before the upgrade is accepted.
+    let opening = match (&rpc, &binding.body) {
+        (Rpc::Server(_), BodyRule::None) => Some(source.message(&[])?),
+        _ => None,
+    };
     let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
     let session = Session {
         source: Arc::new(source),
@@ -69,12 +70,7 @@ where
     };
     Ok(upgrade
         .max_message_size(settings.max_message_bytes)
-        .on_upgrade(move |socket| session.run(socket, rpc)))
-}
-
-/// Whether the call's first request message comes from the first frame.
-fn reads_frames_first<Req, Resp>(rpc: &Rpc<Req, Resp>, binding: &Binding<Req, Resp>) -> bool {
-    rpc.streams_requests() || !matches!(binding.body, BodyRule::None)
+        .on_upgrade(move |socket| session.run(socket, rpc, opening)))
 }
 
 struct Session<Req: 'static, Resp: 'static> {
@@ -89,12 +85,6 @@ type Outcome = Result<(), GatewayError>;
 type Sink = SplitSink<WebSocket, Message>;
 type Frames = SplitStream<WebSocket>;
 
-/// The upstream request of a call: one message, or the stream fed by the reader.
-enum Requests<Req> {
-    One(tonic::Request<Req>),
-    Stream(tonic::Request<RequestStream<Req>>),
-}
-
 /// What the reader does with the frames after the first.
 enum Reader<Req> {
     /// Feeds them upstream as request messages; dropping the sender ends the request stream.
@@ -108,9 +98,10 @@ where
     Req: JsonMessage + Send,
     Resp: JsonMessage + Send,
 {
-    async fn run(self, socket: WebSocket, rpc: Rpc<Req, Resp>) {
+    /// Runs the call; `opening` is its request message when it was built before the upgrade.
+    async fn run(self, socket: WebSocket, rpc: Rpc<Req, Resp>, opening: Option<Req>) {
         let (mut sink, frames) = socket.split();
-        let close = match self.exchange(&mut sink, frames, rpc).await {
+        let close = match self.exchange(&mut sink, frames, rpc, opening).await {
             Ok(()) => CloseFrame {
                 code: 1000,
                 reason: Utf8Bytes::from_static(""),
@@ -121,7 +112,13 @@ where
         let _ = sink.send(Message::Close(Some(close))).await;
     }
 
-    async fn exchange(self, sink: &mut Sink, mut frames: Frames, rpc: Rpc<Req, Resp>) -> Outcome {
+    async fn exchange(
+        self,
+        sink: &mut Sink,
+        mut frames: Frames,
+        rpc: Rpc<Req, Resp>,
+        opening: Option<Req>,
+    ) -> Outcome {
         let Session {
             source,
             upstream,
@@ -131,55 +128,63 @@ where
         let activity = Activity::new();
         let signal = AbortSignal::default();
         let (failure, failure_rx) = Failure::channel(signal.clone());
-
-        let (requests, reader) = if rpc.streams_requests() {
+        let guards = Guards::new(limits, activity.clone(), Some(failure_rx));
+        // The reader runs beside the call and is stopped when the call ends.
+        let read = |frames, reader| {
+            AbortOnDrop(tokio::spawn(read_frames(
+                frames,
+                reader,
+                Arc::clone(&source),
+                failure,
+                activity,
+            )))
+        };
+        let streamed = |upstream: tonic::Request<()>| {
             let (sender, receiver) = mpsc::channel::<Req>(1);
             let mut request = upstream.map(|()| request_stream(receiver, signal.clone()));
-            request.extensions_mut().insert(signal);
-            (Requests::Stream(request), Reader::Messages(sender))
-        } else {
-            let body = match source.binding.body {
-                BodyRule::None => Bytes::new(),
-                _ => match next_data(&mut frames).await {
-                    Some(data) => data,
-                    None => return Err(GatewayError::ClientClosed),
-                },
-            };
-            let message = source.message(&body)?;
-            (Requests::One(upstream.map(|()| message)), Reader::Watch)
+            request.extensions_mut().insert(signal.clone());
+            (request, Reader::Messages(sender))
         };
-        let _reader = AbortOnDrop(tokio::spawn(read_frames(
-            frames,
-            reader,
-            Arc::clone(&source),
-            failure,
-            activity.clone(),
-        )));
-
-        let guards = Guards::new(limits, activity, Some(failure_rx));
-        let (answer, guards) = match (rpc, requests) {
-            (Rpc::Server(call), Requests::One(request)) => {
-                until_answer(call(request), guards, rpc_name).await?
+        match rpc {
+            Rpc::Server(call) => {
+                let message = match opening {
+                    Some(message) => message,
+                    None => match next_data(&mut frames).await {
+                        Some(body) => source.message(&body)?,
+                        None => return Err(GatewayError::ClientClosed),
+                    },
+                };
+                let _reader = read(frames, Reader::Watch);
+                let request = upstream.map(|()| message);
+                let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
+                forward(sink, &source, Guarded::new(answer.into_inner(), guards)).await
             }
-            (Rpc::Bidi(call), Requests::Stream(request)) => {
-                until_answer(call(request), guards, rpc_name).await?
-            }
-            (Rpc::Client(call), Requests::Stream(request)) => {
+            Rpc::Client(call) => {
+                let (request, reader) = streamed(upstream);
+                let _reader = read(frames, reader);
                 let (answer, _) = until_answer(call(request), guards, rpc_name).await?;
-                return send(sink, &source, answer.into_inner()).await;
+                send(sink, &source, answer.into_inner()).await
             }
-            _ => {
-                return Err(GatewayError::WebSocket(format!(
-                    "{rpc_name} is not a streaming RPC"
-                )));
+            Rpc::Bidi(call) => {
+                let (request, reader) = streamed(upstream);
+                let _reader = read(frames, reader);
+                let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
+                forward(sink, &source, Guarded::new(answer.into_inner(), guards)).await
             }
-        };
-        let mut responses = Guarded::new(answer.into_inner(), guards);
-        while let Some(message) = responses.next().await {
-            send(sink, &source, message?).await?;
         }
-        Ok(())
     }
+}
+
+/// Sends every response message, then ends with the stream's outcome.
+async fn forward<Req, Resp: JsonMessage>(
+    sink: &mut Sink,
+    source: &MessageSource<Req, Resp>,
+    mut responses: Guarded<ResponseStream<Resp>>,
+) -> Outcome {
+    while let Some(message) = responses.next().await {
+        send(sink, source, message?).await?;
+    }
+    Ok(())
 }
 
 /// Sends one response message as a frame.
