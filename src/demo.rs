@@ -25,6 +25,19 @@ pub const SERVICE_NAME: &str = "protogate.demo.v1.LibraryService";
 /// A path worth trying first.
 pub const EXAMPLE_PATH: &str = "/demo/v1/shelves/fiction/books";
 
+/// Where the demo's page is served: a book stream read with `EventSource` and a chat over
+/// WebSocket, in the browser.
+pub const PAGE_PATH: &str = "/demo/";
+
+/// The page at [`PAGE_PATH`], beside the gateway's routes.
+pub fn page() -> axum::Router {
+    const PAGE: &str = include_str!("demo.html");
+    axum::Router::new().route(
+        PAGE_PATH,
+        axum::routing::get(|| async { axum::response::Html(PAGE) }),
+    )
+}
+
 const DEFAULT_PAGE_SIZE: usize = 10;
 
 /// The demo's routes, served by a freshly seeded in-memory library.

@@ -71,14 +71,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         banner.push_str(&format!("  {line}\n"));
     }
     banner.push_str(&format!(
-        "try: curl -s http://{address}{}\n",
-        demo::EXAMPLE_PATH
+        "try: curl -s http://{address}{}\n     or open http://{address}{} in a browser\n",
+        demo::EXAMPLE_PATH,
+        demo::PAGE_PATH
     ));
     let mut stdout = std::io::stdout();
     let _ = stdout
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
-    let app = gateway.into_router();
+    let app = gateway.into_router().merge(demo::page());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -158,31 +158,36 @@ impl Gateway {
     }
 }
 
+/// The methods under which a WebSocket upgrade looks for a streaming binding, in this order.
+const UPGRADE_METHODS: [http::Method; 5] = [
+    http::Method::GET,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::PATCH,
+    http::Method::DELETE,
+];
+
 struct Inner {
     table: RouteTable<Route>,
     settings: Arc<Settings>,
 }
 
 impl Inner {
-    /// The route for a request. A WebSocket upgrade (always a GET) reaches a streaming RPC bound
-    /// to any method, so a POST binding of a bidi RPC is one URL for HTTP and WebSocket alike.
+    /// The route for a request. A WebSocket upgrade (always a GET) reaches the streaming RPC
+    /// bound to its path under any standard method, before a unary GET binding whose template
+    /// happens to match too: a POST binding of a bidi RPC is one URL for HTTP and WebSocket.
     fn find(&self, request: &http::Request<Body>) -> Lookup<'_, Route> {
         let path = request.uri().path();
-        let lookup = self.table.find(request.method(), path);
-        let Lookup::MethodNotAllowed { allow } = &lookup else {
-            return lookup;
-        };
-        if request.method() != http::Method::GET || !crate::stream::is_upgrade(request.headers()) {
-            return lookup;
-        }
-        for method in allow {
-            if let found @ Lookup::Found { value, .. } = self.table.find(method, path)
-                && value.streaming
-            {
-                return found;
+        if request.method() == http::Method::GET && crate::stream::is_upgrade(request.headers()) {
+            for method in UPGRADE_METHODS {
+                if let found @ Lookup::Found { value, .. } = self.table.find(&method, path)
+                    && value.streaming
+                {
+                    return found;
+                }
             }
         }
-        lookup
+        self.table.find(request.method(), path)
     }
 
     async fn dispatch(&self, request: http::Request<Body>) -> Response {
