@@ -11,7 +11,7 @@ pub mod pb {
 }
 
 use pb::bench::v1::{
-    Batch, BatchSummary, Entry, Kind, LookupRequest, Small,
+    Batch, BatchSummary, Entry, Kind, LookupRequest, Small, StreamRequest,
     bench_service_server::{BenchService, BenchServiceServer},
 };
 
@@ -28,11 +28,21 @@ pub enum Scenario {
     Query,
     /// POST of a ~64 KiB message.
     Large,
+    /// GET of a server stream of [`STREAM_MESSAGES`] small messages.
+    Stream,
 }
+
+/// Messages in the server stream of scenario (d).
+pub const STREAM_MESSAGES: i32 = 1_000;
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 3] = [Scenario::Small, Scenario::Query, Scenario::Large];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Small,
+        Scenario::Query,
+        Scenario::Large,
+        Scenario::Stream,
+    ];
 
     /// The label used in the results table.
     pub fn label(self) -> &'static str {
@@ -40,6 +50,7 @@ impl Scenario {
             Scenario::Small => "(a) POST 150 B",
             Scenario::Query => "(b) GET path+query",
             Scenario::Large => "(c) POST 64 KiB",
+            Scenario::Stream => "(d) stream of 1,000",
         }
     }
 
@@ -62,6 +73,26 @@ impl Scenario {
                 "/v1/batches".into(),
                 serde_json::to_vec(&large_json()).unwrap_or_default(),
             ),
+            Scenario::Stream => (
+                http::Method::GET,
+                format!("/v1/streams/{STREAM_MESSAGES}"),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+impl Scenario {
+    /// Whether an HTTP response body is complete: a stream must hold every message (each names
+    /// the small message's id once, in NDJSON lines or in Envoy's JSON array alike).
+    pub fn complete(self, body: &[u8]) -> bool {
+        match self {
+            Scenario::Stream => {
+                let id = b"item-000123";
+                let count = body.windows(id.len()).filter(|w| w == id).count();
+                count == STREAM_MESSAGES as usize
+            }
+            _ => true,
         }
     }
 }
@@ -177,6 +208,19 @@ impl BenchService for Backend {
             updated: request.since,
             ..Small::default()
         }))
+    }
+
+    type StreamStream = futures_util::stream::Iter<std::iter::RepeatN<Result<Small, Status>>>;
+
+    async fn stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let count = usize::try_from(request.into_inner().count).unwrap_or(0);
+        Ok(Response::new(futures_util::stream::iter(std::iter::repeat_n(
+            Ok(small()),
+            count,
+        ))))
     }
 
     async fn ingest(&self, request: Request<Batch>) -> Result<Response<BatchSummary>, Status> {

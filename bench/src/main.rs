@@ -14,7 +14,8 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
 use protogate_bench::pb::bench::v1::bench_service_client::BenchServiceClient;
-use protogate_bench::{DESCRIPTOR_SET, Scenario, large, lookup, small};
+use protogate_bench::pb::bench::v1::StreamRequest;
+use protogate_bench::{DESCRIPTOR_SET, STREAM_MESSAGES, Scenario, large, lookup, small};
 
 #[derive(Parser)]
 #[command(about = "protogate beside Envoy's gRPC-JSON transcoder and direct gRPC")]
@@ -47,6 +48,9 @@ enum Cmd {
         /// Envoy's binary; without it the Envoy rows are left out.
         #[arg(long)]
         envoy: Option<PathBuf>,
+        /// Run only these scenarios (`a`, `b`, `c`, `d`); all when absent.
+        #[arg(long = "only", value_name = "LETTER")]
+        only: Vec<char>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -207,19 +211,43 @@ async fn http_load(
                     errors += 1;
                     continue;
                 };
+                // The connection takes the next request once it has finished the last one.
+                if let Err(error) = sender.ready().await {
+                    errors += 1;
+                    report(&format!("connection closed: {error}"));
+                    break;
+                }
                 let sent = Instant::now();
                 match sender.send_request(request).await {
                     Ok(response) => {
-                        let ok = response.status().is_success();
-                        let drained = response.into_body().collect().await.is_ok();
-                        if ok && drained {
-                            latencies.push(sent.elapsed().as_micros() as u64);
-                        } else {
-                            errors += 1;
+                        let status = response.status();
+                        match response.into_body().collect().await {
+                            Ok(body) if status.is_success() => {
+                                let body = body.to_bytes();
+                                if scenario.complete(&body) {
+                                    latencies.push(sent.elapsed().as_micros() as u64);
+                                } else {
+                                    errors += 1;
+                                    report(&format!(
+                                        "incomplete: {}",
+                                        String::from_utf8_lossy(&body[body.len().saturating_sub(200)..])
+                                    ));
+                                }
+                            }
+                            Ok(body) => {
+                                errors += 1;
+                                let body = body.to_bytes();
+                                report(&format!("{status}: {}", String::from_utf8_lossy(&body)));
+                            }
+                            Err(error) => {
+                                errors += 1;
+                                report(&format!("{status}, body failed: {error}"));
+                            }
                         }
                     }
-                    Err(_) => {
+                    Err(error) => {
                         errors += 1;
+                        report(&format!("request failed: {error}"));
                         break;
                     }
                 }
@@ -228,6 +256,14 @@ async fn http_load(
         }));
     }
     collect(tasks, started).await
+}
+
+/// Prints the first failure of the process, so an error count comes with its reason.
+fn report(failure: &str) {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REPORTED.swap(true, Ordering::Relaxed) {
+        eprintln!("first failure: {}", failure.chars().take(300).collect::<String>());
+    }
 }
 
 async fn collect(
@@ -294,6 +330,7 @@ async fn grpc_load(
                     Scenario::Small => client.echo(small.clone()).await.is_ok(),
                     Scenario::Query => client.lookup(lookup.clone()).await.is_ok(),
                     Scenario::Large => client.ingest(large.clone()).await.is_ok(),
+                    Scenario::Stream => drain(&mut client).await,
                 };
                 if ok {
                     latencies.push(sent.elapsed().as_micros() as u64);
@@ -307,15 +344,32 @@ async fn grpc_load(
     collect(tasks, started).await
 }
 
+/// Calls the stream of scenario (d) and reads it to the end; whether every message came.
+async fn drain(client: &mut BenchServiceClient<tonic::transport::Channel>) -> bool {
+    let request = StreamRequest {
+        count: STREAM_MESSAGES,
+    };
+    let Ok(response) = client.stream(request).await else {
+        return false;
+    };
+    let mut messages = response.into_inner();
+    let mut received = 0;
+    while let Ok(Some(_)) = messages.message().await {
+        received += 1;
+    }
+    received == STREAM_MESSAGES
+}
+
 struct Proc {
     child: Child,
 }
 
 impl Proc {
     fn spawn(command: &mut Command) -> std::io::Result<Proc> {
+        // Their errors (a panic, Envoy's error log) show beside the harness's progress.
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()?;
         Ok(Proc { child })
     }
@@ -400,6 +454,7 @@ impl Target {
 async fn run(
     protogate: PathBuf,
     envoy: Option<PathBuf>,
+    scenarios: &[Scenario],
     limits: Limits,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let this = std::env::current_exe()?;
@@ -450,7 +505,7 @@ async fn run(
         targets.insert(1, Target::Envoy);
     }
     let mut rows = Vec::new();
-    for scenario in Scenario::ALL {
+    for &scenario in scenarios {
         for &connections in &limits.connections {
             // Interleaved: every target runs each scenario before the next one starts.
             for &target in &targets {
@@ -512,7 +567,7 @@ async fn run(
             }
         }
     }
-    print_table(&rows);
+    print_table(scenarios, &rows);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -532,8 +587,8 @@ fn parse_figures(line: &str) -> Figures {
     }
 }
 
-fn print_table(rows: &[(Scenario, usize, Target, Figures)]) {
-    for scenario in Scenario::ALL {
+fn print_table(scenarios: &[Scenario], rows: &[(Scenario, usize, Target, Figures)]) {
+    for &scenario in scenarios {
         let (method, path, body) = scenario.http();
         println!("- {}: `{method} {path}`, {} bytes of JSON", scenario.label(), body.len());
     }
@@ -562,7 +617,7 @@ fn print_table(rows: &[(Scenario, usize, Target, Figures)]) {
         "| scenario | conns | CPU/req protogate ÷ Envoy | CPU/req protogate ÷ direct | p99 protogate ÷ Envoy | RSS protogate ÷ Envoy |"
     );
     println!("|---|---|---|---|---|---|");
-    for scenario in Scenario::ALL {
+    for &scenario in scenarios {
         let connections: Vec<usize> = rows
             .iter()
             .filter(|r| r.0 == scenario)
@@ -635,8 +690,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Run {
             protogate,
             envoy,
+            only,
             limits,
-        } => runtime.block_on(run(protogate, envoy, limits))?,
+        } => {
+            let scenarios: Vec<Scenario> = Scenario::ALL
+                .into_iter()
+                .zip('a'..)
+                .filter(|(_, letter)| only.is_empty() || only.contains(letter))
+                .map(|(scenario, _)| scenario)
+                .collect();
+            runtime.block_on(run(protogate, envoy, &scenarios, limits))?
+        }
     }
     Ok(())
 }
