@@ -13,30 +13,40 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::GatewayError;
 
-/// When a message last went by, in either direction; shared by both sides of a call.
+/// When a message last went by, in either direction; shared by both sides of a call. Kept only
+/// when there is an idle limit to enforce: otherwise recording a message costs nothing.
 #[derive(Clone, Debug)]
-pub(crate) struct Activity {
+pub(crate) struct Activity(Option<Arc<LastMessage>>);
+
+#[derive(Debug)]
+struct LastMessage {
     base: Instant,
     /// Milliseconds from `base` to the last message.
-    last: Arc<AtomicU64>,
+    millis: AtomicU64,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Self {
-        Activity {
-            base: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
-        }
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Activity(limits.idle.map(|_| {
+            Arc::new(LastMessage {
+                base: Instant::now(),
+                millis: AtomicU64::new(0),
+            })
+        }))
     }
 
     /// Records a message now.
     pub(crate) fn touch(&self) {
-        let millis = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(millis, Ordering::Relaxed);
+        if let Some(last) = &self.0 {
+            let millis = u64::try_from(last.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+            last.millis.store(millis, Ordering::Relaxed);
+        }
     }
 
-    fn last(&self) -> Instant {
-        self.base + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    /// When the last message went by (the start, before any).
+    fn last(&self) -> Option<Instant> {
+        let last = self.0.as_ref()?;
+        Some(last.base + Duration::from_millis(last.millis.load(Ordering::Relaxed)))
     }
 }
 
@@ -91,7 +101,8 @@ impl Guards {
         }
         if let Some((limit, sleep)) = &mut self.idle {
             while sleep.as_mut().poll(cx).is_ready() {
-                let due = self.activity.last() + *limit;
+                let last = self.activity.last().unwrap_or_else(Instant::now);
+                let due = last + *limit;
                 if Instant::now() >= due {
                     return Poll::Ready(GatewayError::StreamIdle { limit: *limit });
                 }
@@ -191,7 +202,7 @@ mod tests {
             idle: Some(Duration::from_secs(5)),
             duration: None,
         };
-        let activity = Activity::new();
+        let activity = Activity::new(&limits);
         let mut guarded = Guarded::new(never(), Guards::new(limits, activity.clone(), None));
         tokio::time::advance(Duration::from_secs(3)).await;
         // Activity on the other side of the call pushes the limit back.
@@ -214,7 +225,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(500)).await;
             Some((Ok::<_, tonic::Status>(1u8), ()))
         });
-        let mut guarded = Guarded::new(Box::pin(ticks), Guards::new(limits, Activity::new(), None));
+        let mut guarded = Guarded::new(
+            Box::pin(ticks),
+            Guards::new(limits, Activity::new(&limits), None),
+        );
         let mut received = 0;
         let error = loop {
             match guarded.next().await.expect("an item") {
@@ -234,7 +248,11 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         let mut guarded = Guarded::new(
             never(),
-            Guards::new(Limits::default(), Activity::new(), Some(rx)),
+            Guards::new(
+                Limits::default(),
+                Activity::new(&Limits::default()),
+                Some(rx),
+            ),
         );
         tx.send(GatewayError::BadPath("x".into()))
             .expect("receiver alive");
@@ -245,7 +263,10 @@ mod tests {
     #[tokio::test]
     async fn upstream_errors_end_the_stream() {
         let items = futures_util::stream::iter([Ok(1u8), Err(tonic::Status::aborted("x")), Ok(2)]);
-        let guarded = Guarded::new(items, Guards::new(Limits::default(), Activity::new(), None));
+        let guarded = Guarded::new(
+            items,
+            Guards::new(Limits::default(), Activity::new(&Limits::default()), None),
+        );
         let items: Vec<_> = guarded.collect().await;
         assert_eq!(items.len(), 2);
         assert_eq!(

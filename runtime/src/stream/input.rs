@@ -21,7 +21,7 @@ use crate::json::JsonMessage;
 /// Set when a request stream fails: the bodies that carry the stream upstream then fail too,
 /// so the upstream sees the call cancelled rather than a request stream that ended well.
 #[derive(Clone, Debug, Default)]
-pub struct AbortSignal(Arc<AtomicBool>);
+pub(crate) struct AbortSignal(Arc<AtomicBool>);
 
 impl AbortSignal {
     pub(crate) fn trigger(&self) {

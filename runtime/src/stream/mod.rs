@@ -26,7 +26,7 @@ use crate::gateway::Settings;
 use crate::json::JsonMessage;
 use crate::service::{BoxFuture, Call, UnaryFuture};
 use guard::{Activity, Guarded, Guards, Limits};
-pub use input::AbortSignal;
+pub(crate) use input::AbortSignal;
 pub(crate) use input::Abortable;
 use input::{BodyMessages, Failure, LocalFrames};
 use output::Transport;
@@ -134,10 +134,10 @@ where
     } = call;
     let (parts, body) = request.into_parts();
     let transport = Transport::choose(&parts.headers, &binding.response);
-    let activity = Activity::new();
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
     let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
     let limits = limits(&settings, deadline);
+    let activity = Activity::new(&limits);
     let rpc_name = binding.route.rpc;
 
     match rpc {

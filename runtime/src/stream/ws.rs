@@ -125,7 +125,7 @@ where
             limits,
         } = self;
         let rpc_name = source.binding.route.rpc;
-        let activity = Activity::new();
+        let activity = Activity::new(&limits);
         let signal = AbortSignal::default();
         let (failure, failure_rx) = Failure::channel(signal.clone());
         let guards = Guards::new(limits, activity.clone(), Some(failure_rx));
