@@ -161,6 +161,25 @@ async fn server_sent_events_on_request() {
 }
 
 #[tokio::test]
+async fn bidi_answers_as_server_sent_events() {
+    let base = gateway(&StreamBackend::default()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/rooms/sse:chat"))
+        .header("accept", "text/event-stream")
+        .body("{\"text\":\"a\"}\n{\"text\":\"b\"}\n")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        response.text().await.expect("body"),
+        "data: {\"room\":\"sse\",\"text\":\"A\",\"seq\":\"1\"}\n\n\
+         data: {\"room\":\"sse\",\"text\":\"B\",\"seq\":\"2\"}\n\n\
+         event: end\ndata: {}\n\n"
+    );
+}
+
+#[tokio::test]
 async fn response_body_and_body_bindings_apply_to_each_message() {
     let base = gateway(&StreamBackend::default()).await;
     let lines = Lines::new(get(&format!("{base}/v1/streams/x:indexes?count=3")).await)
