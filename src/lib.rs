@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod demo;
+pub mod docs;
 pub mod upstream;
 
 /// Everything protogate-build generated for this binary.

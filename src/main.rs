@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use protogate_gateway::{demo, upstream};
+use protogate_gateway::{demo, docs, upstream};
 
 /// A REST/JSON front door for gRPC services annotated with google.api.http.
 #[derive(Parser)]
@@ -20,6 +20,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the route table: HTTP method, path template, RPC.
     Routes,
+    /// Print the OpenAPI 3.1 document of every compiled service (also served at /openapi.json).
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -45,9 +47,13 @@ async fn main() -> std::process::ExitCode {
             .await
         }
         Some(Command::Serve(args)) => serve(args).await,
+        // `protogate routes | head` closes the pipe early: that is not an error.
         Some(Command::Routes) => {
-            // `protogate routes | head` closes the pipe early: that is not an error.
             let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
+            Ok(())
+        }
+        Some(Command::Openapi) => {
+            let _ = std::io::stdout().write_all(docs::openapi().as_bytes());
             Ok(())
         }
     };
@@ -79,7 +85,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = stdout
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
-    let app = gateway.into_router().merge(demo::page());
+    let app = gateway
+        .into_router()
+        .merge(demo::page())
+        .merge(docs::router());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

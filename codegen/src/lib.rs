@@ -18,13 +18,15 @@
 //!
 //! The generated code is mounted with `protogate::include_gateway!()`, which creates one module
 //! per proto package (`acme::library::v1`) holding prost's messages, tonic's client and server,
-//! and a `<service>_gateway` module per service.
+//! and a `<service>_gateway` module per service, and an `OPENAPI` constant: the OpenAPI 3.1
+//! document of the build, also written to `OUT_DIR` as `protogate_openapi.json`.
 
 pub mod error;
 mod generate;
 mod load;
 pub mod model;
 mod naming;
+pub mod openapi;
 pub mod template;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,7 @@ pub struct Builder {
     build_server: bool,
     out_dir: Option<PathBuf>,
     emit_rerun_if_changed: bool,
+    openapi_info: Option<openapi::OpenApiInfo>,
 }
 
 impl Default for Builder {
@@ -60,6 +63,7 @@ impl Default for Builder {
             build_server: true,
             out_dir: None,
             emit_rerun_if_changed: true,
+            openapi_info: None,
         }
     }
 }
@@ -92,6 +96,16 @@ impl Builder {
     /// Writes the generated files to `dir` instead of `OUT_DIR`.
     pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.out_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The title and version of the OpenAPI document (by default the name and version of the
+    /// crate being built).
+    pub fn openapi_info(mut self, title: impl Into<String>, version: impl Into<String>) -> Self {
+        self.openapi_info = Some(openapi::OpenApiInfo {
+            title: title.into(),
+            version: version.into(),
+        });
         self
     }
 
@@ -147,13 +161,28 @@ impl Builder {
     ) -> Result<Vec<GeneratedFile>, Error> {
         let model =
             model::Model::build(loaded.pool.clone(), &loaded.requested).map_err(Error::Rules)?;
-        generate::generate(
+        let mut files = generate::generate(
             &model,
             generate::GatewayOptions {
                 server: self.build_server,
             },
             out_dir,
-        )
+        )?;
+        files.push(GeneratedFile {
+            name: openapi::OPENAPI_FILE.to_owned(),
+            contents: openapi::render(&model, &self.document_info()),
+        });
+        Ok(files)
+    }
+
+    /// The document's info: as configured, or the crate being built.
+    fn document_info(&self) -> openapi::OpenApiInfo {
+        self.openapi_info
+            .clone()
+            .unwrap_or_else(|| openapi::OpenApiInfo {
+                title: std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "protogate".into()),
+                version: std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "0.0.0".into()),
+            })
     }
 
     fn write(self, loaded: &load::Loaded) -> Result<(), Error> {

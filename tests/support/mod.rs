@@ -1,4 +1,9 @@
-//! What the tests of the stock gateway share: the real binary, started on 127.0.0.1.
+//! What the tests of the stock gateway share: the real binary, started on 127.0.0.1, and the
+//! OpenAPI validator. Each test binary uses part of it.
+
+#![allow(dead_code)]
+
+pub mod validator;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -147,6 +147,7 @@ fn include_file(
         tree.insert(&naming::package_modules(package), ours);
     }
     let modules = tree.tokens(out_dir);
+    let openapi = include_path(crate::openapi::OPENAPI_FILE, out_dir);
     let types = registry
         .iter()
         .map(|(_, path)| quote!(__codegen::AnyType::message::<#path>()));
@@ -162,6 +163,9 @@ fn include_file(
 
         /// Every service of this build that has HTTP bindings.
         pub static SERVICES: &[&::protogate::__codegen::ServiceInfo] = &[#(#services),*];
+
+        /// The OpenAPI 3.1 document of every service of this build, as JSON.
+        pub const OPENAPI: &str = include_str!(#openapi);
     }
 }
 
@@ -189,15 +193,9 @@ impl ModuleTree {
     }
 
     fn tokens(&self, out_dir: Option<&str>) -> TokenStream {
-        let files = self.files.iter().map(|file| match out_dir {
-            None => {
-                let file = format!("/{file}");
-                quote!(include!(concat!(env!("OUT_DIR"), #file));)
-            }
-            Some(dir) => {
-                let path = format!("{}/{file}", dir.trim_end_matches('/'));
-                quote!(include!(#path);)
-            }
+        let files = self.files.iter().map(|file| {
+            let path = include_path(file, out_dir);
+            quote!(include!(#path);)
         });
         let children = self.children.iter().map(|(name, child)| {
             let ident = naming::ident(name);
@@ -208,6 +206,20 @@ impl ModuleTree {
             }
         });
         quote!(#(#files)* #(#children)*)
+    }
+}
+
+/// Where generated code finds one of the generated files: under `OUT_DIR`, or in `out_dir`.
+fn include_path(file: &str, out_dir: Option<&str>) -> TokenStream {
+    match out_dir {
+        None => {
+            let file = format!("/{file}");
+            quote!(concat!(env!("OUT_DIR"), #file))
+        }
+        Some(dir) => {
+            let path = format!("{}/{file}", dir.trim_end_matches('/'));
+            quote!(#path)
+        }
     }
 }
 

@@ -1,0 +1,349 @@
+//! Proto types as JSON Schema (the OpenAPI 3.1 dialect), in their proto3 JSON forms: one
+//! component per message and enum, referenced from fields and operations.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{
+    DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor,
+    Value as ProtoValue,
+};
+use serde_json::{Map, Value, json};
+
+use super::docs;
+
+/// `google.api.field_behavior` values the document uses.
+const REQUIRED: i32 = 2;
+const OUTPUT_ONLY: i32 = 3;
+const INPUT_ONLY: i32 = 4;
+
+/// The components of a document, filled as operations refer to types.
+pub(super) struct Schemas<'a> {
+    pool: &'a DescriptorPool,
+    components: BTreeMap<String, Value>,
+}
+
+impl<'a> Schemas<'a> {
+    pub(super) fn new(pool: &'a DescriptorPool) -> Self {
+        let mut schemas = Schemas {
+            pool,
+            components: BTreeMap::new(),
+        };
+        schemas.components.insert(STATUS.into(), status_schema());
+        schemas
+    }
+
+    /// The components, by name.
+    pub(super) fn into_components(self) -> Map<String, Value> {
+        self.components.into_iter().collect()
+    }
+
+    /// A reference to the error body every operation may answer with.
+    pub(super) fn status_ref(&self) -> Value {
+        reference(STATUS)
+    }
+
+    /// The schema of a message as a request or response body: a reference to its component,
+    /// or the JSON form of a well-known type.
+    pub(super) fn message(&mut self, message: &MessageDescriptor) -> Value {
+        if let Some(schema) = well_known(message.full_name()) {
+            return schema;
+        }
+        let name = message.full_name().to_owned();
+        if !self.components.contains_key(&name) {
+            // Reserve the name first: a message may contain itself.
+            self.components.insert(name.clone(), json!({}));
+            let schema = self.message_schema(message, &[]);
+            self.components.insert(name.clone(), schema);
+        }
+        reference(&name)
+    }
+
+    /// A message's schema without the fields at `omit` (dotted proto paths): the body of a
+    /// request whose path sets those fields.
+    pub(super) fn message_without(
+        &mut self,
+        message: &MessageDescriptor,
+        omit: &[Vec<String>],
+    ) -> Value {
+        if omit.is_empty() {
+            return self.message(message);
+        }
+        self.message_schema(message, omit)
+    }
+
+    /// The schema of one field's value: repeated, map, optional and nullable forms included.
+    pub(super) fn field(&mut self, field: &FieldDescriptor) -> Value {
+        if field.is_map() {
+            let Kind::Message(entry) = field.kind() else {
+                return json!({});
+            };
+            let value = entry.map_entry_value_field();
+            return json!({
+                "type": "object",
+                "additionalProperties": self.singular(&value),
+            });
+        }
+        let singular = self.singular(field);
+        if field.is_list() {
+            return json!({"type": "array", "items": singular});
+        }
+        // proto3 `optional` fields and wrappers may be sent as `null`, meaning "not set".
+        let optional = field.containing_oneof().is_some_and(|o| o.is_synthetic());
+        let wrapper = matches!(field.kind(), Kind::Message(m) if is_wrapper(m.full_name()));
+        if optional || wrapper {
+            json!({"anyOf": [singular, {"type": "null"}]})
+        } else {
+            singular
+        }
+    }
+
+    /// The schema of one value of a field's type.
+    fn singular(&mut self, field: &FieldDescriptor) -> Value {
+        match field.kind() {
+            Kind::Double => float("double"),
+            Kind::Float => float("float"),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                json!({"type": "integer", "format": "int32"})
+            }
+            Kind::Uint32 | Kind::Fixed32 => {
+                json!({"type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX})
+            }
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => {
+                json!({"type": "string", "format": "uint64", "pattern": "^[0-9]+$"})
+            }
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::String => json!({"type": "string"}),
+            Kind::Bytes => json!({"type": "string", "format": "byte", "contentEncoding": "base64"}),
+            Kind::Enum(e) => self.enumeration(&e),
+            Kind::Message(m) => self.message(&m),
+        }
+    }
+
+    fn enumeration(&mut self, e: &EnumDescriptor) -> Value {
+        if e.full_name() == "google.protobuf.NullValue" {
+            return json!({"type": "null"});
+        }
+        let name = e.full_name().to_owned();
+        if !self.components.contains_key(&name) {
+            let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
+            let mut schema = json!({"type": "string", "enum": names});
+            let mut lines = Vec::new();
+            if let Some(text) = docs::leading(e.parent_file(), e.path()) {
+                lines.push(text);
+            }
+            for value in e.values() {
+                if let Some(text) = docs::leading(value.parent_file(), value.path()) {
+                    lines.push(format!("- `{}`: {}", value.name(), text.replace('\n', " ")));
+                }
+            }
+            if !lines.is_empty() {
+                schema["description"] = json!(lines.join("\n"));
+            }
+            self.components.insert(name.clone(), schema);
+        }
+        reference(&name)
+    }
+
+    /// A message's component schema, leaving out the fields at `omit`.
+    fn message_schema(&mut self, message: &MessageDescriptor, omit: &[Vec<String>]) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for field in message.fields() {
+            let nested: Vec<Vec<String>> = omit
+                .iter()
+                .filter(|path| path.first().is_some_and(|f| f == field.name()) && path.len() > 1)
+                .map(|path| path[1..].to_vec())
+                .collect();
+            let omitted = omit
+                .iter()
+                .any(|path| path.len() == 1 && path[0] == field.name());
+            if omitted {
+                continue;
+            }
+            let mut schema = match (field.kind(), nested.is_empty()) {
+                (Kind::Message(inner), false) => self.message_without(&inner, &nested),
+                _ => self.field(&field),
+            };
+            let behaviors = field_behaviors(self.pool, &field);
+            annotate(&mut schema, &field, &behaviors);
+            if behaviors.contains(&REQUIRED) {
+                required.push(field.json_name().to_owned());
+            }
+            properties.insert(field.json_name().to_owned(), schema);
+        }
+        let mut schema = json!({"type": "object", "properties": properties});
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
+        let oneofs: Vec<Value> = message
+            .oneofs()
+            .filter(|oneof| !oneof.is_synthetic())
+            .filter_map(|oneof| at_most_one(&oneof, &properties_of(&schema)))
+            .collect();
+        if !oneofs.is_empty() {
+            schema["allOf"] = json!(oneofs);
+        }
+        if let Some(text) = docs::leading(message.parent_file(), message.path()) {
+            schema["description"] = json!(text);
+        }
+        if is_deprecated(&message.options()) {
+            schema["deprecated"] = json!(true);
+        }
+        schema
+    }
+}
+
+const STATUS: &str = "google.rpc.Status";
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn properties_of(schema: &Value) -> Vec<String> {
+    schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A oneof as a constraint: at most one of its members is present (exactly one branch of the
+/// `oneOf` matches: one per member, and one for none).
+fn at_most_one(oneof: &OneofDescriptor, present: &[String]) -> Option<Value> {
+    let members: Vec<String> = oneof
+        .fields()
+        .map(|f| f.json_name().to_owned())
+        .filter(|name| present.contains(name))
+        .collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let each: Vec<Value> = members.iter().map(|m| json!({"required": [m]})).collect();
+    let mut branches = each.clone();
+    branches.push(json!({"not": {"anyOf": each}}));
+    Some(json!({"oneOf": branches}))
+}
+
+/// Description, deprecation and `google.api.field_behavior` on a field's schema.
+fn annotate(schema: &mut Value, field: &FieldDescriptor, behaviors: &[i32]) {
+    let mut extra = Map::new();
+    if let Some(text) = docs::leading(field.parent_file(), field.path()) {
+        extra.insert("description".into(), json!(text));
+    }
+    if behaviors.contains(&OUTPUT_ONLY) {
+        extra.insert("readOnly".into(), json!(true));
+    }
+    if behaviors.contains(&INPUT_ONLY) {
+        extra.insert("writeOnly".into(), json!(true));
+    }
+    if is_deprecated(&field.options()) {
+        extra.insert("deprecated".into(), json!(true));
+    }
+    if let Some(object) = schema.as_object_mut() {
+        object.extend(extra);
+    }
+}
+
+/// The `google.api.field_behavior` values of a field.
+fn field_behaviors(pool: &DescriptorPool, field: &FieldDescriptor) -> Vec<i32> {
+    let Some(extension) = pool.get_extension_by_name("google.api.field_behavior") else {
+        return Vec::new();
+    };
+    let options = field.options();
+    if !options.has_extension(&extension) {
+        return Vec::new();
+    }
+    match options.get_extension(&extension).as_ref() {
+        ProtoValue::List(values) => values
+            .iter()
+            .filter_map(ProtoValue::as_enum_number)
+            .collect(),
+        ProtoValue::EnumNumber(value) => vec![*value],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the `deprecated` option is set on a descriptor's options.
+pub(super) fn is_deprecated(options: &prost_reflect::DynamicMessage) -> bool {
+    options
+        .get_field_by_name("deprecated")
+        .is_some_and(|value| value.as_bool() == Some(true))
+}
+
+/// A float in proto3 JSON: a number, or one of the strings for the values JSON has no number
+/// for.
+fn float(format: &str) -> Value {
+    json!({"oneOf": [
+        {"type": "number", "format": format},
+        {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]},
+    ]})
+}
+
+fn is_wrapper(name: &str) -> bool {
+    matches!(
+        name,
+        "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+/// The JSON form of a well-known type, which has no component of its own.
+fn well_known(name: &str) -> Option<Value> {
+    Some(match name {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"})
+        }
+        "google.protobuf.FieldMask" => json!({"type": "string"}),
+        "google.protobuf.Struct" => json!({"type": "object"}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array"}),
+        "google.protobuf.Empty" => json!({"type": "object"}),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": {"@type": {"type": "string"}},
+        }),
+        "google.protobuf.DoubleValue" => float("double"),
+        "google.protobuf.FloatValue" => float("float"),
+        "google.protobuf.Int64Value" => json!({"type": "string", "format": "int64"}),
+        "google.protobuf.UInt64Value" => json!({"type": "string", "format": "uint64"}),
+        "google.protobuf.Int32Value" => json!({"type": "integer", "format": "int32"}),
+        "google.protobuf.UInt32Value" => json!({"type": "integer", "format": "uint32"}),
+        "google.protobuf.BoolValue" => json!({"type": "boolean"}),
+        "google.protobuf.StringValue" => json!({"type": "string"}),
+        "google.protobuf.BytesValue" => {
+            json!({"type": "string", "format": "byte", "contentEncoding": "base64"})
+        }
+        _ => return None,
+    })
+}
+
+/// google.rpc.Status as the gateway writes every error.
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "An error: its gRPC code, a message for developers, and details (google.rpc error details as JSON `Any`s).",
+        "properties": {
+            "code": {"type": "integer", "format": "int32", "description": "The gRPC status code."},
+            "message": {"type": "string"},
+            "details": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"@type": {"type": "string"}},
+                    "required": ["@type"],
+                },
+            },
+        },
+        "required": ["code", "message"],
+    })
+}

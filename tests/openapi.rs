@@ -1,0 +1,97 @@
+//! The stock gateway's OpenAPI document: a snapshot, accepted by openapi-spec-validator, one
+//! operation per binding, what the document promises for the demo's types, and served by the
+//! binary as `protogate openapi` prints it.
+
+mod support;
+
+use std::process::Command;
+
+use protogate_gateway::{docs, pb};
+use serde_json::{Value, json};
+
+fn document() -> Value {
+    serde_json::from_str(docs::openapi()).expect("the document is JSON")
+}
+
+#[test]
+fn openapi_document_snapshot() {
+    insta::assert_snapshot!(docs::openapi());
+}
+
+#[test]
+fn openapi_spec_validator_accepts_the_document() {
+    if let Err(problems) = support::validator::validate_openapi(docs::openapi()) {
+        panic!("openapi-spec-validator refused the document:\n{problems}");
+    }
+}
+
+#[test]
+fn every_binding_is_one_operation() {
+    let document = document();
+    let operations: usize = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().expect("a path item").len())
+        .sum();
+    let bindings: usize = pb::SERVICES.iter().map(|s| s.routes.len()).sum();
+    assert_eq!(operations, bindings);
+}
+
+#[test]
+fn the_demo_types_as_the_document_describes_them() {
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    let shelf = &schemas["protogate.demo.v1.Shelf"];
+    assert_eq!(shelf["required"], json!(["theme"]));
+    assert_eq!(shelf["properties"]["bookCount"]["readOnly"], true);
+    assert_eq!(shelf["properties"]["createTime"]["format"], "date-time");
+    assert_eq!(shelf["description"], "A shelf holds books.");
+
+    let paths = &document["paths"];
+    let get_book = &paths["/demo/v1/shelves/{shelf}/books/{book}"]["get"];
+    assert_eq!(get_book["operationId"], "LibraryService_GetBook");
+    assert_eq!(get_book["summary"], "Gets a book by name, or by ISBN.");
+    let names: Vec<&str> = get_book["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["in"] == "path")
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["shelf", "book"]);
+
+    // A body of "*" never holds the path's fields.
+    let create = &paths["/demo/v1/shelves/{shelf}/books"]["post"];
+    let body = serde_json::to_string(&create["requestBody"]).expect("JSON");
+    assert!(!body.contains("\"parent\""), "{body}");
+
+    let stream = &paths["/demo/v1/shelves/{shelf}/books:stream"]["get"]["responses"]["200"];
+    assert!(
+        stream["content"]["application/x-ndjson"].is_object(),
+        "{stream}"
+    );
+    assert!(
+        stream["content"]["text/event-stream"].is_object(),
+        "{stream}"
+    );
+    let error = &get_book["responses"]["default"]["content"]["application/json"]["schema"];
+    assert_eq!(error["$ref"], "#/components/schemas/google.rpc.Status");
+}
+
+#[tokio::test]
+async fn the_binary_serves_and_prints_the_document() {
+    let printed = Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .arg("openapi")
+        .output()
+        .expect("runs");
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), docs::openapi());
+
+    let gateway = support::start(&[]);
+    let response = reqwest::get(format!("{}{}", gateway.base, docs::OPENAPI_PATH))
+        .await
+        .expect("served");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.text().await.expect("body"), docs::openapi());
+}

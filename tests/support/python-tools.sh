@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Python tools the tests run (pinned, from PyPI) into a virtualenv under target/,
+# once, and prints the virtualenv's bin directory. Safe to run from several tests at once.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+venv="$root/target/py-tools"
+(
+  flock 9
+  if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      openapi-spec-validator==0.9.0 >&2
+  fi
+) 9>/tmp/protogate-python-tools.lock
+echo "$venv/bin"
