@@ -1,6 +1,9 @@
 //! Real protos nobody here wrote: the googleapis corpus in `../shared/corpus/googleapis`, compiled
 //! into the stock gateway through `PROTOGATE_PROTO_DIR`. Every non-streaming binding must be in
-//! the route table, and a few routes are driven end to end against a real gRPC server.
+//! the route table, a few routes are driven end to end against a real gRPC server, and the
+//! corpus's OpenAPI document passes openapi-spec-validator.
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -242,6 +245,17 @@ async fn corpus_routes_and_end_to_end() {
                 .any(|r| r.len() == 3 && r[0] == verb && r[1] == template && r[2] == rpc),
             "missing from the route table: {verb} {template} {rpc}"
         );
+    }
+
+    // The corpus's OpenAPI document is valid too.
+    let printed = Command::new(&binary)
+        .arg("openapi")
+        .output()
+        .expect("openapi runs");
+    assert!(printed.status.success());
+    let document = String::from_utf8(printed.stdout).expect("UTF-8");
+    if let Err(problems) = support::validator::validate_openapi(&document) {
+        panic!("openapi-spec-validator refused the corpus's document:\n{problems}");
     }
 
     // A few routes end to end, through a real gRPC server.
