@@ -21,7 +21,11 @@ enum Command {
     /// Print the route table: HTTP method, path template, RPC.
     Routes,
     /// Print the OpenAPI 3.1 document of every compiled service (also served at /openapi.json).
-    Openapi,
+    Openapi {
+        /// YAML instead of JSON.
+        #[arg(long)]
+        yaml: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -33,6 +37,10 @@ struct ServeArgs {
     /// Without a default upstream the demo service runs in-process.
     #[arg(long = "upstream", value_name = "[SERVICE=]URL")]
     upstreams: Vec<String>,
+    /// A local copy of the `swagger-ui-dist` npm package for the /docs page (by default the page
+    /// loads Swagger UI from its CDN).
+    #[arg(long, value_name = "DIR")]
+    docs_assets: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -43,6 +51,7 @@ async fn main() -> std::process::ExitCode {
             serve(ServeArgs {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 upstreams: Vec::new(),
+                docs_assets: None,
             })
             .await
         }
@@ -52,8 +61,13 @@ async fn main() -> std::process::ExitCode {
             let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
             Ok(())
         }
-        Some(Command::Openapi) => {
-            let _ = std::io::stdout().write_all(docs::openapi().as_bytes());
+        Some(Command::Openapi { yaml }) => {
+            let document = if yaml {
+                docs::openapi_yaml()
+            } else {
+                docs::openapi().to_owned()
+            };
+            let _ = std::io::stdout().write_all(document.as_bytes());
             Ok(())
         }
     };
@@ -77,9 +91,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         banner.push_str(&format!("  {line}\n"));
     }
     banner.push_str(&format!(
-        "try: curl -s http://{address}{}\n     or open http://{address}{} in a browser\n",
+        "try: curl -s http://{address}{}\n     or open http://{address}{} and http://{address}{} in a browser\n",
         demo::EXAMPLE_PATH,
-        demo::PAGE_PATH
+        demo::PAGE_PATH,
+        docs::DOCS_PATH
     ));
     let mut stdout = std::io::stdout();
     let _ = stdout
@@ -88,7 +103,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let app = gateway
         .into_router()
         .merge(demo::page())
-        .merge(docs::router());
+        .merge(docs::router(args.docs_assets));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,7 +1,8 @@
-//! The demo page in a real headless Chromium (Debian's, installed by
-//! `tests/support/install-chromium.sh`): it reads a server stream with `EventSource` and holds a
-//! bidi chat over WebSocket through the stock gateway, and the test reads what the page got.
-//! The browser is driven over the Chrome DevTools Protocol on 127.0.0.1.
+//! The stock gateway's pages in a real headless Chromium (Debian's, installed by
+//! `tests/support/install-chromium.sh`), driven over the Chrome DevTools Protocol on 127.0.0.1:
+//! the demo page reads a server stream with `EventSource` and holds a bidi chat over WebSocket;
+//! the /docs page (Swagger UI from a local copy, installed from npm by
+//! `tests/support/swagger-ui.sh`) lists every operation and tries one.
 
 mod support;
 
@@ -39,8 +40,11 @@ impl Chromium {
             "Chromium could not be installed"
         );
         let binary = String::from_utf8(installed.stdout).expect("a path");
+        // One profile per browser: the tests of this binary run side by side.
+        static LAUNCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profile =
-            std::env::temp_dir().join(format!("protogate-chromium-{}", std::process::id()));
+            std::env::temp_dir().join(format!("protogate-chromium-{}-{n}", std::process::id()));
         let mut child = Command::new(binary.trim())
             .args([
                 "--headless",
@@ -138,6 +142,32 @@ impl DevTools {
         }
     }
 
+    /// Opens `url` in a new tab and waits until `ready` (a JavaScript expression) is true there;
+    /// the tab's session.
+    async fn open(&mut self, url: &str, ready: &str) -> String {
+        let target = self
+            .call("Target.createTarget", json!({"url": url}), None)
+            .await
+            .expect("a new tab");
+        let attached = self
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+                None,
+            )
+            .await
+            .expect("attached");
+        let session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_owned();
+        // The tab starts on about:blank: wait for the page itself.
+        while self.evaluate(&session, ready).await != Ok(json!(true)) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        session
+    }
+
     /// Evaluates `expression` in the page, awaiting it if it is a promise.
     async fn evaluate(&mut self, session: &str, expression: &str) -> Result<Value, Value> {
         let params = json!({"expression": expression, "awaitPromise": true, "returnByValue": true});
@@ -156,35 +186,12 @@ async fn the_demo_page_streams_books_and_chats_in_a_real_browser() {
     let outcome = tokio::time::timeout(PATIENCE, async {
         let mut devtools = DevTools::connect(&chromium.devtools).await;
         let page = format!("{}/demo/", gateway.base);
-        let target = devtools
-            .call("Target.createTarget", json!({"url": page}), None)
-            .await
-            .expect("a new tab");
-        let attached = devtools
-            .call(
-                "Target.attachToTarget",
-                json!({"targetId": target["targetId"], "flatten": true}),
-                None,
+        let session = devtools
+            .open(
+                &page,
+                "location.pathname === '/demo/' && !!window.demoResult",
             )
-            .await
-            .expect("attached");
-        let session = attached["sessionId"]
-            .as_str()
-            .expect("a session")
-            .to_owned();
-        // Wait for the demo page itself (the tab starts on about:blank), then for its result.
-        loop {
-            let ready = devtools
-                .evaluate(
-                    &session,
-                    "location.pathname === '/demo/' && !!window.demoResult",
-                )
-                .await;
-            if ready == Ok(json!(true)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .await;
         let result = devtools
             .evaluate(&session, "window.demoResult")
             .await
@@ -227,4 +234,70 @@ async fn the_demo_page_streams_books_and_chats_in_a_real_browser() {
     assert_eq!(result["closeCode"], 1000, "{result}");
     assert_eq!(result["errors"], json!([]), "{result}");
     assert_eq!(status, "done");
+}
+
+/// Runs in the /docs page: waits for Swagger UI to list the operations, then opens
+/// `ListShelves`, presses "Try it out" and "Execute", and reads the status of the answer.
+const TRY_LIST_SHELVES: &str = r##"(async () => {
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const find = async (selector, root = document) => {
+    for (let i = 0; i < 800; i++) {
+      const found = root.querySelector(selector);
+      if (found) return found;
+      await sleep(25);
+    }
+    throw new Error(`nothing matches ${selector}`);
+  };
+  await find(".opblock");
+  const operations = document.querySelectorAll(".opblock").length;
+  const block = await find("#operations-LibraryService-LibraryService_ListShelves");
+  (await find(".opblock-summary-control", block)).click();
+  (await find(".try-out__btn", block)).click();
+  (await find(".execute", block)).click();
+  const status = await find(".live-responses-table tr.response .response-col_status", block);
+  return { operations, status: status.textContent.trim() };
+})()"##;
+
+#[tokio::test]
+async fn the_docs_page_lists_every_operation_and_tries_one() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/swagger-ui.sh");
+    let installed = Command::new("bash")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the install script runs");
+    assert!(
+        installed.status.success(),
+        "Swagger UI could not be installed"
+    );
+    let assets = String::from_utf8(installed.stdout).expect("a path");
+    let gateway = support::start(&["--docs-assets", assets.trim()]);
+    let chromium = Chromium::launch();
+    let result = tokio::time::timeout(PATIENCE, async {
+        let mut devtools = DevTools::connect(&chromium.devtools).await;
+        let page = format!("{}/docs", gateway.base);
+        let session = devtools
+            .open(
+                &page,
+                "location.pathname === '/docs' && typeof SwaggerUIBundle === 'function'",
+            )
+            .await;
+        devtools
+            .evaluate(&session, TRY_LIST_SHELVES)
+            .await
+            .unwrap_or_else(|error| panic!("the docs page failed: {error}"))
+    })
+    .await
+    .expect("the docs page finished within the patience");
+
+    let document: Value =
+        serde_json::from_str(protogate_gateway::docs::openapi()).expect("the document");
+    let operations: usize = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().expect("a path item").len())
+        .sum();
+    assert_eq!(result["operations"], json!(operations), "{result}");
+    assert_eq!(result["status"], "200", "{result}");
 }

@@ -26,6 +26,24 @@ fn openapi_spec_validator_accepts_the_document() {
 }
 
 #[test]
+fn the_yaml_form_is_valid_too() {
+    let printed = Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .args(["openapi", "--yaml"])
+        .output()
+        .expect("runs");
+    assert!(printed.status.success());
+    let yaml = String::from_utf8(printed.stdout).expect("UTF-8");
+    assert!(
+        yaml.starts_with("\"openapi\": \"3.1.0\"\n"),
+        "{}",
+        &yaml[..80]
+    );
+    if let Err(problems) = support::validator::validate_openapi(&yaml) {
+        panic!("openapi-spec-validator refused the YAML document:\n{problems}");
+    }
+}
+
+#[test]
 fn every_binding_is_one_operation() {
     let document = document();
     let operations: usize = document["paths"]
