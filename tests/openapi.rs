@@ -1,6 +1,6 @@
 //! The stock gateway's OpenAPI document: a snapshot, accepted by openapi-spec-validator, one
-//! operation per binding, what the document promises for the demo's types, and served by the
-//! binary as `protogate openapi` prints it.
+//! operation per binding, what the document promises for the demo's types, served by the binary
+//! as `protogate openapi` prints it, and exercised against the live demo by schemathesis.
 
 mod support;
 
@@ -43,17 +43,19 @@ fn the_yaml_form_is_valid_too() {
     }
 }
 
-#[test]
-fn every_binding_is_one_operation() {
-    let document = document();
-    let operations: usize = document["paths"]
+fn operation_count(document: &Value) -> usize {
+    document["paths"]
         .as_object()
         .expect("paths")
         .values()
         .map(|item| item.as_object().expect("a path item").len())
-        .sum();
+        .sum()
+}
+
+#[test]
+fn every_binding_is_one_operation() {
     let bindings: usize = pb::SERVICES.iter().map(|s| s.routes.len()).sum();
-    assert_eq!(operations, bindings);
+    assert_eq!(operation_count(&document()), bindings);
 }
 
 #[test]
@@ -112,4 +114,41 @@ async fn the_binary_serves_and_prints_the_document() {
         .expect("served");
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.text().await.expect("body"), docs::openapi());
+}
+
+/// The checks schemathesis runs; each failure is fixed in the gateway or the document.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+
+#[test]
+fn schemathesis_finds_nothing_against_the_live_demo() {
+    let bin = support::validator::tools().expect("the Python tools");
+    let gateway = support::start(&[]);
+    let mut run = Command::new(bin.join("schemathesis"))
+        .args(["run", &format!("{}{}", gateway.base, docs::OPENAPI_PATH)])
+        .args(["--checks", CHECKS, "--max-examples", "50"])
+        .args(["--generation-deterministic", "--request-timeout", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("schemathesis starts");
+    // Bounded in time as well as in examples.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while run.try_wait().expect("waits").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("schemathesis ran for more than 10 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let output = run.wait_with_output().expect("output");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every operation of the document was selected and tested.
+    let operations = operation_count(&document());
+    let selected = format!("Selected: {operations}/{operations}");
+    assert!(report.contains(&selected), "{report}");
 }

@@ -1,5 +1,6 @@
-//! openapi-spec-validator, from PyPI, installed by `tests/support/python-tools.sh`. Shared by the
-//! workspace's test crates (`#[path]`-included where it is not under `tests/support`).
+//! openapi-spec-validator and schemathesis, from PyPI, installed by
+//! `tests/support/python-tools.sh`. Shared by the workspace's test crates (`#[path]`-included
+//! where it is not under `tests/support`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,25 +18,30 @@ fn script() -> Result<PathBuf, String> {
     Err("tests/support/python-tools.sh not found above the crate".into())
 }
 
-/// Runs `openapi-spec-validator` (installed by `tests/support/python-tools.sh`) on a document;
-/// its output when it refuses it.
-pub fn validate_openapi(document: &str) -> Result<(), String> {
-    let tools = Command::new("bash")
+/// The `bin` directory of the tools' virtualenv, installing them the first time.
+pub fn tools() -> Result<PathBuf, String> {
+    let installed = Command::new("bash")
         .arg(script()?)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("the install script does not run: {e}"))?;
-    if !tools.status.success() {
+    if !installed.status.success() {
         return Err("the Python tools could not be installed".into());
     }
-    let bin = String::from_utf8_lossy(&tools.stdout).trim().to_owned();
-    let file = std::env::temp_dir().join(format!(
-        "protogate-openapi-{}-{}.json",
-        std::process::id(),
-        document.len()
-    ));
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&installed.stdout).trim(),
+    ))
+}
+
+/// Runs `openapi-spec-validator` on a document; its output when it refuses it.
+pub fn validate_openapi(document: &str) -> Result<(), String> {
+    let bin = tools()?;
+    static CHECKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CHECKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file =
+        std::env::temp_dir().join(format!("protogate-openapi-{}-{n}.json", std::process::id()));
     std::fs::write(&file, document).map_err(|e| e.to_string())?;
-    let checked = Command::new(format!("{bin}/openapi-spec-validator"))
+    let checked = Command::new(bin.join("openapi-spec-validator"))
         .arg(&file)
         .output()
         .map_err(|e| e.to_string())?;
