@@ -26,26 +26,14 @@ struct Chromium {
 
 impl Chromium {
     fn launch() -> Self {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/install-chromium.sh"
-        );
-        let installed = Command::new("bash")
-            .arg(script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("the install script runs");
-        assert!(
-            installed.status.success(),
-            "Chromium could not be installed"
-        );
-        let binary = String::from_utf8(installed.stdout).expect("a path");
+        let binary = support::tools::install("install-chromium.sh")
+            .unwrap_or_else(|error| panic!("Chromium could not be installed: {error}"));
         // One profile per browser: the tests of this binary run side by side.
         static LAUNCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profile =
             std::env::temp_dir().join(format!("protogate-chromium-{}-{n}", std::process::id()));
-        let mut child = Command::new(binary.trim())
+        let mut child = Command::new(&binary)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -260,18 +248,9 @@ const TRY_LIST_SHELVES: &str = r##"(async () => {
 
 #[tokio::test]
 async fn the_docs_page_lists_every_operation_and_tries_one() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/swagger-ui.sh");
-    let installed = Command::new("bash")
-        .arg(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("the install script runs");
-    assert!(
-        installed.status.success(),
-        "Swagger UI could not be installed"
-    );
-    let assets = String::from_utf8(installed.stdout).expect("a path");
-    let gateway = support::start(&["--docs-assets", assets.trim()]);
+    let assets = support::tools::install("swagger-ui.sh")
+        .unwrap_or_else(|error| panic!("Swagger UI could not be installed: {error}"));
+    let gateway = support::start(&["--docs-assets", &assets]);
     let chromium = Chromium::launch();
     let result = tokio::time::timeout(PATIENCE, async {
         let mut devtools = DevTools::connect(&chromium.devtools).await;

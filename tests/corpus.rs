@@ -254,7 +254,7 @@ async fn corpus_routes_and_end_to_end() {
         .expect("openapi runs");
     assert!(printed.status.success());
     let document = String::from_utf8(printed.stdout).expect("UTF-8");
-    if let Err(problems) = support::validator::validate_openapi(&document) {
+    if let Err(problems) = support::tools::validate_openapi(&document) {
         panic!("openapi-spec-validator refused the corpus's document:\n{problems}");
     }
 

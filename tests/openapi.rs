@@ -20,7 +20,7 @@ fn openapi_document_snapshot() {
 
 #[test]
 fn openapi_spec_validator_accepts_the_document() {
-    if let Err(problems) = support::validator::validate_openapi(docs::openapi()) {
+    if let Err(problems) = support::tools::validate_openapi(docs::openapi()) {
         panic!("openapi-spec-validator refused the document:\n{problems}");
     }
 }
@@ -38,7 +38,7 @@ fn the_yaml_form_is_valid_too() {
         "{}",
         &yaml[..80]
     );
-    if let Err(problems) = support::validator::validate_openapi(&yaml) {
+    if let Err(problems) = support::tools::validate_openapi(&yaml) {
         panic!("openapi-spec-validator refused the YAML document:\n{problems}");
     }
 }
@@ -121,7 +121,7 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 
 #[test]
 fn schemathesis_finds_nothing_against_the_live_demo() {
-    let bin = support::validator::tools().expect("the Python tools");
+    let bin = support::tools::python_tools().expect("the Python tools");
     let gateway = support::start(&[]);
     let mut run = Command::new(bin.join("schemathesis"))
         .args(["run", &format!("{}{}", gateway.base, docs::OPENAPI_PATH)])

@@ -1,8 +1,8 @@
 //! The OpenAPI document of every test proto set: accepted by openapi-spec-validator, and what it
 //! says of streaming, oneofs, optional fields, raw bodies and path fields in bodies.
 
-#[path = "../../tests/support/validator.rs"]
-mod validator;
+#[path = "../../tests/support/tools.rs"]
+mod tools;
 
 use generated_tests::pb;
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ fn document() -> Value {
 
 #[test]
 fn openapi_spec_validator_accepts_the_document() {
-    if let Err(problems) = validator::validate_openapi(pb::OPENAPI) {
+    if let Err(problems) = tools::validate_openapi(pb::OPENAPI) {
         panic!("openapi-spec-validator refused the document:\n{problems}");
     }
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod validator;
+pub mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -237,21 +237,11 @@ fn query_parameter(schemas: &mut Schemas<'_>, field: &FieldDescriptor, name: Str
 
 /// Well-known message types a query parameter sets from one string.
 fn takes_text(name: &str) -> bool {
-    matches!(
-        name,
-        "google.protobuf.Timestamp"
-            | "google.protobuf.Duration"
-            | "google.protobuf.FieldMask"
-            | "google.protobuf.DoubleValue"
-            | "google.protobuf.FloatValue"
-            | "google.protobuf.Int64Value"
-            | "google.protobuf.UInt64Value"
-            | "google.protobuf.Int32Value"
-            | "google.protobuf.UInt32Value"
-            | "google.protobuf.BoolValue"
-            | "google.protobuf.StringValue"
-            | "google.protobuf.BytesValue"
-    )
+    schema::is_wrapper(name)
+        || matches!(
+            name,
+            "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
+        )
 }
 
 /// The request body: exactly what the binding reads from it.

@@ -281,7 +281,8 @@ fn float(format: &str) -> Value {
     ]})
 }
 
-fn is_wrapper(name: &str) -> bool {
+/// Whether a message is one of the wrapper types (`google.protobuf.Int32Value`…).
+pub(super) fn is_wrapper(name: &str) -> bool {
     matches!(
         name,
         "google.protobuf.DoubleValue"

@@ -1,41 +1,44 @@
-//! openapi-spec-validator and schemathesis, from PyPI, installed by
-//! `tests/support/python-tools.sh`. Shared by the workspace's test crates (`#[path]`-included
-//! where it is not under `tests/support`).
+//! The tools the tests install for themselves with the scripts in `tests/support` (Chromium,
+//! Swagger UI, openapi-spec-validator and schemathesis), and the OpenAPI validation they run.
+//! Shared by the workspace's test crates (`#[path]`-included where it is not under
+//! `tests/support`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The install script, found from the crate being tested up to the workspace root.
-fn script() -> Result<PathBuf, String> {
+/// Runs the install script `tests/support/{name}` (found from the crate being tested up to the
+/// workspace root) and returns what it prints: the path of what it installed.
+pub fn install(name: &str) -> Result<String, String> {
     let mut dir = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(here) = dir {
-        let candidate = here.join("tests/support/python-tools.sh");
+    let script = loop {
+        let Some(here) = dir else {
+            return Err(format!("tests/support/{name} not found above the crate"));
+        };
+        let candidate = here.join("tests/support").join(name);
         if candidate.is_file() {
-            return Ok(candidate);
+            break candidate;
         }
         dir = here.parent();
-    }
-    Err("tests/support/python-tools.sh not found above the crate".into())
-}
-
-/// The `bin` directory of the tools' virtualenv, installing them the first time.
-pub fn tools() -> Result<PathBuf, String> {
+    };
     let installed = Command::new("bash")
-        .arg(script()?)
+        .arg(&script)
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| format!("the install script does not run: {e}"))?;
+        .map_err(|e| format!("{} does not run: {e}", script.display()))?;
     if !installed.status.success() {
-        return Err("the Python tools could not be installed".into());
+        return Err(format!("{} failed", script.display()));
     }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&installed.stdout).trim(),
-    ))
+    Ok(String::from_utf8_lossy(&installed.stdout).trim().to_owned())
+}
+
+/// The `bin` directory of the Python tools' virtualenv, installing them the first time.
+pub fn python_tools() -> Result<PathBuf, String> {
+    install("python-tools.sh").map(PathBuf::from)
 }
 
 /// Runs `openapi-spec-validator` on a document; its output when it refuses it.
 pub fn validate_openapi(document: &str) -> Result<(), String> {
-    let bin = tools()?;
+    let bin = python_tools()?;
     static CHECKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = CHECKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file =
