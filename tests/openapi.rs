@@ -123,7 +123,12 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 fn schemathesis_finds_nothing_against_the_live_demo() {
     let bin = support::tools::python_tools().expect("the Python tools");
     let gateway = support::start(&[]);
+    // Its cache goes to a directory of its own, not into the checkout.
+    let workdir =
+        std::env::temp_dir().join(format!("protogate-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("a work directory");
     let mut run = Command::new(bin.join("schemathesis"))
+        .current_dir(&workdir)
         .args(["run", &format!("{}{}", gateway.base, docs::OPENAPI_PATH)])
         .args(["--checks", CHECKS, "--max-examples", "50"])
         .args(["--generation-deterministic", "--request-timeout", "10"])
@@ -141,6 +146,7 @@ fn schemathesis_finds_nothing_against_the_live_demo() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let output = run.wait_with_output().expect("output");
+    let _ = std::fs::remove_dir_all(&workdir);
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
