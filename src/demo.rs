@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
 
@@ -40,9 +40,9 @@ pub fn page() -> axum::Router {
 
 const DEFAULT_PAGE_SIZE: usize = 10;
 
-/// The demo's routes, served by a freshly seeded in-memory library.
-pub fn service() -> protogate::Service {
-    library_service_gateway::local(Library::seeded())
+/// The demo's routes, served in process by `library`.
+pub fn service(library: &Arc<Library>) -> protogate::Service {
+    library_service_gateway::service(protogate::Local::from_arc(Arc::clone(library)))
 }
 
 /// A stream of messages an RPC returns.

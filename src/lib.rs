@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod docs;
+pub mod server;
 pub mod upstream;
 
 /// Everything protogate-build generated for this binary.

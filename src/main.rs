@@ -2,9 +2,11 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use protogate_gateway::{demo, docs, upstream};
+use protogate_gateway::{demo, docs, server, upstream};
 
 /// A REST/JSON front door for gRPC services annotated with google.api.http.
 #[derive(Parser)]
@@ -41,21 +43,22 @@ struct ServeArgs {
     /// loads Swagger UI from its CDN).
     #[arg(long, value_name = "DIR")]
     docs_assets: Option<std::path::PathBuf>,
+    /// Worker threads, each serving its share of the connections with its own upstream
+    /// connections (by default one per CPU).
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            serve(ServeArgs {
-                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                upstreams: Vec::new(),
-                docs_assets: None,
-            })
-            .await
-        }
-        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(ServeArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            upstreams: Vec::new(),
+            docs_assets: None,
+            workers: None,
+        }),
+        Some(Command::Serve(args)) => serve(args),
         // `protogate routes | head` closes the pipe early: that is not an error.
         Some(Command::Routes) => {
             let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
@@ -80,11 +83,13 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let plan = upstream::Plan::parse(&args.upstreams)?;
-    let gateway = plan.gateway()?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = std::net::TcpListener::bind(args.listen)?;
     let address = listener.local_addr()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");
     for line in plan.describe() {
@@ -96,21 +101,21 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         demo::PAGE_PATH,
         docs::DOCS_PATH
     ));
-    let mut stdout = std::io::stdout();
-    let _ = stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush());
-    let app = gateway
-        .into_router()
-        .merge(demo::page())
-        .merge(docs::router(args.docs_assets));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let announce = move || {
+        let mut stdout = std::io::stdout();
+        let _ = stdout
+            .write_all(banner.as_bytes())
+            .and_then(|()| stdout.flush());
+    };
+    let docs_assets = args.docs_assets;
+    let app: Arc<server::MakeApp> = Arc::new(move || {
+        Ok(plan
+            .gateway()?
+            .into_router()
+            .merge(demo::page())
+            .merge(docs::router(docs_assets.clone())))
+    });
+    server::run(listener, workers, app, announce, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await?;
-    Ok(())
 }

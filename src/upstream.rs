@@ -3,16 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use protogate::{Gateway, ServiceInfo};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::demo::Library;
 use crate::pb;
 
 /// The parsed `--upstream` flags.
 pub struct Plan {
     default: Option<String>,
     per_service: BTreeMap<String, String>,
+    /// The in-process demo's state, shared by every gateway built from this plan.
+    demo: Arc<Library>,
 }
 
 impl Plan {
@@ -22,6 +26,7 @@ impl Plan {
         let mut plan = Plan {
             default: None,
             per_service: BTreeMap::new(),
+            demo: Arc::new(Library::seeded()),
         };
         for flag in flags {
             match flag.split_once('=') {
@@ -60,8 +65,9 @@ impl Plan {
         }
     }
 
-    /// The gateway: one shared channel per distinct upstream URL, reused by every service behind it.
-    pub fn gateway(&self) -> Result<Gateway, Box<dyn std::error::Error>> {
+    /// A gateway: one shared channel per distinct upstream URL, reused by every service behind it.
+    /// Call it on the runtime that will serve the gateway, where the channels spawn their tasks.
+    pub fn gateway(&self) -> Result<Gateway, Box<dyn std::error::Error + Send + Sync>> {
         let mut channels: BTreeMap<&str, Channel> = BTreeMap::new();
         let mut gateway = Gateway::new();
         for info in pb::SERVICES {
@@ -77,7 +83,7 @@ impl Plan {
                     };
                     (info.remote)(channel)
                 }
-                Target::Demo => crate::demo::service(),
+                Target::Demo => crate::demo::service(&self.demo),
                 Target::Missing => protogate::Service::unavailable(
                     info,
                     &pb::__PROTOGATE_REGISTRY,

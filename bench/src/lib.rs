@@ -217,10 +217,9 @@ impl BenchService for Backend {
         request: Request<StreamRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let count = usize::try_from(request.into_inner().count).unwrap_or(0);
-        Ok(Response::new(futures_util::stream::iter(std::iter::repeat_n(
-            Ok(small()),
-            count,
-        ))))
+        Ok(Response::new(futures_util::stream::iter(
+            std::iter::repeat_n(Ok(small()), count),
+        )))
     }
 
     async fn ingest(&self, request: Request<Batch>) -> Result<Response<BatchSummary>, Status> {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
-use protogate_bench::pb::bench::v1::bench_service_client::BenchServiceClient;
 use protogate_bench::pb::bench::v1::StreamRequest;
+use protogate_bench::pb::bench::v1::bench_service_client::BenchServiceClient;
 use protogate_bench::{DESCRIPTOR_SET, STREAM_MESSAGES, Scenario, large, lookup, small};
 
 #[derive(Parser)]
@@ -51,6 +51,9 @@ enum Cmd {
         /// Run only these scenarios (`a`, `b`, `c`, `d`); all when absent.
         #[arg(long = "only", value_name = "LETTER")]
         only: Vec<char>,
+        /// Worker threads of each gateway: Envoy's `--concurrency`, protogate's `--workers`.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
         #[command(flatten)]
         limits: Limits,
     },
@@ -230,7 +233,9 @@ async fn http_load(
                                     errors += 1;
                                     report(&format!(
                                         "incomplete: {}",
-                                        String::from_utf8_lossy(&body[body.len().saturating_sub(200)..])
+                                        String::from_utf8_lossy(
+                                            &body[body.len().saturating_sub(200)..]
+                                        )
                                     ));
                                 }
                             }
@@ -262,7 +267,10 @@ async fn http_load(
 fn report(failure: &str) {
     static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !REPORTED.swap(true, Ordering::Relaxed) {
-        eprintln!("first failure: {}", failure.chars().take(300).collect::<String>());
+        eprintln!(
+            "first failure: {}",
+            failure.chars().take(300).collect::<String>()
+        );
     }
 }
 
@@ -455,6 +463,7 @@ async fn run(
     protogate: PathBuf,
     envoy: Option<PathBuf>,
     scenarios: &[Scenario],
+    workers: usize,
     limits: Limits,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let this = std::env::current_exe()?;
@@ -476,6 +485,8 @@ async fn run(
         &format!("127.0.0.1:{gateway_port}"),
         "--upstream",
         &format!("http://127.0.0.1:{backend_port}"),
+        "--workers",
+        &workers.to_string(),
     ]))?;
     wait_for(SocketAddr::from(([127, 0, 0, 1], gateway_port))).await;
 
@@ -490,7 +501,7 @@ async fn run(
                 "-c",
                 &config.display().to_string(),
                 "--concurrency",
-                "2",
+                &workers.to_string(),
                 "--log-level",
                 "error",
             ]))?;
@@ -590,7 +601,11 @@ fn parse_figures(line: &str) -> Figures {
 fn print_table(scenarios: &[Scenario], rows: &[(Scenario, usize, Target, Figures)]) {
     for &scenario in scenarios {
         let (method, path, body) = scenario.http();
-        println!("- {}: `{method} {path}`, {} bytes of JSON", scenario.label(), body.len());
+        println!(
+            "- {}: `{method} {path}`, {} bytes of JSON",
+            scenario.label(),
+            body.len()
+        );
     }
     println!();
     println!(
@@ -691,6 +706,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             protogate,
             envoy,
             only,
+            workers,
             limits,
         } => {
             let scenarios: Vec<Scenario> = Scenario::ALL
@@ -699,7 +715,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .filter(|(_, letter)| only.is_empty() || only.contains(letter))
                 .map(|(scenario, _)| scenario)
                 .collect();
-            runtime.block_on(run(protogate, envoy, &scenarios, limits))?
+            runtime.block_on(run(protogate, envoy, &scenarios, workers, limits))?
         }
     }
     Ok(())
