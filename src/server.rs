@@ -2,9 +2,9 @@
 //! single-threaded tokio runtime with its own router and its own upstream connections.
 //!
 //! A request is read, transcoded, sent upstream and answered on one thread: no task moves between
-//! threads and no wake-up crosses one, which on `bench/run` costs about a fifth less CPU per
-//! request than one work-stealing runtime for the whole process. Envoy runs its workers the same
-//! way.
+//! threads and no wake-up crosses one. On `bench/run` this takes less CPU per request than one
+//! work-stealing runtime for the whole process (`bench/RESULTS.md` has the figures); Envoy runs
+//! its workers the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,10 +64,11 @@ pub fn run(
 
     if outcome.is_ok() {
         started();
-        let acceptor = tokio::runtime::Builder::new_current_thread()
+        outcome = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?;
-        outcome = acceptor.block_on(accept(listener, &queues, shutdown));
+            .build()
+            .map_err(Error::from)
+            .and_then(|acceptor| acceptor.block_on(accept(listener, &queues, shutdown)));
     }
     // Workers stop taking connections, finish the open ones, and end.
     drop(queues);

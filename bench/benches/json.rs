@@ -2,7 +2,6 @@
 //! scenarios (a) and (c): encode and decode throughput.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use protogate::JsonOptions;
 use protogate::json::{JsonMessage, decode_message, encode_message};

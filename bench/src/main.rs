@@ -51,9 +51,11 @@ enum Cmd {
         /// Run only these scenarios (`a`, `b`, `c`, `d`); all when absent.
         #[arg(long = "only", value_name = "LETTER")]
         only: Vec<char>,
-        /// Worker threads of each gateway: Envoy's `--concurrency`, protogate's `--workers`.
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
+        /// Worker threads of each gateway (Envoy's `--concurrency`, protogate's `--workers`); one
+        /// set of tables each when repeated. With one, a gateway leaves the machine's second core
+        /// to the load generator and the backend; with two, it has a thread per core.
+        #[arg(long = "workers", value_name = "N", default_values_t = [1usize, 2])]
+        workers: Vec<usize>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -460,11 +462,11 @@ impl Target {
 }
 
 async fn run(
-    protogate: PathBuf,
-    envoy: Option<PathBuf>,
+    protogate: &std::path::Path,
+    envoy: Option<&std::path::Path>,
     scenarios: &[Scenario],
     workers: usize,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let this = std::env::current_exe()?;
     let work = std::env::temp_dir().join(format!("protogate-bench-{}", std::process::id()));
@@ -479,7 +481,7 @@ async fn run(
     wait_for(SocketAddr::from(([127, 0, 0, 1], backend_port))).await;
 
     let gateway_port = free_port();
-    let gateway = Proc::spawn(Command::new(&protogate).args([
+    let gateway = Proc::spawn(Command::new(protogate).args([
         "serve",
         "--listen",
         &format!("127.0.0.1:{gateway_port}"),
@@ -557,7 +559,7 @@ async fn run(
                         let mut figures = http_load(
                             SocketAddr::from(([127, 0, 0, 1], port)),
                             scenario,
-                            &limits,
+                            limits,
                             connections,
                         )
                         .await;
@@ -578,7 +580,7 @@ async fn run(
             }
         }
     }
-    print_table(scenarios, &rows);
+    print_table(scenarios, workers, &rows);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -598,7 +600,8 @@ fn parse_figures(line: &str) -> Figures {
     }
 }
 
-fn print_table(scenarios: &[Scenario], rows: &[(Scenario, usize, Target, Figures)]) {
+/// What each scenario sends.
+fn print_scenarios(scenarios: &[Scenario]) {
     for &scenario in scenarios {
         let (method, path, body) = scenario.http();
         println!(
@@ -607,6 +610,18 @@ fn print_table(scenarios: &[Scenario], rows: &[(Scenario, usize, Target, Figures
             body.len()
         );
     }
+}
+
+fn print_table(
+    scenarios: &[Scenario],
+    workers: usize,
+    rows: &[(Scenario, usize, Target, Figures)],
+) {
+    println!();
+    println!(
+        "### {workers} worker thread{} per gateway",
+        if workers == 1 { "" } else { "s" }
+    );
     println!();
     println!(
         "| scenario | conns | target | req/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB | backend CPU % | errors |"
@@ -715,7 +730,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .filter(|(_, letter)| only.is_empty() || only.contains(letter))
                 .map(|(scenario, _)| scenario)
                 .collect();
-            runtime.block_on(run(protogate, envoy, &scenarios, workers, limits))?
+            print_scenarios(&scenarios);
+            for workers in workers {
+                runtime.block_on(run(
+                    &protogate,
+                    envoy.as_deref(),
+                    &scenarios,
+                    workers,
+                    &limits,
+                ))?;
+            }
         }
     }
     Ok(())
