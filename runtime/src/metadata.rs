@@ -14,14 +14,11 @@
 //! - Response metadata comes back as `Grpc-Metadata-<key>` headers, trailers as
 //!   `Grpc-Trailer-<key>`; binary values stay base64-encoded.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tonic::metadata::{
-    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
-    MetadataMap,
-};
+use tonic::metadata::{BinaryMetadataValue, MetadataMap};
 
 /// The prefix that marks a request header as gRPC metadata, and response metadata as a header.
 pub const METADATA_PREFIX: &str = "grpc-metadata-";
@@ -88,7 +85,7 @@ const PERMANENT_HEADERS: &[(&str, &str)] = &[
 ];
 
 /// Keys that gRPC or HTTP/2 reserve for themselves; never forwarded in either direction.
-fn is_reserved(key: &str) -> bool {
+pub(crate) fn is_reserved(key: &str) -> bool {
     key.starts_with("grpc-")
         || matches!(
             key,
@@ -115,7 +112,8 @@ pub fn request_metadata(
     headers: &HeaderMap,
     remote: Option<SocketAddr>,
 ) -> Result<MetadataMap, MetadataError> {
-    let mut metadata = MetadataMap::new();
+    // Built as plain headers: the values are the request's own, shared rather than copied.
+    let mut metadata = HeaderMap::new();
     for (name, value) in headers {
         let name = name.as_str();
         if let Some(key) = name.strip_prefix(METADATA_PREFIX) {
@@ -147,48 +145,60 @@ pub fn request_metadata(
         (Some(chain), Some(addr)) => {
             let mut joined = chain.as_bytes().to_vec();
             joined.extend_from_slice(format!(", {}", addr.ip()).as_bytes());
-            Some(
-                HeaderValue::from_bytes(&joined).map_err(|_| MetadataError::InvalidValue {
-                    header: "x-forwarded-for".into(),
-                })?,
-            )
+            Some(HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)))
         }
-        (Some(chain), None) => Some(chain.clone()),
-        (None, Some(addr)) => {
-            Some(HeaderValue::from_str(&addr.ip().to_string()).map_err(|_| {
-                MetadataError::InvalidValue {
-                    header: "x-forwarded-for".into(),
-                }
-            })?)
-        }
+        (Some(chain), None) => Some(Ok(chain.clone())),
+        (None, Some(addr)) => Some(address_value(addr.ip())),
         (None, None) => None,
     };
     if let Some(value) = value {
+        let value = value.map_err(|_| MetadataError::InvalidValue {
+            header: "x-forwarded-for".into(),
+        })?;
         insert_static(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
     }
-    Ok(metadata)
+    Ok(MetadataMap::from_headers(metadata))
 }
 
-/// Inserts an ASCII value under a key known at compile time.
+/// An IP address as a header value, written without an intermediate string.
+fn address_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    // The longest address, an IPv6 one with an embedded IPv4 part, has 45 characters.
+    const ROOM: usize = 48;
+    let mut buf = [0u8; ROOM];
+    let mut rest = &mut buf[..];
+    match std::io::Write::write_fmt(&mut rest, format_args!("{ip}")) {
+        Ok(()) => {
+            let written = ROOM - rest.len();
+            HeaderValue::from_bytes(&buf[..written])
+        }
+        Err(_) => HeaderValue::try_from(ip.to_string()),
+    }
+}
+
+/// Adds an ASCII value under a key known at compile time.
 fn insert_static(
-    metadata: &mut MetadataMap,
+    metadata: &mut HeaderMap,
     header: &str,
     key: &'static str,
     value: &HeaderValue,
 ) -> Result<(), MetadataError> {
-    let value = value
-        .to_str()
-        .ok()
-        .and_then(|text| AsciiMetadataValue::try_from(text).ok())
-        .ok_or_else(|| MetadataError::InvalidValue {
+    if !is_ascii_metadata(value) {
+        return Err(MetadataError::InvalidValue {
             header: header.to_owned(),
-        })?;
-    metadata.append(AsciiMetadataKey::from_static(key), value);
+        });
+    }
+    metadata.append(HeaderName::from_static(key), value.clone());
     Ok(())
 }
 
+/// Whether `value` may be an ASCII metadata value: visible ASCII and spaces, as
+/// [`HeaderValue::to_str`] accepts.
+fn is_ascii_metadata(value: &HeaderValue) -> bool {
+    value.to_str().is_ok()
+}
+
 fn insert(
-    metadata: &mut MetadataMap,
+    metadata: &mut HeaderMap,
     header: &str,
     key: &str,
     value: &HeaderValue,
@@ -207,9 +217,10 @@ fn insert(
     if !valid {
         return Err(invalid_key());
     }
-    if key.ends_with("-bin") {
-        let key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
-        // The header carries base64 (padded or not); the metadata carries the bytes.
+    let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
+    let value = if key.ends_with("-bin") {
+        // The header carries base64 (padded or not); the metadata carries the bytes, which
+        // tonic keeps base64-encoded in its own spelling.
         let engine = base64::engine::GeneralPurpose::new(
             &base64::alphabet::STANDARD,
             base64::engine::GeneralPurposeConfig::new()
@@ -217,13 +228,14 @@ fn insert(
         );
         let bytes =
             base64::Engine::decode(&engine, value.as_bytes()).map_err(|_| invalid_value())?;
-        metadata.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
+        HeaderValue::from_bytes(BinaryMetadataValue::from_bytes(&bytes).as_encoded_bytes())
+            .map_err(|_| invalid_value())?
+    } else if is_ascii_metadata(value) {
+        value.clone()
     } else {
-        let key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
-        let text = value.to_str().map_err(|_| invalid_value())?;
-        let value = AsciiMetadataValue::try_from(text).map_err(|_| invalid_value())?;
-        metadata.append(key, value);
-    }
+        return Err(invalid_value());
+    };
+    metadata.append(name, value);
     Ok(())
 }
 
@@ -258,32 +270,35 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, MetadataErr
 
 /// Appends response metadata to `headers` as `Grpc-Metadata-<key>` headers, skipping reserved
 /// keys; binary (`-bin`) values stay base64-encoded.
-pub fn write_response_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
+pub fn write_response_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
     write_prefixed(metadata, headers, METADATA_PREFIX);
 }
 
 /// Appends trailing metadata to `headers` as `Grpc-Trailer-<key>` headers, with the same rules as
 /// [`write_response_headers`].
-pub fn write_trailer_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
+pub fn write_trailer_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
     write_prefixed(metadata, headers, TRAILER_PREFIX);
 }
 
-fn write_prefixed(metadata: &MetadataMap, headers: &mut HeaderMap, prefix: &str) {
-    for entry in metadata.iter() {
-        let (key, value) = match entry {
-            KeyAndValueRef::Ascii(key, value) => (key.as_str(), value.as_bytes()),
-            KeyAndValueRef::Binary(key, value) => (key.as_str(), value.as_encoded_bytes()),
-        };
-        if is_reserved(key) {
-            continue;
+/// Moves each value under its key with `prefix` added; no value is copied.
+fn write_prefixed(metadata: MetadataMap, headers: &mut HeaderMap, prefix: &str) {
+    let mut spelled = Vec::new();
+    // `into_iter` names a key once, then gives `None` for the key's further values.
+    let mut forwarded = false;
+    for (key, value) in metadata.into_headers() {
+        if let Some(key) = key {
+            forwarded = !is_reserved(key.as_str());
+            if forwarded {
+                spelled.clear();
+                spelled.reserve(prefix.len() + key.as_str().len());
+                spelled.extend_from_slice(prefix.as_bytes());
+                spelled.extend_from_slice(key.as_str().as_bytes());
+            }
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(format!("{prefix}{key}").as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) else {
-            continue;
-        };
-        headers.append(name, value);
+        // A new name for each value costs what cloning one would.
+        if let (true, Ok(name)) = (forwarded, HeaderName::from_bytes(&spelled)) {
+            headers.append(name, value);
+        }
     }
 }
 
@@ -444,6 +459,10 @@ mod tests {
         let v6: SocketAddr = "[::1]:80".parse().expect("addr");
         let md = request_metadata(&HeaderMap::new(), Some(v6)).expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("::1"));
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let wide: SocketAddr = format!("[{longest}]:80").parse().expect("addr");
+        let md = request_metadata(&HeaderMap::new(), Some(wide)).expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-for"), Some(longest));
         let md = request_metadata(&HeaderMap::new(), None).expect("metadata");
         assert!(md.get("x-forwarded-for").is_none());
     }
@@ -569,7 +588,7 @@ mod tests {
             "content-length",
         ] {
             md.insert(
-                AsciiMetadataKey::from_static(reserved),
+                tonic::metadata::AsciiMetadataKey::from_static(reserved),
                 "x".parse().expect("value"),
             );
         }
@@ -595,7 +614,7 @@ mod tests {
     #[test]
     fn response_metadata_becomes_grpc_metadata_headers() {
         let mut out = HeaderMap::new();
-        write_response_headers(&response_metadata(), &mut out);
+        write_response_headers(response_metadata(), &mut out);
         let mut got = written("", &out);
         got.sort();
         let expected = [
@@ -615,7 +634,7 @@ mod tests {
     fn trailers_become_grpc_trailer_headers() {
         let mut out = HeaderMap::new();
         out.insert("content-type", HeaderValue::from_static("application/json"));
-        write_trailer_headers(&response_metadata(), &mut out);
+        write_trailer_headers(response_metadata(), &mut out);
         let mut got = written("grpc-", &out);
         got.sort();
         let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();

@@ -86,7 +86,7 @@ pub fn status_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    crate::metadata::write_trailer_headers(status.metadata(), response.headers_mut());
+    crate::metadata::write_trailer_headers(status.metadata().clone(), response.headers_mut());
     response
 }
 

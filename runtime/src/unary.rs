@@ -114,9 +114,9 @@ pub(crate) fn write_metadata(
             }
             let header_part = tonic::metadata::MetadataMap::from_headers(header_part);
             let trailers = tonic::metadata::MetadataMap::from_headers(trailers);
-            crate::metadata::write_response_headers(&header_part, headers);
-            crate::metadata::write_trailer_headers(&trailers, headers);
+            crate::metadata::write_response_headers(header_part, headers);
+            crate::metadata::write_trailer_headers(trailers, headers);
         }
-        None => crate::metadata::write_response_headers(&metadata, headers),
+        None => crate::metadata::write_response_headers(metadata, headers),
     }
 }

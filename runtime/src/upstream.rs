@@ -25,9 +25,16 @@ impl TrailerSlot {
         self.0.lock().ok().and_then(|mut slot| slot.take())
     }
 
+    /// Keeps the trailers that can become headers; gRPC's own (`grpc-status`, …) stay behind,
+    /// so a call that ends without metadata keeps an empty map and allocates nothing.
     fn put(&self, trailers: &HeaderMap) {
+        let kept: HeaderMap = trailers
+            .iter()
+            .filter(|(name, _)| !crate::metadata::is_reserved(name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(trailers.clone());
+            *slot = Some(kept);
         }
     }
 }
