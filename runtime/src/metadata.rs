@@ -296,7 +296,7 @@ fn write_prefixed(metadata: MetadataMap, headers: &mut HeaderMap, prefix: &str) 
             }
         }
         // A new name for each value costs what cloning one would.
-        if let (true, Ok(name)) = (forwarded, HeaderName::from_bytes(&spelled)) {
+        if forwarded && let Ok(name) = HeaderName::from_bytes(&spelled) {
             headers.append(name, value);
         }
     }
