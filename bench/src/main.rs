@@ -72,6 +72,10 @@ struct Limits {
     /// Connections (concurrent requests in flight); one run each when repeated.
     #[arg(long = "connections", default_values_t = [8usize, 64])]
     connections: Vec<usize>,
+    /// Rounds of every target per scenario and concurrency; a row shows the round with the
+    /// median CPU per request.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// What one run measured.
@@ -520,69 +524,95 @@ async fn run(
     let mut rows = Vec::new();
     for &scenario in scenarios {
         for &connections in &limits.connections {
-            // Interleaved: every target runs each scenario before the next one starts.
-            for &target in &targets {
-                let backend_before = cpu_seconds(&backend.pid());
-                let mut figures = match target {
-                    Target::Direct => {
-                        let output = Command::new(&this)
-                            .args([
-                                "grpc-load",
-                                "--upstream",
-                                &format!("http://127.0.0.1:{backend_port}"),
-                                "--scenario",
-                                &Scenario::ALL
-                                    .iter()
-                                    .position(|s| *s == scenario)
-                                    .unwrap_or(0)
-                                    .to_string(),
-                                "--requests",
-                                &limits.requests.to_string(),
-                                "--seconds",
-                                &limits.seconds.to_string(),
-                                "--connections",
-                                &connections.to_string(),
-                            ])
-                            .output()?;
-                        parse_figures(&String::from_utf8_lossy(&output.stdout))
-                    }
-                    Target::Envoy | Target::Protogate => {
-                        let (port, pid) = if target == Target::Envoy {
-                            (
-                                envoy_port,
-                                envoy.as_ref().map(Proc::pid).unwrap_or_default(),
+            let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
+            // Interleaved: every target runs each scenario before the next one starts, and a
+            // round ends before the next begins.
+            for _ in 0..limits.rounds.max(1) {
+                for (&target, runs) in targets.iter().zip(&mut runs) {
+                    let backend_before = cpu_seconds(&backend.pid());
+                    let mut figures = match target {
+                        Target::Direct => {
+                            let output = Command::new(&this)
+                                .args([
+                                    "grpc-load",
+                                    "--upstream",
+                                    &format!("http://127.0.0.1:{backend_port}"),
+                                    "--scenario",
+                                    &Scenario::ALL
+                                        .iter()
+                                        .position(|s| *s == scenario)
+                                        .unwrap_or(0)
+                                        .to_string(),
+                                    "--requests",
+                                    &limits.requests.to_string(),
+                                    "--seconds",
+                                    &limits.seconds.to_string(),
+                                    "--connections",
+                                    &connections.to_string(),
+                                ])
+                                .output()?;
+                            parse_figures(&String::from_utf8_lossy(&output.stdout))
+                        }
+                        Target::Envoy | Target::Protogate => {
+                            let (port, pid) = if target == Target::Envoy {
+                                (
+                                    envoy_port,
+                                    envoy.as_ref().map(Proc::pid).unwrap_or_default(),
+                                )
+                            } else {
+                                (gateway_port, gateway.pid())
+                            };
+                            let before = cpu_seconds(&pid);
+                            let mut figures = http_load(
+                                SocketAddr::from(([127, 0, 0, 1], port)),
+                                scenario,
+                                limits,
+                                connections,
                             )
-                        } else {
-                            (gateway_port, gateway.pid())
-                        };
-                        let before = cpu_seconds(&pid);
-                        let mut figures = http_load(
-                            SocketAddr::from(([127, 0, 0, 1], port)),
-                            scenario,
-                            limits,
-                            connections,
-                        )
-                        .await;
-                        figures.cpu_seconds = cpu_seconds(&pid) - before;
-                        figures.peak_rss_kib = peak_rss_kib(&pid);
-                        figures
-                    }
-                };
-                figures.backend_cpu_seconds = cpu_seconds(&backend.pid()) - backend_before;
-                eprintln!(
-                    "{} {connections} conns {}: {:.0} req/s, {} errors",
-                    scenario.label(),
-                    target.label(),
-                    figures.rps(),
-                    figures.errors
-                );
-                rows.push((scenario, connections, target, figures));
+                            .await;
+                            figures.cpu_seconds = cpu_seconds(&pid) - before;
+                            figures.peak_rss_kib = peak_rss_kib(&pid);
+                            figures
+                        }
+                    };
+                    figures.backend_cpu_seconds = cpu_seconds(&backend.pid()) - backend_before;
+                    eprintln!(
+                        "{} {connections} conns {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
+                        scenario.label(),
+                        target.label(),
+                        figures.rps(),
+                        figures.cpu_us_per_request(),
+                        figures.errors
+                    );
+                    runs.push(figures);
+                }
+            }
+            for (&target, runs) in targets.iter().zip(runs) {
+                rows.push((scenario, connections, target, median_run(runs)));
             }
         }
     }
-    print_table(scenarios, workers, &rows);
+    print_table(scenarios, workers, limits.rounds, &rows);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// Of several rounds, the run with the median CPU per request (so that a row's figures all come
+/// from one run), with the errors of every round and the highest peak RSS.
+fn median_run(mut runs: Vec<Figures>) -> Figures {
+    runs.sort_by(|a, b| a.cpu_us_per_request().total_cmp(&b.cpu_us_per_request()));
+    let Some(&middle) = runs.get(runs.len() / 2) else {
+        return Figures::default();
+    };
+    Figures {
+        errors: runs.iter().map(|run| run.errors).sum(),
+        peak_rss_kib: runs
+            .iter()
+            .map(|run| run.peak_rss_kib)
+            .max()
+            .unwrap_or_default(),
+        ..middle
+    }
 }
 
 fn parse_figures(line: &str) -> Figures {
@@ -615,12 +645,18 @@ fn print_scenarios(scenarios: &[Scenario]) {
 fn print_table(
     scenarios: &[Scenario],
     workers: usize,
+    rounds: usize,
     rows: &[(Scenario, usize, Target, Figures)],
 ) {
     println!();
     println!(
-        "### {workers} worker thread{} per gateway",
-        if workers == 1 { "" } else { "s" }
+        "### {workers} worker thread{} per gateway{}",
+        if workers == 1 { "" } else { "s" },
+        if rounds > 1 {
+            format!(" (each row: the median of {rounds} rounds by CPU per request)")
+        } else {
+            String::new()
+        }
     );
     println!();
     println!(
@@ -743,4 +779,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cpu_seconds: f64, errors: usize, peak_rss_kib: u64) -> Figures {
+        Figures {
+            requests: 1000,
+            errors,
+            seconds: 1.0,
+            cpu_seconds,
+            peak_rss_kib,
+            ..Figures::default()
+        }
+    }
+
+    #[test]
+    fn a_row_is_the_median_round_with_every_error_and_the_highest_rss() {
+        let row = median_run(vec![
+            run(0.09, 1, 900),
+            run(0.03, 0, 700),
+            run(0.05, 2, 800),
+        ]);
+        assert_eq!(row.cpu_us_per_request(), 50.0);
+        assert_eq!(row.errors, 3);
+        assert_eq!(row.peak_rss_kib, 900);
+        assert_eq!(median_run(Vec::new()).requests, 0);
+    }
 }
