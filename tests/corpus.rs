@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use bytes::{Buf, BufMut, Bytes};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
@@ -179,43 +178,6 @@ mod echo {
     }
 }
 
-struct Gateway {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(binary: &Path, upstream: Option<SocketAddr>) -> Gateway {
-    let upstream = upstream.map(|address| format!("--upstream=http://{address}"));
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(upstream)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gateway starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout);
-    let mut first = String::new();
-    lines
-        .read_line(&mut first)
-        .expect("gateway prints its address");
-    // Keep reading so the gateway never writes to a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-    let address = first
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("address on the first line")
-        .to_owned();
-    Gateway { child, address }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_routes_and_end_to_end() {
     let binary = tokio::task::spawn_blocking(build_gateway)
@@ -260,9 +222,9 @@ async fn corpus_routes_and_end_to_end() {
 
     // A few routes end to end, through a real gRPC server.
     let upstream = echo::serve().await;
-    let gateway = start_gateway(&binary, Some(upstream));
+    let gateway = support::start_binary(&binary, &[&format!("--upstream=http://{upstream}")]);
     let client = reqwest::Client::new();
-    let base = &gateway.address;
+    let base = &gateway.base;
     let get = |path: String| {
         let client = client.clone();
         async move {
@@ -321,12 +283,8 @@ async fn corpus_routes_and_end_to_end() {
 
     // Without an upstream, the corpus services answer 503 naming the flag to set; the demo
     // still runs in-process.
-    let bare = start_gateway(&binary, None);
-    let (status, body) = get(format!(
-        "{}/v1/projects/p1/locations/l1/jobs/j1",
-        bare.address
-    ))
-    .await;
+    let bare = support::start_binary(&binary, &[]);
+    let (status, body) = get(format!("{}/v1/projects/p1/locations/l1/jobs/j1", bare.base)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], 14);
     let message = body["message"].as_str().expect("message");
@@ -334,6 +292,6 @@ async fn corpus_routes_and_end_to_end() {
         message.contains("--upstream google.cloud.scheduler.v1.CloudScheduler=URL"),
         "{message}"
     );
-    let (status, _) = get(format!("{}/demo/v1/shelves", bare.address)).await;
+    let (status, _) = get(format!("{}/demo/v1/shelves", bare.base)).await;
     assert_eq!(status, 200);
 }

@@ -6,6 +6,7 @@
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// A running gateway, stopped when dropped.
@@ -24,7 +25,12 @@ impl Drop for Running {
 
 /// Starts `protogate serve` on a free port with `args`.
 pub fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_protogate"))
+    start_binary(Path::new(env!("CARGO_BIN_EXE_protogate")), args)
+}
+
+/// Starts `binary serve` (a build of the stock gateway) on a free port with `args`.
+pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
