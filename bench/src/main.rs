@@ -521,6 +521,15 @@ async fn run(
     if envoy.is_some() {
         targets.insert(1, Target::Envoy);
     }
+    let stand = Stand {
+        this: &this,
+        backend_port,
+        backend: &backend,
+        gateway_port,
+        gateway: &gateway,
+        envoy_port,
+        envoy: envoy.as_ref(),
+    };
     let mut rows = Vec::new();
     for &scenario in scenarios {
         for &connections in &limits.connections {
@@ -529,53 +538,7 @@ async fn run(
             // round ends before the next begins.
             for _ in 0..limits.rounds.max(1) {
                 for (&target, runs) in targets.iter().zip(&mut runs) {
-                    let backend_before = cpu_seconds(&backend.pid());
-                    let mut figures = match target {
-                        Target::Direct => {
-                            let output = Command::new(&this)
-                                .args([
-                                    "grpc-load",
-                                    "--upstream",
-                                    &format!("http://127.0.0.1:{backend_port}"),
-                                    "--scenario",
-                                    &Scenario::ALL
-                                        .iter()
-                                        .position(|s| *s == scenario)
-                                        .unwrap_or(0)
-                                        .to_string(),
-                                    "--requests",
-                                    &limits.requests.to_string(),
-                                    "--seconds",
-                                    &limits.seconds.to_string(),
-                                    "--connections",
-                                    &connections.to_string(),
-                                ])
-                                .output()?;
-                            parse_figures(&String::from_utf8_lossy(&output.stdout))
-                        }
-                        Target::Envoy | Target::Protogate => {
-                            let (port, pid) = if target == Target::Envoy {
-                                (
-                                    envoy_port,
-                                    envoy.as_ref().map(Proc::pid).unwrap_or_default(),
-                                )
-                            } else {
-                                (gateway_port, gateway.pid())
-                            };
-                            let before = cpu_seconds(&pid);
-                            let mut figures = http_load(
-                                SocketAddr::from(([127, 0, 0, 1], port)),
-                                scenario,
-                                limits,
-                                connections,
-                            )
-                            .await;
-                            figures.cpu_seconds = cpu_seconds(&pid) - before;
-                            figures.peak_rss_kib = peak_rss_kib(&pid);
-                            figures
-                        }
-                    };
-                    figures.backend_cpu_seconds = cpu_seconds(&backend.pid()) - backend_before;
+                    let figures = stand.measure(target, scenario, limits, connections).await?;
                     eprintln!(
                         "{} {connections} conns {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
                         scenario.label(),
@@ -595,6 +558,93 @@ async fn run(
     print_table(scenarios, workers, limits.rounds, &rows);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// Where each target listens, and the processes whose CPU a run measures.
+struct Stand<'a> {
+    this: &'a std::path::Path,
+    backend_port: u16,
+    backend: &'a Proc,
+    gateway_port: u16,
+    gateway: &'a Proc,
+    envoy_port: u16,
+    envoy: Option<&'a Proc>,
+}
+
+impl Stand<'_> {
+    /// One run of `target` in `scenario` at `connections`, with the backend's CPU over it.
+    async fn measure(
+        &self,
+        target: Target,
+        scenario: Scenario,
+        limits: &Limits,
+        connections: usize,
+    ) -> Result<Figures, Box<dyn std::error::Error>> {
+        let backend_before = cpu_seconds(&self.backend.pid());
+        let mut figures = match target {
+            Target::Direct => self.direct(scenario, limits, connections)?,
+            Target::Envoy => {
+                let pid = self.envoy.map(Proc::pid).unwrap_or_default();
+                gateway_run(self.envoy_port, &pid, scenario, limits, connections).await
+            }
+            Target::Protogate => {
+                let pid = self.gateway.pid();
+                gateway_run(self.gateway_port, &pid, scenario, limits, connections).await
+            }
+        };
+        figures.backend_cpu_seconds = cpu_seconds(&self.backend.pid()) - backend_before;
+        Ok(figures)
+    }
+
+    /// A run of the tonic client, in its own process so that it measures its own CPU.
+    fn direct(
+        &self,
+        scenario: Scenario,
+        limits: &Limits,
+        connections: usize,
+    ) -> Result<Figures, Box<dyn std::error::Error>> {
+        let output = Command::new(self.this)
+            .args([
+                "grpc-load",
+                "--upstream",
+                &format!("http://127.0.0.1:{}", self.backend_port),
+                "--scenario",
+                &Scenario::ALL
+                    .iter()
+                    .position(|s| *s == scenario)
+                    .unwrap_or(0)
+                    .to_string(),
+                "--requests",
+                &limits.requests.to_string(),
+                "--seconds",
+                &limits.seconds.to_string(),
+                "--connections",
+                &connections.to_string(),
+            ])
+            .output()?;
+        Ok(parse_figures(&String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+/// A run against the gateway listening on `port`, whose process `pid` is measured from `/proc`.
+async fn gateway_run(
+    port: u16,
+    pid: &str,
+    scenario: Scenario,
+    limits: &Limits,
+    connections: usize,
+) -> Figures {
+    let before = cpu_seconds(pid);
+    let mut figures = http_load(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        scenario,
+        limits,
+        connections,
+    )
+    .await;
+    figures.cpu_seconds = cpu_seconds(pid) - before;
+    figures.peak_rss_kib = peak_rss_kib(pid);
+    figures
 }
 
 /// Of several rounds, the run with the median CPU per request (so that a row's figures all come
