@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use protogate::{Gateway, ServiceInfo};
-use tonic::transport::{Channel, Endpoint};
+use protogate::{Gateway, ServiceInfo, Upstream};
 
 use crate::demo::Library;
 use crate::pb;
@@ -65,23 +64,23 @@ impl Plan {
         }
     }
 
-    /// A gateway: one shared channel per distinct upstream URL, reused by every service behind it.
-    /// Call it on the runtime that will serve the gateway, where the channels spawn their tasks.
+    /// A gateway: one shared connection per distinct upstream URL, reused by every service behind
+    /// it. Call it on the runtime that will serve the gateway, where the connections run.
     pub fn gateway(&self) -> Result<Gateway, Box<dyn std::error::Error + Send + Sync>> {
-        let mut channels: BTreeMap<&str, Channel> = BTreeMap::new();
+        let mut upstreams: BTreeMap<&str, Upstream> = BTreeMap::new();
         let mut gateway = Gateway::new();
         for info in pb::SERVICES {
             let service = match self.target(info) {
                 Target::Remote(url) => {
-                    let channel = match channels.get(url) {
-                        Some(channel) => channel.clone(),
+                    let upstream = match upstreams.get(url) {
+                        Some(upstream) => upstream.clone(),
                         None => {
-                            let channel = Endpoint::from_shared(url.to_owned())?.connect_lazy();
-                            channels.insert(url, channel.clone());
-                            channel
+                            let upstream = Upstream::lazy(url)?;
+                            upstreams.insert(url, upstream.clone());
+                            upstream
                         }
                     };
-                    (info.remote)(channel)
+                    (info.remote)(upstream)
                 }
                 Target::Demo => crate::demo::service(&self.demo),
                 Target::Missing => protogate::Service::unavailable(
@@ -124,9 +123,9 @@ fn normalize(url: &str) -> Result<String, String> {
     } else {
         format!("http://{url}")
     };
-    Endpoint::from_shared(url.clone())
+    Upstream::lazy(&url)
         .map(|_| url.clone())
-        .map_err(|e| format!("--upstream {url}: not a valid URL: {e}"))
+        .map_err(|e| format!("--upstream: {e}"))
 }
 
 /// The route table of every compiled service, one binding per line.
@@ -152,7 +151,7 @@ mod tests {
     fn flags_parse_into_default_and_per_service_upstreams() {
         let plan = Plan::parse(&[
             "localhost:50051".to_owned(),
-            format!("{}=https://library.internal:443", crate::demo::SERVICE_NAME),
+            format!("{}=http://library.internal:8080", crate::demo::SERVICE_NAME),
         ])
         .expect("valid flags");
         assert_eq!(plan.default.as_deref(), Some("http://localhost:50051"));
@@ -160,9 +159,11 @@ mod tests {
             plan.per_service
                 .get(crate::demo::SERVICE_NAME)
                 .map(String::as_str),
-            Some("https://library.internal:443")
+            Some("http://library.internal:8080")
         );
         assert!(Plan::parse(&["a:1".to_owned(), "b:2".to_owned()]).is_err());
         assert!(Plan::parse(&["x.Y=http://h:1".to_owned()]).is_err());
+        let tls = Plan::parse(&["https://library.internal:443".to_owned()]).err();
+        assert!(tls.is_some_and(|e| e.contains("must start with http://")));
     }
 }

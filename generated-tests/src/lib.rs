@@ -181,18 +181,26 @@ impl http_body::Body for WithTrailer {
 pub async fn start_backend() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
+    tokio::spawn(serve_backend(listener, std::future::pending()));
+    Ok(address)
+}
+
+/// Serves the tonic backend on `listener` until `shutdown` completes, then closes its
+/// connections and returns.
+pub async fn serve_backend(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let add_trailer =
         tower::util::MapResponseLayer::new(|response: http::Response<tonic::body::Body>| {
             response.map(|body| tonic::body::Body::new(WithTrailer(body)))
         });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(add_trailer)
-            .add_service(BindingServiceServer::new(Backend))
-            .serve_with_incoming(incoming),
-    );
-    Ok(address)
+    tonic::transport::Server::builder()
+        .layer(add_trailer)
+        .add_service(BindingServiceServer::new(Backend))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 /// Serves `gateway` on 127.0.0.1 and returns its base URL.
@@ -206,15 +214,14 @@ pub async fn serve_gateway(gateway: protogate::Gateway) -> std::io::Result<Strin
     Ok(format!("http://{address}"))
 }
 
-/// A gateway in front of a fresh backend, reached over a real channel.
+/// A gateway in front of a fresh backend, reached over a real connection.
 pub async fn remote_gateway() -> std::io::Result<String> {
     let backend = start_backend().await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{backend}"))
-        .map_err(std::io::Error::other)?
-        .connect_lazy();
+    let upstream =
+        protogate::Upstream::lazy(&format!("http://{backend}")).map_err(std::io::Error::other)?;
     let gateway = protogate::Gateway::new()
         .with(pb::protogate::tests::v1::binding_service_gateway::remote(
-            channel,
+            upstream,
         ))
         .map_err(std::io::Error::other)?;
     serve_gateway(gateway).await

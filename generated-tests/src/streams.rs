@@ -37,7 +37,8 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Lets the gated stream `name` go on after its first tick.
+    /// Lets the gated stream `name` go on after its first tick, or the held upload `name` be
+    /// read on.
     pub fn release(&self, name: &str) {
         self.gate(name).notify_one();
     }
@@ -87,11 +88,28 @@ fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, Messages<T>
 
 impl StreamBackend {
     /// Reads a request stream to its end, counting how it ended.
-    async fn drain<T>(&self, mut messages: Streaming<T>) -> Result<Vec<T>, Status> {
+    async fn drain<T>(&self, messages: Streaming<T>) -> Result<Vec<T>, Status> {
+        self.drain_holding(messages, |_| None).await
+    }
+
+    /// Like [`StreamBackend::drain`], but after the first message stops reading until the gate
+    /// `hold` names for it, if any, is released.
+    async fn drain_holding<T>(
+        &self,
+        mut messages: Streaming<T>,
+        hold: impl Fn(&T) -> Option<Arc<Notify>>,
+    ) -> Result<Vec<T>, Status> {
         let mut all = Vec::new();
         loop {
             match messages.next().await {
-                Some(Ok(message)) => all.push(message),
+                Some(Ok(message)) => {
+                    if all.is_empty()
+                        && let Some(gate) = hold(&message)
+                    {
+                        gate.notified().await;
+                    }
+                    all.push(message);
+                }
                 Some(Err(status)) => {
                     self.observed.bump(&self.observed.request_errors);
                     return Err(status);
@@ -219,8 +237,13 @@ impl StreamService for StreamBackend {
         Ok(Response::new(Box::pin(futures_util::stream::iter(parts))))
     }
 
+    /// An upload named `held-…` stops being read after its first chunk until the test releases
+    /// its name.
     async fn upload(&self, request: Request<Streaming<UploadChunk>>) -> Reply<UploadSummary> {
-        let chunks = self.drain(request.into_inner()).await?;
+        let held = |chunk: &UploadChunk| {
+            (chunk.name.starts_with("held-")).then(|| self.observed.gate(&chunk.name))
+        };
+        let chunks = self.drain_holding(request.into_inner(), held).await?;
         let content = || chunks.iter().filter_map(|c| c.content.as_ref());
         Ok(Response::new(UploadSummary {
             name: chunks.first().map(|c| c.name.clone()).unwrap_or_default(),
@@ -255,7 +278,7 @@ pub async fn start_stream_backend(backend: StreamBackend) -> std::io::Result<Soc
     Ok(address)
 }
 
-/// A gateway in front of `backend`, over a real channel (`remote`) or in process, with the
+/// A gateway in front of `backend`, over a real connection (`remote`) or in process, with the
 /// settings `configure` gives it; its base URL.
 pub async fn stream_gateway(
     backend: &StreamBackend,
@@ -266,10 +289,9 @@ pub async fn stream_gateway(
         let address = start_stream_backend(backend.clone())
             .await
             .expect("backend");
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("endpoint")
-            .connect_lazy();
-        stream_service_gateway::remote(channel)
+        let upstream =
+            protogate::Upstream::lazy(&format!("http://{address}")).expect("upstream URL");
+        stream_service_gateway::remote(upstream)
     } else {
         stream_service_gateway::local(backend.clone())
     };

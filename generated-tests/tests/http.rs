@@ -196,12 +196,10 @@ async fn bad_query_values_name_the_parameter() {
 #[tokio::test]
 async fn unknown_query_parameters_can_be_rejected() {
     let backend = start_backend().await.expect("backend");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{backend}"))
-        .expect("endpoint")
-        .connect_lazy();
+    let upstream = protogate::Upstream::lazy(&format!("http://{backend}")).expect("upstream URL");
     let gateway = Gateway::new()
         .reject_unknown_query_parameters(true)
-        .with(binding_service_gateway::remote(channel))
+        .with(binding_service_gateway::remote(upstream))
         .expect("routes");
     let base = serve_gateway(gateway).await.expect("gateway");
     let (status, body) = get(&format!("{base}/v1/echo/n?bogus=1")).await;
@@ -481,11 +479,9 @@ async fn unreachable_upstream_is_503() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
     drop(listener);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect_lazy();
+    let upstream = protogate::Upstream::lazy(&format!("http://{address}")).expect("upstream URL");
     let gateway = Gateway::new()
-        .with(binding_service_gateway::remote(channel))
+        .with(binding_service_gateway::remote(upstream))
         .expect("routes");
     let base = serve_gateway(gateway).await.expect("gateway");
     let (status, body) = get(&format!("{base}/v1/echo/x")).await;
@@ -536,9 +532,7 @@ async fn headers_become_metadata_and_back() {
 #[tokio::test]
 async fn output_options() {
     let backend = start_backend().await.expect("backend");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{backend}"))
-        .expect("endpoint")
-        .connect_lazy();
+    let upstream = protogate::Upstream::lazy(&format!("http://{backend}")).expect("upstream URL");
     let gateway = Gateway::new()
         .json_output(JsonOptions {
             emit_defaults: true,
@@ -547,7 +541,7 @@ async fn output_options() {
             ..JsonOptions::default()
         })
         .ignore_unknown_fields(true)
-        .with(binding_service_gateway::remote(channel))
+        .with(binding_service_gateway::remote(upstream))
         .expect("routes");
     let base = serve_gateway(gateway).await.expect("gateway");
     let (status, body) = call(

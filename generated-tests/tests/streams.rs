@@ -365,11 +365,10 @@ async fn an_upstream_that_goes_away_ends_the_stream_with_an_error_line() {
         .await
         .expect("backend");
     let proxy = CutProxy::start(address).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.address))
-        .expect("endpoint")
-        .connect_lazy();
+    let upstream =
+        protogate::Upstream::lazy(&format!("http://{}", proxy.address)).expect("upstream URL");
     let gateway = Gateway::new()
-        .with(stream_service_gateway::remote(channel))
+        .with(stream_service_gateway::remote(upstream))
         .expect("gateway");
     let base = serve_gateway(gateway).await.expect("served");
     let response = get(&format!("{base}/v1/streams/cut:count?count=3&gated=true")).await;
@@ -469,6 +468,59 @@ fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
         Some((Ok(hyper::body::Frame::data(data)), receiver))
     });
     (sender, http_body_util::StreamBody::new(frames.boxed()))
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_holds_the_upload_back_and_loses_nothing() {
+    // Without flow control end to end, the gateway would buffer an upload its upstream does not
+    // read, as far as the client cares to send.
+    const UNBOUNDED: usize = 64 * 1024 * 1024;
+    let backend = StreamBackend::default();
+    let base = gateway(&backend).await;
+    let mut sender = connect(&base, false).await;
+    let (writer, body) = channel_body();
+    let request = http::Request::post(format!("{base}/v1/streams/files/held-1:upload"))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .expect("request");
+    let response = tokio::spawn(async move { sender.send(request).await });
+
+    let piece = Bytes::from(vec![1u8; 64 * 1024]);
+    let mut written = 0;
+    loop {
+        let write = writer.send(piece.clone());
+        match tokio::time::timeout(Duration::from_millis(500), write).await {
+            Ok(sent) => sent.expect("the gateway still reads the upload"),
+            Err(_) => break,
+        }
+        written += piece.len();
+        assert!(
+            written < UNBOUNDED,
+            "the gateway took {written} bytes its upstream is not reading"
+        );
+    }
+
+    // Released, the upstream reads on, and every byte arrives.
+    backend.observed.release("held-1");
+    for _ in 0..16 {
+        tokio::time::timeout(PATIENCE, writer.send(piece.clone()))
+            .await
+            .expect("the upload moves again")
+            .expect("sent");
+        written += piece.len();
+    }
+    drop(writer);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("answered within the patience")
+        .expect("request task");
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let summary: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(summary["bytes"], written.to_string(), "{summary}");
 }
 
 /// The next line of a hyper response body.

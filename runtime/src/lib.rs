@@ -20,7 +20,7 @@ pub use json::JsonOptions;
 pub use route::Conflict;
 pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
 pub use stream::{RequestStream, ResponseStream, StreamFuture};
-pub use upstream::Upstream;
+pub use upstream::{Upstream, UpstreamUrlError};
 
 /// Mounts the code protogate-build generated: one module per proto package, a `SERVICES` list,
 /// and the type registry. Use it inside a module of your own:
@@ -41,7 +41,6 @@ macro_rules! include_gateway {
 #[doc(hidden)]
 pub mod __codegen {
     pub use ::tonic;
-    pub use tonic::transport::Channel;
 
     pub use crate::binding::{
         Binding, BodyRule, RawBody, ResponseRule, body_default, body_map, body_message,

@@ -38,8 +38,8 @@ pub struct ServiceInfo {
     pub name: &'static str,
     /// Its bindings, primary ones first in method order.
     pub routes: &'static [&'static RouteInfo],
-    /// Builds the service's routes forwarding to a tonic channel.
-    pub remote: fn(tonic::transport::Channel) -> Service,
+    /// Builds the service's routes forwarding to an upstream.
+    pub remote: fn(crate::Upstream) -> Service,
 }
 
 /// A request as a handler receives it: the HTTP request, the path captures and the gateway's

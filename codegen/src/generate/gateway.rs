@@ -122,10 +122,10 @@ pub fn service_module(
 
             #local
 
-            /// Routes forwarding every binding to the service behind `channel`.
-            pub fn remote(channel: __codegen::Channel) -> __codegen::Service {
+            /// Routes forwarding every binding to the service at `upstream`.
+            pub fn remote(upstream: __codegen::Upstream) -> __codegen::Service {
                 service(
-                    #client::new(__codegen::Upstream::new(channel))
+                    #client::new(upstream)
                         .max_decoding_message_size(usize::MAX),
                 )
             }

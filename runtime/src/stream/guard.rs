@@ -162,7 +162,7 @@ where
             }
             Poll::Ready(Some(Err(status))) => {
                 this.done = true;
-                Poll::Ready(Some(Err(GatewayError::Upstream(connection_lost(status)))))
+                Poll::Ready(Some(Err(GatewayError::Upstream(status))))
             }
             Poll::Ready(None) => {
                 this.done = true;
@@ -170,19 +170,6 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
-    }
-}
-
-/// tonic reports a connection that broke mid-stream as UNKNOWN carrying the transport error as
-/// its source (a status the upstream sent has none): it is UNAVAILABLE, as gRPC itself says.
-fn connection_lost(status: tonic::Status) -> tonic::Status {
-    if status.code() == tonic::Code::Unknown && std::error::Error::source(&status).is_some() {
-        tonic::Status::unavailable(format!(
-            "the upstream connection broke: {}",
-            status.message()
-        ))
-    } else {
-        status
     }
 }
 

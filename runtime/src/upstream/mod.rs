@@ -1,17 +1,23 @@
-//! The channel to a remote service, wrapped so that the response trailers stay known.
+//! The connection to a remote service, and the trailers of its responses kept apart.
 //!
 //! tonic merges a unary response's trailers into its metadata. The gateway sends headers back as
 //! `Grpc-Metadata-<key>` and trailers as `Grpc-Trailer-<key>`, so [`Upstream`] copies the
 //! trailers aside as the body yields them and hands them over through the response extensions.
 
+mod connection;
+mod exchange;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tonic::transport::Channel;
+
+use self::connection::Connection;
+use self::exchange::ResponseBody;
 
 use crate::stream::{AbortSignal, Abortable};
 
@@ -39,26 +45,80 @@ impl TrailerSlot {
     }
 }
 
-/// A tonic channel whose responses remember their trailers.
+/// An upstream gRPC server, reached over one HTTP/2 connection that every clone shares.
+///
+/// The connection opens on the first call and again on the first call after it closes, so an
+/// upstream that restarts is reached again without the gateway doing anything. Calls that find
+/// no upstream fail with UNAVAILABLE.
+///
+/// ```
+/// let upstream = protogate::Upstream::lazy("http://127.0.0.1:50051")?;
+/// # Ok::<(), protogate::UpstreamUrlError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    channel: Channel,
+    connection: Arc<Connection>,
 }
 
 impl Upstream {
-    /// Wraps a channel; clones share its connection.
-    pub fn new(channel: Channel) -> Self {
-        Upstream { channel }
+    /// How long connecting may take unless [`Upstream::connect_timeout`] says otherwise.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The upstream at `url` (`http://host:port`), connected to on first use.
+    pub fn lazy(url: &str) -> Result<Upstream, UpstreamUrlError> {
+        Ok(Upstream {
+            connection: Arc::new(Connection::new(url, Self::DEFAULT_CONNECT_TIMEOUT)?),
+        })
     }
+
+    /// The same upstream, with a connection of its own that gives up connecting after
+    /// `timeout` (the call then fails with UNAVAILABLE).
+    pub fn connect_timeout(self, timeout: Duration) -> Upstream {
+        Upstream {
+            connection: Arc::new(self.connection.with_connect_timeout(timeout)),
+        }
+    }
+}
+
+/// Why a URL cannot name an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamUrlError {
+    /// Not a URL at all.
+    #[error("upstream `{url}` is not a valid URL: {source}")]
+    Invalid {
+        /// The URL given.
+        url: String,
+        /// What the parser found wrong.
+        source: http::uri::InvalidUri,
+    },
+    /// Not `http://`: the gateway speaks gRPC over cleartext HTTP/2 only.
+    #[error("upstream `{url}` must start with http:// (cleartext HTTP/2; TLS is not supported)")]
+    UnsupportedScheme {
+        /// The URL given.
+        url: String,
+    },
+    /// No host to connect to.
+    #[error("upstream `{url}` names no host")]
+    MissingHost {
+        /// The URL given.
+        url: String,
+    },
+    /// A path after the host, which gRPC has no use for.
+    #[error("upstream `{url}` has a path; give only http://host:port")]
+    HasPath {
+        /// The URL given.
+        url: String,
+    },
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
     type Response = http::Response<TrailerBody>;
-    type Error = tonic::transport::Error;
+    type Error = tonic::Status;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::poll_ready(&mut self.channel, cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call waits for its own stream: the connection's stream limit applies there.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
@@ -69,9 +129,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
             }
             None => request,
         };
-        let pending = tower::Service::call(&mut self.channel, request);
+        let connection = self.connection.clone();
         Box::pin(async move {
-            let response = pending.await?;
+            let response = exchange::send(&connection, request).await?;
             let slot = TrailerSlot::default();
             let (mut parts, body) = response.into_parts();
             parts.extensions.insert(slot.clone());
@@ -85,7 +145,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
 
 /// A response body that copies its trailers into a [`TrailerSlot`] as they pass.
 pub struct TrailerBody {
-    inner: tonic::body::Body,
+    inner: ResponseBody,
     slot: TrailerSlot,
 }
 
