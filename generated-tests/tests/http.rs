@@ -525,6 +525,8 @@ async fn headers_become_metadata_and_back() {
     assert_eq!(received["trace-bin"], "[1, 2, 3]");
     assert_eq!(received["authorization"], "Bearer token");
     assert_eq!(received["grpcgateway-user-agent"], "tests");
+    let user_agent = received["user-agent"].as_str().unwrap_or_default();
+    assert!(user_agent.starts_with("protogate/"), "{body}");
     assert_eq!(received["x-forwarded-for"], "127.0.0.1");
     assert!(received.get("x-not-forwarded").is_none(), "{body}");
 }

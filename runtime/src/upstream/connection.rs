@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
+use http::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use tokio::sync::OnceCell;
 
@@ -16,6 +17,9 @@ use super::UpstreamUrlError;
 /// enough that a 64 KiB message does not wait for a window update on a fast link.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+
+/// How the gateway introduces itself to upstreams, as gRPC clients do.
+const USER_AGENT: &str = concat!("protogate/", env!("CARGO_PKG_VERSION"));
 
 /// Where the upstream is and how its requests are addressed.
 #[derive(Clone, Debug)]
@@ -101,35 +105,43 @@ impl Connection {
         url: &str,
         connect_timeout: Duration,
     ) -> Result<Connection, UpstreamUrlError> {
-        Ok(Connection {
-            target: Target::parse(url)?,
-            connect_timeout,
-            current: Mutex::new(Arc::default()),
-        })
+        Ok(Connection::to(Target::parse(url)?, connect_timeout))
     }
 
     /// A connection to the same upstream, not yet open, that connects with `connect_timeout`.
     pub(crate) fn with_connect_timeout(&self, connect_timeout: Duration) -> Connection {
+        Connection::to(self.target.clone(), connect_timeout)
+    }
+
+    fn to(target: Target, connect_timeout: Duration) -> Connection {
         Connection {
-            target: self.target.clone(),
+            target,
             connect_timeout,
-            current: Mutex::new(Arc::default()),
+            current: Mutex::default(),
         }
     }
 
-    /// Sends the head of a request to `path` on a new stream, connecting first if need be.
+    /// Sends the head of a request on a new stream, connecting first if need be. The head's URI
+    /// gives the path; the upstream's scheme and authority complete it.
     pub(crate) async fn open(
         self: &Arc<Self>,
         mut head: http::request::Parts,
-        path: PathAndQuery,
     ) -> Result<Stream, tonic::Status> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.target.scheme.clone());
         uri.authority = Some(self.target.authority.clone());
-        uri.path_and_query = Some(path);
+        uri.path_and_query = Some(
+            head.uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         head.uri = http::Uri::from_parts(uri).map_err(|e| {
             tonic::Status::internal(format!("cannot address the upstream request: {e}"))
         })?;
+        head.headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
         let request = http::Request::from_parts(head, ());
 
         // A connection that was ready a moment ago may have closed since (the upstream restarted

@@ -23,14 +23,8 @@ pub(crate) async fn send(
     connection: &Arc<Connection>,
     request: http::Request<tonic::body::Body>,
 ) -> Result<http::Response<ResponseBody>, Status> {
-    let (mut head, body) = request.into_parts();
-    let path = head
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    head.extensions.clear();
-    let mut stream = connection.open(head, path).await?;
+    let (head, body) = request.into_parts();
+    let mut stream = connection.open(head).await?;
     let mut pump = Some(RequestPump::new(body, stream.send));
     let response = poll_fn(|cx| {
         if let Some(running) = &mut pump
