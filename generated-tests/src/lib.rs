@@ -191,12 +191,21 @@ pub async fn serve_backend(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_backend_with(tonic::transport::Server::builder(), listener, shutdown).await
+}
+
+/// [`serve_backend`] with the server settings of `server`.
+pub async fn serve_backend_with(
+    server: tonic::transport::Server,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let add_trailer =
         tower::util::MapResponseLayer::new(|response: http::Response<tonic::body::Body>| {
             response.map(|body| tonic::body::Body::new(WithTrailer(body)))
         });
-    tonic::transport::Server::builder()
+    server
         .layer(add_trailer)
         .add_service(BindingServiceServer::new(Backend))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -1,11 +1,11 @@
 //! The gateway's connection to an upstream, over real sockets: opened again after the upstream
-//! restarts, bounded while connecting hangs, and flow-controlled for messages larger than the
-//! HTTP/2 windows on either side.
+//! restarts, bounded while connecting hangs, flow-controlled for messages larger than the HTTP/2
+//! windows on either side, and queueing calls beyond the upstream's limit on streams.
 
 use std::time::Duration;
 
 use generated_tests::pb::protogate::tests::v1::binding_service_gateway;
-use generated_tests::{serve_backend, serve_gateway};
+use generated_tests::{serve_backend, serve_backend_with, serve_gateway};
 use protogate::{Gateway, Upstream};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -127,4 +127,29 @@ async fn messages_larger_than_the_http2_windows_go_both_ways_whole() {
         }
     });
     futures_util::future::join_all(calls).await;
+}
+
+#[tokio::test]
+async fn calls_beyond_the_upstreams_stream_limit_wait_their_turn() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tonic::transport::Server::builder().max_concurrent_streams(2);
+    tokio::spawn(serve_backend_with(server, listener, std::future::pending()));
+    let upstream = Upstream::lazy(&format!("http://{address}")).expect("upstream URL");
+    let base = gateway_for(upstream).await;
+
+    // Twenty calls that each hold their stream for 50 ms, two streams at a time.
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let calls = (0..20).map(|_| {
+        let request = client.get(format!("{base}/v1/slow/50"));
+        async move { request.send().await.expect("answered").status() }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "the limit of two streams was not kept: {:?}",
+        started.elapsed()
+    );
 }

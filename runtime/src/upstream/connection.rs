@@ -202,6 +202,9 @@ impl Connection {
                 .await?;
             tcp.set_nodelay(true)?;
             h2::client::Builder::new()
+                // One stream until the upstream's SETTINGS tell its limit: calls beyond a limit
+                // it has not told yet would be refused.
+                .initial_max_send_streams(1)
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .enable_push(false)
