@@ -111,11 +111,23 @@ fn is_integer_token(text: &str) -> bool {
 }
 
 /// The integer types of proto: parsed from text, or from a double that must be integral.
-trait Integer: Sized + std::str::FromStr {
+trait Integer: Sized + std::str::FromStr + TryFrom<i128> {
     const MIN_F64: f64;
     const MAX_F64: f64;
+    const SIGNED: bool;
     /// Rust's `as` conversion (saturating at the bounds), used after the range check.
     fn from_f64(value: f64) -> Self;
+
+    /// The value of a sign and magnitude read by [`Reader::short_integer`], if in range and
+    /// written as `FromStr` would take it (no `-` at all for unsigned types, not even `-0`).
+    #[inline]
+    fn from_parts(negative: bool, magnitude: u64) -> Option<Self> {
+        if negative && !Self::SIGNED {
+            return None;
+        }
+        let magnitude = i128::from(magnitude);
+        Self::try_from(if negative { -magnitude } else { magnitude }).ok()
+    }
 }
 
 macro_rules! integer {
@@ -123,6 +135,7 @@ macro_rules! integer {
         impl Integer for $ty {
             const MIN_F64: f64 = <$ty>::MIN as f64;
             const MAX_F64: f64 = <$ty>::MAX as f64;
+            const SIGNED: bool = <$ty>::MIN != 0;
             fn from_f64(value: f64) -> Self {
                 value as $ty
             }
@@ -174,6 +187,15 @@ fn integer_from_string<T: Integer>(text: &str, what: &str) -> Result<T, JsonErro
 }
 
 fn read_integer<T: Integer>(r: &mut Reader<'_>, what: &str) -> Result<T, JsonError> {
+    // Most integers are short digit runs, quoted or not: read in one pass. The rest, and
+    // anything out of range, take the general path, which also words the errors.
+    let start = r.position();
+    if let Some((negative, magnitude)) = r.short_integer() {
+        if let Some(value) = T::from_parts(negative, magnitude) {
+            return Ok(value);
+        }
+        r.rewind(start);
+    }
     match numeric(r, what)? {
         Numeric::Number(text) => integer_from_number(text, what),
         Numeric::String(text) => integer_from_string(&text, what),
@@ -1000,7 +1022,87 @@ pub(crate) mod tests {
         assert!(NullValue::is_default(&0));
     }
 
+    /// What [`read_integer`] gives without its one-pass path: the number or string read
+    /// whole, then parsed.
+    fn read_integer_in_full<T: Integer>(input: &str, what: &str) -> Result<T, JsonError> {
+        let mut r = Reader::new(input.as_bytes(), JsonOptions::default(), &Registry::EMPTY);
+        let value = match numeric(&mut r, what)? {
+            Numeric::Number(text) => integer_from_number(text, what)?,
+            Numeric::String(text) => integer_from_string(&text, what)?,
+        };
+        r.finish()?;
+        Ok(value)
+    }
+
+    fn same_as_in_full<T: Integer + PartialEq + std::fmt::Debug>(input: &str) {
+        let mut r = Reader::new(input.as_bytes(), JsonOptions::default(), &Registry::EMPTY);
+        let fast = read_integer::<T>(&mut r, "an integer").and_then(|v| r.finish().map(|()| v));
+        assert_eq!(
+            fast,
+            read_integer_in_full::<T>(input, "an integer"),
+            "{input}"
+        );
+    }
+
+    #[test]
+    fn integers_read_in_one_pass_as_in_full() {
+        for input in [
+            "0",
+            "-0",
+            "\"-0\"",
+            "\"+0\"",
+            "7",
+            "\"007\"",
+            "00",
+            "-",
+            "\"-\"",
+            "\"\"",
+            "\"+\"",
+            "+1",
+            "1.0",
+            "1e2",
+            "-1E+2",
+            "\"1e2\"",
+            "\" 12\"",
+            "\"12 \"",
+            "\"1\\u0032\"",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "4294967295",
+            "4294967296",
+            "\"9223372036854775807\"",
+            "\"9223372036854775808\"",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "9999999999999999999",
+            "18446744073709551615",
+            "\"18446744073709551616\"",
+            "\"000000000000000000001\"",
+            "12 ",
+            "12x",
+            "[12]",
+            "\"12",
+        ] {
+            same_as_in_full::<i32>(input);
+            same_as_in_full::<u32>(input);
+            same_as_in_full::<i64>(input);
+            same_as_in_full::<u64>(input);
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn integers_read_in_one_pass_as_in_full_for_any_digits(
+            input in "\"?[-+]?[0-9]{0,22}(\\.[0-9]|e[0-9])?\"?",
+        ) {
+            same_as_in_full::<i32>(&input);
+            same_as_in_full::<u32>(&input);
+            same_as_in_full::<i64>(&input);
+            same_as_in_full::<u64>(&input);
+        }
+
         #[test]
         fn i64_round_trips(v in proptest::num::i64::ANY) {
             proptest::prop_assert_eq!(read::<I64>(&write::<I64>(&v)), Ok(v));

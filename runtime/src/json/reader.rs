@@ -73,6 +73,8 @@ impl<'a> Reader<'a> {
         self.registry
     }
 
+    #[cold]
+    #[inline(never)]
     fn error<T>(&self, message: impl Into<String>) -> Result<T, JsonError> {
         Err(JsonError::syntax(self.pos, message))
     }
@@ -118,14 +120,20 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes `null` if it comes next; `Ok(false)` (nothing consumed) for any other value.
+    #[inline]
     pub fn try_null(&mut self) -> Result<bool, JsonError> {
         if self.next_byte() == Some(b'n') {
-            if self.literal(b"null") {
-                return Ok(true);
-            }
-            return self.error("expected `null`");
+            return self.null();
         }
         Ok(false)
+    }
+
+    /// `null`, whose `n` is next.
+    fn null(&mut self) -> Result<bool, JsonError> {
+        if self.literal(b"null") {
+            return Ok(true);
+        }
+        self.error("expected `null`")
     }
 
     /// A boolean.
@@ -154,6 +162,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, borrowed from the input when it has no escapes.
+    #[inline]
     pub fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         if self.next_byte() != Some(b'"') {
             return Err(self.type_error("a string"));
@@ -162,9 +171,25 @@ impl<'a> Reader<'a> {
         self.string_body()
     }
 
-    /// The rest of a string whose opening quote was just consumed.
+    /// The rest of a string whose opening quote was just consumed. Text without escapes up to
+    /// the closing quote is borrowed here; anything else is left to [`Reader::string_slow`].
     #[inline]
     fn string_body(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        let start = self.pos;
+        let rest = self.input.get(start..).unwrap_or_default();
+        let end = start + find_special(rest).unwrap_or(rest.len());
+        if self.input.get(end) == Some(&b'"')
+            && let Some(text) = self.text.get(start..end)
+        {
+            self.pos = end + 1;
+            return Ok(Cow::Borrowed(text));
+        }
+        self.string_slow()
+    }
+
+    /// The rest of a string (its opening quote consumed) with escapes, or malformed.
+    #[inline(never)]
+    fn string_slow(&mut self) -> Result<Cow<'a, str>, JsonError> {
         let start = self.pos;
         let run = self.plain_run()?;
         if self.input.get(self.pos) == Some(&b'"') {
@@ -186,7 +211,6 @@ impl<'a> Reader<'a> {
 
     /// Consumes the bytes up to the next `"`, `\` or control byte (or the end of the input)
     /// and returns them as text.
-    #[inline]
     fn plain_run(&mut self) -> Result<&'a str, JsonError> {
         let start = self.pos;
         let rest = self.input.get(start..).unwrap_or_default();
@@ -334,6 +358,40 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| JsonError::syntax(start, "invalid number"))
     }
 
+    /// A decimal integer of at most 19 digits, read in one pass as `(negative, magnitude)`:
+    /// either a JSON number token without fraction or exponent, or a string of an optional sign
+    /// and digits only (no escapes). `None`, with nothing consumed, for anything else, which
+    /// [`Reader::number_text`] or [`Reader::string`] then read (and report) in full.
+    pub(crate) fn short_integer(&mut self) -> Option<(bool, u64)> {
+        self.skip_whitespace();
+        let input = self.input;
+        let quoted = input.get(self.pos) == Some(&b'"');
+        let mut at = self.pos + usize::from(quoted);
+        let negative = input.get(at) == Some(&b'-');
+        if negative || (quoted && input.get(at) == Some(&b'+')) {
+            at += 1;
+        }
+        let digits_start = at;
+        let (count, magnitude) = leading_digits(input.get(at..).unwrap_or_default());
+        if count == 0 || count > MAX_U64_DIGITS {
+            return None;
+        }
+        at += count;
+        let next = input.get(at).copied();
+        if quoted {
+            if next != Some(b'"') {
+                return None;
+            }
+            at += 1;
+        } else if matches!(next, Some(b'.' | b'e' | b'E'))
+            || (count > 1 && input[digits_start] == b'0')
+        {
+            return None;
+        }
+        self.pos = at;
+        Some((negative, magnitude))
+    }
+
     fn enter(&mut self, open: u8, what: &str) -> Result<(), JsonError> {
         if self.next_byte() != Some(open) {
             return Err(self.type_error(what));
@@ -348,6 +406,7 @@ impl<'a> Reader<'a> {
 
     /// True when the current container has no element yet: the last significant byte before
     /// the current position is its opening bracket.
+    #[inline]
     fn container_empty(&self) -> bool {
         let before = self.input.get(..self.pos).unwrap_or_default();
         matches!(
@@ -357,6 +416,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether the current container has another element; consumes the `,` or the closing byte.
+    #[inline]
     fn more(&mut self, close: u8) -> Result<bool, JsonError> {
         if self.depth == 0 {
             return self.error("not inside an object or array");
@@ -508,6 +568,29 @@ pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|i| offset + i)
+}
+
+/// The most decimal digits that always fit in a `u64`.
+const MAX_U64_DIGITS: usize = 19;
+
+/// The length of the run of ASCII digits at the start of `bytes`, and its value; scanning stops
+/// once the run is longer than [`MAX_U64_DIGITS`], and the value is only meaningful up to that.
+///
+/// One byte at a time: for the runs of up to 19 digits this is for, that beats combining eight
+/// bytes at a time, whose longer chain of multiplications comes before any result.
+#[inline]
+fn leading_digits(bytes: &[u8]) -> (usize, u64) {
+    let mut count = 0;
+    let mut value = 0u64;
+    for &byte in bytes.iter().take(MAX_U64_DIGITS + 1) {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        count += 1;
+    }
+    (count, value)
 }
 
 fn describe_byte(byte: u8) -> String {
@@ -718,7 +801,133 @@ mod tests {
         assert!(r.string().is_err());
     }
 
+    #[test]
+    fn strings_of_every_length_around_an_escape_or_a_stop() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            let input = format!("\"{plain}\"");
+            let mut r = reader(&input);
+            assert!(matches!(r.string(), Ok(Cow::Borrowed(s)) if s == plain));
+            r.finish().expect("consumed");
+
+            let input = format!("\"{plain}\\n{plain}\\ud83d\\ude00\"");
+            let mut r = reader(&input);
+            assert_eq!(r.string().expect("escaped"), format!("{plain}\n{plain}😀"));
+            r.finish().expect("consumed");
+
+            for bad in [
+                format!("\"{plain}"),
+                format!("\"{plain}\n\""),
+                format!("\"{plain}\\"),
+                format!("\"{plain}\\ud83d\""),
+            ] {
+                let error = reader(&bad).string().expect_err(&bad);
+                assert!(error.offset().is_some(), "{bad}: {error}");
+            }
+            let mut bad = format!("\"{plain}").into_bytes();
+            bad.extend_from_slice(b"\xc3\"");
+            let error = Reader::new(&bad, JsonOptions::default(), &Registry::EMPTY)
+                .string()
+                .expect_err("invalid UTF-8");
+            assert!(error.to_string().contains("UTF-8"), "{error}");
+        }
+    }
+
+    #[test]
+    fn leading_digits_of_every_length() {
+        assert_eq!(leading_digits(b""), (0, 0));
+        assert_eq!(leading_digits(b"x1"), (0, 0));
+        assert_eq!(leading_digits(b"0"), (1, 0));
+        assert_eq!(leading_digits(b"7\""), (1, 7));
+        assert_eq!(leading_digits(b"12345678"), (8, 12_345_678));
+        assert_eq!(leading_digits(b"12345678\""), (8, 12_345_678));
+        assert_eq!(leading_digits(b"123456789,"), (9, 123_456_789));
+        assert_eq!(leading_digits(b"00000000000000000042\""), (20, 42));
+        assert_eq!(
+            leading_digits(b"9999999999999999999\""),
+            (19, 9_999_999_999_999_999_999)
+        );
+        assert_eq!(leading_digits(b"1000000000005\",").0, 13);
+        assert_eq!(leading_digits(b"1000000000005\",").1, 1_000_000_000_005);
+        for stop in [b'/', b':', b' ', 0x00, 0x7f, 0x80, 0x8a, 0xb9, 0xff] {
+            let mut input = b"31415926535".to_vec();
+            input.insert(5, stop);
+            assert_eq!(leading_digits(&input), (5, 31_415), "stop byte {stop:#x}");
+        }
+    }
+
+    fn short_integer(input: &str) -> Option<(bool, u64, usize)> {
+        let mut r = reader(input);
+        let result = r.short_integer();
+        if result.is_none() {
+            assert_eq!(r.position(), 0, "{input}: nothing consumed");
+        }
+        result.map(|(negative, magnitude)| (negative, magnitude, r.position()))
+    }
+
+    #[test]
+    fn short_integers_and_what_is_left_to_the_general_path() {
+        assert_eq!(short_integer("0"), Some((false, 0, 1)));
+        assert_eq!(short_integer(" -12,"), Some((true, 12, 4)));
+        assert_eq!(short_integer("\"-12\""), Some((true, 12, 5)));
+        assert_eq!(short_integer("\"+12\""), Some((false, 12, 5)));
+        assert_eq!(short_integer("\"007\""), Some((false, 7, 5)), "as FromStr");
+        assert_eq!(short_integer("-0]"), Some((true, 0, 2)));
+        assert_eq!(
+            short_integer("\"9223372036854775808\""),
+            Some((false, 9_223_372_036_854_775_808, 21))
+        );
+        assert_eq!(
+            short_integer("9999999999999999999"),
+            Some((false, 9_999_999_999_999_999_999, 19))
+        );
+        for general in [
+            "",
+            "-",
+            "+1",
+            "01",
+            "-01",
+            "00",
+            "1.5",
+            "1e2",
+            "1E2",
+            "5.0",
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "\"\"",
+            "\"-\"",
+            "\"+-1\"",
+            "\" 1\"",
+            "\"1 \"",
+            "\"1e2\"",
+            "\"1.0\"",
+            "\"\\u0031\"",
+            "\"12",
+            "true",
+            "null",
+            "[1]",
+        ] {
+            assert_eq!(short_integer(general), None, "{general}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn leading_digits_match_a_byte_scan(
+            bytes in proptest::collection::vec(proptest::sample::select(b"0123456789/:\" a\x00\xff".to_vec()), 0..30),
+        ) {
+            let count = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            let (n, value) = leading_digits(&bytes);
+            proptest::prop_assert!(n <= count);
+            if count <= MAX_U64_DIGITS {
+                proptest::prop_assert_eq!(n, count);
+                let text = std::str::from_utf8(&bytes[..count]).expect("digits");
+                proptest::prop_assert_eq!(value, text.parse::<u64>().unwrap_or(0));
+            } else {
+                proptest::prop_assert!(n > MAX_U64_DIGITS);
+            }
+        }
+
         #[test]
         fn find_special_finds_the_first_stop(
             bytes in proptest::collection::vec(proptest::sample::select(vec![b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]), 0..40),
