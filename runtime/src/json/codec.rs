@@ -334,6 +334,10 @@ impl Codec for F64 {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<f64, JsonError> {
+        // A plain number token is read in one pass, and short decimals need no parsing after.
+        if let Some((text, exact)) = r.float_token() {
+            return exact.map_or_else(|| finite_f64(text), Ok);
+        }
         match numeric(r, DOUBLE)? {
             Numeric::Number(text) => finite_f64(text),
             Numeric::String(text) => f64_from_text(&text),
@@ -1092,7 +1096,62 @@ pub(crate) mod tests {
         }
     }
 
+    /// A double read whole and then parsed, as [`F64::read`] does without its one-pass path.
+    fn f64_in_full(input: &str) -> Result<f64, JsonError> {
+        let mut r = Reader::new(input.as_bytes(), JsonOptions::default(), &Registry::EMPTY);
+        let value = match numeric(&mut r, DOUBLE)? {
+            Numeric::Number(text) => finite_f64(text)?,
+            Numeric::String(text) => f64_from_text(&text)?,
+        };
+        r.finish()?;
+        Ok(value)
+    }
+
+    fn same_f64_as_in_full(input: &str) {
+        let fast = read::<F64>(input).map(f64::to_bits);
+        assert_eq!(fast, f64_in_full(input).map(f64::to_bits), "{input}");
+    }
+
+    #[test]
+    fn doubles_read_in_one_pass_as_in_full() {
+        for input in [
+            "0",
+            "-0",
+            "4.25",
+            "0.1",
+            "-1.5e3",
+            "1e22",
+            "1e23",
+            "1E-22",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "1e-400",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "2.5x",
+            "\"2.5\"",
+            "\"NaN\"",
+            "true",
+            "9007199254740993",
+            "1.6666666666666667",
+            "[1]",
+        ] {
+            same_f64_as_in_full(input);
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn doubles_read_in_one_pass_as_in_full_for_any_number(
+            input in "-?[0-9]{0,22}(\\.[0-9]{0,22})?([eE][+-]?[0-9]{0,4})?",
+        ) {
+            same_f64_as_in_full(&input);
+        }
+
         #[test]
         fn integers_read_in_one_pass_as_in_full_for_any_digits(
             input in "\"?[-+]?[0-9]{0,22}(\\.[0-9]|e[0-9])?\"?",

@@ -392,6 +392,76 @@ impl<'a> Reader<'a> {
         Some((negative, magnitude))
     }
 
+    /// A well-formed JSON number token read in one pass: its text, and its value when the
+    /// decimal converts exactly with one floating-point operation (at most 19 significant digits
+    /// making a mantissa up to 2^53, scaled by a power of ten up to 10^22, both exact doubles,
+    /// so the one rounding is the correct one). `None`, with nothing consumed, for anything
+    /// else, which [`Reader::number_text`] then reads (and reports) in full.
+    pub(crate) fn float_token(&mut self) -> Option<(&'a str, Option<f64>)> {
+        /// Exponent digits beyond these make the value too large or small for the exact path.
+        const MAX_EXPONENT_DIGITS: usize = 4;
+        self.skip_whitespace();
+        let input = self.input;
+        let start = self.pos;
+        let negative = input.get(start) == Some(&b'-');
+        let mut at = start + usize::from(negative);
+        let (int_count, int_value) = digit_run(input.get(at..).unwrap_or_default());
+        if int_count == 0 || (int_count > 1 && input[at] == b'0') {
+            return None;
+        }
+        at += int_count;
+        let (mut digits, mut mantissa) = (int_count, int_value);
+        let mut scale = 0i32;
+        if input.get(at) == Some(&b'.') {
+            at += 1;
+            let (count, value) = digit_run(input.get(at..).unwrap_or_default());
+            if count == 0 {
+                return None;
+            }
+            at += count;
+            digits += count;
+            if digits <= MAX_U64_DIGITS {
+                mantissa = mantissa * POW10[count] + value;
+                scale = -(count as i32);
+            }
+        }
+        if let Some(b'e' | b'E') = input.get(at) {
+            at += 1;
+            let exponent_negative = input.get(at) == Some(&b'-');
+            if let Some(b'+' | b'-') = input.get(at) {
+                at += 1;
+            }
+            let (count, value) = digit_run(input.get(at..).unwrap_or_default());
+            if count == 0 {
+                return None;
+            }
+            at += count;
+            if count > MAX_EXPONENT_DIGITS {
+                digits = usize::MAX;
+            } else if exponent_negative {
+                scale -= value as i32;
+            } else {
+                scale += value as i32;
+            }
+        }
+        if input.get(at).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let text = self.text.get(start..at)?;
+        self.pos = at;
+        let exact =
+            (digits <= MAX_U64_DIGITS && mantissa <= 1 << 53 && scale.abs() <= 22).then(|| {
+                let (value, power) = (mantissa as f64, POW10_F64[scale.unsigned_abs() as usize]);
+                let magnitude = if scale < 0 {
+                    value / power
+                } else {
+                    value * power
+                };
+                if negative { -magnitude } else { magnitude }
+            });
+        Some((text, exact))
+    }
+
     fn enter(&mut self, open: u8, what: &str) -> Result<(), JsonError> {
         if self.next_byte() != Some(open) {
             return Err(self.type_error(what));
@@ -572,6 +642,38 @@ pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
 
 /// The most decimal digits that always fit in a `u64`.
 const MAX_U64_DIGITS: usize = 19;
+
+/// The whole run of ASCII digits at the start of `bytes`: its length, and its value when it
+/// has at most [`MAX_U64_DIGITS`] digits.
+#[inline]
+fn digit_run(bytes: &[u8]) -> (usize, u64) {
+    let (count, value) = leading_digits(bytes);
+    if count <= MAX_U64_DIGITS {
+        return (count, value);
+    }
+    let more = bytes.get(count..).unwrap_or_default();
+    (
+        count + more.iter().take_while(|b| b.is_ascii_digit()).count(),
+        value,
+    )
+}
+
+/// Powers of ten as integers, up to the 19 digits of [`MAX_U64_DIGITS`].
+const POW10: [u64; MAX_U64_DIGITS + 1] = {
+    let mut powers = [1; MAX_U64_DIGITS + 1];
+    let mut i = 1;
+    while i < powers.len() {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
+
+/// The powers of ten that are exact doubles: up to 10^22.
+const POW10_F64: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 /// The length of the run of ASCII digits at the start of `bytes`, and its value; scanning stops
 /// once the run is longer than [`MAX_U64_DIGITS`], and the value is only meaningful up to that.
@@ -911,7 +1013,84 @@ mod tests {
         }
     }
 
+    fn float_token(input: &str) -> Option<(String, Option<f64>, usize)> {
+        let mut r = reader(input);
+        let result = r.float_token();
+        if result.is_none() {
+            assert_eq!(r.position(), 0, "{input}: nothing consumed");
+        }
+        result.map(|(text, exact)| (text.to_owned(), exact, r.position()))
+    }
+
+    #[test]
+    fn float_tokens_exact_or_left_to_parse() {
+        let exact = |input: &str| float_token(input).and_then(|(_, exact, _)| exact);
+        assert_eq!(exact("0"), Some(0.0));
+        assert!(exact("-0").is_some_and(|v| v == 0.0 && v.is_sign_negative()));
+        assert_eq!(exact("4.25"), Some(4.25));
+        assert_eq!(exact("-12.5e-1"), Some(-1.25));
+        assert_eq!(exact("0.1"), Some(0.1));
+        assert_eq!(exact("0.3333333333333333"), Some(1.0 / 3.0));
+        assert_eq!(exact("1E+22"), Some(1e22));
+        assert_eq!(exact("9007199254740992"), Some(9_007_199_254_740_992.0));
+        assert_eq!(exact("123456789e-22"), Some(123456789e-22));
+        // Valid tokens the exact path leaves to a full parse: more than 2^53, more than 19
+        // digits, powers of ten beyond 10^22, long exponents.
+        for parse in [
+            "9007199254740993",
+            "1.6666666666666667",
+            "12345678901234567890",
+            "1e23",
+            "1e-23",
+            "1e400",
+            "1e00001",
+            "0.00000000000000000001",
+            "123456789012345678901234567890",
+            "1.23456789012345678901234567890e+123456789012345678901234567890",
+        ] {
+            assert_eq!(
+                float_token(parse),
+                Some((parse.to_owned(), None, parse.len())),
+                "{parse}"
+            );
+        }
+        assert_eq!(float_token(" 2.5,"), Some(("2.5".to_owned(), Some(2.5), 4)));
+        assert_eq!(float_token("7]"), Some(("7".to_owned(), Some(7.0), 1)));
+        for general in [
+            "", "-", "01", "-01", "1.", ".5", "1e", "1e+", "+1", "\"1\"", "NaN", "-x", "00.5",
+        ] {
+            assert_eq!(float_token(general), None, "{general}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn float_tokens_read_like_str_parse(
+            input in "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,24})?",
+        ) {
+            let mut r = reader(&input);
+            let (text, exact) = r.float_token().expect("a well-formed token");
+            proptest::prop_assert_eq!(text, input.as_str());
+            proptest::prop_assert_eq!(r.position(), input.len());
+            if let Some(exact) = exact {
+                let parsed: f64 = input.parse().expect("parses");
+                proptest::prop_assert_eq!(exact.to_bits(), parsed.to_bits());
+            }
+        }
+
+        #[test]
+        fn short_decimals_are_exact(
+            mantissa in 0u64..=1 << 53,
+            scale in -22i32..=22,
+            negative in proptest::bool::ANY,
+        ) {
+            let sign = if negative { "-" } else { "" };
+            let input = format!("{sign}{mantissa}e{scale}");
+            let (_, exact) = reader(&input).float_token().expect("a well-formed token");
+            let parsed: f64 = input.parse().expect("parses");
+            proptest::prop_assert_eq!(exact.map(f64::to_bits), Some(parsed.to_bits()));
+        }
+
         #[test]
         fn leading_digits_match_a_byte_scan(
             bytes in proptest::collection::vec(proptest::sample::select(b"0123456789/:\" a\x00\xff".to_vec()), 0..30),
