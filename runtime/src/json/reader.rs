@@ -362,6 +362,7 @@ impl<'a> Reader<'a> {
     /// either a JSON number token without fraction or exponent, or a string of an optional sign
     /// and digits only (no escapes). `None`, with nothing consumed, for anything else, which
     /// [`Reader::number_text`] or [`Reader::string`] then read (and report) in full.
+    #[inline]
     pub(crate) fn short_integer(&mut self) -> Option<(bool, u64)> {
         self.skip_whitespace();
         let input = self.input;
