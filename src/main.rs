@@ -47,6 +47,10 @@ struct ServeArgs {
     /// connections (by default one per CPU).
     #[arg(long, value_name = "N")]
     workers: Option<NonZeroUsize>,
+    /// Seconds an HTTP/1 client may take to send a request's headers, and a kept-alive
+    /// connection may stay idle, before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = server::Options::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    header_read_timeout: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
             upstreams: Vec::new(),
             docs_assets: None,
             workers: None,
+            header_read_timeout: server::Options::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64(),
         }),
         Some(Command::Serve(args)) => serve(args),
         // `protogate routes | head` closes the pipe early: that is not an error.
@@ -87,9 +92,20 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let plan = upstream::Plan::parse(&args.upstreams)?;
     let listener = std::net::TcpListener::bind(args.listen)?;
     let address = listener.local_addr()?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    let options = server::Options {
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+        header_read_timeout: std::time::Duration::try_from_secs_f64(args.header_read_timeout)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "--header-read-timeout {}: not a positive number of seconds",
+                    args.header_read_timeout
+                )
+            })?,
+    };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");
     for line in plan.describe() {
@@ -115,7 +131,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .merge(demo::page())
             .merge(docs::router(docs_assets.clone())))
     });
-    server::run(listener, workers, app, announce, async {
+    server::run(listener, options, app, announce, async {
         let _ = tokio::signal::ctrl_c().await;
     })
 }

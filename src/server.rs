@@ -13,8 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::{Listener, ListenerExt as _};
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, watch};
+use tower::ServiceExt as _;
 
 /// Why the server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -26,28 +31,44 @@ pub type MakeApp = dyn Fn() -> Result<Router, Error> + Send + Sync;
 /// An accepted connection on its way to a worker, out of the acceptor's runtime.
 type Accepted = (std::net::TcpStream, SocketAddr);
 
-/// Serves `listener` on `workers` threads until `shutdown` resolves, then lets open connections
-/// finish. Blocks the calling thread, which accepts connections. Calls `started` once every
-/// worker has its router; returns once every worker has stopped, or at once if a router cannot
-/// be built.
+/// How the server runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Worker threads.
+    pub workers: NonZeroUsize,
+    /// How long an HTTP/1 client may take to send a request's headers, and how long a kept-alive
+    /// connection waits for the next request, before the connection is closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Options {
+    /// How long headers may take unless set otherwise: as long as hyper's own default.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+/// Serves `listener` on `options.workers` threads until `shutdown` resolves, then lets open
+/// connections finish. Blocks the calling thread, which accepts connections. Calls `started`
+/// once every worker has its router; returns once every worker has stopped, or at once if a
+/// router cannot be built.
 pub fn run(
     listener: std::net::TcpListener,
-    workers: NonZeroUsize,
+    options: Options,
     app: Arc<MakeApp>,
     started: impl FnOnce(),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
     let (stop, stopped) = watch::channel(());
     let (ready, answers) = std::sync::mpsc::channel();
-    let mut queues = Vec::with_capacity(workers.get());
-    let mut threads = Vec::with_capacity(workers.get());
-    for index in 0..workers.get() {
+    let workers = options.workers.get();
+    let mut queues = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
         let (queue, connections) = mpsc::unbounded_channel();
         let worker = Worker {
             app: Arc::clone(&app),
-            connections: Handoff { connections, local },
+            connections,
+            header_read_timeout: options.header_read_timeout,
             stopped: stopped.clone(),
             ready: ready.clone(),
         };
@@ -129,81 +150,80 @@ fn lost_before_accepted(error: &std::io::Error) -> bool {
 /// One worker thread, before it starts.
 struct Worker {
     app: Arc<MakeApp>,
-    connections: Handoff,
+    /// The connections the acceptor deals to this worker.
+    connections: mpsc::UnboundedReceiver<Accepted>,
+    header_read_timeout: Duration,
     stopped: watch::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 }
 
 impl Worker {
     fn run(self) -> Result<(), Error> {
-        let Worker {
-            app,
-            connections,
-            mut stopped,
-            ready,
-        } = self;
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
             Ok(runtime) => runtime,
             Err(error) => {
-                let _ = ready.send(Err(error.into()));
+                let _ = self.ready.send(Err(error.into()));
                 return Ok(());
             }
         };
-        runtime.block_on(async move {
-            let router = match app() {
-                Ok(router) => router,
-                Err(error) => {
-                    let _ = ready.send(Err(error));
-                    return Ok(());
-                }
-            };
-            let _ = ready.send(Ok(()));
-            drop(ready);
-            let connections = connections.tap_io(|stream| {
-                // Answers and stream messages go out as soon as they are written.
-                let _ = stream.set_nodelay(true);
-            });
-            axum::serve(
-                connections,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.changed().await;
-            })
-            .await
-            .map_err(Error::from)
-        })
+        runtime.block_on(self.serve());
+        Ok(())
     }
-}
 
-/// The connections the acceptor deals to one worker.
-struct Handoff {
-    connections: mpsc::UnboundedReceiver<Accepted>,
-    local: SocketAddr,
-}
+    /// Builds the router, then serves every connection dealt to this worker until told to stop,
+    /// and waits for the open ones to finish.
+    async fn serve(self) {
+        let Worker {
+            app,
+            mut connections,
+            header_read_timeout,
+            mut stopped,
+            ready,
+        } = self;
+        let router = match app() {
+            Ok(router) => router,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        drop(ready);
 
-impl Listener for Handoff {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        let open = GracefulShutdown::new();
         loop {
-            let Some((stream, remote)) = self.connections.recv().await else {
-                // The acceptor has stopped: so will this worker, once told to.
-                return std::future::pending().await;
+            let accepted = tokio::select! {
+                accepted = connections.recv() => accepted,
+                _ = stopped.changed() => None,
+            };
+            let Some((stream, remote)) = accepted else {
+                break;
             };
             // A connection this runtime cannot register is closed by dropping it.
-            if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                return (stream, remote);
-            }
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                continue;
+            };
+            // Answers and stream messages go out as soon as they are written.
+            let _ = stream.set_nodelay(true);
+            let app = router.clone().map_request(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    request
+                },
+            );
+            let connection = http
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
+                .into_owned();
+            tokio::spawn(open.watch(connection));
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+        open.shutdown().await;
     }
 }
 
@@ -223,6 +243,13 @@ mod tests {
                 }),
             ))
         })
+    }
+
+    fn options(workers: usize) -> Options {
+        Options {
+            workers: NonZeroUsize::new(workers).expect("non-zero"),
+            header_read_timeout: Options::DEFAULT_HEADER_READ_TIMEOUT,
+        }
     }
 
     /// One HTTP/1.1 request on a fresh connection; the answer's body.
@@ -247,15 +274,9 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = std::thread::spawn(move || {
-            run(
-                listener,
-                NonZeroUsize::new(3).expect("non-zero"),
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            run(listener, options(3), thread_names(), || {}, async {
+                let _ = stopped.await;
+            })
         });
         let served: Vec<String> = (0..6).map(|_| get(address)).collect();
         let _ = stop.send(());
@@ -280,12 +301,77 @@ mod tests {
         let failing: Arc<MakeApp> = Arc::new(|| Err("no such upstream".into()));
         let error = run(
             listener,
-            NonZeroUsize::new(2).expect("non-zero"),
+            options(2),
             failing,
             || panic!("no worker has a router"),
             std::future::pending(),
         )
         .expect_err("cannot start");
         assert_eq!(error.to_string(), "no such upstream");
+    }
+
+    #[test]
+    fn requests_know_their_client_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = listener.local_addr().expect("address");
+        let client_address: Arc<MakeApp> = Arc::new(|| {
+            Ok(Router::new().route(
+                "/",
+                axum::routing::get(|ConnectInfo(client): ConnectInfo<SocketAddr>| async move {
+                    client.ip().to_string()
+                }),
+            ))
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            run(listener, options(1), client_address, || {}, async {
+                let _ = stopped.await;
+            })
+        });
+        assert_eq!(get(address), "127.0.0.1");
+        let _ = stop.send(());
+        server.join().expect("no panic").expect("serves and stops");
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = listener.local_addr().expect("address");
+        let timeout = Duration::from_millis(300);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let options = Options {
+                header_read_timeout: timeout,
+                ..options(1)
+            };
+            run(listener, options, thread_names(), || {}, async {
+                let _ = stopped.await;
+            })
+        });
+
+        let mut stream = std::net::TcpStream::connect(address).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let started = std::time::Instant::now();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            .expect("writes");
+        // The server closes the connection (at most after an answer saying why).
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .expect("closed, not timed out");
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+            "{rest}"
+        );
+
+        // A well-behaved client on another connection is served as ever.
+        assert_eq!(get(address), "protogate-worker-0");
+        let _ = stop.send(());
+        server.join().expect("no panic").expect("serves and stops");
     }
 }
