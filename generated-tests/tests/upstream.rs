@@ -37,13 +37,36 @@ fn backend_on(listener: TcpListener) -> (oneshot::Sender<()>, tokio::task::JoinH
     (stop, server)
 }
 
-#[tokio::test]
-async fn an_upstream_that_restarts_is_reached_again() {
+/// A backend on a port of its own, and a gateway in front of it.
+struct Stand {
+    address: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    base: String,
+}
+
+async fn stand() -> Stand {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, server) = backend_on(listener);
     let upstream = Upstream::lazy(&format!("http://{address}")).expect("upstream URL");
     let base = gateway_for(upstream).await;
+    Stand {
+        address,
+        stop,
+        server,
+        base,
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_restarts_is_reached_again() {
+    let Stand {
+        address,
+        stop,
+        server,
+        base,
+    } = stand().await;
     let url = format!("{base}/v1/echo/first");
     assert_eq!(get(&url).await, (200, json!({"name": "first"})));
 
@@ -97,11 +120,8 @@ async fn a_connection_that_hangs_gives_up_after_the_connect_timeout() {
 
 #[tokio::test]
 async fn messages_larger_than_the_http2_windows_go_both_ways_whole() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (_stop, _server) = backend_on(listener);
-    let upstream = Upstream::lazy(&format!("http://{address}")).expect("upstream URL");
-    let base = gateway_for(upstream).await;
+    let stand = stand().await;
+    let base = &stand.base;
 
     // 3 MB each way, several at once on the one connection: more than any stream or connection
     // window, so both directions wait for window updates and share the connection's.
