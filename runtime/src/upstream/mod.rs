@@ -49,7 +49,8 @@ impl TrailerSlot {
 ///
 /// The connection opens on the first call and again on the first call after it closes, so an
 /// upstream that restarts is reached again without the gateway doing anything. Calls that find
-/// no upstream fail with UNAVAILABLE.
+/// no upstream fail with UNAVAILABLE. The connection runs on the tokio runtime of the call that
+/// opened it: give each runtime its own `Upstream` (the stock gateway does, per worker).
 ///
 /// ```
 /// let upstream = protogate::Upstream::lazy("http://127.0.0.1:50051")?;
