@@ -18,14 +18,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tower::ServiceExt as _;
 
 /// Why the server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds a worker's router. It runs on that worker's runtime, where the upstream channels it
-/// makes spawn their tasks.
+/// Builds a worker's router. It runs on that worker's runtime, where the upstream connections it
+/// makes will run.
 pub type MakeApp = dyn Fn() -> Result<Router, Error> + Send + Sync;
 
 /// An accepted connection on its way to a worker, out of the acceptor's runtime.
@@ -58,7 +58,6 @@ pub fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     listener.set_nonblocking(true)?;
-    let (stop, stopped) = watch::channel(());
     let (ready, answers) = std::sync::mpsc::channel();
     let workers = options.workers.get();
     let mut queues = Vec::with_capacity(workers);
@@ -69,7 +68,6 @@ pub fn run(
             app: Arc::clone(&app),
             connections,
             header_read_timeout: options.header_read_timeout,
-            stopped: stopped.clone(),
             ready: ready.clone(),
         };
         threads.push(
@@ -91,14 +89,12 @@ pub fn run(
             .map_err(Error::from)
             .and_then(|acceptor| acceptor.block_on(accept(listener, &queues, shutdown)));
     }
-    // Workers stop taking connections, finish the open ones, and end.
+    // With their queues closed, workers serve what was dealt to them, finish the open
+    // connections, and end.
     drop(queues);
-    let _ = stop.send(());
     for thread in threads {
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => outcome = outcome.and(Err(error)),
-            Err(_) => outcome = outcome.and(Err("a worker thread panicked".into())),
+        if thread.join().is_err() {
+            outcome = outcome.and(Err("a worker thread panicked".into()));
         }
     }
     outcome
@@ -153,34 +149,30 @@ struct Worker {
     /// The connections the acceptor deals to this worker.
     connections: mpsc::UnboundedReceiver<Accepted>,
     header_read_timeout: Duration,
-    stopped: watch::Receiver<()>,
+    /// Where the worker says whether it is ready: failing to start is its only error.
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 }
 
 impl Worker {
-    fn run(self) -> Result<(), Error> {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
+    fn run(self) {
+        match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime,
+            Ok(runtime) => runtime.block_on(self.serve()),
             Err(error) => {
                 let _ = self.ready.send(Err(error.into()));
-                return Ok(());
             }
-        };
-        runtime.block_on(self.serve());
-        Ok(())
+        }
     }
 
-    /// Builds the router, then serves every connection dealt to this worker until told to stop,
-    /// and waits for the open ones to finish.
+    /// Builds the router, then serves every connection dealt to this worker until its queue
+    /// closes, and waits for the open ones to finish.
     async fn serve(self) {
         let Worker {
             app,
             mut connections,
             header_read_timeout,
-            mut stopped,
             ready,
         } = self;
         let router = match app() {
@@ -198,14 +190,7 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
         let open = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = connections.recv() => accepted,
-                _ = stopped.changed() => None,
-            };
-            let Some((stream, remote)) = accepted else {
-                break;
-            };
+        while let Some((stream, remote)) = connections.recv().await {
             // A connection this runtime cannot register is closed by dropping it.
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
