@@ -185,12 +185,7 @@ async fn corpus_routes_and_end_to_end() {
         .expect("build task");
 
     // Every non-streaming binding is in the route table.
-    let output = Command::new(&binary)
-        .arg("routes")
-        .output()
-        .expect("routes runs");
-    assert!(output.status.success());
-    let table = String::from_utf8(output.stdout).expect("UTF-8");
+    let table = support::printed(&binary, &["routes"]);
     let rows: Vec<Vec<&str>> = table
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -210,12 +205,7 @@ async fn corpus_routes_and_end_to_end() {
     }
 
     // The corpus's OpenAPI document is valid too.
-    let printed = Command::new(&binary)
-        .arg("openapi")
-        .output()
-        .expect("openapi runs");
-    assert!(printed.status.success());
-    let document = String::from_utf8(printed.stdout).expect("UTF-8");
+    let document = support::printed(&binary, &["openapi"]);
     if let Err(problems) = support::tools::validate_openapi(&document) {
         panic!("openapi-spec-validator refused the corpus's document:\n{problems}");
     }

@@ -190,7 +190,7 @@ async fn demo_streams_books_and_discusses_them() {
 
 #[test]
 fn unknown_service_in_upstream_flag_is_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_protogate"))
+    let output = Command::new(support::binary())
         .args(["serve", "--upstream", "no.such.Service=http://127.0.0.1:1"])
         .output()
         .expect("runs");
@@ -201,12 +201,7 @@ fn unknown_service_in_upstream_flag_is_refused() {
 
 #[test]
 fn routes_command_lists_every_binding() {
-    let output = Command::new(env!("CARGO_BIN_EXE_protogate"))
-        .arg("routes")
-        .output()
-        .expect("runs");
-    assert!(output.status.success());
-    let table = String::from_utf8_lossy(&output.stdout);
+    let table = support::printed(support::binary(), &["routes"]);
     assert!(
         table.contains("POST    /demo/v1/{name=shelves/*/books/*}:archive"),
         "{table}"

@@ -27,12 +27,7 @@ fn openapi_spec_validator_accepts_the_document() {
 
 #[test]
 fn the_yaml_form_is_valid_too() {
-    let printed = Command::new(env!("CARGO_BIN_EXE_protogate"))
-        .args(["openapi", "--yaml"])
-        .output()
-        .expect("runs");
-    assert!(printed.status.success());
-    let yaml = String::from_utf8(printed.stdout).expect("UTF-8");
+    let yaml = support::printed(support::binary(), &["openapi", "--yaml"]);
     assert!(
         yaml.starts_with("\"openapi\": \"3.1.0\"\n"),
         "{}",
@@ -101,12 +96,8 @@ fn the_demo_types_as_the_document_describes_them() {
 
 #[tokio::test]
 async fn the_binary_serves_and_prints_the_document() {
-    let printed = Command::new(env!("CARGO_BIN_EXE_protogate"))
-        .arg("openapi")
-        .output()
-        .expect("runs");
-    assert!(printed.status.success());
-    assert_eq!(String::from_utf8_lossy(&printed.stdout), docs::openapi());
+    let printed = support::printed(support::binary(), &["openapi"]);
+    assert_eq!(printed, docs::openapi());
 
     let gateway = support::start(&[]);
     let response = reqwest::get(format!("{}{}", gateway.base, docs::OPENAPI_PATH))

@@ -23,9 +23,21 @@ impl Drop for Running {
     }
 }
 
+/// Runs `binary` with `args` to its end and returns what it printed; it must succeed.
+pub fn printed(binary: &Path, args: &[&str]) -> String {
+    let output = Command::new(binary).args(args).output().expect("runs");
+    assert!(output.status.success(), "{binary:?} {args:?} failed");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The stock gateway this test binary was built with.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_protogate"))
+}
+
 /// Starts `protogate serve` on a free port with `args`.
 pub fn start(args: &[&str]) -> Running {
-    start_binary(Path::new(env!("CARGO_BIN_EXE_protogate")), args)
+    start_binary(binary(), args)
 }
 
 /// Starts `binary serve` (a build of the stock gateway) on a free port with `args`.
