@@ -25,6 +25,28 @@ struct Chromium {
 }
 
 impl Chromium {
+    /// Opens `page` in a fresh tab, waits until `ready` holds there, then evaluates each of
+    /// `expressions` in turn, all within the patience.
+    async fn in_page(
+        &self,
+        page: &str,
+        ready: &str,
+        expressions: &[&str],
+    ) -> Vec<Result<Value, Value>> {
+        let run = async {
+            let mut devtools = DevTools::connect(&self.devtools).await;
+            let session = devtools.open(page, ready).await;
+            let mut results = Vec::with_capacity(expressions.len());
+            for expression in expressions {
+                results.push(devtools.evaluate(&session, expression).await);
+            }
+            results
+        };
+        tokio::time::timeout(PATIENCE, run)
+            .await
+            .unwrap_or_else(|_| panic!("{page} finished within the patience"))
+    }
+
     fn launch() -> Self {
         let binary = support::tools::install("install-chromium.sh")
             .unwrap_or_else(|error| panic!("Chromium could not be installed: {error}"));
@@ -171,27 +193,20 @@ impl DevTools {
 async fn the_demo_page_streams_books_and_chats_in_a_real_browser() {
     let gateway = support::start(&[]);
     let chromium = Chromium::launch();
-    let outcome = tokio::time::timeout(PATIENCE, async {
-        let mut devtools = DevTools::connect(&chromium.devtools).await;
-        let page = format!("{}/demo/", gateway.base);
-        let session = devtools
-            .open(
-                &page,
-                "location.pathname === '/demo/' && !!window.demoResult",
-            )
-            .await;
-        let result = devtools
-            .evaluate(&session, "window.demoResult")
-            .await
-            .expect("the page's result");
-        let status = devtools
-            .evaluate(&session, "document.getElementById('status').textContent")
-            .await
-            .expect("the page's status line");
-        (result, status)
-    })
-    .await;
-    let (result, status) = outcome.expect("the page finished within the patience");
+    let page = format!("{}/demo/", gateway.base);
+    let outcome = chromium
+        .in_page(
+            &page,
+            "location.pathname === '/demo/' && !!window.demoResult",
+            &[
+                "window.demoResult",
+                "document.getElementById('status').textContent",
+            ],
+        )
+        .await;
+    let [result, status] = <[_; 2]>::try_from(outcome).expect("two answers");
+    let result = result.expect("the page's result");
+    let status = status.expect("the page's status line");
 
     // The titles the page received are the shelf's, as the JSON API lists them.
     let listed: Value = reqwest::get(format!(
@@ -252,22 +267,17 @@ async fn the_docs_page_lists_every_operation_and_tries_one() {
         .unwrap_or_else(|error| panic!("Swagger UI could not be installed: {error}"));
     let gateway = support::start(&["--docs-assets", &assets]);
     let chromium = Chromium::launch();
-    let result = tokio::time::timeout(PATIENCE, async {
-        let mut devtools = DevTools::connect(&chromium.devtools).await;
-        let page = format!("{}/docs", gateway.base);
-        let session = devtools
-            .open(
-                &page,
-                "location.pathname === '/docs' && typeof SwaggerUIBundle === 'function'",
-            )
-            .await;
-        devtools
-            .evaluate(&session, TRY_LIST_SHELVES)
-            .await
-            .unwrap_or_else(|error| panic!("the docs page failed: {error}"))
-    })
-    .await
-    .expect("the docs page finished within the patience");
+    let page = format!("{}/docs", gateway.base);
+    let mut outcome = chromium
+        .in_page(
+            &page,
+            "location.pathname === '/docs' && typeof SwaggerUIBundle === 'function'",
+            &[TRY_LIST_SHELVES],
+        )
+        .await;
+    let result = outcome
+        .remove(0)
+        .unwrap_or_else(|error| panic!("the docs page failed: {error}"));
 
     let document: Value =
         serde_json::from_str(protogate_gateway::docs::openapi()).expect("the document");
