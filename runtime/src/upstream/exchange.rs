@@ -16,12 +16,15 @@ use http_body::{Body, Frame};
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
+use super::TrailerSlot;
 use super::connection::Connection;
 
-/// Sends `request` to the upstream and waits for the head of its response.
+/// Sends `request` to the upstream and waits for the head of its response, whose body will copy
+/// its trailers into `trailers`.
 pub(crate) async fn send(
     connection: &Arc<Connection>,
     request: http::Request<tonic::body::Body>,
+    trailers: TrailerSlot,
 ) -> Result<http::Response<ResponseBody>, Status> {
     let (head, body) = request.into_parts();
     let mut stream = connection.open(head).await?;
@@ -47,6 +50,7 @@ pub(crate) async fn send(
     Ok(response.map(|recv| ResponseBody {
         recv,
         data_done: false,
+        trailers,
         _request: response_dropped,
     }))
 }
@@ -164,10 +168,12 @@ enum Stop {
     Abandoned,
 }
 
-/// The body of an upstream response: its data as the upstream sends it, then its trailers.
-pub(crate) struct ResponseBody {
+/// The body of an upstream response: its data as the upstream sends it, then its trailers, which
+/// it also copies aside (tonic folds them into the response's metadata).
+pub struct ResponseBody {
     recv: RecvStream,
     data_done: bool,
+    trailers: TrailerSlot,
     /// Held while a streaming request is still being sent; dropping it stops that.
     _request: Option<oneshot::Sender<std::convert::Infallible>>,
 }
@@ -193,7 +199,10 @@ impl Body for ResponseBody {
             }
         }
         Poll::Ready(match ready!(this.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+            Ok(Some(trailers)) => {
+                this.trailers.put(&trailers);
+                Some(Ok(Frame::trailers(trailers)))
+            }
             Ok(None) => None,
             Err(error) => Some(Err(status_of(&error))),
         })

@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderMap;
-use http_body::{Body, Frame};
 
 use self::connection::Connection;
 use self::exchange::ResponseBody;
@@ -113,7 +111,7 @@ pub enum UpstreamUrlError {
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
-    type Response = http::Response<TrailerBody>;
+    type Response = http::Response<ResponseBody>;
     type Error = tonic::Status;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -132,47 +130,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
         };
         let connection = self.connection.clone();
         Box::pin(async move {
-            let response = exchange::send(&connection, request).await?;
-            let slot = TrailerSlot::default();
-            let (mut parts, body) = response.into_parts();
-            parts.extensions.insert(slot.clone());
-            Ok(http::Response::from_parts(
-                parts,
-                TrailerBody { inner: body, slot },
-            ))
+            let trailers = TrailerSlot::default();
+            let mut response = exchange::send(&connection, request, trailers.clone()).await?;
+            response.extensions_mut().insert(trailers);
+            Ok(response)
         })
-    }
-}
-
-/// A response body that copies its trailers into a [`TrailerSlot`] as they pass.
-pub struct TrailerBody {
-    inner: ResponseBody,
-    slot: TrailerSlot,
-}
-
-impl Body for TrailerBody {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(trailers) = frame.trailers_ref()
-        {
-            this.slot.put(trailers);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
