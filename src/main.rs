@@ -56,13 +56,9 @@ struct ServeArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(ServeArgs {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            upstreams: Vec::new(),
-            docs_assets: None,
-            workers: None,
-            header_read_timeout: server::Options::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64(),
-        }),
+        None => default_serve_args()
+            .map_err(server::Error::from)
+            .and_then(serve),
         Some(Command::Serve(args)) => serve(args),
         // `protogate routes | head` closes the pipe early: that is not an error.
         Some(Command::Routes) => {
@@ -86,6 +82,14 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `serve` with every option at its default: what `protogate` alone runs.
+fn default_serve_args() -> Result<ServeArgs, clap::Error> {
+    use clap::{Args as _, FromArgMatches as _};
+    let matches =
+        ServeArgs::augment_args(clap::Command::new("serve")).try_get_matches_from(["serve"])?;
+    ServeArgs::from_arg_matches(&matches)
 }
 
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
