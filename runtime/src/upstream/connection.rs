@@ -173,21 +173,23 @@ impl Connection {
     }
 
     fn current(&self) -> Arc<Attempt> {
-        match self.current.lock() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.lock_current().clone()
     }
 
     /// Forgets `attempt` if it is still the current one, so that the next call connects anew.
     fn retire(&self, attempt: &Weak<Attempt>) {
-        let mut current = match self.current.lock() {
-            Ok(current) => current,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut current = self.lock_current();
         if std::ptr::eq(Arc::as_ptr(&current), attempt.as_ptr()) {
             *current = Arc::default();
         }
+    }
+
+    /// The current attempt, locked. Nothing panics while holding it, and the slot is valid
+    /// whatever happened, so a poisoned lock is used as it is.
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Arc<Attempt>> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens the TCP connection and shakes hands; the connection then runs on its own task,
