@@ -11,12 +11,11 @@ use http::request::Parts;
 use http::{HeaderValue, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::call::{RouteInfo, Settings};
 use crate::error::GatewayError;
-use crate::gateway::Settings;
 use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
 use crate::query;
 use crate::route::Captures;
-use crate::service::RouteInfo;
 
 /// Where a binding's request body goes.
 pub enum BodyRule<Req: 'static> {

@@ -6,42 +6,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 
+use crate::call::{Call, RouteInfo, Settings};
 use crate::error::GatewayError;
 use crate::json::{JsonOptions, Registry};
 use crate::route::{Conflict, Lookup, RouteTable};
-use crate::service::{Call, Route, RouteInfo, Service};
-
-/// Settings every handler sees.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub registry: &'static Registry,
-    pub write_options: JsonOptions,
-    pub read_options: JsonOptions,
-    pub reject_unknown_query: bool,
-    pub max_body_bytes: usize,
-    pub default_timeout: Option<Duration>,
-    pub response_capacity: usize,
-    pub max_message_bytes: usize,
-    pub stream_idle_timeout: Option<Duration>,
-    pub stream_max_duration: Option<Duration>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            registry: &Registry::EMPTY,
-            write_options: JsonOptions::default(),
-            read_options: JsonOptions::default(),
-            reject_unknown_query: false,
-            max_body_bytes: 4 * 1024 * 1024,
-            default_timeout: None,
-            response_capacity: 512,
-            max_message_bytes: 4 * 1024 * 1024,
-            stream_idle_timeout: None,
-            stream_max_duration: None,
-        }
-    }
-}
+use crate::service::{Route, Service};
 
 /// Assembles services into one HTTP front door.
 ///
@@ -155,6 +124,17 @@ impl Gateway {
             let inner = Arc::clone(&inner);
             async move { inner.dispatch(request).await }
         })
+    }
+}
+
+// Defined here rather than beside `Service` itself: a service knows nothing of the gateway
+// that assembles services.
+impl Service {
+    /// This service alone as an axum `Router`, with default gateway settings: one call from a
+    /// tonic channel or implementation to an HTTP front door. Use [`Gateway`] to combine
+    /// services or change settings.
+    pub fn into_router(self) -> Result<axum::Router, Conflict> {
+        Ok(Gateway::new().with(self)?.into_router())
     }
 }
 

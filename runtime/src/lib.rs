@@ -1,11 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod abort;
 mod binding;
+mod call;
 mod error;
 mod gateway;
 pub mod json;
 pub mod metadata;
 mod query;
+mod respond;
 pub mod route;
 mod service;
 pub mod status;
@@ -14,11 +17,12 @@ mod unary;
 mod upstream;
 
 pub use binding::RawBody;
+pub use call::RouteInfo;
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use json::JsonOptions;
 pub use route::Conflict;
-pub use service::{Local, Route, RouteInfo, Service, ServiceInfo};
+pub use service::{Local, Route, Service, ServiceInfo};
 pub use stream::{RequestStream, ResponseStream, StreamFuture};
 pub use upstream::{Upstream, UpstreamUrlError};
 
@@ -46,6 +50,7 @@ pub mod __codegen {
         Binding, BodyRule, RawBody, ResponseRule, body_default, body_map, body_message,
         body_optional, body_repeated, body_value, message_mut,
     };
+    pub use crate::call::{RouteInfo, UnaryFuture};
     pub use crate::json::{
         Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
         JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
@@ -55,7 +60,7 @@ pub mod __codegen {
         write_singular,
     };
     pub use crate::route::{Seg, Template, Var};
-    pub use crate::service::{Local, Route, RouteInfo, Service, ServiceInfo, UnaryFuture};
+    pub use crate::service::{Local, Route, Service, ServiceInfo};
     pub use crate::stream::{
         RequestStream, ResponseStream, StreamFuture, boxed_response, local_request,
     };

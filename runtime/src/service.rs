@@ -1,36 +1,16 @@
 //! What generated code hands the runtime for each service: static route descriptions and the
 //! handlers that serve them.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::response::Response;
 
 use crate::binding::Binding;
+use crate::call::{BoxFuture, Call, RouteInfo, UnaryFuture};
 use crate::error::GatewayError;
 use crate::json::{JsonMessage, Registry};
-use crate::route::{Captures, Template};
 use crate::stream::{self, RequestStream, Rpc, StreamFuture};
 use crate::unary;
-
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// What a backend returns for a unary call.
-pub type UnaryFuture<T> = BoxFuture<Result<tonic::Response<T>, tonic::Status>>;
-
-/// One binding as the route table and documentation see it.
-#[derive(Debug)]
-pub struct RouteInfo {
-    /// Upper-case HTTP method.
-    pub method: &'static str,
-    /// The RPC's full name, `package.Service.Method`.
-    pub rpc: &'static str,
-    /// The compiled path template.
-    pub template: Template,
-}
 
 /// A service and every binding it has.
 pub struct ServiceInfo {
@@ -40,14 +20,6 @@ pub struct ServiceInfo {
     pub routes: &'static [&'static RouteInfo],
     /// Builds the service's routes forwarding to an upstream.
     pub remote: fn(crate::Upstream) -> Service,
-}
-
-/// A request as a handler receives it: the HTTP request, the path captures and the gateway's
-/// settings.
-pub(crate) struct Call {
-    pub request: http::Request<Body>,
-    pub captures: Captures,
-    pub settings: Arc<crate::gateway::Settings>,
 }
 
 type Handler = Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + Send + Sync>;
@@ -155,13 +127,6 @@ impl Service {
     /// The service's description.
     pub fn info(&self) -> &'static ServiceInfo {
         self.info
-    }
-
-    /// This service alone as an axum `Router`, with default gateway settings: one call from a
-    /// tonic channel or implementation to an HTTP front door. Use [`crate::Gateway`] to combine
-    /// services or change settings.
-    pub fn into_router(self) -> Result<axum::Router, crate::Conflict> {
-        Ok(crate::Gateway::new().with(self)?.into_router())
     }
 
     /// A service whose every binding answers UNAVAILABLE with `message`: for a service listed in

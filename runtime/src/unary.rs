@@ -4,16 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use crate::binding::{self, Binding, Encoded, MessageSource};
+use crate::binding::{self, Binding, MessageSource};
+use crate::call::{Call, UnaryFuture};
 use crate::error::GatewayError;
-use crate::gateway::Settings;
 use crate::json::JsonMessage;
-use crate::service::{Call, UnaryFuture};
-use crate::upstream::TrailerSlot;
+use crate::respond::respond;
 
 /// Serves one request for `binding` by calling `call`.
 pub(crate) async fn serve<Req, Resp, F>(
@@ -66,57 +63,5 @@ pub(crate) async fn with_deadline<T>(
             Err(past_deadline())
         }
         Ok(answer) => answer,
-    }
-}
-
-/// The HTTP response for one response message: its body as the binding says, metadata as
-/// `Grpc-Metadata-*` headers and trailers as `Grpc-Trailer-*` headers.
-pub(crate) fn respond<Req, Resp: JsonMessage>(
-    binding: &'static Binding<Req, Resp>,
-    answer: tonic::Response<Resp>,
-    settings: &Settings,
-) -> Result<Response, GatewayError> {
-    let (metadata, message, extensions) = answer.into_parts();
-    let (content_type, body) = match binding::encode(&binding.response, message, settings)? {
-        Encoded::Json(json) => (HeaderValue::from_static("application/json"), json),
-        Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data),
-    };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    let trailers = extensions.get::<TrailerSlot>().and_then(TrailerSlot::take);
-    write_metadata(metadata, trailers, headers);
-    Ok(response)
-}
-
-/// The content type of a raw body, `application/octet-stream` when it names none or an invalid
-/// one.
-pub(crate) fn raw_content_type(content_type: &str) -> HeaderValue {
-    match HeaderValue::from_str(content_type) {
-        Ok(value) if !content_type.is_empty() => value,
-        _ => HeaderValue::from_static("application/octet-stream"),
-    }
-}
-
-/// Writes response metadata as headers. tonic merged the trailers into the metadata; when
-/// `Upstream` kept a copy of them, they are told apart and written as `Grpc-Trailer-*`.
-pub(crate) fn write_metadata(
-    metadata: tonic::metadata::MetadataMap,
-    trailers: Option<HeaderMap>,
-    headers: &mut HeaderMap,
-) {
-    match trailers {
-        Some(trailers) => {
-            let mut header_part = metadata.into_headers();
-            for name in trailers.keys() {
-                header_part.remove(name);
-            }
-            let header_part = tonic::metadata::MetadataMap::from_headers(header_part);
-            let trailers = tonic::metadata::MetadataMap::from_headers(trailers);
-            crate::metadata::write_response_headers(header_part, headers);
-            crate::metadata::write_trailer_headers(trailers, headers);
-        }
-        None => crate::metadata::write_response_headers(metadata, headers),
     }
 }

@@ -1,9 +1,7 @@
-//! Request-side streams: the messages of an HTTP request body, parsed as they complete, and the
-//! signal that stops a request stream without ending it cleanly.
+//! Request-side streams: the messages of an HTTP request body, parsed as they complete.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -14,52 +12,10 @@ use tokio::sync::oneshot;
 
 use super::guard::Activity;
 use super::split::{SplitError, Splitter};
+use crate::abort::AbortSignal;
 use crate::binding::{BodyRule, MessageSource};
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
-
-/// Set when a request stream fails: the bodies that carry the stream upstream then fail too,
-/// so the upstream sees the call cancelled rather than a request stream that ended well.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AbortSignal(Arc<AtomicBool>);
-
-impl AbortSignal {
-    pub(crate) fn trigger(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn is_triggered(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    fn status() -> tonic::Status {
-        tonic::Status::cancelled("the gateway cancelled the request stream")
-    }
-}
-
-/// A request body that fails once its [`AbortSignal`] is triggered.
-pub(crate) struct Abortable<B> {
-    pub inner: B,
-    pub signal: AbortSignal,
-}
-
-impl<B> http_body::Body for Abortable<B>
-where
-    B: http_body::Body<Data = Bytes, Error = tonic::Status> + Unpin,
-{
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        if self.signal.is_triggered() {
-            return Poll::Ready(Some(Err(AbortSignal::status())));
-        }
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-}
 
 /// Where a failure of the request stream is reported, and the state every message source
 /// shares.
@@ -221,7 +177,7 @@ pub(crate) fn split_error(error: SplitError) -> GatewayError {
 
 /// A request stream as an in-process service receives it: encoded as gRPC frames and decoded by
 /// tonic, as though it had crossed the network, so a service written for tonic reads it unchanged.
-/// Wrapped in [`Abortable`], like a request stream that goes over the network.
+/// Wrapped in [`Abortable`](crate::abort::Abortable), like a request stream that goes over the network.
 pub(crate) struct LocalFrames<T> {
     pub messages: super::RequestStream<T>,
 }

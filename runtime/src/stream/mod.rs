@@ -20,14 +20,12 @@ use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use tonic::codec::Codec;
 
+use crate::abort::{AbortSignal, Abortable};
 use crate::binding::{self, Binding, MessageSource};
+use crate::call::{BoxFuture, Call, Settings, UnaryFuture};
 use crate::error::GatewayError;
-use crate::gateway::Settings;
 use crate::json::JsonMessage;
-use crate::service::{BoxFuture, Call, UnaryFuture};
 use guard::{Activity, Guarded, Guards, Limits};
-pub(crate) use input::AbortSignal;
-pub(crate) use input::Abortable;
 use input::{BodyMessages, Failure, LocalFrames};
 use output::Transport;
 pub(crate) use ws::is_upgrade;
@@ -104,6 +102,57 @@ pub(crate) enum Rpc<Req, Resp> {
     Bidi(Arc<dyn Fn(tonic::Request<RequestStream<Req>>) -> StreamFuture<Resp> + Send + Sync>),
 }
 
+/// The request side of a streaming call, as a transport hands it to [`Rpc::call`].
+pub(crate) enum Input<Req> {
+    /// The one request message of a server-streaming call.
+    One(Req),
+    /// The request stream of a client- or bidi-streaming call.
+    Stream(RequestStream<Req>),
+}
+
+/// What a streaming call answers.
+pub(crate) enum Answer<Resp> {
+    /// The one response message of a client-streaming call.
+    One(tonic::Response<Resp>),
+    /// The response stream of a server- or bidi-streaming call.
+    Stream(tonic::Response<ResponseStream<Resp>>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Rpc<Req, Resp> {
+    /// Whether the client streams its requests (client and bidi streaming): a transport then
+    /// hands [`Input::Stream`] to [`Rpc::call`], and [`Input::One`] otherwise.
+    pub(crate) fn streams_requests(&self) -> bool {
+        !matches!(self, Rpc::Server(_))
+    }
+
+    /// Starts the call: the one place that tells the three shapes apart, so that each transport
+    /// deals only with one message or a stream of them, each way.
+    pub(crate) fn call(
+        &self,
+        request: tonic::Request<Input<Req>>,
+    ) -> BoxFuture<Result<Answer<Resp>, tonic::Status>> {
+        let (metadata, extensions, input) = request.into_parts();
+        match (self, input) {
+            (Rpc::Server(call), Input::One(message)) => {
+                let pending = call(tonic::Request::from_parts(metadata, extensions, message));
+                Box::pin(async move { pending.await.map(Answer::Stream) })
+            }
+            (Rpc::Client(call), Input::Stream(messages)) => {
+                let pending = call(tonic::Request::from_parts(metadata, extensions, messages));
+                Box::pin(async move { pending.await.map(Answer::One) })
+            }
+            (Rpc::Bidi(call), Input::Stream(messages)) => {
+                let pending = call(tonic::Request::from_parts(metadata, extensions, messages));
+                Box::pin(async move { pending.await.map(Answer::Stream) })
+            }
+            // Transports ask `streams_requests` first; a mismatch is the gateway's own bug.
+            _ => Box::pin(std::future::ready(Err(tonic::Status::internal(
+                "the gateway built the wrong kind of request for this streaming call",
+            )))),
+        }
+    }
+}
+
 impl<Req, Resp> Clone for Rpc<Req, Resp> {
     fn clone(&self) -> Self {
         match self {
@@ -140,22 +189,17 @@ where
     let activity = Activity::new(&limits);
     let rpc_name = binding.route.rpc;
 
-    match rpc {
-        Rpc::Server(call) => {
-            let message = source.read_one(body).await?;
-            let guards = Guards::new(limits, activity, None);
-            let request = upstream.map(|()| message);
-            let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
-            output::respond(binding, settings, transport, answer, guards).await
-        }
-        Rpc::Client(call) => {
-            let (request, guards) = body_stream(upstream, body, source, limits, activity);
-            let (answer, _) = until_answer(call(request), guards, rpc_name).await?;
-            crate::unary::respond(binding, answer, &settings)
-        }
-        Rpc::Bidi(call) => {
-            let (request, guards) = body_stream(upstream, body, source, limits, activity);
-            let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
+    let (request, guards) = if rpc.streams_requests() {
+        body_stream(upstream, body, source, limits, activity)
+    } else {
+        let message = source.read_one(body).await?;
+        let guards = Guards::new(limits, activity, None);
+        (upstream.map(|()| Input::One(message)), guards)
+    };
+    let (answer, guards) = until_answer(rpc.call(request), guards, rpc_name).await?;
+    match answer {
+        Answer::One(answer) => crate::respond::respond(binding, answer, &settings),
+        Answer::Stream(answer) => {
             output::respond(binding, settings, transport, answer, guards).await
         }
     }
@@ -169,11 +213,11 @@ fn body_stream<Req: JsonMessage + Send, Resp: Send>(
     source: MessageSource<Req, Resp>,
     limits: Limits,
     activity: Activity,
-) -> (tonic::Request<RequestStream<Req>>, Guards) {
+) -> (tonic::Request<Input<Req>>, Guards) {
     let signal = AbortSignal::default();
     let (failure, failure_rx) = Failure::channel(signal.clone());
     let messages = BodyMessages::new(body, Arc::new(source), failure, activity.clone());
-    let mut request = upstream.map(|()| RequestStream::new(messages));
+    let mut request = upstream.map(|()| Input::Stream(RequestStream::new(messages)));
     request.extensions_mut().insert(signal);
     (request, Guards::new(limits, activity, Some(failure_rx)))
 }

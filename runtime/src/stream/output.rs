@@ -16,8 +16,8 @@ use http_body::Frame;
 use super::ResponseStream;
 use super::guard::{Guarded, Guards};
 use crate::binding::{self, Binding, RawBody, ResponseRule};
+use crate::call::Settings;
 use crate::error::GatewayError;
-use crate::gateway::Settings;
 use crate::json::JsonMessage;
 use crate::upstream::TrailerSlot;
 
@@ -124,7 +124,7 @@ impl<Req, Resp: JsonMessage> Encoder<Req, Resp> {
         match self.transport {
             Transport::Raw(raw) => {
                 let raw = raw(message);
-                let content_type = crate::unary::raw_content_type(&raw.content_type);
+                let content_type = crate::respond::raw_content_type(&raw.content_type);
                 Ok((content_type, Bytes::from(raw.data)))
             }
             _ => Ok((self.transport.content_type(), self.message(message)?)),

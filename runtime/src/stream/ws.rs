@@ -20,12 +20,13 @@ use http::{HeaderMap, header};
 use tokio::sync::mpsc;
 
 use super::guard::{Activity, Guarded, Guards, Limits};
-use super::input::{AbortSignal, Failure};
-use super::{RequestStream, ResponseStream, Rpc, limits, until_answer};
+use super::input::Failure;
+use super::{Answer, Input, RequestStream, ResponseStream, Rpc, limits, until_answer};
+use crate::abort::AbortSignal;
 use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
+use crate::call::Call;
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
-use crate::service::Call;
 
 /// Whether a request asks to become a WebSocket.
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -58,8 +59,8 @@ where
         .map_err(|rejection| GatewayError::WebSocket(rejection.body_text()))?;
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
     // A request with no body to wait for is built, and checked, before the upgrade is accepted.
-    let opening = match (&rpc, &binding.body) {
-        (Rpc::Server(_), BodyRule::None) => Some(source.message(&[])?),
+    let opening = match binding.body {
+        BodyRule::None if !rpc.streams_requests() => Some(source.message(&[])?),
         _ => None,
     };
     let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
@@ -139,36 +140,27 @@ where
                 activity,
             )))
         };
-        let streamed = |upstream: tonic::Request<()>| {
+        let (request, reader) = if rpc.streams_requests() {
             let (sender, receiver) = mpsc::channel::<Req>(1);
-            let mut request = upstream.map(|()| request_stream(receiver, signal.clone()));
+            let messages = request_stream(receiver, signal.clone());
+            let mut request = upstream.map(|()| Input::Stream(messages));
             request.extensions_mut().insert(signal.clone());
             (request, Reader::Messages(sender))
+        } else {
+            let message = match opening {
+                Some(message) => message,
+                None => match next_data(&mut frames).await {
+                    Some(body) => source.message(&body)?,
+                    None => return Err(GatewayError::ClientClosed),
+                },
+            };
+            (upstream.map(|()| Input::One(message)), Reader::Watch)
         };
-        match rpc {
-            Rpc::Server(call) => {
-                let message = match opening {
-                    Some(message) => message,
-                    None => match next_data(&mut frames).await {
-                        Some(body) => source.message(&body)?,
-                        None => return Err(GatewayError::ClientClosed),
-                    },
-                };
-                let _reader = read(frames, Reader::Watch);
-                let request = upstream.map(|()| message);
-                let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
-                forward(sink, &source, Guarded::new(answer.into_inner(), guards)).await
-            }
-            Rpc::Client(call) => {
-                let (request, reader) = streamed(upstream);
-                let _reader = read(frames, reader);
-                let (answer, _) = until_answer(call(request), guards, rpc_name).await?;
-                send(sink, &source, answer.into_inner()).await
-            }
-            Rpc::Bidi(call) => {
-                let (request, reader) = streamed(upstream);
-                let _reader = read(frames, reader);
-                let (answer, guards) = until_answer(call(request), guards, rpc_name).await?;
+        let _reader = read(frames, reader);
+        let (answer, guards) = until_answer(rpc.call(request), guards, rpc_name).await?;
+        match answer {
+            Answer::One(answer) => send(sink, &source, answer.into_inner()).await,
+            Answer::Stream(answer) => {
                 forward(sink, &source, Guarded::new(answer.into_inner(), guards)).await
             }
         }

@@ -17,7 +17,7 @@ use http::HeaderMap;
 use self::connection::Connection;
 use self::exchange::ResponseBody;
 
-use crate::stream::{AbortSignal, Abortable};
+use crate::abort::{AbortSignal, Abortable};
 
 /// Where the trailers of one response are copied to.
 #[derive(Clone, Default, Debug)]

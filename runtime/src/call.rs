@@ -1,0 +1,72 @@
+//! What every handler works with: the request as it arrives with its path captures, the
+//! gateway's settings, the description of a binding, and the futures a backend returns.
+//!
+//! The bottom of the handler layers: binding, the pipelines, service and gateway all use these
+//! types, and this module uses none of them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+
+use crate::json::{JsonOptions, Registry};
+use crate::route::{Captures, Template};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a backend returns for a unary call.
+pub type UnaryFuture<T> = BoxFuture<Result<tonic::Response<T>, tonic::Status>>;
+
+/// One binding as the route table and documentation see it.
+#[derive(Debug)]
+pub struct RouteInfo {
+    /// Upper-case HTTP method.
+    pub method: &'static str,
+    /// The RPC's full name, `package.Service.Method`.
+    pub rpc: &'static str,
+    /// The compiled path template.
+    pub template: Template,
+}
+
+/// A request as a handler receives it: the HTTP request, the path captures and the gateway's
+/// settings.
+pub(crate) struct Call {
+    pub request: http::Request<Body>,
+    pub captures: Captures,
+    pub settings: Arc<Settings>,
+}
+
+/// Settings every handler sees.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub registry: &'static Registry,
+    pub write_options: JsonOptions,
+    pub read_options: JsonOptions,
+    pub reject_unknown_query: bool,
+    pub max_body_bytes: usize,
+    pub default_timeout: Option<Duration>,
+    pub response_capacity: usize,
+    pub max_message_bytes: usize,
+    pub stream_idle_timeout: Option<Duration>,
+    pub stream_max_duration: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            registry: &Registry::EMPTY,
+            write_options: JsonOptions::default(),
+            read_options: JsonOptions::default(),
+            reject_unknown_query: false,
+            max_body_bytes: 4 * 1024 * 1024,
+            default_timeout: None,
+            response_capacity: 512,
+            max_message_bytes: 4 * 1024 * 1024,
+            stream_idle_timeout: None,
+            stream_max_duration: None,
+        }
+    }
+}
