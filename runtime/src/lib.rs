@@ -5,6 +5,7 @@ mod error;
 mod gateway;
 pub mod json;
 pub mod metadata;
+mod percent;
 mod query;
 pub mod route;
 mod service;

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
+use crate::percent::{self, PercentError, Plus, Slash};
 
 /// Sets the fields named by `query` (`application/x-www-form-urlencoded`) on `message`.
 ///
@@ -19,11 +20,11 @@ pub fn apply<M: JsonMessage>(
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(raw_key).map_err(|error| GatewayError::Query {
             param: raw_key.to_owned(),
-            error: crate::json::JsonError::new(error),
+            error: crate::json::JsonError::new(error.to_string()),
         })?;
         let value = decode(raw_value).map_err(|error| GatewayError::Query {
             param: key.to_string(),
-            error: crate::json::JsonError::new(error),
+            error: crate::json::JsonError::new(error.to_string()),
         })?;
         if skip.iter().any(|s| is_under(&key, s)) {
             continue;
@@ -48,17 +49,10 @@ fn is_under(key: &str, field: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
-/// Decodes one form-encoded component: `+` is a space, then percent-decoding to UTF-8. Plain
-/// components are borrowed.
-fn decode(component: &str) -> Result<Cow<'_, str>, &'static str> {
-    if !component.contains(['+', '%']) {
-        return Ok(Cow::Borrowed(component));
-    }
-    let spaced = component.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|s| Cow::Owned(s.into_owned()))
-        .map_err(|_| "not valid UTF-8 after percent-decoding")
+/// Decodes one form-encoded component: `+` is a space, then strict percent-decoding to UTF-8.
+/// Plain components are borrowed.
+fn decode(component: &str) -> Result<Cow<'_, str>, PercentError> {
+    percent::decode(component, Plus::Space, Slash::Decode)
 }
 
 #[cfg(test)]
@@ -77,5 +71,8 @@ mod tests {
         assert_eq!(decode("a+b%2Fc").as_deref(), Ok("a b/c"));
         assert!(matches!(decode("plain"), Ok(Cow::Borrowed("plain"))));
         assert!(decode("%FF").is_err());
+        assert!(decode("%").is_err());
+        assert!(decode("a%2").is_err());
+        assert!(decode("%zz").is_err());
     }
 }
