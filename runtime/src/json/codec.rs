@@ -501,15 +501,19 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
 
-fn decode_base64(text: &str) -> Result<Vec<u8>, JsonError> {
+/// The runtime's one base64 decoder, for `bytes` fields and binary metadata alike: the standard
+/// or the URL-safe alphabet (told apart by `-`/`_`), padded or not.
+pub(crate) fn decode_base64_lenient(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let engine = if text.contains(['-', '_']) {
         &URL_SAFE
     } else {
         &STANDARD
     };
-    engine
-        .decode(text)
-        .map_err(|e| JsonError::new(format!("invalid base64: {e}")))
+    engine.decode(text)
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, JsonError> {
+    decode_base64_lenient(text).map_err(|e| JsonError::new(format!("invalid base64: {e}")))
 }
 
 impl<B: BytesValue> Codec for Bytes<B> {

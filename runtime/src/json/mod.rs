@@ -36,6 +36,7 @@ pub use codec::{
     Bool, Bytes, BytesValue, Codec, Enum, F32, F64, I32, I64, MapKey, MapLike, Msg, NullValue,
     ProtoEnum, Str, U32, U64,
 };
+pub(crate) use codec::decode_base64_lenient;
 pub use error::JsonError;
 pub use message::{
     JsonMessage, decode_message, encode_message, merge_message, parse_text, push_text, read_map,
