@@ -86,8 +86,8 @@ pub struct Binding<Req: 'static, Resp: 'static> {
     pub route: &'static RouteInfo,
     /// Where the body goes.
     pub body: BodyRule<Req>,
-    /// Dotted field paths (proto and JSON spellings) never taken from the query: path variables
-    /// and the body field.
+    /// Dotted field paths (proto and JSON spellings) the path variables and the body field set:
+    /// a query parameter setting one of them (or a field inside one) is refused.
     pub query_skip: &'static [&'static str],
     /// One setter per template variable, in template order.
     pub path: &'static [PathSetter<Req>],

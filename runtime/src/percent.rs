@@ -54,7 +54,9 @@ pub(crate) fn decode(raw: &str, plus: Plus, slash: Slash) -> Result<Cow<'_, str>
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let escape = bytes.get(i + 1..i + 3).ok_or(PercentError::BadEscape { offset: i })?;
+                let escape = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or(PercentError::BadEscape { offset: i })?;
                 let (Some(high), Some(low)) = (hex(escape[0]), hex(escape[1])) else {
                     return Err(PercentError::BadEscape { offset: i });
                 };
@@ -76,9 +78,11 @@ pub(crate) fn decode(raw: &str, plus: Plus, slash: Slash) -> Result<Cow<'_, str>
             }
         }
     }
-    String::from_utf8(out).map(Cow::Owned).map_err(|error| PercentError::NotUtf8 {
-        offset: error.utf8_error().valid_up_to(),
-    })
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|error| PercentError::NotUtf8 {
+            offset: error.utf8_error().valid_up_to(),
+        })
 }
 
 fn hex(digit: u8) -> Option<u8> {

@@ -65,6 +65,8 @@ pub trait MapLike<K, V>: Default {
     fn each<F: FnMut(&K, &V)>(&self, f: F);
     /// Inserts or replaces an entry.
     fn put(&mut self, key: K, value: V);
+    /// Whether an entry has this key.
+    fn contains(&self, key: &K) -> bool;
 }
 
 impl<K: Eq + Hash, V, S: BuildHasher + Default> MapLike<K, V> for HashMap<K, V, S> {
@@ -77,6 +79,9 @@ impl<K: Eq + Hash, V, S: BuildHasher + Default> MapLike<K, V> for HashMap<K, V, 
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
     }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
 }
 
 impl<K: Ord, V> MapLike<K, V> for BTreeMap<K, V> {
@@ -88,6 +93,9 @@ impl<K: Ord, V> MapLike<K, V> for BTreeMap<K, V> {
     }
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
+    }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
     }
 }
 

@@ -481,9 +481,15 @@ fn check_mask_path(path: &str) -> Result<(), JsonError> {
         Some("an empty path")
     } else if path.split('.').any(str::is_empty) {
         Some("an empty segment")
-    } else if path.split('.').any(|s| s.starts_with(|c: char| c.is_ascii_digit())) {
+    } else if path
+        .split('.')
+        .any(|s| s.starts_with(|c: char| c.is_ascii_digit()))
+    {
         Some("a segment starting with a digit")
-    } else if !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
+    } else if !path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+    {
         Some("a character that is not a letter, a digit or `.`")
     } else {
         None
@@ -1155,10 +1161,24 @@ mod tests {
         assert_eq!(read::<FieldMask>("\"\"").map(|m| m.paths), Ok(vec![]));
         assert!(read::<FieldMask>("\"snake_case\"").is_err());
         for bad in [
-            ",", "a,,b", "a,", ".a", "a.", "a..b", "a\\u0000b", "a b", "a-b", "1a", "a.2b", "é",
+            ",",
+            "a,,b",
+            "a,",
+            ".a",
+            "a.",
+            "a..b",
+            "a\\u0000b",
+            "a b",
+            "a-b",
+            "1a",
+            "a.2b",
+            "é",
         ] {
             let error = read::<FieldMask>(&format!("\"{bad}\"")).expect_err(bad);
-            assert!(error.message().contains("is not a field path"), "{bad}: {error}");
+            assert!(
+                error.message().contains("is not a field path"),
+                "{bad}: {error}"
+            );
         }
         for bad in ["a__b", "aB", "a_1", "a_é", "A"] {
             let mask = prost_types::FieldMask {
