@@ -76,11 +76,15 @@ pub fn apply<M: JsonMessage>(
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(raw_key).map_err(|error| GatewayError::Query {
             param: raw_key.to_owned(),
-            error: JsonError::new(format!("the name is not valid percent-encoding: {error}")),
+            error: JsonError::new(format!(
+                "the name is not valid percent-encoded UTF-8: {error}"
+            )),
         })?;
         let value = decode(raw_value).map_err(|error| GatewayError::Query {
             param: key.to_string(),
-            error: JsonError::new(format!("the value is not valid percent-encoding: {error}")),
+            error: JsonError::new(format!(
+                "the value is not valid percent-encoded UTF-8: {error}"
+            )),
         })?;
         let name = parse_name(&key).map_err(|error| GatewayError::QueryName {
             param: key.to_string(),
