@@ -221,14 +221,19 @@ async fn whole_body_and_no_query() {
         "maybe": "",
         "remote": {"id": "r", "kind": "NEAR"}
     });
+    let (status, body) = call(Method::POST, &format!("{base}/v1/echo"), Some(sent.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, sent);
+    // The body carries every field: a query parameter naming one is refused, not ignored.
     let (status, body) = call(
         Method::POST,
         &format!("{base}/v1/echo?id=ignored"),
         Some(sent.clone()),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body, sent);
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("`id`"), "{message}");
 }
 
 #[tokio::test]

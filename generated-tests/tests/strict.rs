@@ -385,6 +385,32 @@ async fn nothing_sent_is_dropped_without_a_word() {
     .await;
     assert_refused("path and body", answer, &["`name`", "different value"]);
 
+    // With `body: "*"` the body carries every field: a parameter naming one is refused.
+    let answer = call(
+        Method::PUT,
+        &format!("{base}/strict/v1/things/n?count=2"),
+        Some(json!({"count": 1})),
+    )
+    .await;
+    assert_refused("whole body", answer, &["`count`", "path or the body"]);
+    let answer = call(
+        Method::PUT,
+        &format!("{base}/strict/v1/things/n?nested=x"),
+        Some(json!({})),
+    )
+    .await;
+    assert_refused("whole body", answer, &["`nested`", "is a message"]);
+    let (status, body) = call(
+        Method::PUT,
+        &format!("{base}/strict/v1/things/n?utm_source=x"),
+        Some(json!({"count": 1})),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"name": "n", "count": 1}))
+    );
+
     // Unknown parameters are the one thing ignored, unless the gateway is told otherwise.
     assert_eq!(
         ok(&base, "/strict/v1/echo/n?utm_source=x&nested.nope=1").await,

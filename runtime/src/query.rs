@@ -59,20 +59,15 @@ fn parse_name(name: &str) -> Result<Name<'_>, QueryNameError> {
     Ok(Name { fields, map_key })
 }
 
-/// Sets the fields named by `query` (`application/x-www-form-urlencoded`) on `message`.
-///
-/// `bound` lists the dotted field paths (both spellings) the path or the body sets: a parameter
-/// setting one of them, or a field inside one, is an error. Parameters naming no field are
-/// ignored unless `reject_unknown`.
-pub fn apply<M: JsonMessage>(
-    message: &mut M,
-    query: &str,
-    bound: &[&str],
-    reject_unknown: bool,
-) -> Result<(), GatewayError> {
-    // The singular fields set so far, by JSON path.
-    let mut set_once: HashSet<String> = HashSet::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+/// One `name=value` pair of a query, both percent-decoded.
+struct Param<'q> {
+    key: Cow<'q, str>,
+    value: Cow<'q, str>,
+}
+
+/// The pairs of `query` (empty pairs, `&&`, carry nothing and are skipped), decoded.
+fn params(query: &str) -> impl Iterator<Item = Result<Param<'_>, GatewayError>> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(raw_key).map_err(|error| GatewayError::Query {
             param: raw_key.to_owned(),
@@ -86,35 +81,86 @@ pub fn apply<M: JsonMessage>(
                 "the value is not valid percent-encoded UTF-8: {error}"
             )),
         })?;
-        let name = parse_name(&key).map_err(|error| GatewayError::QueryName {
-            param: key.to_string(),
+        Ok(Param { key, value })
+    })
+}
+
+/// Sets the field `param` names on `message`: `Ok(None)` when it names no field, else the
+/// field's JSON path and whether it is repeated.
+fn set<M: JsonMessage>(
+    message: &mut M,
+    param: &Param<'_>,
+) -> Result<Option<(String, bool)>, GatewayError> {
+    let name = parse_name(&param.key).map_err(|error| GatewayError::QueryName {
+        param: param.key.to_string(),
+        error,
+    })?;
+    let mut field = TextField::new(&name.fields, name.map_key, &param.value);
+    let known = message
+        .set_text(&mut field)
+        .map_err(|error| GatewayError::Query {
+            param: param.key.to_string(),
             error,
         })?;
-        let mut field = TextField::new(&name.fields, name.map_key, &value);
-        let known = message
-            .set_text(&mut field)
-            .map_err(|error| GatewayError::Query {
-                param: key.to_string(),
-                error,
-            })?;
-        if !known {
+    Ok(known.then(|| (field.path().to_owned(), field.repeated())))
+}
+
+/// Sets the fields named by `query` (`application/x-www-form-urlencoded`) on `message`.
+///
+/// `bound` lists the dotted field paths (both spellings) the path or the body sets: a parameter
+/// setting one of them, or a field inside one, is an error. Parameters naming no field are
+/// ignored unless `reject_unknown`.
+pub fn apply<M: JsonMessage>(
+    message: &mut M,
+    query: &str,
+    bound: &[&str],
+    reject_unknown: bool,
+) -> Result<(), GatewayError> {
+    // The singular fields set so far, by JSON path.
+    let mut set_once: HashSet<String> = HashSet::new();
+    for param in params(query) {
+        let param = param?;
+        let Some((path, repeated)) = set(message, &param)? else {
             if reject_unknown {
-                return Err(GatewayError::UnknownQuery(key.into_owned()));
+                return Err(GatewayError::UnknownQuery(param.key.into_owned()));
             }
             continue;
-        }
-        let path = field.path();
-        if bound.iter().any(|b| is_under(path, b)) {
+        };
+        if bound.iter().any(|b| is_under(&path, b)) {
             return Err(GatewayError::QueryBound {
-                param: key.to_string(),
-                field: path.to_owned(),
+                param: param.key.into_owned(),
+                field: path,
             });
         }
-        if !field.repeated() && !set_once.insert(path.to_owned()) {
+        if !repeated && !set_once.insert(path.clone()) {
             return Err(GatewayError::QueryRepeated {
-                param: key.to_string(),
-                field: path.to_owned(),
+                param: param.key.into_owned(),
+                field: path,
             });
+        }
+    }
+    Ok(())
+}
+
+/// For a binding whose body is the whole message (`body: "*"`): every parameter naming a field
+/// of `M` is an error, since the body carries them all; the others are ignored unless
+/// `reject_unknown`.
+pub fn refuse_fields<M: JsonMessage>(
+    query: &str,
+    reject_unknown: bool,
+) -> Result<(), GatewayError> {
+    for param in params(query) {
+        let param = param?;
+        match set(&mut M::default(), &param) {
+            Ok(None) if !reject_unknown => {}
+            Ok(None) => return Err(GatewayError::UnknownQuery(param.key.into_owned())),
+            Ok(Some((path, _))) => {
+                return Err(GatewayError::QueryBound {
+                    param: param.key.into_owned(),
+                    field: path,
+                });
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(())
