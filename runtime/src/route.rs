@@ -101,7 +101,8 @@ pub enum Lookup<'t, T> {
     },
     /// Nothing matches the path.
     NotFound,
-    /// The path matched, but a variable's value is not valid percent-encoded UTF-8.
+    /// The path matched, but a variable's value (or another segment) is not valid
+    /// percent-encoded UTF-8; the message names it.
     BadPath(String),
 }
 
