@@ -1,6 +1,8 @@
 //! Compiles every test proto under `proto/` with protogate-build, as a user's build script would.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The directory too, so that a proto added to it is compiled.
+    println!("cargo:rerun-if-changed=proto");
     let protos = protogate_build::protos_under("proto")?;
     if let Err(error) = protogate_build::configure().compile(&protos, &["proto"]) {
         eprintln!("{error}");

@@ -53,11 +53,20 @@ async fn a_file_without_a_package() {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let body: Value = reqwest::get(format!("{base}/loose/l1?children.id=ignored"))
+    let body: Value = reqwest::get(format!("{base}/loose/l1"))
         .await
         .expect("answered")
         .json()
         .await
         .expect("JSON");
     assert_eq!(body, json!({"id": "l1"}));
+    // A field inside a repeated message cannot be set from the query: refused, not dropped.
+    let response = reqwest::get(format!("{base}/loose/l1?children.id=x"))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], 3);
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("`children`"), "{message}");
 }

@@ -221,26 +221,42 @@ async fn whole_body_and_no_query() {
         "maybe": "",
         "remote": {"id": "r", "kind": "NEAR"}
     });
+    let (status, body) = call(Method::POST, &format!("{base}/v1/echo"), Some(sent.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, sent);
+    // The body carries every field: a query parameter naming one is refused, not ignored.
     let (status, body) = call(
         Method::POST,
         &format!("{base}/v1/echo?id=ignored"),
         Some(sent.clone()),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body, sent);
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("`id`"), "{message}");
 }
 
 #[tokio::test]
-async fn path_values_win_over_body_values() {
+async fn path_values_must_agree_with_body_values() {
     let base = remote_gateway().await.expect("gateway");
-    let (_, body) = call(
+    let (status, body) = call(
+        Method::POST,
+        &format!("{base}/v1/alt/from-path"),
+        Some(json!({"id": "from-path", "name": "n"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"id": "from-path", "name": "n"}));
+    // A different value in the body is refused, not overwritten without a word.
+    let (status, body) = call(
         Method::POST,
         &format!("{base}/v1/alt/from-path"),
         Some(json!({"id": "from-body", "name": "n"})),
     )
     .await;
-    assert_eq!(body, json!({"id": "from-path", "name": "n"}));
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("path variable `id`"), "{message}");
 }
 
 #[tokio::test]
@@ -248,7 +264,7 @@ async fn body_field_with_the_rest_from_the_query() {
     let base = remote_gateway().await.expect("gateway");
     let (status, body) = call(
         Method::PUT,
-        &format!("{base}/v1/items/i1?id=q&nested.name=ignored"),
+        &format!("{base}/v1/items/i1?id=q"),
         Some(json!({"name": "sub", "count": 2})),
     )
     .await;
@@ -257,6 +273,16 @@ async fn body_field_with_the_rest_from_the_query() {
         body,
         json!({"name": "items/i1", "id": "q", "nested": {"name": "sub", "count": 2}})
     );
+    // A field inside the body field cannot also come from the query.
+    let (status, body) = call(
+        Method::PUT,
+        &format!("{base}/v1/items/i1?nested.name=other"),
+        Some(json!({"name": "sub"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("`nested.name`"), "{message}");
     let (_, body) = call(
         Method::PATCH,
         &format!("{base}/v1/items/i1/tags"),

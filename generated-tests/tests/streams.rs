@@ -195,7 +195,7 @@ async fn response_body_and_body_bindings_apply_to_each_message() {
     );
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/streams/from-path:count"))
-        .json(&json!({"name": "from-body", "count": 2}))
+        .json(&json!({"name": "from-path", "count": 2}))
         .send()
         .await
         .expect("answered");
@@ -204,6 +204,14 @@ async fn response_body_and_body_bindings_apply_to_each_message() {
         lines[1],
         json!({"result": {"name": "from-path", "index": "1"}})
     );
+    // A body value the path contradicts is refused, not overwritten.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/from-path:count"))
+        .json(&json!({"name": "from-body", "count": 2}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 400);
 }
 
 async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {

@@ -21,7 +21,8 @@ use crate::route::Captures;
 pub enum BodyRule<Req: 'static> {
     /// No body is read; every non-path field may come from the query.
     None,
-    /// `body: "*"`: the whole body is the request message; the query is not read.
+    /// `body: "*"`: the whole body is the request message; a query parameter naming a field is
+    /// refused.
     Whole,
     /// `body: "field"`: the body is that field's value; other fields may come from the query.
     Field {
@@ -37,13 +38,13 @@ pub enum BodyRule<Req: 'static> {
     Raw {
         /// Sets the `HttpBody` from the request's content type and a piece of its body.
         set: fn(&mut Req, &str, &[u8]),
-        /// `body: "*"`: the query is not read.
+        /// `body: "*"`: a query parameter naming a field is refused.
         whole: bool,
     },
 }
 
 impl<Req> BodyRule<Req> {
-    /// Whether the query may set fields.
+    /// Whether the query may set fields (else the body carries them all).
     fn reads_query(&self) -> bool {
         !matches!(self, BodyRule::Whole | BodyRule::Raw { whole: true, .. })
     }
@@ -85,8 +86,8 @@ pub struct Binding<Req: 'static, Resp: 'static> {
     pub route: &'static RouteInfo,
     /// Where the body goes.
     pub body: BodyRule<Req>,
-    /// Dotted field paths (proto and JSON spellings) never taken from the query: path variables
-    /// and the body field.
+    /// Dotted field paths (proto and JSON spellings) the path variables and the body field set:
+    /// a query parameter setting one of them (or a field inside one) is refused.
     pub query_skip: &'static [&'static str],
     /// One setter per template variable, in template order.
     pub path: &'static [PathSetter<Req>],
@@ -154,13 +155,16 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
                 .map_err(GatewayError::Body)?;
             }
         }
+        let query = self.uri.query().unwrap_or_default();
         if binding.body.reads_query() {
             query::apply(
                 &mut message,
-                self.uri.query().unwrap_or_default(),
+                query,
                 binding.query_skip,
                 self.settings.reject_unknown_query,
             )?;
+        } else {
+            query::refuse_fields::<Req>(query, self.settings.reject_unknown_query)?;
         }
         for ((field, value), set) in self.captures.iter().zip(binding.path) {
             set(&mut message, value).map_err(|error| GatewayError::Path {

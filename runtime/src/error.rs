@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 
 use crate::json::{JsonError, Registry};
 use crate::metadata::MetadataError;
+pub use crate::query::QueryNameError;
 
 /// A failure on the gateway's side of a call, or the upstream's status.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,32 @@ pub enum GatewayError {
         param: String,
         /// What is wrong with its value.
         error: JsonError,
+    },
+    /// A query parameter's name is malformed.
+    #[error("invalid query parameter name `{param}`: {error}")]
+    QueryName {
+        /// The parameter's name, percent-decoded.
+        param: String,
+        /// What is wrong with it.
+        error: QueryNameError,
+    },
+    /// A query parameter sets a field that the path sets or the body carries.
+    #[error(
+        "query parameter `{param}` sets field `{field}`, which this method takes from the path or the body"
+    )]
+    QueryBound {
+        /// The parameter's name.
+        param: String,
+        /// The field, by JSON names.
+        field: String,
+    },
+    /// A second query parameter for a singular field.
+    #[error("query parameter `{param}` sets field `{field}` again; it is not a repeated field")]
+    QueryRepeated {
+        /// The parameter's name.
+        param: String,
+        /// The field, by JSON names.
+        field: String,
     },
     /// A query parameter names no field (only when unknown parameters are rejected).
     #[error("unknown query parameter `{0}`")]
@@ -131,6 +158,9 @@ impl GatewayError {
             GatewayError::BadPath(_)
             | GatewayError::Body(_)
             | GatewayError::Query { .. }
+            | GatewayError::QueryName { .. }
+            | GatewayError::QueryBound { .. }
+            | GatewayError::QueryRepeated { .. }
             | GatewayError::UnknownQuery(_)
             | GatewayError::Path { .. }
             | GatewayError::BodyRead(_)

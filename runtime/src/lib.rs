@@ -7,6 +7,7 @@ mod error;
 mod gateway;
 pub mod json;
 pub mod metadata;
+mod percent;
 mod query;
 mod respond;
 pub mod route;
@@ -18,7 +19,7 @@ mod upstream;
 
 pub use binding::RawBody;
 pub use call::RouteInfo;
-pub use error::GatewayError;
+pub use error::{GatewayError, QueryNameError};
 pub use gateway::Gateway;
 pub use json::JsonOptions;
 pub use route::Conflict;
@@ -54,8 +55,8 @@ pub mod __codegen {
     pub use crate::json::{
         Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
         JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
-        Struct, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map, read_message,
-        read_nullable, read_optional, read_repeated, read_singular, set_text, set_text_nested,
+        Struct, TextField, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map,
+        read_message, read_nullable, read_optional, read_repeated, read_singular, set_text,
         set_text_optional, write_map, write_message, write_optional, write_present, write_repeated,
         write_singular,
     };

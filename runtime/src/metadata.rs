@@ -219,15 +219,10 @@ fn insert(
     }
     let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| invalid_key())?;
     let value = if key.ends_with("-bin") {
-        // The header carries base64 (padded or not); the metadata carries the bytes, which
-        // tonic keeps base64-encoded in its own spelling.
-        let engine = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        let bytes =
-            base64::Engine::decode(&engine, value.as_bytes()).map_err(|_| invalid_value())?;
+        // The header carries base64 (either alphabet, padded or not); the metadata carries the
+        // bytes, which tonic keeps base64-encoded in its own spelling.
+        let text = value.to_str().map_err(|_| invalid_value())?;
+        let bytes = crate::json::decode_base64_lenient(text).map_err(|_| invalid_value())?;
         HeaderValue::from_bytes(BinaryMetadataValue::from_bytes(&bytes).as_encoded_bytes())
             .map_err(|_| invalid_value())?
     } else if is_ascii_metadata(value) {
@@ -373,6 +368,7 @@ mod tests {
                 ("grpc-metadata-trace-bin", "AQID"),
                 ("grpc-metadata-padded-bin", "AQI="),
                 ("grpc-metadata-raw-bin", "AQI"),
+                ("grpc-metadata-url-bin", "-_8"),
             ]),
             None,
         )
@@ -381,6 +377,7 @@ mod tests {
         assert_eq!(bytes("trace-bin").as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(bytes("padded-bin").as_deref(), Some(&[1u8, 2][..]));
         assert_eq!(bytes("raw-bin").as_deref(), Some(&[1u8, 2][..]));
+        assert_eq!(bytes("url-bin").as_deref(), Some(&[0xfbu8, 0xff][..]));
     }
 
     #[test]

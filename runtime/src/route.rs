@@ -2,11 +2,13 @@
 //! of google/api/http.proto (literal > `*` > `**`, segment by segment), custom verbs, and the
 //! percent-decoding rules for variables.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
 use http::Method;
-use percent_encoding::percent_decode_str;
+
+use crate::percent::{self, PercentError, Plus, Slash};
 
 /// One segment of a compiled template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,7 +101,8 @@ pub enum Lookup<'t, T> {
     },
     /// Nothing matches the path.
     NotFound,
-    /// The path matched, but a variable's value is not valid percent-encoded UTF-8.
+    /// The path matched, but a variable's value (or another segment) is not valid
+    /// percent-encoded UTF-8; the message names it.
     BadPath(String),
 }
 
@@ -281,20 +284,19 @@ impl<T> RouteTable<T> {
             let end = var.end.unwrap_or(segments.len()).min(segments.len());
             let start = var.start.min(end);
             let raw = segments[start..end].join("/");
-            let decoded = if template.is_single_segment(var) {
-                decode_all(&raw)
-            } else {
-                decode_keeping_slashes(&raw)
-            };
-            match decoded {
-                Some(value) => values.push((var.field, value)),
-                None => {
+            match decode_var(&raw, template.is_single_segment(var)) {
+                Ok(value) => values.push((var.field, value)),
+                Err(error) => {
                     return Lookup::BadPath(format!(
-                        "the value of `{}` is not valid percent-encoded UTF-8",
+                        "the value `{raw}` of path variable `{}` is not valid percent-encoded UTF-8: {error}",
                         var.field
                     ));
                 }
             }
+        }
+        // Segments outside every variable (matched by a bare `*` or `**`) must be valid too.
+        if let Some(message) = bad_segment(segments) {
+            return Lookup::BadPath(message);
         }
         Lookup::Found {
             value: &entry.value,
@@ -329,30 +331,27 @@ fn visit(node: &Node, segments: &[&str], hit: &mut dyn FnMut(Leaf) -> bool) -> b
     node.rest.iter().any(|leaf| hit(*leaf))
 }
 
-fn decode_all(raw: &str) -> Option<String> {
-    percent_decode_str(raw)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
+/// A variable's value: fully decoded when it spans one segment; otherwise `%2F` stays encoded,
+/// so it cannot be told from the `/` between segments. `+` is itself in a path.
+fn decode_var(raw: &str, single_segment: bool) -> Result<String, PercentError> {
+    let slash = if single_segment {
+        Slash::Decode
+    } else {
+        Slash::Keep
+    };
+    percent::decode(raw, Plus::Literal, slash).map(Cow::into_owned)
 }
 
-/// Decodes everything except `%2F`/`%2f`, which stay as they are (multi-segment variables).
-fn decode_keeping_slashes(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(index) = find_encoded_slash(rest) {
-        out.push_str(&decode_all(&rest[..index])?);
-        out.push_str(&rest[index..index + 3]);
-        rest = &rest[index + 3..];
-    }
-    out.push_str(&decode_all(rest)?);
-    Some(out)
-}
-
-fn find_encoded_slash(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    (0..bytes.len().saturating_sub(2))
-        .find(|&i| bytes[i] == b'%' && bytes[i + 1] == b'2' && matches!(bytes[i + 2], b'F' | b'f'))
+/// The complaint about the first segment of a matched path that is not valid percent-encoded
+/// UTF-8, bound to a variable or not.
+fn bad_segment(segments: &[&str]) -> Option<String> {
+    segments.iter().find_map(|segment| {
+        percent::decode(segment, Plus::Literal, Slash::Decode)
+            .err()
+            .map(|error| {
+                format!("path segment `{segment}` is not valid percent-encoded UTF-8: {error}")
+            })
+    })
 }
 
 #[cfg(test)]
@@ -560,13 +559,49 @@ mod tests {
         );
     }
 
+    fn bad_path(table: &RouteTable<&'static str>, method: Method, path: &str) -> String {
+        match table.find(&method, path) {
+            Lookup::BadPath(message) => message,
+            other => panic!("{method} {path}: expected a bad path, got {other:?}"),
+        }
+    }
+
     #[test]
     fn invalid_percent_encoding_is_a_bad_path() {
         let table = table();
-        assert!(matches!(
-            table.find(&Method::GET, "/v1/books/%FF"),
-            Lookup::BadPath(_)
-        ));
+        let message = bad_path(&table, Method::GET, "/v1/books/%FF");
+        assert!(message.contains("`book.id`"), "{message}");
+        assert!(message.contains("UTF-8"), "{message}");
+        for path in ["/v1/books/%", "/v1/books/a%zz", "/v1/books/%4"] {
+            let message = bad_path(&table, Method::GET, path);
+            assert!(message.contains("path variable `book.id`"), "{message}");
+            assert!(message.contains("hexadecimal"), "{message}");
+        }
+        // In a `**` variable, and before a custom verb.
+        let message = bad_path(&table, Method::GET, "/v1/a/%G0/b");
+        assert!(message.contains("`path`"), "{message}");
+        let message = bad_path(&table, Method::POST, "/v1/operations/a/%:cancel");
+        assert!(message.contains("`name`"), "{message}");
+        // A bad escape in a wildcard segment that no variable binds names the segment.
+        let mut table = RouteTable::new();
+        table
+            .insert(
+                Method::GET,
+                template!("/v1/*/x", [L("v1"), Any, L("x")], None, []),
+                "unbound",
+            )
+            .expect("insert");
+        let message = bad_path(&table, Method::GET, "/v1/%zz/x");
+        assert!(message.contains("path segment `%zz`"), "{message}");
+    }
+
+    #[test]
+    fn plus_in_a_path_is_a_plus() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::GET, "/v1/books/a+b%2B"),
+            ("get_book", caps(&[("book.id", "a+b+")]))
+        );
     }
 
     #[test]

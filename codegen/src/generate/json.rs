@@ -245,8 +245,8 @@ pub fn write_bare(depth: Scope<'_>, field: &FieldDescriptor) -> Result<TokenStre
     })
 }
 
-/// A statement setting field `slot` from query or path text `text`, or `None` when the field has no
-/// text form (maps, messages without one).
+/// A statement setting field `slot` from path text `text`, or `None` when the field has no text
+/// form (maps, messages without one).
 fn set_text_into(
     depth: Scope<'_>,
     field: &FieldDescriptor,
@@ -267,6 +267,57 @@ fn set_text_into(
         Shape::Plain(c) => {
             let c = c.codec;
             Some(quote!(__codegen::set_text::<#c>(&mut #slot, text)))
+        }
+    })
+}
+
+/// The name of a message-typed field's type, for messages about what the query cannot set.
+fn type_name(field: &FieldDescriptor) -> String {
+    match field.kind() {
+        Kind::Message(m) => m.full_name().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// An expression setting field `field` (at `self.<ident>`) from the query parameter `field`
+/// (a `__codegen::TextField`): the runtime call for the field's shape, or the error for a field
+/// the query cannot set.
+fn query_arm(depth: Scope<'_>, field: &FieldDescriptor) -> Result<TokenStream, RuleError> {
+    let ident = field_ident(field);
+    let json = field.json_name();
+    let unsupported = |what: String| quote!(field.unsupported(#json, #what));
+    Ok(match shape(depth, field)? {
+        Shape::Map { key, value } if value.textual => {
+            let (k, v) = (key.codec, value.codec);
+            quote!(field.map::<#k, #v, _>(#json, &mut self.#ident))
+        }
+        Shape::Map { .. } => {
+            let value_type = match field.kind() {
+                Kind::Message(entry) => type_name(&entry.map_entry_value_field()),
+                _ => type_name(field),
+            };
+            unsupported(format!("a map with {value_type} values"))
+        }
+        Shape::Repeated(c) if c.textual => {
+            let c = c.codec;
+            quote!(field.repeated_value::<#c>(#json, &mut self.#ident))
+        }
+        Shape::Repeated(c) if c.message.is_some() => {
+            unsupported("a repeated message field".to_owned())
+        }
+        Shape::Repeated(_) => unsupported(format!("a repeated {}", type_name(field))),
+        Shape::Optional(c, MessageStorage::User) => {
+            let m = c.message;
+            quote!(field.message::<#m, _>(#json, &mut self.#ident))
+        }
+        Shape::Optional(c, MessageStorage::WellKnown) if c.textual => {
+            let c = c.codec;
+            quote!(field.optional::<#c>(#json, &mut self.#ident))
+        }
+        Shape::Optional(..) => unsupported(format!("a {}", type_name(field))),
+        Shape::Plain(c) => {
+            let c = c.codec;
+            quote!(field.scalar::<#c>(#json, &mut self.#ident))
         }
     })
 }
@@ -335,28 +386,18 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
         let read = read_into(depth, &field, quote!(self.#ident))?;
         reads.push(quote!(#keys => #read.map(|()| true).map_err(|e| e.at(#json)),));
 
-        if let Some(set) = set_text_into(depth, &field, quote!(self.#ident))? {
-            texts.push(quote!((#keys, true) => #set.map(|()| true),));
-        }
-        if let Shape::Optional(c, MessageStorage::User) = shape(depth, &field)? {
-            let m = c.message;
-            texts.push(quote!(
-                (#keys, false) => __codegen::set_text_nested::<#m, _>(&mut self.#ident, rest, text),
-            ));
-        }
+        let arm = query_arm(depth, &field)?;
+        texts.push(quote!(#keys => #arm,));
     }
 
     let text_body = if texts.is_empty() {
         quote!(
-            let _ = (path, text);
+            let _ = field;
             ::core::result::Result::Ok(false)
         )
     } else {
         quote!(
-            let ::core::option::Option::Some((first, rest)) = path.split_first() else {
-                return ::core::result::Result::Ok(false);
-            };
-            match (*first, rest.is_empty()) {
+            match field.name() {
                 #(#texts)*
                 _ => ::core::result::Result::Ok(false),
             }
@@ -382,7 +423,7 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
     };
 
     Ok(quote! {
-        #[allow(clippy::all, deprecated, unused_variables)]
+        #[allow(clippy::all, deprecated, unused_variables, unreachable_patterns)]
         impl __codegen::JsonMessage for #path {
             const TYPE_NAME: &'static str = #type_name;
 
@@ -400,8 +441,7 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
 
             fn set_text(
                 &mut self,
-                path: &[&str],
-                text: &str,
+                field: &mut __codegen::TextField<'_>,
             ) -> ::core::result::Result<bool, __codegen::JsonError> {
                 #text_body
             }
@@ -447,28 +487,32 @@ fn oneof_code(
                 ::core::result::Result::Ok(true)
             }
         ));
-        if c.textual {
-            texts.push(quote!(
-                (#keys, true) => {
-                    let v = __codegen::parse_text::<#codec>(text)?;
-                    self.#slot = ::core::option::Option::Some(#enum_path::#variant(v));
-                    ::core::result::Result::Ok(true)
-                }
-            ));
-        } else if let Some(m) = &c.message {
-            texts.push(quote!(
-                (#keys, false) => {
-                    if !matches!(self.#slot, ::core::option::Option::Some(#enum_path::#variant(_))) {
-                        self.#slot = ::core::option::Option::Some(#enum_path::#variant(::core::default::Default::default()));
-                    }
-                    match &mut self.#slot {
-                        ::core::option::Option::Some(#enum_path::#variant(v)) => __codegen::JsonMessage::set_text(
-                            <_ as ::core::borrow::BorrowMut<#m>>::borrow_mut(v), rest, text),
-                        _ => ::core::result::Result::Ok(false),
-                    }
-                }
-            ));
-        }
+        let member = if c.textual {
+            Some(quote!(|f, v| f.optional::<#codec>(#json, v)))
+        } else {
+            c.message
+                .as_ref()
+                .map(|m| quote!(|f, v| f.message::<#m, _>(#json, v)))
+        };
+        texts.push(match member {
+            Some(set) => quote!(
+                #keys => field.oneof_member(
+                    #json,
+                    #oneof_json,
+                    &mut self.#slot,
+                    |o| match o {
+                        #enum_path::#variant(v) => ::core::result::Result::Ok(v),
+                        o => ::core::result::Result::Err(o),
+                    },
+                    #enum_path::#variant,
+                    #set,
+                ),
+            ),
+            None => {
+                let what = format!("a {}", type_name(&field));
+                quote!(#keys => field.unsupported(#json, #what),)
+            }
+        });
     }
     writes.push(quote!(
         if let ::core::option::Option::Some(v) = &self.#slot {
@@ -530,8 +574,23 @@ pub fn text_setter(
         let variant = naming::ident(&naming::camel(field.name()));
         let slot = naming::ident(&naming::snake(oneof.name()));
         let codec = codec(depth, field, &field.kind())?.codec;
+        let oneof_name = oneof.name();
+        // The body and the query are applied before the path: another member set there is a
+        // conflict, and so is the same member with a different value.
         return Ok(quote!({
             let v = __codegen::parse_text::<#codec>(text)?;
+            match &#owner.#slot {
+                ::core::option::Option::None => {}
+                ::core::option::Option::Some(#enum_path::#variant(old)) => {
+                    if *old != v {
+                        return ::core::result::Result::Err(__codegen::JsonError::path_conflict());
+                    }
+                }
+                #[allow(unreachable_patterns)]
+                ::core::option::Option::Some(_) => {
+                    return ::core::result::Result::Err(__codegen::JsonError::oneof_conflict(#oneof_name));
+                }
+            }
             #owner.#slot = ::core::option::Option::Some(#enum_path::#variant(v));
             ::core::result::Result::Ok(())
         }));

@@ -65,6 +65,8 @@ pub trait MapLike<K, V>: Default {
     fn each<F: FnMut(&K, &V)>(&self, f: F);
     /// Inserts or replaces an entry.
     fn put(&mut self, key: K, value: V);
+    /// Whether an entry has this key.
+    fn contains(&self, key: &K) -> bool;
 }
 
 impl<K: Eq + Hash, V, S: BuildHasher + Default> MapLike<K, V> for HashMap<K, V, S> {
@@ -77,6 +79,9 @@ impl<K: Eq + Hash, V, S: BuildHasher + Default> MapLike<K, V> for HashMap<K, V, 
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
     }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
 }
 
 impl<K: Ord, V> MapLike<K, V> for BTreeMap<K, V> {
@@ -88,6 +93,9 @@ impl<K: Ord, V> MapLike<K, V> for BTreeMap<K, V> {
     }
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
+    }
+    fn contains(&self, key: &K) -> bool {
+        self.contains_key(key)
     }
 }
 
@@ -501,15 +509,19 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
 
-fn decode_base64(text: &str) -> Result<Vec<u8>, JsonError> {
+/// The runtime's one base64 decoder, for `bytes` fields and binary metadata alike: the standard
+/// or the URL-safe alphabet (told apart by `-`/`_`), padded or not.
+pub(crate) fn decode_base64_lenient(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let engine = if text.contains(['-', '_']) {
         &URL_SAFE
     } else {
         &STANDARD
     };
-    engine
-        .decode(text)
-        .map_err(|e| JsonError::new(format!("invalid base64: {e}")))
+    engine.decode(text)
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, JsonError> {
+    decode_base64_lenient(text).map_err(|e| JsonError::new(format!("invalid base64: {e}")))
 }
 
 impl<B: BytesValue> Codec for Bytes<B> {

@@ -72,6 +72,11 @@ impl JsonError {
         JsonError::new(format!("more than one field of oneof `{oneof}` is set"))
     }
 
+    /// A path variable whose field the body already set to a different value.
+    pub fn path_conflict() -> Self {
+        JsonError::new("the request body sets this field to a different value")
+    }
+
     /// The field path, outermost first (`book.chapters[2].title`); `""` at the top level.
     pub fn path(&self) -> String {
         use fmt::Write as _;

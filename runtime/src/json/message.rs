@@ -3,7 +3,7 @@
 use std::borrow::{Borrow, BorrowMut};
 use std::hash::Hash;
 
-use super::{Codec, JsonError, JsonOptions, MapKey, MapLike, Reader, Registry, Writer};
+use super::{Codec, JsonError, JsonOptions, MapKey, MapLike, Reader, Registry, TextField, Writer};
 
 /// A message with generated proto3-JSON mappers.
 pub trait JsonMessage: prost::Message + Default + Sized + 'static {
@@ -20,9 +20,9 @@ pub trait JsonMessage: prost::Message + Default + Sized + 'static {
     /// calls on a `M: JsonMessage` would be ambiguous.)
     fn merge_json_field(&mut self, key: &str, r: &mut Reader<'_>) -> Result<bool, JsonError>;
 
-    /// Sets the field at `path` (dotted names, split) from query or path text; `false` when no
-    /// such field takes text.
-    fn set_text(&mut self, path: &[&str], text: &str) -> Result<bool, JsonError>;
+    /// Sets the field a query parameter names (see [`TextField`]); `false` when the message has
+    /// no field of that name, an error when the parameter does not fit the field it names.
+    fn set_text(&mut self, field: &mut TextField<'_>) -> Result<bool, JsonError>;
 }
 
 /// Writes `message` as a JSON object into `buf`.
@@ -253,18 +253,31 @@ pub fn parse_text<C: Codec>(text: &str) -> Result<C::Value, JsonError> {
     C::parse_text(text)
 }
 
-/// Sets a field without presence from text.
-pub fn set_text<C: Codec>(slot: &mut C::Value, text: &str) -> Result<(), JsonError> {
-    *slot = C::parse_text(text)?;
+/// Sets a field without presence from a path value. The body, read first, may hold the same
+/// value (clients often send a resource's name in both); a different one is an error.
+pub fn set_text<C: Codec>(slot: &mut C::Value, text: &str) -> Result<(), JsonError>
+where
+    C::Value: PartialEq,
+{
+    let value = C::parse_text(text)?;
+    if !C::is_default(slot) && *slot != value {
+        return Err(JsonError::path_conflict());
+    }
+    *slot = value;
     Ok(())
 }
 
-/// Sets an `Option` field from text.
-pub fn set_text_optional<C: Codec>(
-    slot: &mut Option<C::Value>,
-    text: &str,
-) -> Result<(), JsonError> {
-    *slot = Some(C::parse_text(text)?);
+/// Sets an `Option` field from a path value; a different value already set is an error, as for
+/// [`set_text`].
+pub fn set_text_optional<C: Codec>(slot: &mut Option<C::Value>, text: &str) -> Result<(), JsonError>
+where
+    C::Value: PartialEq,
+{
+    let value = C::parse_text(text)?;
+    if slot.as_ref().is_some_and(|old| *old != value) {
+        return Err(JsonError::path_conflict());
+    }
+    *slot = Some(value);
     Ok(())
 }
 
@@ -272,23 +285,6 @@ pub fn set_text_optional<C: Codec>(
 pub fn push_text<C: Codec>(slot: &mut Vec<C::Value>, text: &str) -> Result<(), JsonError> {
     slot.push(C::parse_text(text)?);
     Ok(())
-}
-
-/// Sets a field of a nested message from text, creating the message if needed.
-pub fn set_text_nested<M: JsonMessage, S: BorrowMut<M> + Default>(
-    slot: &mut Option<S>,
-    path: &[&str],
-    text: &str,
-) -> Result<bool, JsonError> {
-    let created = slot.is_none();
-    let result = slot
-        .get_or_insert_with(S::default)
-        .borrow_mut()
-        .set_text(path, text);
-    if created && !matches!(result, Ok(true)) {
-        *slot = None;
-    }
-    result
 }
 
 /// google.protobuf.Empty, which prost maps to `()`, as a request or response: `{}`.
@@ -301,7 +297,7 @@ impl JsonMessage for () {
         Ok(false)
     }
 
-    fn set_text(&mut self, _: &[&str], _: &str) -> Result<bool, JsonError> {
+    fn set_text(&mut self, _: &mut TextField<'_>) -> Result<bool, JsonError> {
         Ok(false)
     }
 }
@@ -390,10 +386,10 @@ mod tests {
             }
         }
 
-        fn set_text(&mut self, path: &[&str], text: &str) -> Result<bool, JsonError> {
-            match path {
-                ["displayName" | "display_name"] => {
-                    set_text::<Str>(&mut self.display_name, text).map(|()| true)
+        fn set_text(&mut self, field: &mut TextField<'_>) -> Result<bool, JsonError> {
+            match field.name() {
+                "displayName" | "display_name" => {
+                    field.scalar::<Str>("displayName", &mut self.display_name)
                 }
                 _ => Ok(false),
             }
@@ -508,27 +504,40 @@ mod tests {
             }
         }
 
-        fn set_text(&mut self, path: &[&str], text: &str) -> Result<bool, JsonError> {
-            let Some((first, rest)) = path.split_first() else {
-                return Ok(false);
-            };
-            match (*first, rest.is_empty()) {
-                ("title", true) => set_text::<Str>(&mut self.title, text).map(|()| true),
-                ("pageCount" | "page_count", true) => {
-                    set_text::<I64>(&mut self.page_count, text).map(|()| true)
+        fn set_text(&mut self, field: &mut TextField<'_>) -> Result<bool, JsonError> {
+            match field.name() {
+                "title" => field.scalar::<Str>("title", &mut self.title),
+                "pageCount" | "page_count" => {
+                    field.scalar::<I64>("pageCount", &mut self.page_count)
                 }
-                ("tags", true) => push_text::<Str>(&mut self.tags, text).map(|()| true),
-                ("rating", true) => set_text_optional::<I32>(&mut self.rating, text).map(|()| true),
-                ("color", true) => set_text::<Enum<Color>>(&mut self.color, text).map(|()| true),
-                ("published", true) => {
-                    set_text_optional::<Timestamp>(&mut self.published, text).map(|()| true)
-                }
-                ("author", false) => set_text_nested::<Author, _>(&mut self.author, rest, text),
-                ("sequel", false) => set_text_nested::<Book, _>(&mut self.sequel, rest, text),
-                ("ebook", true) => {
-                    self.format = Some(Format::Ebook(parse_text::<Str>(text)?));
-                    Ok(true)
-                }
+                "tags" => field.repeated_value::<Str>("tags", &mut self.tags),
+                "rating" => field.optional::<I32>("rating", &mut self.rating),
+                "color" => field.scalar::<Enum<Color>>("color", &mut self.color),
+                "published" => field.optional::<Timestamp>("published", &mut self.published),
+                "author" => field.message::<Author, _>("author", &mut self.author),
+                "sequel" => field.message::<Book, _>("sequel", &mut self.sequel),
+                "ebook" => field.oneof_member(
+                    "ebook",
+                    "format",
+                    &mut self.format,
+                    |o| match o {
+                        Format::Ebook(v) => Ok(v),
+                        o => Err(o),
+                    },
+                    Format::Ebook,
+                    |f, v| f.optional::<Str>("ebook", v),
+                ),
+                "paper" => field.oneof_member(
+                    "paper",
+                    "format",
+                    &mut self.format,
+                    |o| match o {
+                        Format::Paper(v) => Ok(v),
+                        o => Err(o),
+                    },
+                    Format::Paper,
+                    |f, v| f.message::<Author, _>("paper", v),
+                ),
                 _ => Ok(false),
             }
         }
@@ -953,27 +962,46 @@ mod tests {
     }
 
     #[test]
+    fn path_values_must_agree_with_the_body() {
+        let mut book = Book::default();
+        assert_eq!(set_text::<Str>(&mut book.title, "t"), Ok(()));
+        assert_eq!(
+            set_text::<Str>(&mut book.title, "t"),
+            Ok(()),
+            "the same value"
+        );
+        let error = set_text::<Str>(&mut book.title, "u").expect_err("a different value");
+        assert!(error.message().contains("different"), "{error}");
+        assert_eq!(book.title, "t");
+        assert_eq!(set_text_optional::<I32>(&mut book.rating, "0"), Ok(()));
+        assert_eq!(set_text_optional::<I32>(&mut book.rating, "0"), Ok(()));
+        assert!(set_text_optional::<I32>(&mut book.rating, "1").is_err());
+        assert_eq!(book.rating, Some(0));
+    }
+
+    #[test]
     fn text_setters() {
         let mut book = Book::default();
-        assert_eq!(book.set_text(&["title"], "t"), Ok(true));
-        assert_eq!(book.set_text(&["page_count"], "12"), Ok(true));
-        assert_eq!(book.set_text(&["tags"], "a"), Ok(true));
-        assert_eq!(book.set_text(&["tags"], "b"), Ok(true));
-        assert_eq!(book.set_text(&["rating"], "3"), Ok(true));
-        assert_eq!(book.set_text(&["color"], "GREEN"), Ok(true));
+        let set = |book: &mut Book, name: &str, text: &str| {
+            let names: Vec<&str> = name.split('.').collect();
+            book.set_text(&mut TextField::new(&names, None, text))
+        };
+        assert_eq!(set(&mut book, "title", "t"), Ok(true));
+        assert_eq!(set(&mut book, "page_count", "12"), Ok(true));
+        assert_eq!(set(&mut book, "tags", "a"), Ok(true));
+        assert_eq!(set(&mut book, "tags", "b"), Ok(true));
+        assert_eq!(set(&mut book, "rating", "3"), Ok(true));
+        assert_eq!(set(&mut book, "color", "GREEN"), Ok(true));
         assert_eq!(
-            book.set_text(&["published"], "1970-01-01T00:00:00Z"),
+            set(&mut book, "published", "1970-01-01T00:00:00Z"),
             Ok(true)
         );
-        assert_eq!(book.set_text(&["author", "displayName"], "A"), Ok(true));
-        assert_eq!(
-            book.set_text(&["sequel", "author", "display_name"], "S"),
-            Ok(true)
-        );
-        assert_eq!(book.set_text(&["ebook"], "e"), Ok(true));
-        assert_eq!(book.set_text(&["nope"], "x"), Ok(false));
-        assert_eq!(book.set_text(&["sequel", "nope"], "x"), Ok(false));
-        assert!(book.set_text(&["pageCount"], "x").is_err());
+        assert_eq!(set(&mut book, "author.displayName", "A"), Ok(true));
+        assert_eq!(set(&mut book, "sequel.author.display_name", "S"), Ok(true));
+        assert_eq!(set(&mut book, "ebook", "e"), Ok(true));
+        assert_eq!(set(&mut book, "nope", "x"), Ok(false));
+        assert_eq!(set(&mut book, "sequel.nope", "x"), Ok(false));
+        assert!(set(&mut book, "pageCount", "x").is_err());
         assert_eq!(book.title, "t");
         assert_eq!(book.page_count, 12);
         assert_eq!(book.tags, vec!["a", "b"]);
@@ -985,14 +1013,26 @@ mod tests {
             Some(author("S"))
         );
         assert_eq!(book.format, Some(Format::Ebook("e".into())));
+        let error = set(&mut book, "paper.displayName", "p").expect_err("second member");
+        assert!(error.message().contains("oneof `format`"), "{error}");
+        assert_eq!(
+            book.format,
+            Some(Format::Ebook("e".into())),
+            "the first stays"
+        );
+        let mut other = Book::default();
+        assert_eq!(set(&mut other, "paper.displayName", "p"), Ok(true));
+        assert_eq!(set(&mut other, "paper.nope", "p"), Ok(false));
+        assert_eq!(other.format, Some(Format::Paper(author("p"))));
+        assert!(set(&mut other, "ebook", "e").is_err());
 
         let mut fresh = Book::default();
-        assert_eq!(fresh.set_text(&["author", "nope"], "x"), Ok(false));
+        assert_eq!(set(&mut fresh, "author.nope", "x"), Ok(false));
         assert_eq!(
             fresh.author, None,
             "no message is left behind for an unknown path"
         );
-        assert!(fresh.set_text(&["sequel", "pageCount"], "x").is_err());
+        assert!(set(&mut fresh, "sequel.pageCount", "x").is_err());
         assert_eq!(fresh.sequel, None, "nor for a bad value");
     }
 

@@ -29,9 +29,11 @@ mod codec;
 mod error;
 mod message;
 mod reader;
+mod text;
 mod wkt;
 mod writer;
 
+pub(crate) use codec::decode_base64_lenient;
 pub use codec::{
     Bool, Bytes, BytesValue, Codec, Enum, F32, F64, I32, I64, MapKey, MapLike, Msg, NullValue,
     ProtoEnum, Str, U32, U64,
@@ -40,10 +42,11 @@ pub use error::JsonError;
 pub use message::{
     JsonMessage, decode_message, encode_message, merge_message, parse_text, push_text, read_map,
     read_message, read_nullable, read_optional, read_repeated, read_singular, set_text,
-    set_text_nested, set_text_optional, write_map, write_map_value, write_message, write_optional,
-    write_present, write_repeated, write_singular,
+    set_text_optional, write_map, write_map_value, write_message, write_optional, write_present,
+    write_repeated, write_singular,
 };
 pub use reader::{MAX_DEPTH, Peek, Reader};
+pub use text::TextField;
 pub use wkt::{
     Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value,
 };

@@ -452,7 +452,11 @@ impl Codec for FieldMask {
 
     fn parse_text(text: &str) -> Result<Self::Value, JsonError> {
         let mut paths = Vec::new();
-        for path in text.split(',').filter(|p| !p.is_empty()) {
+        if text.is_empty() {
+            return Ok(prost_types::FieldMask { paths });
+        }
+        for path in text.split(',') {
+            check_mask_path(path)?;
             let mut snake = String::with_capacity(path.len() + 4);
             for (i, part) in path.split('.').enumerate() {
                 if i > 0 {
@@ -467,6 +471,34 @@ impl Codec for FieldMask {
             paths.push(snake);
         }
         Ok(prost_types::FieldMask { paths })
+    }
+}
+
+/// Refuses a field mask path that is not dot-separated field names: an empty path or segment, or
+/// a character other than an ASCII letter or digit (a name does not start with a digit).
+fn check_mask_path(path: &str) -> Result<(), JsonError> {
+    let complaint = if path.is_empty() {
+        Some("an empty path")
+    } else if path.split('.').any(str::is_empty) {
+        Some("an empty segment")
+    } else if path
+        .split('.')
+        .any(|s| s.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        Some("a segment starting with a digit")
+    } else if !path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+    {
+        Some("a character that is not a letter, a digit or `.`")
+    } else {
+        None
+    };
+    match complaint {
+        Some(what) => Err(JsonError::new(format!(
+            "field mask path {path:?} is not a field path: it has {what}"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -1120,7 +1152,7 @@ mod tests {
 
     #[test]
     fn field_masks() {
-        let mask = read::<FieldMask>("\"title,author.displayName,,a1B\"").expect("parses");
+        let mask = read::<FieldMask>("\"title,author.displayName,a1B\"").expect("parses");
         assert_eq!(mask.paths, vec!["title", "author.display_name", "a1_b"]);
         assert_eq!(
             write::<FieldMask>(&mask).as_deref(),
@@ -1128,6 +1160,26 @@ mod tests {
         );
         assert_eq!(read::<FieldMask>("\"\"").map(|m| m.paths), Ok(vec![]));
         assert!(read::<FieldMask>("\"snake_case\"").is_err());
+        for bad in [
+            ",",
+            "a,,b",
+            "a,",
+            ".a",
+            "a.",
+            "a..b",
+            "a\\u0000b",
+            "a b",
+            "a-b",
+            "1a",
+            "a.2b",
+            "é",
+        ] {
+            let error = read::<FieldMask>(&format!("\"{bad}\"")).expect_err(bad);
+            assert!(
+                error.message().contains("is not a field path"),
+                "{bad}: {error}"
+            );
+        }
         for bad in ["a__b", "aB", "a_1", "a_é", "A"] {
             let mask = prost_types::FieldMask {
                 paths: vec![bad.into()],
