@@ -6,7 +6,6 @@ use tonic::{Code, Status};
 
 use crate::json::{JsonError, Registry};
 use crate::metadata::MetadataError;
-pub use crate::query::QueryNameError;
 
 /// A failure on the gateway's side of a call, or the upstream's status.
 #[derive(Debug, thiserror::Error)]
@@ -221,4 +220,18 @@ impl From<Status> for GatewayError {
     fn from(status: Status) -> Self {
         GatewayError::Upstream(status)
     }
+}
+
+/// Why a query parameter's name cannot name a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueryNameError {
+    /// `?=v`.
+    #[error("the name is empty")]
+    Empty,
+    /// `?a..b=v`, `?.a=v`, `?a.=v`, `?[k]=v`.
+    #[error("a field name in it is empty")]
+    EmptySegment,
+    /// `?m[k=v`, `?m[k]x=v`, `?m]=v`.
+    #[error("a `[` must be closed by the `]` that ends the name (`map[key]`)")]
+    Brackets,
 }

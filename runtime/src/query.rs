@@ -16,23 +16,9 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, QueryNameError};
 use crate::json::{JsonError, JsonMessage, TextField};
 use crate::percent::{self, PercentError, Plus, Slash};
-
-/// Why a query parameter's name cannot name a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum QueryNameError {
-    /// `?=v`.
-    #[error("the name is empty")]
-    Empty,
-    /// `?a..b=v`, `?.a=v`, `?a.=v`, `?[k]=v`.
-    #[error("a field name in it is empty")]
-    EmptySegment,
-    /// `?m[k=v`, `?m[k]x=v`, `?m]=v`.
-    #[error("a `[` must be closed by the `]` that ends the name (`map[key]`)")]
-    Brackets,
-}
 
 /// A parameter's name: the field path and the map key of `m[key]`.
 struct Name<'a> {
