@@ -32,6 +32,7 @@ pub fn bare_note(name: String) -> Note {
         revision: 1,
         secret: String::new(),
         stamp: None,
+        comment: None,
     }
 }
 

@@ -174,11 +174,37 @@ fn field_behavior_splits_request_and_response_forms() {
     assert_eq!(component("Author-Input")["required"], json!(["name"]));
     assert_eq!(component("Tag-Input")["required"], json!(["label"]));
 
-    // A message without field behavior, here or in what it holds, keeps one schema both ways.
+    // A message without field behavior, here or in what it holds, keeps one schema both ways,
+    // recursive as it is.
     assert!(component("Stamp").is_object());
     assert!(component("Stamp-Input").is_null());
     assert_eq!(note["properties"]["stamp"]["$ref"], reference("Stamp"));
     assert_eq!(input["properties"]["stamp"]["$ref"], reference("Stamp"));
+    assert_eq!(
+        component("Stamp")["properties"]["previous"]["$ref"],
+        reference("Stamp")
+    );
+    // One that reaches field behavior only through a cycle has both forms, each referring to
+    // its own form.
+    assert_eq!(
+        input["properties"]["comment"]["$ref"],
+        reference("Comment-Input")
+    );
+    let comment = component("Comment-Input");
+    assert_eq!(
+        comment["properties"]["parent"]["$ref"],
+        reference("Comment-Input")
+    );
+    assert_eq!(
+        comment["properties"]["note"]["$ref"],
+        reference("Note-Input")
+    );
+    let comment = component("Comment");
+    assert_eq!(
+        comment["properties"]["parent"]["$ref"],
+        reference("Comment")
+    );
+    assert_eq!(comment["properties"]["note"]["$ref"], reference("Note"));
 
     let paths = &document["paths"];
     let body = |path: &str, verb: &str| {
