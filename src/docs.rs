@@ -1,15 +1,14 @@
 //! The stock gateway's API description: the OpenAPI 3.1 document of every compiled service at
 //! `/openapi.json`, and a documentation page at `/docs` rendering it with Swagger UI.
 //!
-//! The page loads Swagger UI from its CDN unless the gateway has the files locally
-//! (`--docs-assets DIR`, the `swagger-ui-dist` package from npm): then it works with no internet.
+//! Swagger UI's files are inside the binary (the `swagger-ui-dist` crate packages them), so the
+//! page needs nothing but the gateway: it works with no internet, and a reader's browser asks no
+//! one else for anything.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use axum::extract::Path;
+use axum::extract::{Path, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use tower::ServiceExt;
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -17,13 +16,16 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the documentation page is served.
 pub const DOCS_PATH: &str = "/docs";
 
-/// The version of `swagger-ui-dist` the page is written for (and loads from the CDN).
-pub const SWAGGER_UI_VERSION: &str = "5.35.0";
+/// Where the page's Swagger UI files are served.
+const ASSETS_PATH: &str = "/docs/assets";
 
-/// The files of `swagger-ui-dist` the page uses, served from a local copy when there is one.
-const ASSETS: &[(&str, &str)] = &[
-    ("swagger-ui-bundle.js", "text/javascript"),
-    ("swagger-ui.css", "text/css"),
+/// The files of Swagger UI the gateway serves under [`ASSETS_PATH`]: the two the page loads,
+/// and their source maps for a browser's developer tools.
+const ASSETS: &[&str] = &[
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "swagger-ui-bundle.js.map",
+    "swagger-ui.css.map",
 ];
 
 /// The document, as protogate-build generated it for this binary.
@@ -36,15 +38,18 @@ pub fn page(assets: &str) -> String {
     include_str!("docs.html").replace("{assets}", assets)
 }
 
-/// `GET /openapi.json` and `GET /docs`, beside the gateway's routes; with `local_assets`, the
-/// page's Swagger UI files are served from that directory under `/docs/assets/`.
-pub fn router(local_assets: Option<PathBuf>) -> axum::Router {
-    let prefix = match &local_assets {
-        Some(_) => format!("{DOCS_PATH}/assets/"),
-        None => format!("https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}/"),
-    };
-    let page: Arc<str> = page(&prefix).into();
-    let mut router = axum::Router::new()
+/// `GET /openapi.json`, `GET /docs` and the page's Swagger UI files under `/docs/assets/`,
+/// beside the gateway's routes.
+pub fn router() -> axum::Router {
+    let page = page(&format!("{ASSETS_PATH}/"));
+    // The crate's router serves the embedded files (and a page of its own, which is not
+    // exposed: only the files in ASSETS reach it).
+    let swagger_ui = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+        uri_prefix: ASSETS_PATH,
+        api_definition: swagger_ui_dist::OpenApiSource::Uri(OPENAPI_PATH),
+        title: None,
+    });
+    axum::Router::new()
         .route(
             OPENAPI_PATH,
             axum::routing::get(|| async {
@@ -54,35 +59,27 @@ pub fn router(local_assets: Option<PathBuf>) -> axum::Router {
         .route(
             DOCS_PATH,
             axum::routing::get(move || {
-                let page = Arc::clone(&page);
-                async move { Html(page.to_string()) }
+                let page = page.clone();
+                async move { Html(page) }
             }),
-        );
-    if let Some(dir) = local_assets {
-        let dir = Arc::new(dir);
-        router = router.route(
-            &format!("{DOCS_PATH}/assets/{{file}}"),
-            axum::routing::get(move |Path(file): Path<String>| {
-                let dir = Arc::clone(&dir);
-                async move { asset(&dir, &file).await }
+        )
+        .route(
+            &format!("{ASSETS_PATH}/{{file}}"),
+            axum::routing::get(move |Path(file): Path<String>, request: Request| {
+                let swagger_ui = swagger_ui.clone();
+                async move { asset(swagger_ui, &file, request).await }
             }),
-        );
-    }
-    router
+        )
 }
 
-/// One of the page's files from the local copy; 404 for anything else.
-async fn asset(dir: &std::path::Path, file: &str) -> Response {
-    let Some((name, content_type)) = ASSETS.iter().find(|(name, _)| *name == file) else {
+/// One of the page's files; 404 for anything else.
+async fn asset(swagger_ui: axum::Router, file: &str, request: Request) -> Response {
+    if !ASSETS.contains(&file) {
         return StatusCode::NOT_FOUND.into_response();
-    };
-    match tokio::fs::read(dir.join(name)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, *content_type)], bytes).into_response(),
-        Err(error) => (
-            StatusCode::NOT_FOUND,
-            format!("{name} is not in the docs assets directory: {error}"),
-        )
-            .into_response(),
+    }
+    match swagger_ui.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 

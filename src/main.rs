@@ -39,10 +39,6 @@ struct ServeArgs {
     /// Without a default upstream the demo service runs in-process.
     #[arg(long = "upstream", value_name = "[SERVICE=]URL")]
     upstreams: Vec<String>,
-    /// A local copy of the `swagger-ui-dist` npm package for the /docs page (by default the page
-    /// loads Swagger UI from its CDN).
-    #[arg(long, value_name = "DIR")]
-    docs_assets: Option<std::path::PathBuf>,
     /// Worker threads, each serving its share of the connections with its own upstream
     /// connections (by default one per CPU).
     #[arg(long, value_name = "N")]
@@ -127,13 +123,12 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .write_all(banner.as_bytes())
             .and_then(|()| stdout.flush());
     };
-    let docs_assets = args.docs_assets;
     let app: Arc<server::MakeApp> = Arc::new(move || {
         Ok(plan
             .gateway()?
             .into_router()
             .merge(demo::page())
-            .merge(docs::router(docs_assets.clone())))
+            .merge(docs::router()))
     });
     server::run(listener, options, app, announce, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,8 +1,8 @@
 //! The stock gateway's pages in a real headless Chromium (Debian's, installed by
 //! `tests/support/install-chromium.sh`), driven over the Chrome DevTools Protocol on 127.0.0.1:
 //! the demo page reads a server stream with `EventSource` and holds a bidi chat over WebSocket;
-//! the /docs page (Swagger UI from a local copy, installed from npm by
-//! `tests/support/swagger-ui.sh`) lists every operation and tries one.
+//! the /docs page (Swagger UI, from the binary itself) lists every operation and tries one with
+//! every request that would leave the gateway refused.
 
 mod support;
 
@@ -33,14 +33,28 @@ impl Chromium {
         ready: &str,
         expressions: &[&str],
     ) -> Vec<Result<Value, Value>> {
+        self.in_page_offline(page, ready, expressions, None).await.0
+    }
+
+    /// [`Chromium::in_page`], with every request of the tab to a host other than those in
+    /// `hosts` (when given) refused as if the machine had no network; also the URLs refused.
+    async fn in_page_offline(
+        &self,
+        page: &str,
+        ready: &str,
+        expressions: &[&str],
+        hosts: Option<&[&str]>,
+    ) -> (Vec<Result<Value, Value>>, Vec<String>) {
         let run = async {
             let mut devtools = DevTools::connect(&self.devtools).await;
+            devtools.allowed_hosts =
+                hosts.map(|hosts| hosts.iter().map(|h| h.to_string()).collect());
             let session = devtools.open(page, ready).await;
             let mut results = Vec::with_capacity(expressions.len());
             for expression in expressions {
                 results.push(devtools.evaluate(&session, expression).await);
             }
-            results
+            (results, devtools.refused)
         };
         tokio::time::timeout(PATIENCE, run)
             .await
@@ -66,6 +80,9 @@ impl Chromium {
                 "--disable-component-update",
                 "--disable-sync",
                 "--remote-debugging-address=127.0.0.1",
+                // A name for the loopback gateway, so the docs page is not served from an
+                // address Swagger UI treats as local.
+                &format!("--host-resolver-rules=MAP {DOCS_HOST} 127.0.0.1"),
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
@@ -106,12 +123,17 @@ impl Drop for Chromium {
     }
 }
 
-/// A DevTools Protocol connection: commands and their answers, events skipped.
+/// A DevTools Protocol connection: commands and their answers; events skipped, except paused
+/// requests when the tab is offline.
 struct DevTools {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     next_id: u64,
+    /// When set, the tab is offline but for these hosts: its requests to any other are refused.
+    allowed_hosts: Option<Vec<String>>,
+    /// The URLs refused.
+    refused: Vec<String>,
 }
 
 impl DevTools {
@@ -119,7 +141,12 @@ impl DevTools {
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("DevTools connection");
-        DevTools { socket, next_id: 0 }
+        DevTools {
+            socket,
+            next_id: 0,
+            allowed_hosts: None,
+            refused: Vec::new(),
+        }
     }
 
     /// Sends a command (to a page's session, if given) and returns its result, or its error.
@@ -129,20 +156,16 @@ impl DevTools {
         params: Value,
         session: Option<&str>,
     ) -> Result<Value, Value> {
-        self.next_id += 1;
-        let mut command = json!({"id": self.next_id, "method": method, "params": params});
-        if let Some(session) = session {
-            command["sessionId"] = json!(session);
-        }
-        self.socket
-            .send(Message::text(command.to_string()))
-            .await
-            .expect("send a command");
+        let id = self.send(method, params, session).await;
         loop {
             let frame = self.socket.next().await.expect("open").expect("a frame");
             let Message::Text(text) = frame else { continue };
             let answer: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            if answer["id"] != json!(self.next_id) {
+            if answer["method"] == "Fetch.requestPaused" {
+                self.decide(&answer).await;
+                continue;
+            }
+            if answer["id"] != json!(id) {
                 continue;
             }
             return match answer.get("error") {
@@ -152,11 +175,54 @@ impl DevTools {
         }
     }
 
-    /// Opens `url` in a new tab and waits until `ready` (a JavaScript expression) is true there;
-    /// the tab's session.
+    /// Sends a command without waiting for its answer; its id.
+    async fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> u64 {
+        self.next_id += 1;
+        let mut command = json!({"id": self.next_id, "method": method, "params": params});
+        if let Some(session) = session {
+            command["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::text(command.to_string()))
+            .await
+            .expect("send a command");
+        self.next_id
+    }
+
+    /// Lets a paused request go on if its host is allowed; refuses it, as a machine with no
+    /// network would, and records it, if not.
+    async fn decide(&mut self, paused: &Value) {
+        let params = &paused["params"];
+        let url = params["request"]["url"].as_str().unwrap_or_default();
+        let host = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest)
+            .split(['/', ':', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        let allowed = self
+            .allowed_hosts
+            .as_ref()
+            .is_none_or(|hosts| hosts.iter().any(|h| h == host));
+        let session = paused["sessionId"].as_str().map(str::to_owned);
+        let request = json!({"requestId": params["requestId"]});
+        if allowed {
+            self.send("Fetch.continueRequest", request, session.as_deref())
+                .await;
+        } else {
+            self.refused.push(url.to_owned());
+            let mut refusal = request;
+            refusal["errorReason"] = json!("InternetDisconnected");
+            self.send("Fetch.failRequest", refusal, session.as_deref())
+                .await;
+        }
+    }
+
+    /// Opens `url` in a new tab (offline but for the allowed hosts, if they are set) and waits
+    /// until `ready` (a JavaScript expression) is true there; the tab's session.
     async fn open(&mut self, url: &str, ready: &str) -> String {
         let target = self
-            .call("Target.createTarget", json!({"url": url}), None)
+            .call("Target.createTarget", json!({"url": "about:blank"}), None)
             .await
             .expect("a new tab");
         let attached = self
@@ -171,6 +237,19 @@ impl DevTools {
             .as_str()
             .expect("a session")
             .to_owned();
+        if self.allowed_hosts.is_some() {
+            // Every request of the tab pauses until `decide` lets it go on or refuses it.
+            self.call(
+                "Fetch.enable",
+                json!({"patterns": [{"urlPattern": "*"}]}),
+                Some(&session),
+            )
+            .await
+            .expect("requests intercepted");
+        }
+        self.call("Page.navigate", json!({"url": url}), Some(&session))
+            .await
+            .expect("navigated");
         // The tab starts on about:blank: wait for the page itself.
         while self.evaluate(&session, ready).await != Ok(json!(true)) {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -261,18 +340,23 @@ const TRY_LIST_SHELVES: &str = r##"(async () => {
   return { operations, status: status.textContent.trim() };
 })()"##;
 
+/// The name the docs page is opened under (mapped to 127.0.0.1 in the browser), so the page
+/// runs as a reader of a real deployment gets it: Swagger UI skips some outside requests (its
+/// validator badge) for documents on `localhost` or `127.0.0.1`.
+const DOCS_HOST: &str = "docs.test";
+
 #[tokio::test]
-async fn the_docs_page_lists_every_operation_and_tries_one() {
-    let assets = support::tools::install("swagger-ui.sh")
-        .unwrap_or_else(|error| panic!("Swagger UI could not be installed: {error}"));
-    let gateway = support::start(&["--docs-assets", &assets]);
+async fn the_docs_page_works_offline_lists_every_operation_and_tries_one() {
+    let gateway = support::start(&[]);
     let chromium = Chromium::launch();
-    let page = format!("{}/docs", gateway.base);
-    let mut outcome = chromium
-        .in_page(
+    let port = gateway.base.rsplit(':').next().expect("a port");
+    let page = format!("http://{DOCS_HOST}:{port}/docs");
+    let (mut outcome, refused) = chromium
+        .in_page_offline(
             &page,
             "location.pathname === '/docs' && typeof SwaggerUIBundle === 'function'",
             &[TRY_LIST_SHELVES],
+            Some(&[DOCS_HOST]),
         )
         .await;
     let result = outcome
@@ -289,4 +373,46 @@ async fn the_docs_page_lists_every_operation_and_tries_one() {
         .sum();
     assert_eq!(result["operations"], json!(operations), "{result}");
     assert_eq!(result["status"], "200", "{result}");
+    // Nothing the page did asked anyone but the gateway.
+    assert_eq!(refused, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_docs_assets_are_the_embedded_files_and_nothing_else() {
+    let gateway = support::start(&[]);
+    let get = |path: &str| reqwest::get(format!("{}{path}", gateway.base));
+    let page = get("/docs")
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("/docs/assets/swagger-ui-bundle.js"), "{page}");
+    assert!(!page.contains("https://"), "{page}");
+    let script = get("/docs/assets/swagger-ui-bundle.js")
+        .await
+        .expect("the script");
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.headers()["content-type"], "text/javascript");
+    assert!(
+        script
+            .text()
+            .await
+            .expect("text")
+            .contains("SwaggerUIBundle")
+    );
+    let style = get("/docs/assets/swagger-ui.css").await.expect("the style");
+    assert_eq!(style.status(), 200);
+    assert_eq!(style.headers()["content-type"], "text/css");
+    for missing in [
+        "/docs/assets/",
+        "/docs/assets/openapi.yaml",
+        "/docs/assets/index.html",
+    ] {
+        assert_eq!(
+            get(missing).await.expect("an answer").status(),
+            404,
+            "{missing}"
+        );
+    }
 }

@@ -57,9 +57,14 @@ fn every_binding_is_one_operation() {
 fn the_demo_types_as_the_document_describes_them() {
     let document = document();
     let schemas = &document["components"]["schemas"];
+    // REQUIRED binds what is sent: the shelf received requires nothing, the one sent its theme;
+    // the output-only book count is received, never sent.
     let shelf = &schemas["protogate.demo.v1.Shelf"];
-    assert_eq!(shelf["required"], json!(["theme"]));
+    assert!(shelf.get("required").is_none(), "{shelf}");
     assert_eq!(shelf["properties"]["bookCount"]["readOnly"], true);
+    let sent = &schemas["protogate.demo.v1.Shelf-Input"];
+    assert_eq!(sent["required"], json!(["theme"]));
+    assert!(sent["properties"].get("bookCount").is_none(), "{sent}");
     assert_eq!(shelf["properties"]["createTime"]["format"], "date-time");
     assert_eq!(shelf["description"], "A shelf holds books.");
 

@@ -1,5 +1,5 @@
 //! The tools the tests install for themselves with the scripts in `tests/support` (Chromium,
-//! Swagger UI, openapi-spec-validator and schemathesis), and the OpenAPI validation they run.
+//! openapi-spec-validator and schemathesis), and the OpenAPI validation they run.
 //! Shared by the workspace's test crates (`#[path]`-included where it is not under
 //! `tests/support`).
 

@@ -12,7 +12,7 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
 use crate::model::{Binding, Body, Method, Model, Service, Shape};
-use schema::Schemas;
+use schema::{Form, Schemas};
 
 /// The name of the document in the output directory.
 pub const OPENAPI_FILE: &str = "protogate_openapi.json";
@@ -138,7 +138,7 @@ fn operation(
                 .and_then(|v| v.fields.last().cloned())
         });
         let schema = match &field {
-            Some(field) => schemas.field(field),
+            Some(field) => schemas.field(field, Form::Request),
             None => json!({"type": "string"}),
         };
         let mut parameter =
@@ -222,7 +222,7 @@ fn query_parameters(
 }
 
 fn query_parameter(schemas: &mut Schemas<'_>, field: &FieldDescriptor, name: String) -> Value {
-    let mut schema = schemas.field(field);
+    let mut schema = schemas.field(field, Form::Request);
     // A query cannot say `null`: drop the nullable form of optional fields.
     if let Some(first) = schema
         .get("anyOf")
@@ -244,7 +244,7 @@ fn takes_text(name: &str) -> bool {
         )
 }
 
-/// The request body: exactly what the binding reads from it.
+/// The request body: exactly what the binding reads from it, in the messages' request form.
 fn request_body(
     schemas: &mut Schemas<'_>,
     method: &Method,
@@ -255,7 +255,7 @@ fn request_body(
     let schema = match &binding.body {
         Body::None => return None,
         Body::Whole if is_http_body(&input) => return Some(raw_request()),
-        Body::Whole => schemas.message_without(&input, path_fields),
+        Body::Whole => schemas.message_without(&input, path_fields, Form::Request),
         Body::Field(field) => match field.kind() {
             Kind::Message(m) if is_http_body(&m) && !field.is_list() => {
                 return Some(raw_request());
@@ -268,9 +268,9 @@ fn request_body(
                     .filter(|path| path.len() > 1 && path[0] == field.name())
                     .map(|path| path[1..].to_vec())
                     .collect();
-                schemas.message_without(&m, &inside)
+                schemas.message_without(&m, &inside, Form::Request)
             }
-            _ => schemas.field(field),
+            _ => schemas.field(field, Form::Request),
         },
     };
     let content = match method.shape() {
@@ -294,7 +294,8 @@ fn raw_request() -> Value {
     })
 }
 
-/// The success response (what is really sent, `response_body` applied) and the error response.
+/// The success response (what is really sent, `response_body` applied, in the messages'
+/// response form) and the error response.
 fn responses(schemas: &mut Schemas<'_>, method: &Method, binding: &Binding) -> Value {
     let output = method.descriptor.output();
     let raw = match &binding.response_body {
@@ -302,8 +303,8 @@ fn responses(schemas: &mut Schemas<'_>, method: &Method, binding: &Binding) -> V
         None => is_http_body(&output),
     };
     let item = match &binding.response_body {
-        Some(field) => schemas.field(field),
-        None => schemas.message(&output),
+        Some(field) => schemas.field(field, Form::Response),
+        None => schemas.message(&output, Form::Response),
     };
     let status = schemas.status_ref();
     let ok = if raw {

@@ -1,7 +1,17 @@
 //! Proto types as JSON Schema (the OpenAPI 3.1 dialect), in their proto3 JSON forms: one
 //! component per message and enum, referenced from fields and operations.
+//!
+//! `google.api.field_behavior` describes two forms of a message. `REQUIRED` binds what a client
+//! sends, never what it receives (a service may leave a required field empty in an answer), so
+//! `required` appears only in the request form. An `OUTPUT_ONLY` field is left out of the request
+//! form (the service sets it and ignores what a client sends), and an `INPUT_ONLY` field out of
+//! the response form (the service never returns it); both keep their `readOnly` / `writeOnly`
+//! annotation where they do appear. A message whose two forms are the same, itself and every
+//! message it contains, has one component; one whose forms differ has two: the response form
+//! under the message's full name (`acme.v1.Book`) and the request form under that name with
+//! [`INPUT_SUFFIX`] (`acme.v1.Book-Input`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost_reflect::{
     DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor,
@@ -16,10 +26,27 @@ const REQUIRED: i32 = 2;
 const OUTPUT_ONLY: i32 = 3;
 const INPUT_ONLY: i32 = 4;
 
+/// What the request form of a message is called: its full name and this suffix. A `-` is never
+/// part of a proto name (identifiers are letters, digits and `_`, joined by `.`), yet OpenAPI
+/// allows it in component names, so `acme.v1.Book-Input` cannot collide with any message's
+/// component, not even a nested message called `Input` (`acme.v1.Book.Input`).
+pub(super) const INPUT_SUFFIX: &str = "-Input";
+
+/// Which way a value travels: the form of its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// Sent by the client: `REQUIRED` fields are required, `OUTPUT_ONLY` ones left out.
+    Request,
+    /// Received by the client: nothing is required, `INPUT_ONLY` fields are left out.
+    Response,
+}
+
 /// The components of a document, filled as operations refer to types.
 pub(super) struct Schemas<'a> {
     pool: &'a DescriptorPool,
     components: BTreeMap<String, Value>,
+    /// Whether a message's request and response forms differ, by full name.
+    forms_differ: HashMap<String, bool>,
 }
 
 impl<'a> Schemas<'a> {
@@ -27,6 +54,7 @@ impl<'a> Schemas<'a> {
         let mut schemas = Schemas {
             pool,
             components: BTreeMap::new(),
+            forms_differ: HashMap::new(),
         };
         schemas.components.insert(STATUS.into(), status_schema());
         schemas
@@ -42,37 +70,82 @@ impl<'a> Schemas<'a> {
         reference(STATUS)
     }
 
-    /// The schema of a message as a request or response body: a reference to its component,
-    /// or the JSON form of a well-known type.
-    pub(super) fn message(&mut self, message: &MessageDescriptor) -> Value {
+    /// The schema of a message in `form`: a reference to its component, or the JSON form of a
+    /// well-known type.
+    pub(super) fn message(&mut self, message: &MessageDescriptor, form: Form) -> Value {
         if let Some(schema) = well_known(message.full_name()) {
             return schema;
         }
-        let name = message.full_name().to_owned();
+        let name = self.component_name(message, form);
         if !self.components.contains_key(&name) {
             // Reserve the name first: a message may contain itself.
             self.components.insert(name.clone(), json!({}));
-            let schema = self.message_schema(message, &[]);
+            let schema = self.message_schema(message, &[], form);
             self.components.insert(name.clone(), schema);
         }
         reference(&name)
     }
 
-    /// A message's schema without the fields at `omit` (dotted proto paths): the body of a
-    /// request whose path sets those fields.
+    /// A message's schema in `form` without the fields at `omit` (dotted proto paths): the
+    /// body of a request whose path sets those fields.
     pub(super) fn message_without(
         &mut self,
         message: &MessageDescriptor,
         omit: &[Vec<String>],
+        form: Form,
     ) -> Value {
         if omit.is_empty() {
-            return self.message(message);
+            return self.message(message, form);
         }
-        self.message_schema(message, omit)
+        self.message_schema(message, omit, form)
     }
 
-    /// The schema of one field's value: repeated, map, optional and nullable forms included.
-    pub(super) fn field(&mut self, field: &FieldDescriptor) -> Value {
+    /// The component of a message in `form`: its full name, with [`INPUT_SUFFIX`] for the
+    /// request form of a message whose forms differ.
+    fn component_name(&mut self, message: &MessageDescriptor, form: Form) -> String {
+        match form {
+            Form::Request if self.forms_differ(message) => {
+                format!("{}{INPUT_SUFFIX}", message.full_name())
+            }
+            Form::Request | Form::Response => message.full_name().to_owned(),
+        }
+    }
+
+    /// Whether a message's request and response forms differ: whether it or any message it
+    /// contains, however deep (through repeated fields and map values too), has a field whose
+    /// behavior is `REQUIRED`, `OUTPUT_ONLY` or `INPUT_ONLY`.
+    fn forms_differ(&mut self, message: &MessageDescriptor) -> bool {
+        if let Some(known) = self.forms_differ.get(message.full_name()) {
+            return *known;
+        }
+        // Everything the message contains, itself included: recursive messages end here.
+        let mut seen = HashSet::from([message.full_name().to_owned()]);
+        let mut queue = vec![message.clone()];
+        let mut differ = false;
+        while let Some(next) = queue.pop() {
+            for field in next.fields() {
+                let behaviors = field_behaviors(self.pool, &field);
+                if behaviors
+                    .iter()
+                    .any(|b| matches!(*b, REQUIRED | OUTPUT_ONLY | INPUT_ONLY))
+                {
+                    differ = true;
+                }
+                if let Kind::Message(inner) = field.kind()
+                    && seen.insert(inner.full_name().to_owned())
+                {
+                    queue.push(inner);
+                }
+            }
+        }
+        self.forms_differ
+            .insert(message.full_name().to_owned(), differ);
+        differ
+    }
+
+    /// The schema of one field's value in `form`: repeated, map, optional and nullable forms
+    /// included.
+    pub(super) fn field(&mut self, field: &FieldDescriptor, form: Form) -> Value {
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else {
                 return json!({});
@@ -80,10 +153,10 @@ impl<'a> Schemas<'a> {
             let value = entry.map_entry_value_field();
             return json!({
                 "type": "object",
-                "additionalProperties": self.singular(&value),
+                "additionalProperties": self.singular(&value, form),
             });
         }
-        let singular = self.singular(field);
+        let singular = self.singular(field, form);
         if field.is_list() {
             return json!({"type": "array", "items": singular});
         }
@@ -98,7 +171,7 @@ impl<'a> Schemas<'a> {
     }
 
     /// The schema of one value of a field's type.
-    fn singular(&mut self, field: &FieldDescriptor) -> Value {
+    fn singular(&mut self, field: &FieldDescriptor, form: Form) -> Value {
         match field.kind() {
             Kind::Double => float("double"),
             Kind::Float => float("float"),
@@ -118,7 +191,7 @@ impl<'a> Schemas<'a> {
             Kind::String => json!({"type": "string"}),
             Kind::Bytes => json!({"type": "string", "format": "byte", "contentEncoding": "base64"}),
             Kind::Enum(e) => self.enumeration(&e),
-            Kind::Message(m) => self.message(&m),
+            Kind::Message(m) => self.message(&m, form),
         }
     }
 
@@ -147,8 +220,13 @@ impl<'a> Schemas<'a> {
         reference(&name)
     }
 
-    /// A message's component schema, leaving out the fields at `omit`.
-    fn message_schema(&mut self, message: &MessageDescriptor, omit: &[Vec<String>]) -> Value {
+    /// A message's schema in `form`, leaving out the fields at `omit`.
+    fn message_schema(
+        &mut self,
+        message: &MessageDescriptor,
+        omit: &[Vec<String>],
+        form: Form,
+    ) -> Value {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for field in message.fields() {
@@ -160,16 +238,20 @@ impl<'a> Schemas<'a> {
             let omitted = omit
                 .iter()
                 .any(|path| path.len() == 1 && path[0] == field.name());
-            if omitted {
+            let behaviors = field_behaviors(self.pool, &field);
+            let other_form = match form {
+                Form::Request => OUTPUT_ONLY,
+                Form::Response => INPUT_ONLY,
+            };
+            if omitted || behaviors.contains(&other_form) {
                 continue;
             }
             let mut schema = match (field.kind(), nested.is_empty()) {
-                (Kind::Message(inner), false) => self.message_without(&inner, &nested),
-                _ => self.field(&field),
+                (Kind::Message(inner), false) => self.message_without(&inner, &nested, form),
+                _ => self.field(&field, form),
             };
-            let behaviors = field_behaviors(self.pool, &field);
             annotate(&mut schema, &field, &behaviors);
-            if behaviors.contains(&REQUIRED) {
+            if form == Form::Request && behaviors.contains(&REQUIRED) {
                 required.push(field.json_name().to_owned());
             }
             properties.insert(field.json_name().to_owned(), schema);
