@@ -4,7 +4,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use protogate::JsonOptions;
-use protogate::json::{JsonMessage, decode_message, encode_message};
+use protogate::{JsonMessage, decode_message, encode_message};
 use protogate_bench::pb::__PROTOGATE_REGISTRY as REGISTRY;
 use protogate_bench::{DESCRIPTOR_SET, large, small};
 

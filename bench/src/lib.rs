@@ -177,7 +177,7 @@ pub fn large() -> Batch {
 /// The large message as JSON, written by protogate's mapper.
 pub fn large_json() -> serde_json::Value {
     let mut buf = Vec::new();
-    protogate::json::encode_message(
+    protogate::encode_message(
         &large(),
         protogate::JsonOptions::default(),
         &pb::__PROTOGATE_REGISTRY,

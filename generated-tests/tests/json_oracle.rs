@@ -11,7 +11,7 @@ use prost_reflect::{
     SerializeOptions, Value,
 };
 use protogate::JsonOptions;
-use protogate::json::{JsonMessage, decode_message, encode_message};
+use protogate::{JsonMessage, decode_message, encode_message};
 
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/protogate_descriptor.bin"));
 

@@ -244,7 +244,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
-        Err(error) => Err(GatewayError::BodyRead(error.to_string())),
+        Err(error) => Err(GatewayError::BodyRead(error)),
     }
 }
 

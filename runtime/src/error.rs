@@ -7,6 +7,9 @@ use tonic::{Code, Status};
 use crate::json::{JsonError, Registry};
 use crate::metadata::MetadataError;
 
+/// An error of any kind, kept whole as a [`GatewayError`]'s source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A failure on the gateway's side of a call, or the upstream's status.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -34,13 +37,14 @@ pub enum GatewayError {
     BadPath(String),
     /// The body (or the part of it a binding reads) is not valid for the request message.
     #[error("invalid request body: {0}")]
-    Body(JsonError),
+    Body(#[source] JsonError),
     /// A query parameter's value does not fit its field.
     #[error("invalid query parameter `{param}`: {error}")]
     Query {
         /// The parameter as sent.
         param: String,
         /// What is wrong with its value.
+        #[source]
         error: JsonError,
     },
     /// A query parameter's name is malformed.
@@ -49,6 +53,7 @@ pub enum GatewayError {
         /// The parameter's name, percent-decoded.
         param: String,
         /// What is wrong with it.
+        #[source]
         error: QueryNameError,
     },
     /// A query parameter sets a field that the path sets or the body carries.
@@ -78,6 +83,7 @@ pub enum GatewayError {
         /// The field the variable binds.
         field: String,
         /// What is wrong with the value.
+        #[source]
         error: JsonError,
     },
     /// The request body is larger than the configured limit.
@@ -88,7 +94,7 @@ pub enum GatewayError {
     },
     /// The request body could not be read from the client.
     #[error("failed to read the request body: {0}")]
-    BodyRead(String),
+    BodyRead(#[source] BoxError),
     /// A header that becomes gRPC metadata is invalid.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
@@ -101,6 +107,7 @@ pub enum GatewayError {
         /// Zero-based position of the message in the stream.
         index: usize,
         /// What is wrong with it.
+        #[source]
         error: Box<GatewayError>,
     },
     /// One message of a request stream is larger than the configured limit.
@@ -131,16 +138,16 @@ pub enum GatewayError {
     StreamBroken(String),
     /// A WebSocket request or session is invalid.
     #[error("websocket: {0}")]
-    WebSocket(String),
+    WebSocket(#[source] BoxError),
     /// The client closed the stream before the call ended.
     #[error("the client closed the stream")]
     ClientClosed,
     /// The upstream's answer could not be written as JSON.
     #[error("failed to write the response as JSON: {0}")]
-    Encode(JsonError),
+    Encode(#[source] JsonError),
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
-    Upstream(Status),
+    Upstream(#[source] Status),
 }
 
 fn join(methods: &[Method]) -> String {
@@ -234,4 +241,37 @@ pub enum QueryNameError {
     /// `?m[k=v`, `?m[k]x=v`, `?m]=v`.
     #[error("a `[` must be closed by the `]` that ends the name (`map[key]`)")]
     Brackets,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn wrapped_errors_stay_reachable_as_the_source() {
+        let query = GatewayError::Query {
+            param: "page".into(),
+            error: JsonError::new("not a number"),
+        };
+        let source = query.source().expect("a source");
+        assert!(source.downcast_ref::<JsonError>().is_some());
+
+        let inner = GatewayError::Body(JsonError::new("expected `{`"));
+        let stream = GatewayError::StreamMessage {
+            index: 2,
+            error: Box::new(inner),
+        };
+        // The chain goes on through the message's own error to what it wraps.
+        let source = stream.source().expect("a source");
+        assert_eq!(source.to_string(), "invalid request body: expected `{`");
+        assert!(source.source().is_some_and(|e| e.is::<JsonError>()));
+
+        let read = GatewayError::BodyRead(Box::new(std::io::Error::other("reset")));
+        assert!(read.source().is_some_and(|e| e.is::<std::io::Error>()));
+
+        let upstream = GatewayError::Upstream(Status::unavailable("down"));
+        assert!(upstream.source().is_some_and(|e| e.is::<Status>()));
+    }
 }

@@ -24,8 +24,6 @@ use tonic::metadata::{BinaryMetadataValue, MetadataMap};
 pub const METADATA_PREFIX: &str = "grpc-metadata-";
 /// The prefix of response headers carrying trailers.
 pub const TRAILER_PREFIX: &str = "grpc-trailer-";
-/// The prefix grpc-gateway gives forwarded standard HTTP headers.
-pub const FORWARDED_PREFIX: &str = "grpcgateway-";
 
 /// A header that cannot become metadata.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -79,6 +79,7 @@ impl Captures {
     }
 
     /// The value bound to `field`.
+    #[cfg(test)]
     pub fn get(&self, field: &str) -> Option<&str> {
         self.iter().find(|(f, _)| *f == field).map(|(_, v)| v)
     }

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protogate::json::{Codec, JsonOptions, Reader, Registry, Value, Writer};
+use protogate::JsonOptions;
+use protogate::__codegen::{Codec, Reader, Registry, Value, Writer};
 
 fuzz_target!(|data: &[u8]| {
     let options = JsonOptions::default();

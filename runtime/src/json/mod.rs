@@ -35,8 +35,8 @@ mod writer;
 
 pub(crate) use codec::decode_base64_lenient;
 pub use codec::{
-    Bool, Bytes, BytesValue, Codec, Enum, F32, F64, I32, I64, MapKey, MapLike, Msg, NullValue,
-    ProtoEnum, Str, U32, U64,
+    Bool, Bytes, Codec, Enum, F32, F64, I32, I64, MapKey, MapLike, Msg, NullValue, ProtoEnum, Str,
+    U32, U64,
 };
 pub use error::JsonError;
 pub use message::{
@@ -45,7 +45,7 @@ pub use message::{
     set_text_optional, write_map, write_map_value, write_message, write_optional, write_present,
     write_repeated, write_singular,
 };
-pub use reader::{MAX_DEPTH, Peek, Reader};
+pub use reader::{Peek, Reader};
 pub use text::TextField;
 pub use wkt::{
     Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value,

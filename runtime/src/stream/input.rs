@@ -151,7 +151,7 @@ impl<Req: JsonMessage, Resp> Stream for BodyMessages<Req, Resp> {
                     }
                 }
                 Some(Err(error)) => {
-                    return this.fail(GatewayError::BodyRead(error.to_string()), cx);
+                    return this.fail(GatewayError::BodyRead(error.into()), cx);
                 }
                 None => {
                     this.state = State::Ended;

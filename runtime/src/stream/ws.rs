@@ -56,7 +56,7 @@ where
     let (mut parts, _) = request.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
-        .map_err(|rejection| GatewayError::WebSocket(rejection.body_text()))?;
+        .map_err(|rejection| GatewayError::WebSocket(rejection.into()))?;
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
     // A request with no body to wait for is built, and checked, before the upgrade is accepted.
     let opening = match binding.body {
@@ -194,7 +194,7 @@ async fn send<Req, Resp: JsonMessage>(
     };
     sink.send(frame)
         .await
-        .map_err(|error| GatewayError::WebSocket(error.to_string()))
+        .map_err(|error| GatewayError::WebSocket(error.into()))
 }
 
 /// The payload of the next data frame; `None` once the client closes or goes away.
