@@ -57,6 +57,8 @@ fn demo_wanted(user_protos: bool) -> Result<bool, String> {
             "PROTOGATE_DEMO=0 without PROTOGATE_PROTO_DIR leaves the gateway nothing to serve"
                 .to_owned(),
         ),
-        other => Err(format!("PROTOGATE_DEMO={other:?}: expected 1 or 0")),
+        other => Err(format!(
+            "PROTOGATE_DEMO={other}: expected 1 (build the demo in) or 0 (leave it out)"
+        )),
     }
 }
