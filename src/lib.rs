@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-pub mod demo;
 pub mod docs;
 pub mod server;
 pub mod upstream;

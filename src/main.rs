@@ -6,7 +6,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use protogate_gateway::{demo, docs, server, upstream};
+use protogate_gateway::{docs, server, upstream};
+
+#[cfg(protogate_demo)]
+mod demo;
 
 /// A REST/JSON front door for gRPC services annotated with google.api.http.
 #[derive(Parser)]
@@ -36,7 +39,7 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// gRPC upstream: `URL` for every service, or `package.Service=URL` for one (repeatable).
-    /// Without a default upstream the demo service runs in-process.
+    /// Without a default upstream the demo service, when built in, runs in-process.
     #[arg(long = "upstream", value_name = "[SERVICE=]URL")]
     upstreams: Vec<String>,
     /// Worker threads, each serving its share of the connections with its own upstream
@@ -90,6 +93,8 @@ fn default_serve_args() -> Result<ServeArgs, clap::Error> {
 
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let plan = upstream::Plan::parse(&args.upstreams)?;
+    #[cfg(protogate_demo)]
+    let plan = demo::serve_in_process(plan)?;
     let listener = std::net::TcpListener::bind(args.listen)?;
     let address = listener.local_addr()?;
     let options = server::Options {
@@ -111,12 +116,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     for line in plan.describe() {
         banner.push_str(&format!("  {line}\n"));
     }
-    banner.push_str(&format!(
-        "try: curl -s http://{address}{}\n     or open http://{address}{} and http://{address}{} in a browser\n",
-        demo::EXAMPLE_PATH,
-        demo::PAGE_PATH,
-        docs::DOCS_PATH
-    ));
+    banner.push_str(&try_lines(address));
     let announce = move || {
         let mut stdout = std::io::stdout();
         let _ = stdout
@@ -124,13 +124,35 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .and_then(|()| stdout.flush());
     };
     let app: Arc<server::MakeApp> = Arc::new(move || {
-        Ok(plan
+        let router = plan
             .gateway()?
             .into_router()
-            .merge(demo::page())
-            .merge(docs::router()))
+            .merge(docs::router());
+        #[cfg(protogate_demo)]
+        let router = router.merge(demo::page());
+        Ok(router)
     });
     server::run(listener, options, app, announce, async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+/// The banner's suggestions of what to open first.
+#[cfg(protogate_demo)]
+fn try_lines(address: SocketAddr) -> String {
+    format!(
+        "try: curl -s http://{address}{}\n     or open http://{address}{} and http://{address}{} in a browser\n",
+        demo::EXAMPLE_PATH,
+        demo::PAGE_PATH,
+        docs::DOCS_PATH
+    )
+}
+
+/// The banner's suggestions of what to open first.
+#[cfg(not(protogate_demo))]
+fn try_lines(address: SocketAddr) -> String {
+    format!(
+        "try: open http://{address}{} in a browser (the API's documentation; `protogate routes` lists every route)\n",
+        docs::DOCS_PATH
+    )
 }

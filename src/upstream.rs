@@ -1,5 +1,6 @@
 //! Which upstream serves which service: `--upstream URL` for all, `--upstream Svc=URL` for one,
-//! the in-process demo when there is no default, and UNAVAILABLE for a service with none.
+//! an in-process implementation (the binary's demo, when it is built in) for a service with
+//! neither, and UNAVAILABLE for a service with none of these.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,15 +8,16 @@ use std::sync::Arc;
 
 use protogate::{Gateway, ServiceInfo, Upstream};
 
-use crate::demo::Library;
 use crate::pb;
 
-/// The parsed `--upstream` flags.
+/// Makes the routes of a service implemented in this process; called once per gateway built.
+pub type InProcess = Arc<dyn Fn() -> protogate::Service + Send + Sync>;
+
+/// The parsed `--upstream` flags, and the services this process can serve itself.
 pub struct Plan {
     default: Option<String>,
     per_service: BTreeMap<String, String>,
-    /// The in-process demo's state, shared by every gateway built from this plan.
-    demo: Arc<Library>,
+    in_process: BTreeMap<&'static str, InProcess>,
 }
 
 impl Plan {
@@ -25,7 +27,7 @@ impl Plan {
         let mut plan = Plan {
             default: None,
             per_service: BTreeMap::new(),
-            demo: Arc::new(Library::seeded()),
+            in_process: BTreeMap::new(),
         };
         for flag in flags {
             match flag.split_once('=') {
@@ -51,14 +53,31 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Serves `service` with `routes` in this process when no upstream is given for it (neither
+    /// `--upstream URL` nor `--upstream service=URL`). The service must be one this binary
+    /// serves.
+    pub fn serve_in_process(
+        &mut self,
+        service: &'static str,
+        routes: InProcess,
+    ) -> Result<(), String> {
+        if !pb::SERVICES.iter().any(|s| s.name == service) {
+            return Err(format!(
+                "no service `{service}` in this build to serve in-process"
+            ));
+        }
+        self.in_process.insert(service, routes);
+        Ok(())
+    }
+
     /// Where `service` is served from, if anywhere.
     fn target(&self, service: &ServiceInfo) -> Target<'_> {
         if let Some(url) = self.per_service.get(service.name) {
             Target::Remote(url)
         } else if let Some(url) = &self.default {
             Target::Remote(url)
-        } else if service.name == crate::demo::SERVICE_NAME {
-            Target::Demo
+        } else if let Some(routes) = self.in_process.get(service.name) {
+            Target::InProcess(routes)
         } else {
             Target::Missing
         }
@@ -82,7 +101,7 @@ impl Plan {
                     };
                     (info.remote)(upstream)
                 }
-                Target::Demo => crate::demo::service(&self.demo),
+                Target::InProcess(routes) => routes(),
                 Target::Missing => protogate::Service::unavailable(
                     info,
                     &pb::__PROTOGATE_REGISTRY,
@@ -103,7 +122,7 @@ impl Plan {
             .iter()
             .map(|info| match self.target(info) {
                 Target::Remote(url) => format!("{} -> {url}", info.name),
-                Target::Demo => format!("{} -> in-process demo", info.name),
+                Target::InProcess(_) => format!("{} -> in-process", info.name),
                 Target::Missing => format!("{} -> no upstream (503)", info.name),
             })
             .collect()
@@ -112,7 +131,7 @@ impl Plan {
 
 enum Target<'a> {
     Remote(&'a str),
-    Demo,
+    InProcess(&'a InProcess),
     Missing,
 }
 
@@ -147,23 +166,102 @@ pub fn route_table() -> String {
 mod tests {
     use super::*;
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A service compiled into this build, whichever protos it was built with.
+    fn compiled() -> &'static ServiceInfo {
+        pb::SERVICES.first().expect("at least one compiled service")
+    }
+
     #[test]
     fn flags_parse_into_default_and_per_service_upstreams() {
+        let service = compiled().name;
         let plan = Plan::parse(&[
             "localhost:50051".to_owned(),
-            format!("{}=http://library.internal:8080", crate::demo::SERVICE_NAME),
+            format!("{service}=http://library.internal:8080"),
         ])
         .expect("valid flags");
         assert_eq!(plan.default.as_deref(), Some("http://localhost:50051"));
         assert_eq!(
-            plan.per_service
-                .get(crate::demo::SERVICE_NAME)
-                .map(String::as_str),
+            plan.per_service.get(service).map(String::as_str),
             Some("http://library.internal:8080")
         );
         assert!(Plan::parse(&["a:1".to_owned(), "b:2".to_owned()]).is_err());
         assert!(Plan::parse(&["x.Y=http://h:1".to_owned()]).is_err());
         let tls = Plan::parse(&["https://library.internal:443".to_owned()]).err();
         assert!(tls.is_some_and(|e| e.contains("must start with http://")));
+    }
+
+    /// A plan from `flags` serving the compiled service in-process, and how many times its
+    /// routes were made.
+    fn in_process_plan(flags: &[String]) -> (Plan, Arc<AtomicUsize>) {
+        let made = Arc::new(AtomicUsize::new(0));
+        let mut plan = Plan::parse(flags).expect("valid flags");
+        let counter = Arc::clone(&made);
+        let routes: InProcess = Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let info = compiled();
+            protogate::Service::unavailable(
+                info,
+                &pb::__PROTOGATE_REGISTRY,
+                "in-process stand-in".to_owned(),
+            )
+        });
+        plan.serve_in_process(compiled().name, routes)
+            .expect("a compiled service");
+        (plan, made)
+    }
+
+    #[test]
+    fn an_in_process_service_serves_only_without_an_upstream_for_it() {
+        let service = compiled().name;
+        let (plan, made) = in_process_plan(&[]);
+        assert!(
+            plan.describe()
+                .contains(&format!("{service} -> in-process")),
+            "{:?}",
+            plan.describe()
+        );
+        plan.gateway().expect("a gateway");
+        plan.gateway().expect("a second gateway");
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "routes made once per gateway"
+        );
+
+        let (plan, _) = in_process_plan(&[format!("{service}=http://library.internal:8080")]);
+        assert!(
+            plan.describe()
+                .contains(&format!("{service} -> http://library.internal:8080"))
+        );
+        let (plan, _) = in_process_plan(&["localhost:50051".to_owned()]);
+        assert!(
+            plan.describe()
+                .contains(&format!("{service} -> http://localhost:50051"))
+        );
+    }
+
+    #[test]
+    fn only_a_compiled_service_is_served_in_process() {
+        let mut plan = Plan::parse(&[]).expect("no flags");
+        let routes: InProcess = Arc::new(|| {
+            protogate::Service::unavailable(
+                compiled(),
+                &pb::__PROTOGATE_REGISTRY,
+                "unused".to_owned(),
+            )
+        });
+        let error = plan
+            .serve_in_process("no.such.Service", routes)
+            .expect_err("not compiled");
+        assert!(error.contains("no service `no.such.Service`"), "{error}");
+        assert!(
+            plan.describe()
+                .iter()
+                .all(|line| !line.ends_with("-> in-process")),
+            "{:?}",
+            plan.describe()
+        );
     }
 }

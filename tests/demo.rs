@@ -200,6 +200,27 @@ fn unknown_service_in_upstream_flag_is_refused() {
 }
 
 #[test]
+fn the_demo_runs_in_process_unless_it_has_an_upstream_of_its_own() {
+    let banner = support::banner(support::binary(), &[]);
+    assert!(
+        banner.contains("  protogate.demo.v1.LibraryService -> in-process\n"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("/demo/v1/shelves/fiction/books"),
+        "{banner}"
+    );
+    let banner = support::banner(
+        support::binary(),
+        &["--upstream", "protogate.demo.v1.LibraryService=127.0.0.1:1"],
+    );
+    assert!(
+        banner.contains("  protogate.demo.v1.LibraryService -> http://127.0.0.1:1\n"),
+        "{banner}"
+    );
+}
+
+#[test]
 fn routes_command_lists_every_binding() {
     let table = support::printed(support::binary(), &["routes"]);
     assert!(

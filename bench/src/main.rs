@@ -1,7 +1,8 @@
 //! `protogate-bench`: starts a tonic backend, protogate and Envoy's gRPC-JSON transcoder on
 //! 127.0.0.1, drives every scenario at fixed concurrency against each (and the backend directly
 //! with a tonic client), interleaved, and prints a markdown table. Every load loop is bounded in
-//! requests and seconds.
+//! requests and seconds. A run in which any target answers an error, or completes no request,
+//! exits non-zero after printing its tables.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +102,19 @@ impl Figures {
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.requests.max(1) as f64
     }
+    /// What went wrong in the run, if anything: an error, or no request completed at all.
+    fn failure(&self) -> Option<String> {
+        if self.errors > 0 {
+            Some(format!(
+                "{} error(s) beside {} completed requests",
+                self.errors, self.requests
+            ))
+        } else if self.requests == 0 {
+            Some("no request completed".to_owned())
+        } else {
+            None
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -161,15 +175,16 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-async fn wait_for(address: SocketAddr) {
+/// Waits up to 30 s for `what` to listen on `address`.
+async fn wait_for(what: &str, address: SocketAddr) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("warning: nothing listens on {address} after 30 s");
+    Err(format!("{what}: nothing listens on {address} after 30 s"))
 }
 
 /// HTTP/1.1 keep-alive load: `connections` connections, each with one request in flight.
@@ -482,7 +497,11 @@ async fn run(
         "--listen",
         &format!("127.0.0.1:{backend_port}"),
     ]))?;
-    wait_for(SocketAddr::from(([127, 0, 0, 1], backend_port))).await;
+    wait_for(
+        "the backend",
+        SocketAddr::from(([127, 0, 0, 1], backend_port)),
+    )
+    .await?;
 
     let gateway_port = free_port();
     let gateway = Proc::spawn(Command::new(protogate).args([
@@ -494,7 +513,11 @@ async fn run(
         "--workers",
         &workers.to_string(),
     ]))?;
-    wait_for(SocketAddr::from(([127, 0, 0, 1], gateway_port))).await;
+    wait_for(
+        "protogate",
+        SocketAddr::from(([127, 0, 0, 1], gateway_port)),
+    )
+    .await?;
 
     let envoy_port = free_port();
     let envoy = match &envoy {
@@ -511,7 +534,7 @@ async fn run(
                 "--log-level",
                 "error",
             ]))?;
-            wait_for(SocketAddr::from(([127, 0, 0, 1], envoy_port))).await;
+            wait_for("Envoy", SocketAddr::from(([127, 0, 0, 1], envoy_port))).await?;
             Some(proc)
         }
         None => None,
@@ -531,6 +554,7 @@ async fn run(
         envoy: envoy.as_ref(),
     };
     let mut rows = Vec::new();
+    let mut failures = Vec::new();
     for &scenario in scenarios {
         for &connections in &limits.connections {
             let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
@@ -547,6 +571,13 @@ async fn run(
                         figures.cpu_us_per_request(),
                         figures.errors
                     );
+                    if let Some(failure) = figures.failure() {
+                        failures.push(format!(
+                            "{} {connections} conns {}: {failure}",
+                            scenario.label(),
+                            target.label()
+                        ));
+                    }
                     runs.push(figures);
                 }
             }
@@ -557,7 +588,16 @@ async fn run(
     }
     print_table(scenarios, workers, limits.rounds, &rows);
     let _ = std::fs::remove_dir_all(&work);
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} run(s) with {workers} worker(s) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        )
+        .into())
+    }
 }
 
 /// Where each target listens, and the processes whose CPU a run measures.
@@ -622,7 +662,13 @@ impl Stand<'_> {
                 &connections.to_string(),
             ])
             .output()?;
-        Ok(parse_figures(&String::from_utf8_lossy(&output.stdout)))
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(
+                format!("the direct gRPC load failed ({}): {stdout}", output.status).into(),
+            );
+        }
+        Ok(parse_figures(&stdout)?)
     }
 }
 
@@ -665,19 +711,25 @@ fn median_run(mut runs: Vec<Figures>) -> Figures {
     }
 }
 
-fn parse_figures(line: &str) -> Figures {
-    let value: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
-    let number = |key: &str| value[key].as_f64().unwrap_or(0.0);
-    Figures {
-        requests: number("requests") as usize,
-        errors: number("errors") as usize,
-        seconds: number("seconds"),
-        p50_us: number("p50_us") as u64,
-        p99_us: number("p99_us") as u64,
-        cpu_seconds: number("cpu_seconds"),
-        peak_rss_kib: number("peak_rss_kib") as u64,
+/// The figures the `grpc-load` command prints, every one of them required.
+fn parse_figures(line: &str) -> Result<Figures, String> {
+    let value: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|error| format!("the direct gRPC load printed {line:?}: {error}"))?;
+    let number = |key: &str| {
+        value[key]
+            .as_f64()
+            .ok_or_else(|| format!("the direct gRPC load printed no `{key}`: {line}"))
+    };
+    Ok(Figures {
+        requests: number("requests")? as usize,
+        errors: number("errors")? as usize,
+        seconds: number("seconds")?,
+        p50_us: number("p50_us")? as u64,
+        p99_us: number("p99_us")? as u64,
+        cpu_seconds: number("cpu_seconds")?,
+        peak_rss_kib: number("peak_rss_kib")? as u64,
         backend_cpu_seconds: 0.0,
-    }
+    })
 }
 
 /// What each scenario sends.
@@ -773,8 +825,17 @@ fn print_table(
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match main_with(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("protogate-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -857,5 +918,26 @@ mod tests {
         assert_eq!(row.errors, 3);
         assert_eq!(row.peak_rss_kib, 900);
         assert_eq!(median_run(Vec::new()).requests, 0);
+    }
+
+    #[test]
+    fn a_run_fails_with_an_error_or_without_a_completed_request() {
+        assert_eq!(run(0.05, 0, 800).failure(), None);
+        let failure = run(0.05, 2, 800).failure().expect("errors fail a run");
+        assert!(failure.contains("2 error(s)"), "{failure}");
+        let idle = Figures::default()
+            .failure()
+            .expect("no request fails a run");
+        assert!(idle.contains("no request completed"), "{idle}");
+    }
+
+    #[test]
+    fn the_direct_loads_figures_are_all_required() {
+        let line = r#"{"requests":10,"errors":0,"seconds":1.0,"p50_us":5,"p99_us":9,"cpu_seconds":0.5,"peak_rss_kib":700}"#;
+        let figures = parse_figures(line).expect("complete figures");
+        assert_eq!((figures.requests, figures.p99_us), (10, 9));
+        let missing = parse_figures(r#"{"requests":10}"#).expect_err("incomplete");
+        assert!(missing.contains("`errors`"), "{missing}");
+        assert!(parse_figures("").is_err());
     }
 }

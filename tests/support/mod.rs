@@ -59,3 +59,26 @@ pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
     let base = first.trim().rsplit(' ').next().expect("address").to_owned();
     Running { child, base }
 }
+
+/// What `binary serve` (with `args`, on a free port) prints on start, through its `try:` line.
+pub fn banner(binary: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut banner = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("a banner line");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("try:") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    banner
+}

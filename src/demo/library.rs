@@ -1,49 +1,25 @@
-//! The demo library the stock gateway serves in-process: shelves and books in memory, with the
-//! behaviour (pagination, filters, update masks, errors with details) of a real service.
+//! The demo's library service: shelves and books in memory, with the behaviour (pagination,
+//! filters, update masks, errors with details) of a real service.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures_util::{Stream, StreamExt};
 
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::pb::protogate::demo::v1::{
+use protogate_gateway::pb::protogate::demo::v1::{
     ArchiveBookRequest, ArchiveEntry, Book, CreateBookRequest, CreateShelfRequest,
     DeleteBookRequest, DeleteShelfRequest, DiscussMessage, Genre, GetArchiveEntryRequest,
     GetBookRequest, GetShelfRequest, ListBookTagsRequest, ListBookTagsResponse, ListBooksRequest,
     ListBooksResponse, ListShelvesRequest, ListShelvesResponse, MoveBookRequest,
     ReplaceShelfRequest, Shelf, StreamBooksRequest, UpdateBookRequest, book,
-    library_service_gateway, library_service_server::LibraryService,
+    library_service_server::LibraryService,
 };
 
-/// The demo service's full name.
-pub const SERVICE_NAME: &str = "protogate.demo.v1.LibraryService";
-
-/// A path worth trying first.
-pub const EXAMPLE_PATH: &str = "/demo/v1/shelves/fiction/books";
-
-/// Where the demo's page is served: a book stream read with `EventSource` and a chat over
-/// WebSocket, in the browser.
-pub const PAGE_PATH: &str = "/demo/";
-
-/// The page at [`PAGE_PATH`], beside the gateway's routes.
-pub fn page() -> axum::Router {
-    const PAGE: &str = include_str!("demo.html");
-    axum::Router::new().route(
-        PAGE_PATH,
-        axum::routing::get(|| async { axum::response::Html(PAGE) }),
-    )
-}
-
 const DEFAULT_PAGE_SIZE: usize = 10;
-
-/// The demo's routes, served in process by `library`.
-pub fn service(library: &Arc<Library>) -> protogate::Service {
-    library_service_gateway::service(protogate::Local::from_arc(Arc::clone(library)))
-}
 
 /// A stream of messages an RPC returns.
 type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
