@@ -171,10 +171,7 @@ fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
     let vars = binding.template.variables().into_iter().map(|var| {
         let field = &var.field_path;
         let start = var.start;
-        let end = match var.end {
-            Some(end) => quote!(::core::option::Option::Some(#end)),
-            None => quote!(::core::option::Option::None),
-        };
+        let end = var.end;
         quote!(__codegen::Var { field: #field, start: #start, end: #end })
     });
     quote! {
