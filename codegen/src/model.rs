@@ -195,6 +195,9 @@ pub struct Model {
     pub pool: DescriptorPool,
     /// Services with bindings, in file order.
     pub services: Vec<Service>,
+    /// Bindings left out because an earlier one has the same method and shape (only when
+    /// duplicates are not errors): each names both bindings.
+    pub warnings: Vec<LocatedError>,
 }
 
 /// A gRPC service with HTTP bindings.
@@ -279,7 +282,17 @@ pub struct PathVariable {
 
 impl Model {
     /// Builds and validates the model for the services declared in `files`.
-    pub fn build(pool: DescriptorPool, files: &[String]) -> Result<Model, Vec<LocatedError>> {
+    ///
+    /// Two bindings with the same HTTP method and path shape match the same requests. With
+    /// `strict_bindings` that is an error; otherwise the one declared first (in file, service,
+    /// method and binding order) serves, the later one is left out of the model (so out of the
+    /// route table and the OpenAPI document) and named in [`Model::warnings`]. A method left with
+    /// no binding is left out too.
+    pub fn build(
+        pool: DescriptorPool,
+        files: &[String],
+        strict_bindings: bool,
+    ) -> Result<Model, Vec<LocatedError>> {
         let mut errors = Vec::new();
         let mut services = Vec::new();
         let http = pool.get_extension_by_name("google.api.http");
@@ -311,9 +324,28 @@ impl Model {
                 }
             }
         }
-        check_conflicts(&services, &mut errors);
+        let duplicates = find_duplicates(&services);
+        let mut warnings = Vec::new();
+        if strict_bindings {
+            errors.extend(duplicates.into_iter().map(|(_, error)| error));
+        } else {
+            // Remove from the back so that earlier indices stay valid.
+            for ((service, method, binding), warning) in duplicates.into_iter().rev() {
+                services[service].methods[method].bindings.remove(binding);
+                warnings.push(warning);
+            }
+            warnings.reverse();
+            for service in &mut services {
+                service.methods.retain(|m| !m.bindings.is_empty());
+            }
+            services.retain(|s| !s.methods.is_empty());
+        }
         if errors.is_empty() {
-            Ok(Model { pool, services })
+            Ok(Model {
+                pool,
+                services,
+                warnings,
+            })
         } else {
             Err(errors)
         }
@@ -522,31 +554,39 @@ fn resolve_path_variable(
     })
 }
 
-/// Two bindings with the same HTTP method and the same template shape match the same requests.
-fn check_conflicts(services: &[Service], errors: &mut Vec<LocatedError>) {
+/// Bindings with the same HTTP method and template shape as an earlier one (they match the same
+/// requests), by (service, method, binding) index, each with the error naming both.
+fn find_duplicates(services: &[Service]) -> Vec<((usize, usize, usize), LocatedError)> {
     let mut seen: HashMap<(String, String), (&Method, &Binding)> = HashMap::new();
-    for method in services.iter().flat_map(|s| &s.methods) {
-        for binding in &method.bindings {
-            let key = (binding.http_method.clone(), binding.template.shape());
-            match seen.get(&key) {
-                Some((other, first)) => errors.push(LocatedError {
-                    location: binding.location.clone(),
-                    error: RuleError::Conflict(Box::new(BindingConflict {
-                        rpc: method.descriptor.full_name().to_owned(),
-                        method: binding.http_method.clone(),
-                        template: binding.template_text.clone(),
-                        other_rpc: other.descriptor.full_name().to_owned(),
-                        other_method: first.http_method.clone(),
-                        other_template: first.template_text.clone(),
-                        other_location: first.location.clone(),
-                    })),
-                }),
-                None => {
-                    seen.insert(key, (method, binding));
+    let mut duplicates = Vec::new();
+    for (s, service) in services.iter().enumerate() {
+        for (m, method) in service.methods.iter().enumerate() {
+            for (b, binding) in method.bindings.iter().enumerate() {
+                let key = (binding.http_method.clone(), binding.template.shape());
+                match seen.get(&key) {
+                    Some((other, first)) => duplicates.push((
+                        (s, m, b),
+                        LocatedError {
+                            location: binding.location.clone(),
+                            error: RuleError::Conflict(Box::new(BindingConflict {
+                                rpc: method.descriptor.full_name().to_owned(),
+                                method: binding.http_method.clone(),
+                                template: binding.template_text.clone(),
+                                other_rpc: other.descriptor.full_name().to_owned(),
+                                other_method: first.http_method.clone(),
+                                other_template: first.template_text.clone(),
+                                other_location: first.location.clone(),
+                            })),
+                        },
+                    )),
+                    None => {
+                        seen.insert(key, (method, binding));
+                    }
                 }
             }
         }
     }
+    duplicates
 }
 
 /// The source position of `path` in the method's file, or of its closest recorded ancestor.
