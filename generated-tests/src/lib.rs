@@ -16,6 +16,7 @@ pub mod pb {
 }
 
 pub mod streams;
+pub mod wildcards;
 
 use pb::protogate::tests::v1::{
     EchoRequest, Everything, FailRequest, MetadataReply, SlowRequest,
