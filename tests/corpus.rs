@@ -1,7 +1,10 @@
-//! Real protos nobody here wrote: the googleapis corpus in `../shared/corpus/googleapis`, compiled
-//! into the stock gateway through `PROTOGATE_PROTO_DIR`. Every non-streaming binding must be in
-//! the route table, a few routes are driven end to end against a real gRPC server, and the
-//! corpus's OpenAPI document passes openapi-spec-validator.
+//! Real protos nobody here wrote: the googleapis corpus in `../shared/corpus/googleapis`, plus a
+//! few hard packages of the whole of googleapis (Firestore v1 and Discovery Engine v1, with `**`
+//! followed by more segments; BigQuery Storage v1beta1, with two bindings matching the same
+//! requests), compiled into the stock gateway through `PROTOGATE_PROTO_DIR`. Every non-streaming
+//! binding must be in the route table (of two matching the same requests, the first declared),
+//! a few routes are driven end to end against a real gRPC server, and the OpenAPI document passes
+//! openapi-spec-validator.
 
 mod support;
 
@@ -13,14 +16,60 @@ use bytes::{Buf, BufMut, Bytes};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/googleapis");
+/// Packages of the whole of googleapis built into the gateway beside the small corpus.
+const HARD_PACKAGES: &[&str] = &[
+    "google/firestore/v1",
+    "google/cloud/discoveryengine/v1",
+    "google/cloud/bigquery/storage/v1beta1",
+];
+
+fn shared(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(name);
     assert!(
         dir.is_dir(),
         "the googleapis corpus is expected at {}",
         dir.display()
     );
     dir.canonicalize().expect("corpus path")
+}
+
+/// The directory the gateway is built from (under `target/`): the small corpus, and the hard
+/// packages with every file they import. Files are written only when changed, so cargo does not
+/// rebuild the gateway for nothing.
+fn corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus-protos");
+    let small = shared("googleapis");
+    let mut files = Vec::new();
+    collect(&small, &small, &mut files);
+    for file in files {
+        copy_if_changed(&small.join(&file), &dir.join(&file));
+    }
+    let all = shared("googleapis-all");
+    let mut compiler = protox::Compiler::new([&all]).expect("compiler");
+    compiler.include_imports(true);
+    for package in HARD_PACKAGES {
+        let mut protos = Vec::new();
+        collect(&all, &all.join(package), &mut protos);
+        compiler.open_files(&protos).expect("hard package compiles");
+    }
+    for file in compiler.files() {
+        let source = all.join(file.name());
+        if source.is_file() {
+            copy_if_changed(&source, &dir.join(file.name()));
+        }
+    }
+    dir.canonicalize().expect("corpus path")
+}
+
+fn copy_if_changed(from: &Path, to: &Path) {
+    let contents = std::fs::read(from).expect("read proto");
+    if std::fs::read(to).is_ok_and(|old| old == contents) {
+        return;
+    }
+    std::fs::create_dir_all(to.parent().expect("a parent")).expect("create dir");
+    std::fs::write(to, contents).expect("write proto");
 }
 
 /// Builds the stock gateway with the corpus compiled in, in a target dir of its own so the
@@ -42,7 +91,8 @@ fn build_gateway() -> PathBuf {
     target.join("debug/protogate")
 }
 
-/// The bindings of the corpus, read independently of protogate: (METHOD, template, rpc).
+/// The bindings of the corpus, read independently of protogate: (METHOD, template, rpc). Of two
+/// with the same method and shape, only the first declared is expected.
 fn expected_bindings() -> Vec<(String, String, String)> {
     let dir = corpus();
     let mut files = Vec::new();
@@ -56,11 +106,10 @@ fn expected_bindings() -> Vec<(String, String, String)> {
         .get_extension_by_name("google.api.http")
         .expect("google.api.http is defined");
     let mut out = Vec::new();
+    let mut shapes = std::collections::HashSet::new();
     for service in pool.services() {
         for method in service.methods() {
-            if method.is_client_streaming() || method.is_server_streaming() {
-                continue;
-            }
+            let streaming = method.is_client_streaming() || method.is_server_streaming();
             let options = method.options();
             if !options.has_extension(&http) {
                 continue;
@@ -80,7 +129,13 @@ fn expected_bindings() -> Vec<(String, String, String)> {
             }
             for rule in rules {
                 let (verb, template) = pattern(&rule);
-                out.push((verb, template, method.full_name().to_owned()));
+                let shape = protogate_build::template::parse(&template)
+                    .expect("corpus templates parse")
+                    .shape();
+                // A streaming binding still takes its shape first.
+                if shapes.insert((verb.clone(), shape)) && !streaming {
+                    out.push((verb, template, method.full_name().to_owned()));
+                }
             }
         }
     }
@@ -257,6 +312,37 @@ async fn corpus_routes_and_end_to_end() {
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body, serde_json::json!({}));
+
+    // `**` followed by more segments: Firestore's ListDocuments (the request's `parent`, field 1,
+    // comes back as the response's first field, its documents: so only the status is checked)
+    // and Discovery Engine's purge with a custom verb.
+    let (status, body) = get(format!(
+        "{base}/v1/projects/p/databases/d/documents/rooms/r1/messages"
+    ))
+    .await;
+    assert_ne!(status, 404, "{body}");
+    let route = |verb: &str, template: &str, rpc: &str| {
+        assert!(
+            rows.iter()
+                .any(|r| r.len() == 3 && r[0] == verb && r[1] == template && r[2] == rpc),
+            "missing from the route table: {verb} {template} {rpc}"
+        );
+    };
+    route(
+        "GET",
+        "/v1/{parent=projects/*/databases/*/documents/*/**}/{collection_id}",
+        "google.firestore.v1.Firestore.ListDocuments",
+    );
+    route(
+        "POST",
+        "/v1/{parent=projects/*/locations/*/dataStores/**}/suggestionDenyListEntries:purge",
+        "google.cloud.discoveryengine.v1.CompletionService.PurgeSuggestionDenyListEntries",
+    );
+    // Of BigQuery Storage v1beta1's two bindings matching the same requests, the first serves.
+    assert!(
+        !table.contains("google.cloud.bigquery.storage.v1beta1.BigQueryStorage.SplitReadStream"),
+        "the later duplicate binding is left out"
+    );
 
     let (status, body) = get(format!("{base}/v1/no/such/route")).await;
     assert_eq!(status, 404, "{body}");

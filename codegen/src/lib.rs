@@ -53,6 +53,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     emit_rerun_if_changed: bool,
     openapi_info: Option<openapi::OpenApiInfo>,
+    strict_bindings: bool,
 }
 
 impl Default for Builder {
@@ -64,6 +65,7 @@ impl Default for Builder {
             out_dir: None,
             emit_rerun_if_changed: true,
             openapi_info: None,
+            strict_bindings: false,
         }
     }
 }
@@ -109,6 +111,17 @@ impl Builder {
         self
     }
 
+    /// Whether two bindings with the same HTTP method and path shape (so matching the same
+    /// requests) stop the build. Off by default: the binding declared first serves, the later
+    /// one is left out of the route table and the OpenAPI document, and a build script prints a
+    /// `cargo:warning` naming both (file:line). Real APIs have such pairs (BigQuery Storage's
+    /// `GET /v1/{name=projects/*/locations/*/sessions/*/streams/*}` and
+    /// `GET /v1/{read_stream=projects/*/locations/*/sessions/*/streams/*}`).
+    pub fn strict_bindings(mut self, enable: bool) -> Self {
+        self.strict_bindings = enable;
+        self
+    }
+
     /// Whether to print `cargo:rerun-if-changed` for every proto read (on by default).
     pub fn emit_rerun_if_changed(mut self, enable: bool) -> Self {
         self.emit_rerun_if_changed = enable;
@@ -148,6 +161,18 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> Result<Vec<GeneratedFile>, Error> {
+        self.generate_with_warnings(protos, includes)
+            .map(|(files, _)| files)
+    }
+
+    /// Like [`Builder::generate`], and also returns the warnings a build script would print:
+    /// bindings left out because an earlier one matches the same requests
+    /// (see [`Builder::strict_bindings`]).
+    pub fn generate_with_warnings(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(Vec<GeneratedFile>, Vec<LocatedError>), Error> {
         let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_owned()).collect();
         let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_owned()).collect();
         let loaded = load::compile(&protos, &includes)?;
@@ -158,9 +183,10 @@ impl Builder {
         &self,
         loaded: &load::Loaded,
         out_dir: Option<&str>,
-    ) -> Result<Vec<GeneratedFile>, Error> {
+    ) -> Result<(Vec<GeneratedFile>, Vec<LocatedError>), Error> {
         let model =
-            model::Model::build(loaded.pool.clone(), &loaded.requested).map_err(Error::Rules)?;
+            model::Model::build(loaded.pool.clone(), &loaded.requested, self.strict_bindings)
+                .map_err(Error::Rules)?;
         let mut files = generate::generate(
             &model,
             generate::GatewayOptions {
@@ -172,7 +198,7 @@ impl Builder {
             name: openapi::OPENAPI_FILE.to_owned(),
             contents: openapi::render(&model, &self.document_info()),
         });
-        Ok(files)
+        Ok((files, model.warnings))
     }
 
     /// The document's info: as configured, or the crate being built.
@@ -194,8 +220,14 @@ impl Builder {
             ),
         };
         let out_dir_text = out_dir.to_string_lossy().into_owned();
-        let files =
+        let (files, warnings) =
             self.generate_loaded(loaded, if from_env { None } else { Some(&out_dir_text) })?;
+        // `TARGET` is set for build scripts only: elsewhere a `cargo:` line means nothing.
+        if std::env::var_os("TARGET").is_some() {
+            for warning in &warnings {
+                println!("cargo:warning={}", duplicate_warning(warning));
+            }
+        }
 
         let tonic = self
             .tonic
@@ -215,6 +247,14 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// The text of the `cargo:warning` for a binding left out as a duplicate.
+fn duplicate_warning(warning: &LocatedError) -> String {
+    format!(
+        "{warning}; the first declared serves and this one is left out \
+         (`strict_bindings(true)` makes this an error)"
+    )
 }
 
 /// Every `.proto` file under `root`, as paths relative to it (the form `compile` takes with `root`

@@ -18,21 +18,176 @@ const METHOD_OPTIONS: i32 = 4;
 /// Field number of `additional_bindings` in `HttpRule`.
 const ADDITIONAL_BINDINGS: i32 = 11;
 
-/// Well-known message types that are written as one JSON scalar and so may be bound to a path.
-const SCALAR_MESSAGES: &[&str] = &[
-    "google.protobuf.DoubleValue",
-    "google.protobuf.FloatValue",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.Int32Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.BoolValue",
-    "google.protobuf.StringValue",
-    "google.protobuf.BytesValue",
-    "google.protobuf.Timestamp",
-    "google.protobuf.Duration",
-    "google.protobuf.FieldMask",
-];
+/// The google.protobuf message types protogate maps to JSON: the one list of them in
+/// protogate-build. Every other place matches on this enum, so a type added here must be handled
+/// everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WellKnown {
+    /// `google.protobuf.DoubleValue`.
+    DoubleValue,
+    /// `google.protobuf.FloatValue`.
+    FloatValue,
+    /// `google.protobuf.Int64Value`.
+    Int64Value,
+    /// `google.protobuf.UInt64Value`.
+    UInt64Value,
+    /// `google.protobuf.Int32Value`.
+    Int32Value,
+    /// `google.protobuf.UInt32Value`.
+    UInt32Value,
+    /// `google.protobuf.BoolValue`.
+    BoolValue,
+    /// `google.protobuf.StringValue`.
+    StringValue,
+    /// `google.protobuf.BytesValue`.
+    BytesValue,
+    /// `google.protobuf.Timestamp`: an RFC 3339 string.
+    Timestamp,
+    /// `google.protobuf.Duration`: `"1.5s"`.
+    Duration,
+    /// `google.protobuf.FieldMask`: `"a.b,c"`.
+    FieldMask,
+    /// `google.protobuf.Struct`: a JSON object.
+    Struct,
+    /// `google.protobuf.Value`: any JSON value.
+    Value,
+    /// `google.protobuf.ListValue`: a JSON array.
+    ListValue,
+    /// `google.protobuf.Any`: an object with `@type`.
+    Any,
+    /// `google.protobuf.Empty`: `{}`.
+    Empty,
+    /// `google.protobuf.Api` (api.proto), an ordinary message in JSON.
+    Api,
+    /// `google.protobuf.Method` (api.proto), an ordinary message in JSON.
+    Method,
+    /// `google.protobuf.Mixin` (api.proto), an ordinary message in JSON.
+    Mixin,
+    /// `google.protobuf.Type` (type.proto), an ordinary message in JSON.
+    Type,
+    /// `google.protobuf.Field` (type.proto), an ordinary message in JSON.
+    Field,
+    /// `google.protobuf.Enum` (type.proto), an ordinary message in JSON.
+    Enum,
+    /// `google.protobuf.EnumValue` (type.proto), an ordinary message in JSON.
+    EnumValue,
+    /// `google.protobuf.Option` (type.proto), an ordinary message in JSON.
+    Option,
+    /// `google.protobuf.SourceContext` (source_context.proto), an ordinary message in JSON.
+    SourceContext,
+}
+
+impl WellKnown {
+    /// Every well-known message type.
+    pub const ALL: &'static [WellKnown] = &[
+        WellKnown::DoubleValue,
+        WellKnown::FloatValue,
+        WellKnown::Int64Value,
+        WellKnown::UInt64Value,
+        WellKnown::Int32Value,
+        WellKnown::UInt32Value,
+        WellKnown::BoolValue,
+        WellKnown::StringValue,
+        WellKnown::BytesValue,
+        WellKnown::Timestamp,
+        WellKnown::Duration,
+        WellKnown::FieldMask,
+        WellKnown::Struct,
+        WellKnown::Value,
+        WellKnown::ListValue,
+        WellKnown::Any,
+        WellKnown::Empty,
+        WellKnown::Api,
+        WellKnown::Method,
+        WellKnown::Mixin,
+        WellKnown::Type,
+        WellKnown::Field,
+        WellKnown::Enum,
+        WellKnown::EnumValue,
+        WellKnown::Option,
+        WellKnown::SourceContext,
+    ];
+
+    /// The well-known type of this full name, if it is one.
+    pub fn of(full_name: &str) -> Option<WellKnown> {
+        let name = full_name.strip_prefix("google.protobuf.")?;
+        WellKnown::ALL.iter().copied().find(|w| w.name() == name)
+    }
+
+    /// The name inside package `google.protobuf`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WellKnown::DoubleValue => "DoubleValue",
+            WellKnown::FloatValue => "FloatValue",
+            WellKnown::Int64Value => "Int64Value",
+            WellKnown::UInt64Value => "UInt64Value",
+            WellKnown::Int32Value => "Int32Value",
+            WellKnown::UInt32Value => "UInt32Value",
+            WellKnown::BoolValue => "BoolValue",
+            WellKnown::StringValue => "StringValue",
+            WellKnown::BytesValue => "BytesValue",
+            WellKnown::Timestamp => "Timestamp",
+            WellKnown::Duration => "Duration",
+            WellKnown::FieldMask => "FieldMask",
+            WellKnown::Struct => "Struct",
+            WellKnown::Value => "Value",
+            WellKnown::ListValue => "ListValue",
+            WellKnown::Any => "Any",
+            WellKnown::Empty => "Empty",
+            WellKnown::Api => "Api",
+            WellKnown::Method => "Method",
+            WellKnown::Mixin => "Mixin",
+            WellKnown::Type => "Type",
+            WellKnown::Field => "Field",
+            WellKnown::Enum => "Enum",
+            WellKnown::EnumValue => "EnumValue",
+            WellKnown::Option => "Option",
+            WellKnown::SourceContext => "SourceContext",
+        }
+    }
+
+    /// A wrapper type (`Int32Value`…), written as its bare scalar.
+    pub fn is_wrapper(self) -> bool {
+        matches!(
+            self,
+            WellKnown::DoubleValue
+                | WellKnown::FloatValue
+                | WellKnown::Int64Value
+                | WellKnown::UInt64Value
+                | WellKnown::Int32Value
+                | WellKnown::UInt32Value
+                | WellKnown::BoolValue
+                | WellKnown::StringValue
+                | WellKnown::BytesValue
+        )
+    }
+
+    /// Written as one JSON scalar, so it may be set from a path or query value.
+    pub fn has_text_form(self) -> bool {
+        self.is_wrapper()
+            || matches!(
+                self,
+                WellKnown::Timestamp | WellKnown::Duration | WellKnown::FieldMask
+            )
+    }
+
+    /// A message with no special JSON form (api.proto, type.proto, source_context.proto): its
+    /// mapper is an ordinary generated one, which the runtime carries for prost-types' type.
+    pub fn is_ordinary(self) -> bool {
+        matches!(
+            self,
+            WellKnown::Api
+                | WellKnown::Method
+                | WellKnown::Mixin
+                | WellKnown::Type
+                | WellKnown::Field
+                | WellKnown::Enum
+                | WellKnown::EnumValue
+                | WellKnown::Option
+                | WellKnown::SourceContext
+        )
+    }
+}
 
 /// Every service of the build that has at least one HTTP binding.
 pub struct Model {
@@ -40,6 +195,9 @@ pub struct Model {
     pub pool: DescriptorPool,
     /// Services with bindings, in file order.
     pub services: Vec<Service>,
+    /// Bindings left out because an earlier one has the same method and shape (only when
+    /// duplicates are not errors): each names both bindings.
+    pub warnings: Vec<LocatedError>,
 }
 
 /// A gRPC service with HTTP bindings.
@@ -124,7 +282,17 @@ pub struct PathVariable {
 
 impl Model {
     /// Builds and validates the model for the services declared in `files`.
-    pub fn build(pool: DescriptorPool, files: &[String]) -> Result<Model, Vec<LocatedError>> {
+    ///
+    /// Two bindings with the same HTTP method and path shape match the same requests. With
+    /// `strict_bindings` that is an error; otherwise the one declared first (in file, service,
+    /// method and binding order) serves, the later one is left out of the model (so out of the
+    /// route table and the OpenAPI document) and named in [`Model::warnings`]. A method left with
+    /// no binding is left out too.
+    pub fn build(
+        pool: DescriptorPool,
+        files: &[String],
+        strict_bindings: bool,
+    ) -> Result<Model, Vec<LocatedError>> {
         let mut errors = Vec::new();
         let mut services = Vec::new();
         let http = pool.get_extension_by_name("google.api.http");
@@ -156,9 +324,28 @@ impl Model {
                 }
             }
         }
-        check_conflicts(&services, &mut errors);
+        let duplicates = find_duplicates(&services);
+        let mut warnings = Vec::new();
+        if strict_bindings {
+            errors.extend(duplicates.into_iter().map(|(_, error)| error));
+        } else {
+            // Remove from the back so that earlier indices stay valid.
+            for ((service, method, binding), warning) in duplicates.into_iter().rev() {
+                services[service].methods[method].bindings.remove(binding);
+                warnings.push(warning);
+            }
+            warnings.reverse();
+            for service in &mut services {
+                service.methods.retain(|m| !m.bindings.is_empty());
+            }
+            services.retain(|s| !s.methods.is_empty());
+        }
         if errors.is_empty() {
-            Ok(Model { pool, services })
+            Ok(Model {
+                pool,
+                services,
+                warnings,
+            })
         } else {
             Err(errors)
         }
@@ -351,7 +538,9 @@ fn resolve_path_variable(
         }
         match field.kind() {
             Kind::Message(next) if !last => message = next,
-            Kind::Message(inner) if !SCALAR_MESSAGES.contains(&inner.full_name()) => {
+            Kind::Message(inner)
+                if !WellKnown::of(inner.full_name()).is_some_and(WellKnown::has_text_form) =>
+            {
                 return Err(not_scalar("a message"));
             }
             _ if !last => return Err(not_scalar("not a message, so it has no fields")),
@@ -365,31 +554,39 @@ fn resolve_path_variable(
     })
 }
 
-/// Two bindings with the same HTTP method and the same template shape match the same requests.
-fn check_conflicts(services: &[Service], errors: &mut Vec<LocatedError>) {
+/// Bindings with the same HTTP method and template shape as an earlier one (they match the same
+/// requests), by (service, method, binding) index, each with the error naming both.
+fn find_duplicates(services: &[Service]) -> Vec<((usize, usize, usize), LocatedError)> {
     let mut seen: HashMap<(String, String), (&Method, &Binding)> = HashMap::new();
-    for method in services.iter().flat_map(|s| &s.methods) {
-        for binding in &method.bindings {
-            let key = (binding.http_method.clone(), binding.template.shape());
-            match seen.get(&key) {
-                Some((other, first)) => errors.push(LocatedError {
-                    location: binding.location.clone(),
-                    error: RuleError::Conflict(Box::new(BindingConflict {
-                        rpc: method.descriptor.full_name().to_owned(),
-                        method: binding.http_method.clone(),
-                        template: binding.template_text.clone(),
-                        other_rpc: other.descriptor.full_name().to_owned(),
-                        other_method: first.http_method.clone(),
-                        other_template: first.template_text.clone(),
-                        other_location: first.location.clone(),
-                    })),
-                }),
-                None => {
-                    seen.insert(key, (method, binding));
+    let mut duplicates = Vec::new();
+    for (s, service) in services.iter().enumerate() {
+        for (m, method) in service.methods.iter().enumerate() {
+            for (b, binding) in method.bindings.iter().enumerate() {
+                let key = (binding.http_method.clone(), binding.template.shape());
+                match seen.get(&key) {
+                    Some((other, first)) => duplicates.push((
+                        (s, m, b),
+                        LocatedError {
+                            location: binding.location.clone(),
+                            error: RuleError::Conflict(Box::new(BindingConflict {
+                                rpc: method.descriptor.full_name().to_owned(),
+                                method: binding.http_method.clone(),
+                                template: binding.template_text.clone(),
+                                other_rpc: other.descriptor.full_name().to_owned(),
+                                other_method: first.http_method.clone(),
+                                other_template: first.template_text.clone(),
+                                other_location: first.location.clone(),
+                            })),
+                        },
+                    )),
+                    None => {
+                        seen.insert(key, (method, binding));
+                    }
                 }
             }
         }
     }
+    duplicates
 }
 
 /// The source position of `path` in the method's file, or of its closest recorded ancestor.

@@ -8,6 +8,12 @@
 //! FieldPath = IDENT { "." IDENT } ;
 //! Verb     = ":" LITERAL ;
 //! ```
+//!
+//! http.proto's grammar puts `**` last, but real Google APIs write it anywhere
+//! (`/v1/{parent=projects/*/databases/*/documents/*/**}/{collection_id}`, `/v1test2/{name=**/botSessions/*}`),
+//! and Google's front ends serve them, so this parser accepts `**` at any position. A template may
+//! hold only one `**`: with two, the segments between them could be split between the two in
+//! several ways, and no API in googleapis needs it.
 
 use std::fmt;
 
@@ -27,7 +33,7 @@ pub enum Segment {
     Literal(String),
     /// `*`: any one segment.
     Wildcard,
-    /// `**`: any number of segments, including none; only last.
+    /// `**`: any number of segments, including none; at most one per template, anywhere.
     DoubleWildcard,
     /// `{field=…}`: binds the segments it spans to a field.
     Variable(Variable),
@@ -53,15 +59,16 @@ pub enum FlatSegment {
     DoubleWildcard,
 }
 
-/// A variable over the flat segments `start..end` (`end` is `None` when it ends in `**`).
+/// A variable over the flat segments `start..end`. When the range holds the template's `**`, the
+/// variable captures as many path segments as the `**` takes, plus one for every other segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlatVariable {
     /// The dotted field path.
     pub field_path: String,
     /// Index of its first flat segment.
     pub start: usize,
-    /// One past its last flat segment, or `None` when it spans through `**` to the end.
-    pub end: Option<usize>,
+    /// One past its last flat segment.
+    pub end: usize,
 }
 
 /// Why a template does not parse.
@@ -228,17 +235,19 @@ impl Parser {
 }
 
 impl PathTemplate {
-    /// Checks what the grammar alone does not: `**` only last, each field bound once.
+    /// Checks what the grammar alone does not: one `**` at most, each field bound once.
     fn check(&self) -> Result<(), TemplateError> {
         let flat = self.flat();
         if let Some(index) = flat
             .iter()
-            .position(|s| *s == FlatSegment::DoubleWildcard)
-            .filter(|i| i + 1 != flat.len())
+            .enumerate()
+            .filter(|(_, s)| **s == FlatSegment::DoubleWildcard)
+            .map(|(index, _)| index)
+            .nth(1)
         {
             return Err(TemplateError {
                 column: self.column_of_segment(index),
-                message: "`**` must be the last segment of the path".into(),
+                message: "a path template may hold only one `**` (this is the second)".into(),
             });
         }
         let variables = self.variables();
@@ -296,11 +305,10 @@ impl PathTemplate {
                 Segment::Variable(v) => {
                     let start = index;
                     index += v.segments.len();
-                    let open = v.segments.last() == Some(&Segment::DoubleWildcard);
                     out.push(FlatVariable {
                         field_path: v.field_path.join("."),
                         start,
-                        end: if open { None } else { Some(index) },
+                        end: index,
                     });
                 }
                 _ => index += 1,
@@ -393,13 +401,13 @@ mod tests {
             vec![FlatVariable {
                 field_path: "name".into(),
                 start: 1,
-                end: Some(5)
+                end: 5
             }]
         );
         assert_eq!(t.shape(), "/v1/shelves/*/books/*:archive");
 
         let t = parse("/v1/{name=operations/**}:cancel").expect("parses");
-        assert_eq!(t.variables()[0].end, None);
+        assert_eq!(t.variables()[0].end, 3);
         assert_eq!(t.shape(), "/v1/operations/**:cancel");
 
         let t = parse("/v1/{book.name}/x/*/{id=**}").expect("parses");
@@ -415,7 +423,7 @@ mod tests {
         );
         let vars = t.variables();
         assert_eq!(vars[0].field_path, "book.name");
-        assert_eq!((vars[1].start, vars[1].end), (4, None));
+        assert_eq!((vars[1].start, vars[1].end), (4, 5));
 
         assert_eq!(
             flat("/v1/**"),
@@ -434,12 +442,46 @@ mod tests {
     }
 
     #[test]
+    fn double_wildcard_anywhere() {
+        let t = parse("/v1/{parent=projects/*/databases/*/documents/*/**}/{collection_id}")
+            .expect("parses");
+        assert_eq!(t.shape(), "/v1/projects/*/databases/*/documents/*/**/*");
+        let vars = t.variables();
+        assert_eq!((vars[0].start, vars[0].end), (1, 8));
+        assert_eq!((vars[1].start, vars[1].end), (8, 9));
+
+        let t = parse("/v1test2/{name=**/botSessions/*}").expect("parses");
+        assert_eq!(
+            t.flat(),
+            vec![
+                FlatSegment::Literal("v1test2".into()),
+                FlatSegment::DoubleWildcard,
+                FlatSegment::Literal("botSessions".into()),
+                FlatSegment::Wildcard,
+            ]
+        );
+        assert_eq!((t.variables()[0].start, t.variables()[0].end), (1, 4));
+
+        let t = parse(
+            "/v1/{parent=projects/*/locations/*/dataStores/**}/suggestionDenyListEntries:purge",
+        )
+        .expect("parses");
+        assert_eq!(
+            t.shape(),
+            "/v1/projects/*/locations/*/dataStores/**/suggestionDenyListEntries:purge"
+        );
+        assert_eq!(parse("/**/x").expect("parses").shape(), "/**/x");
+    }
+
+    #[test]
     fn display_is_canonical() {
         for text in [
             "/v1/{name}",
             "/v1/{name=shelves/*}/books",
             "/v1/{a.b.c=x/**}:do",
             "/*/**",
+            "/v1test2/{parent=**}/botSessions",
+            "/v1/{name=**/x/*}:do",
         ] {
             assert_eq!(parse(text).expect("parses").to_string(), text);
         }
@@ -455,7 +497,8 @@ mod tests {
             ("v1/x", 1, "must start with `/`"),
             ("/v1/{name=things/*", 19, "unclosed `{`"),
             ("/v1/{a={b}}", 8, "cannot contain another variable"),
-            ("/v1/**/x", 5, "`**` must be the last"),
+            ("/v1/**/x/**", 10, "only one `**`"),
+            ("/v1/{a=**}/{b=x/**}", 12, "only one `**`"),
             ("/v1//x", 5, "empty path segment"),
             ("/v1/x:", 7, "custom verb"),
             ("/v1/{a}/{a}", 9, "bound twice"),
@@ -484,14 +527,24 @@ mod tests {
         fn display_round_trips(
             segments in proptest::collection::vec(segment_strategy(), 1..5),
             variable in proptest::option::of(("[a-z]{1,4}(\\.[a-z]{1,4}){0,2}", proptest::collection::vec(segment_strategy(), 1..3))),
-            rest in proptest::bool::ANY,
+            rest in proptest::option::of(0usize..5),
             verb in proptest::option::of("[a-z]{1,6}"),
         ) {
+            let mut segments = segments;
+            // One `**`, at a random place among the leading segments or last.
+            let rest_last = match rest {
+                Some(at) if at < segments.len() => {
+                    segments.insert(at, "**".to_owned());
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            };
             let mut text = format!("/{}", segments.join("/"));
             if let Some((field, inner)) = variable {
                 text.push_str(&format!("/{{{field}={}}}", inner.join("/")));
             }
-            if rest {
+            if rest_last {
                 text.push_str("/**");
             }
             if let Some(verb) = verb {

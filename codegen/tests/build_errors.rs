@@ -22,7 +22,10 @@ message Resp {{ string name = 1; }}
 "#
     );
     std::fs::write(dir.path().join("test.proto"), source).expect("write proto");
-    match protogate_build::configure().generate(&["test.proto"], &[dir.path()]) {
+    match protogate_build::configure()
+        .strict_bindings(true)
+        .generate(&["test.proto"], &[dir.path()])
+    {
         Err(Error::Rules(errors)) => errors,
         Err(other) => panic!("expected rule errors, got: {other}"),
         Ok(_) => panic!("expected rule errors, the build succeeded"),
@@ -253,5 +256,86 @@ fn request_streams_need_a_body() {
     assert_eq!(
         error.to_string(),
         "test.proto:14:5: `test.v1.S.Upload` streams its requests, so its binding `/v1/uploads/{name}` needs a body (`*` or a field) to carry them"
+    );
+}
+
+const DUPLICATES: &str = r#"syntax = "proto3";
+package test.v1;
+import "google/api/annotations.proto";
+message Req { string name = 1; string stream = 2; }
+message Resp { string name = 1; }
+service S {
+  rpc Read(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{stream=sessions/*/streams/*}" };
+  }
+  rpc Split(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{name=sessions/*/streams/*}" };
+  }
+}
+"#;
+
+/// By default the first declared of two bindings matching the same requests serves; the later
+/// one is left out of the routes and the OpenAPI document, with a warning naming both.
+#[test]
+fn duplicate_bindings_warn_and_the_first_serves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("test.proto"), DUPLICATES).expect("write proto");
+    let (files, warnings) = protogate_build::configure()
+        .generate_with_warnings(&["test.proto"], &[dir.path()])
+        .expect("duplicates are not an error by default");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = warnings[0].to_string();
+    assert!(text.starts_with("test.proto:11:5: "), "{text}");
+    assert!(text.contains("test.v1.S.Split"), "{text}");
+    assert!(text.contains("test.v1.S.Read"), "{text}");
+    assert!(text.contains("(at test.proto:8:5)"), "{text}");
+
+    let gateway = files
+        .iter()
+        .find(|f| f.name.contains("test.v1"))
+        .expect("the package's file");
+    assert!(gateway.contents.contains("ROUTE_READ_0"));
+    assert!(!gateway.contents.contains("ROUTE_SPLIT_0"));
+    let openapi = files
+        .iter()
+        .find(|f| f.name.ends_with(".json"))
+        .expect("the OpenAPI document");
+    assert!(openapi.contents.contains("S_Read"));
+    assert!(!openapi.contents.contains("S_Split"));
+}
+
+#[test]
+fn strict_bindings_make_duplicates_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("test.proto"), DUPLICATES).expect("write proto");
+    match protogate_build::configure()
+        .strict_bindings(true)
+        .generate(&["test.proto"], &[dir.path()])
+    {
+        Err(Error::Rules(errors)) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].location.line, 11);
+            assert!(matches!(errors[0].error, RuleError::Conflict(_)));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// A template with two `**` could split a path in several ways: refused at its line and column.
+#[test]
+fn two_double_wildcards_are_refused() {
+    let error = single(
+        r#"service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{name=a/**}/b/**" };
+  }
+}"#,
+    );
+    assert_eq!(error.location.line, 14);
+    assert!(
+        error
+            .to_string()
+            .contains("at column 19: a path template may hold only one `**`"),
+        "{error}"
     );
 }

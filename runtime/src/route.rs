@@ -1,6 +1,26 @@
 //! Routing requests to bindings: compiled path templates in a trie, matched with the precedence
 //! of google/api/http.proto (literal > `*` > `**`, segment by segment), custom verbs, and the
 //! percent-decoding rules for variables.
+//!
+//! # `**` anywhere
+//!
+//! http.proto's grammar puts `**` last, but real APIs put it anywhere
+//! (`/v1/{parent=projects/*/databases/*/documents/*/**}/{collection_id}`,
+//! `/v1test2/{name=**/botSessions/*}`, `/v1/{parent=dataStores/**}/entries:purge`), and so does
+//! this router. A template holds at most one `**` (protogate-build refuses a second one), and
+//! every other segment matches exactly one path segment, so a path splits one way only:
+//!
+//! - **The split rule.** The segments after the `**` match the *last* segments of the path (the
+//!   verb, if any, is taken off the last segment first); the `**` takes everything between what
+//!   precedes it and those, possibly nothing. `/v1test2/{parent=**}/botSessions` on
+//!   `/v1test2/a/botSessions/botSessions` gives `parent` = `a/botSessions`.
+//! - **Precedence** stays segment by segment: at each position a literal is tried before `*`,
+//!   and `*` before `**`, with the first match in that order winning. When several templates
+//!   share a prefix up to a `**`, the one whose `**` takes the fewest segments wins (it is the one
+//!   that continues with more of its own segments: `/v1/**/a/*` before `/v1/**/*`), and a
+//!   template ending in `**` comes after all of them.
+//! - **Captures.** A variable containing the `**` captures what the `**` took plus its own other
+//!   segments, joined by `/`; like every multi-segment variable, `%2F` stays encoded in it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,19 +37,20 @@ pub enum Seg {
     Literal(&'static str),
     /// `*`: any one non-empty segment.
     Any,
-    /// `**`: any number of segments, including none. Always last.
+    /// `**`: any number of segments, including none. At most one per template, anywhere in it.
     Rest,
 }
 
-/// A template variable over segments `start..end` (`end` is `None` when it runs through `**`).
+/// A template variable over the template segments `start..end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Var {
     /// The dotted field path it binds.
     pub field: &'static str,
     /// Its first segment.
     pub start: usize,
-    /// One past its last segment, or `None` for "to the end of the path".
-    pub end: Option<usize>,
+    /// One past its last segment. A range holding the `**` spans as many path segments as the
+    /// `**` takes.
+    pub end: usize,
 }
 
 /// A compiled path template, written by generated code as a `static`.
@@ -48,7 +69,19 @@ pub struct Template {
 impl Template {
     /// Whether variable `var` spans exactly one segment, and so is fully percent-decoded.
     fn is_single_segment(&self, var: &Var) -> bool {
-        var.end == Some(var.start + 1) && self.segments.get(var.start) != Some(&Seg::Rest)
+        var.end == var.start + 1 && self.segments.get(var.start) != Some(&Seg::Rest)
+    }
+
+    /// The path segment index where template segment `index` begins (or, for `index` equal to
+    /// the template's length, the path's length), when the template matched `path_len` segments.
+    fn path_index(&self, index: usize, path_len: usize) -> usize {
+        match self.segments.iter().position(|s| *s == Seg::Rest) {
+            // The `**` at `rest` took `path_len - (len - 1)` segments; later ones shift by that,
+            // less the one place the `**` holds in the template.
+            Some(rest) if index > rest => (index + path_len).saturating_sub(self.segments.len()),
+            _ => index,
+        }
+        .min(path_len)
     }
 }
 
@@ -123,6 +156,8 @@ struct Leaf {
 struct Node {
     literals: HashMap<&'static str, Node>,
     any: Option<Box<Node>>,
+    /// What follows a `**` here that is not the template's last segment.
+    double: Option<Box<Node>>,
     /// Bindings whose last segment is `**` here.
     rest: Vec<Leaf>,
     /// Bindings ending exactly here.
@@ -134,6 +169,7 @@ impl Node {
         Node {
             literals: HashMap::new(),
             any: None,
+            double: None,
             rest: Vec::new(),
             leaves: Vec::new(),
         }
@@ -178,16 +214,18 @@ impl<T> RouteTable<T> {
     ) -> Result<(), Conflict> {
         let mut node = &mut self.root;
         let mut at_rest = false;
-        for segment in template.segments {
+        let last = template.segments.len().saturating_sub(1);
+        for (index, segment) in template.segments.iter().enumerate() {
             match segment {
                 Seg::Literal(literal) => {
                     node = node.literals.entry(literal).or_insert_with(Node::new)
                 }
                 Seg::Any => node = node.any.get_or_insert_with(|| Box::new(Node::new())),
-                Seg::Rest => {
+                Seg::Rest if index == last => {
                     at_rest = true;
                     break;
                 }
+                Seg::Rest => node = node.double.get_or_insert_with(|| Box::new(Node::new())),
             }
         }
         let leaves = if at_rest {
@@ -282,8 +320,8 @@ impl<T> RouteTable<T> {
         let template = entry.template;
         let mut values = Vec::with_capacity(template.vars.len());
         for var in template.vars {
-            let end = var.end.unwrap_or(segments.len()).min(segments.len());
-            let start = var.start.min(end);
+            let end = template.path_index(var.end, segments.len());
+            let start = template.path_index(var.start, segments.len()).min(end);
             let raw = segments[start..end].join("/");
             match decode_var(&raw, template.is_single_segment(var)) {
                 Ok(value) => values.push((var.field, value)),
@@ -306,8 +344,9 @@ impl<T> RouteTable<T> {
     }
 }
 
-/// Depth-first over the trie in precedence order (literal, then `*`, then `**`), calling `hit` for
-/// every binding that matches `segments`; stops as soon as `hit` returns true.
+/// Depth-first over the trie in precedence order (literal, then `*`, then a `**` followed by more
+/// segments, taking as few segments as it can first, then a last `**`), calling `hit` for every
+/// binding that matches `segments`; stops as soon as `hit` returns true.
 fn visit(node: &Node, segments: &[&str], hit: &mut dyn FnMut(Leaf) -> bool) -> bool {
     match segments.split_first() {
         None => {
@@ -328,6 +367,11 @@ fn visit(node: &Node, segments: &[&str], hit: &mut dyn FnMut(Leaf) -> bool) -> b
                 return true;
             }
         }
+    }
+    if let Some(child) = &node.double
+        && (0..=segments.len()).any(|taken| visit(child, &segments[taken..], hit))
+    {
+        return true;
     }
     node.rest.iter().any(|leaf| hit(*leaf))
 }
@@ -385,7 +429,7 @@ mod tests {
                     [Var {
                         field: "name",
                         start: 1,
-                        end: Some(3)
+                        end: 3
                     }]
                 ),
                 "get_shelf",
@@ -409,7 +453,7 @@ mod tests {
                     [Var {
                         field: "path",
                         start: 1,
-                        end: None
+                        end: 2
                     }]
                 ),
                 "catch_all",
@@ -423,7 +467,7 @@ mod tests {
                     [Var {
                         field: "name",
                         start: 1,
-                        end: Some(5)
+                        end: 5
                     }]
                 ),
                 "archive",
@@ -437,7 +481,7 @@ mod tests {
                     [Var {
                         field: "name",
                         start: 1,
-                        end: None
+                        end: 3
                     }]
                 ),
                 "cancel",
@@ -451,7 +495,7 @@ mod tests {
                     [Var {
                         field: "name",
                         start: 1,
-                        end: Some(3)
+                        end: 3
                     }]
                 ),
                 "delete_shelf",
@@ -465,7 +509,7 @@ mod tests {
                     [Var {
                         field: "book.id",
                         start: 2,
-                        end: Some(3)
+                        end: 3
                     }]
                 ),
                 "get_book",
@@ -634,7 +678,7 @@ mod tests {
                     [Var {
                         field: "id",
                         start: 2,
-                        end: Some(3)
+                        end: 3
                     }]
                 ),
                 "book",
@@ -667,7 +711,7 @@ mod tests {
                     [Var {
                         field: "id",
                         start: 2,
-                        end: Some(3)
+                        end: 3
                     }]
                 ),
                 "again",
@@ -676,14 +720,403 @@ mod tests {
         assert_eq!(error.existing, "/v1/{name=shelves/*}");
     }
 
+    /// Templates with `**` followed by more segments, beside ordinary ones.
+    fn double_wildcard_table() -> RouteTable<&'static str> {
+        let mut table = RouteTable::new();
+        let routes: Vec<(Method, &'static Template, &'static str)> = vec![
+            (
+                Method::GET,
+                template!(
+                    "/v1/{parent=projects/*/documents/*/**}/{collection_id}",
+                    [L("v1"), L("projects"), Any, L("documents"), Any, Rest, Any],
+                    None,
+                    [
+                        Var {
+                            field: "parent",
+                            start: 1,
+                            end: 6
+                        },
+                        Var {
+                            field: "collection_id",
+                            start: 6,
+                            end: 7
+                        }
+                    ]
+                ),
+                "list_documents",
+            ),
+            (
+                Method::GET,
+                template!(
+                    "/v1/projects/{project}/documents/{doc}/meta",
+                    [L("v1"), L("projects"), Any, L("documents"), Any, L("meta")],
+                    None,
+                    [
+                        Var {
+                            field: "project",
+                            start: 2,
+                            end: 3
+                        },
+                        Var {
+                            field: "doc",
+                            start: 4,
+                            end: 5
+                        }
+                    ]
+                ),
+                "meta",
+            ),
+            (
+                Method::GET,
+                template!(
+                    "/v1/{name=projects/*/documents/**}",
+                    [L("v1"), L("projects"), Any, L("documents"), Rest],
+                    None,
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: 5
+                    }]
+                ),
+                "get_document",
+            ),
+            (
+                Method::POST,
+                template!(
+                    "/v1/{parent=projects/*/dataStores/**}/entries:purge",
+                    [
+                        L("v1"),
+                        L("projects"),
+                        Any,
+                        L("dataStores"),
+                        Rest,
+                        L("entries")
+                    ],
+                    Some("purge"),
+                    [Var {
+                        field: "parent",
+                        start: 1,
+                        end: 5
+                    }]
+                ),
+                "purge",
+            ),
+            (
+                Method::POST,
+                template!(
+                    "/v1test2/{parent=**}/botSessions",
+                    [L("v1test2"), Rest, L("botSessions")],
+                    None,
+                    [Var {
+                        field: "parent",
+                        start: 1,
+                        end: 2
+                    }]
+                ),
+                "create_bot_session",
+            ),
+            (
+                Method::PATCH,
+                template!(
+                    "/v1test2/{name=**/botSessions/*}",
+                    [L("v1test2"), Rest, L("botSessions"), Any],
+                    None,
+                    [Var {
+                        field: "name",
+                        start: 1,
+                        end: 4
+                    }]
+                ),
+                "update_bot_session",
+            ),
+            (
+                Method::GET,
+                template!(
+                    "/v2/{a=**}/x/{b}",
+                    [L("v2"), Rest, L("x"), Any],
+                    None,
+                    [
+                        Var {
+                            field: "a",
+                            start: 1,
+                            end: 2
+                        },
+                        Var {
+                            field: "b",
+                            start: 3,
+                            end: 4
+                        }
+                    ]
+                ),
+                "longer_tail",
+            ),
+            (
+                Method::GET,
+                template!(
+                    "/v2/{a=**}/{b}",
+                    [L("v2"), Rest, Any],
+                    None,
+                    [
+                        Var {
+                            field: "a",
+                            start: 1,
+                            end: 2
+                        },
+                        Var {
+                            field: "b",
+                            start: 2,
+                            end: 3
+                        }
+                    ]
+                ),
+                "shorter_tail",
+            ),
+        ];
+        for (method, template, name) in routes {
+            table.insert(method, template, name).expect("no conflict");
+        }
+        table
+    }
+
+    #[test]
+    fn double_wildcard_followed_by_a_wildcard_variable() {
+        let table = double_wildcard_table();
+        assert_eq!(
+            found(
+                &table,
+                Method::GET,
+                "/v1/projects/p/documents/c1/d1/c2/d2/c3"
+            ),
+            (
+                "list_documents",
+                caps(&[
+                    ("parent", "projects/p/documents/c1/d1/c2/d2"),
+                    ("collection_id", "c3")
+                ])
+            )
+        );
+        // The `**` may take nothing.
+        assert_eq!(
+            found(&table, Method::GET, "/v1/projects/p/documents/c1/c2"),
+            (
+                "list_documents",
+                caps(&[
+                    ("parent", "projects/p/documents/c1"),
+                    ("collection_id", "c2")
+                ])
+            )
+        );
+        // `%2F` stays encoded in the multi-segment variable, and is one segment for the `**`.
+        assert_eq!(
+            found(
+                &table,
+                Method::GET,
+                "/v1/projects/p/documents/c1/a%2Fb/c%20d"
+            ),
+            (
+                "list_documents",
+                caps(&[
+                    ("parent", "projects/p/documents/c1/a%2Fb"),
+                    ("collection_id", "c d")
+                ])
+            )
+        );
+    }
+
+    #[test]
+    fn double_wildcard_followed_by_a_literal() {
+        let table = double_wildcard_table();
+        assert_eq!(
+            found(&table, Method::POST, "/v1test2/a/b/botSessions"),
+            ("create_bot_session", caps(&[("parent", "a/b")]))
+        );
+        // The split rule: what follows the `**` matches the path's last segments.
+        assert_eq!(
+            found(&table, Method::POST, "/v1test2/a/botSessions/botSessions"),
+            ("create_bot_session", caps(&[("parent", "a/botSessions")]))
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/v1test2/botSessions"),
+            ("create_bot_session", caps(&[("parent", "")]))
+        );
+        assert_eq!(
+            found(&table, Method::PATCH, "/v1test2/x/y/botSessions/s1"),
+            (
+                "update_bot_session",
+                caps(&[("name", "x/y/botSessions/s1")])
+            )
+        );
+        assert_eq!(
+            found(
+                &table,
+                Method::PATCH,
+                "/v1test2/botSessions/botSessions/botSessions/s1"
+            ),
+            (
+                "update_bot_session",
+                caps(&[("name", "botSessions/botSessions/botSessions/s1")])
+            )
+        );
+        assert!(matches!(
+            table.find(&Method::PATCH, "/v1test2/x/botSessions"),
+            Lookup::MethodNotAllowed { .. }
+        ));
+        assert!(matches!(
+            table.find(&Method::PATCH, "/v1test2/x/sessions/s1"),
+            Lookup::NotFound
+        ));
+    }
+
+    #[test]
+    fn double_wildcard_followed_by_a_custom_verb() {
+        let table = double_wildcard_table();
+        assert_eq!(
+            found(
+                &table,
+                Method::POST,
+                "/v1/projects/p/dataStores/a/b/entries:purge"
+            ),
+            ("purge", caps(&[("parent", "projects/p/dataStores/a/b")]))
+        );
+        assert_eq!(
+            found(
+                &table,
+                Method::POST,
+                "/v1/projects/p/dataStores/entries:purge"
+            ),
+            ("purge", caps(&[("parent", "projects/p/dataStores")]))
+        );
+        // Without the verb the path is not this binding's.
+        assert!(!matches!(
+            table.find(&Method::POST, "/v1/projects/p/dataStores/a/entries"),
+            Lookup::Found { .. }
+        ));
+    }
+
+    #[test]
+    fn double_wildcard_precedence_beside_ordinary_routes() {
+        let table = double_wildcard_table();
+        // At the segment after `documents/{doc}`, the literal `meta` beats the `**`.
+        assert_eq!(
+            found(&table, Method::GET, "/v1/projects/p/documents/d/meta"),
+            ("meta", caps(&[("project", "p"), ("doc", "d")]))
+        );
+        // A `**` followed by more segments comes before a `**` that ends the template.
+        assert_eq!(
+            found(&table, Method::GET, "/v1/projects/p/documents/c/d/e").0,
+            "list_documents"
+        );
+        // Too short for the template that continues after its `**`: the one ending in `**`.
+        assert_eq!(
+            found(&table, Method::GET, "/v1/projects/p/documents/c"),
+            ("get_document", caps(&[("name", "projects/p/documents/c")]))
+        );
+        // Both `/v2/**/x/*` and `/v2/**/*` match; the `**` taking fewer segments wins.
+        assert_eq!(
+            found(&table, Method::GET, "/v2/a/x/b"),
+            ("longer_tail", caps(&[("a", "a"), ("b", "b")]))
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/v2/a/y/b"),
+            ("shorter_tail", caps(&[("a", "a/y"), ("b", "b")]))
+        );
+        match table.find(&Method::DELETE, "/v1test2/a/botSessions") {
+            Lookup::MethodNotAllowed { allow } => assert_eq!(allow, vec![Method::POST]),
+            other => panic!("expected 405, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn double_wildcard_conflicts() {
+        let mut table = double_wildcard_table();
+        // The same shape with other variables matches the same requests.
+        let error = table
+            .insert(
+                Method::POST,
+                template!(
+                    "/v1test2/{other=**}/botSessions",
+                    [L("v1test2"), Rest, L("botSessions")],
+                    None,
+                    [Var {
+                        field: "other",
+                        start: 1,
+                        end: 2
+                    }]
+                ),
+                "again",
+            )
+            .expect_err("conflict");
+        assert_eq!(error.existing, "/v1test2/{parent=**}/botSessions");
+        // Other shapes, methods or verbs are not conflicts.
+        table
+            .insert(
+                Method::GET,
+                template!(
+                    "/v1test2/{parent=**}/botSessions",
+                    [L("v1test2"), Rest, L("botSessions")],
+                    None,
+                    [Var {
+                        field: "parent",
+                        start: 1,
+                        end: 2
+                    }]
+                ),
+                "list_bot_sessions",
+            )
+            .expect("another method");
+        table
+            .insert(
+                Method::POST,
+                template!(
+                    "/v1test2/{parent=**}/botSessions:batch",
+                    [L("v1test2"), Rest, L("botSessions")],
+                    Some("batch"),
+                    [Var {
+                        field: "parent",
+                        start: 1,
+                        end: 2
+                    }]
+                ),
+                "batch",
+            )
+            .expect("another verb");
+        table
+            .insert(
+                Method::POST,
+                template!(
+                    "/v1test2/{parent=**}",
+                    [L("v1test2"), Rest],
+                    None,
+                    [Var {
+                        field: "parent",
+                        start: 1,
+                        end: 2
+                    }]
+                ),
+                "rest",
+            )
+            .expect("a `**` that ends the template");
+        assert_eq!(
+            found(&table, Method::POST, "/v1test2/a/botSessions:batch"),
+            ("batch", caps(&[("parent", "a")]))
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/v1test2/a/b"),
+            ("rest", caps(&[("parent", "a/b")]))
+        );
+    }
+
     proptest::proptest! {
-        /// A path built to match a random template is matched, and the captures put back
-        /// together give the path's segments.
+        /// A path built to match a random template (with a `**` anywhere, or none) is matched,
+        /// and the captures of two variables splitting the template at a random place give back
+        /// the path's segments on either side of that place.
         #[test]
         fn generated_paths_match_their_template(
             shape in proptest::collection::vec(0u8..3, 1..6),
             words in proptest::collection::vec("[a-z0-9]{1,6}", 12),
-            rest_len in 0usize..3,
+            rest_at in proptest::option::of(0usize..7),
+            rest_len in 0usize..4,
+            split in 0usize..8,
         ) {
             let mut segments = Vec::new();
             for (i, kind) in shape.iter().enumerate() {
@@ -692,16 +1125,15 @@ mod tests {
                     _ => Seg::Any,
                 });
             }
-            let ends_with_rest = shape.len() % 2 == 0;
-            if ends_with_rest {
-                segments.push(Seg::Rest);
+            if let Some(at) = rest_at {
+                segments.insert(at.min(segments.len()), Seg::Rest);
             }
+            let split = split.min(segments.len());
             let segments: &'static [Seg] = Box::leak(segments.into_boxed_slice());
-            let vars: &'static [Var] = Box::leak(vec![Var {
-                field: "all",
-                start: 0,
-                end: if ends_with_rest { None } else { Some(segments.len()) },
-            }].into_boxed_slice());
+            let vars: &'static [Var] = Box::leak(vec![
+                Var { field: "head", start: 0, end: split },
+                Var { field: "tail", start: split, end: segments.len() },
+            ].into_boxed_slice());
             let template: &'static Template = Box::leak(Box::new(Template {
                 text: "generated",
                 segments,
@@ -709,7 +1141,11 @@ mod tests {
                 vars,
             }));
             let mut path_segments = Vec::new();
+            let mut split_at = 0;
             for (i, segment) in segments.iter().enumerate() {
+                if i == split {
+                    split_at = path_segments.len();
+                }
                 match segment {
                     Seg::Literal(l) => path_segments.push((*l).to_owned()),
                     Seg::Any => path_segments.push(format!("{}x", words[(i + 6) % 12])),
@@ -718,13 +1154,18 @@ mod tests {
                     }
                 }
             }
+            if split == segments.len() {
+                split_at = path_segments.len();
+            }
             let path = format!("/{}", path_segments.join("/"));
             let mut table = RouteTable::new();
             table.insert(Method::GET, template, ()).expect("insert");
             match table.find(&Method::GET, &path) {
                 Lookup::Found { captures, .. } => {
-                    let expected = path_segments.join("/");
-                    proptest::prop_assert_eq!(captures.get("all"), Some(expected.as_str()));
+                    let head = path_segments[..split_at].join("/");
+                    let tail = path_segments[split_at..].join("/");
+                    proptest::prop_assert_eq!(captures.get("head"), Some(head.as_str()));
+                    proptest::prop_assert_eq!(captures.get("tail"), Some(tail.as_str()));
                 }
                 other => proptest::prop_assert!(false, "{} did not match: {:?}", path, other),
             }

@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 
 use super::json;
 use crate::error::{LocatedError, RuleError};
-use crate::model::{Binding, Body, Method, Service, Shape};
+use crate::model::{Binding, Body, Method, Service, Shape, WellKnown};
 use crate::naming::{self, Scope};
 use crate::template::FlatSegment;
 
@@ -171,10 +171,7 @@ fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
     let vars = binding.template.variables().into_iter().map(|var| {
         let field = &var.field_path;
         let start = var.start;
-        let end = match var.end {
-            Some(end) => quote!(::core::option::Option::Some(#end)),
-            None => quote!(::core::option::Option::None),
-        };
+        let end = var.end;
         quote!(__codegen::Var { field: #field, start: #start, end: #end })
     });
     quote! {
@@ -300,7 +297,7 @@ fn describe_binding(
                     let read = json::read_into(depth, field, field_slot(field))?;
                     let array_value = field.is_list()
                         || matches!(field.kind(), Kind::Message(m)
-                            if matches!(m.full_name(), "google.protobuf.ListValue" | "google.protobuf.Value"));
+                            if matches!(WellKnown::of(m.full_name()), Some(WellKnown::ListValue | WellKnown::Value)));
                     quote!(__codegen::BodyRule::Field {
                         name: #name,
                         read: |m: &mut #input, r: &mut __codegen::Reader<'_>| #read,

@@ -237,11 +237,7 @@ fn query_parameter(schemas: &mut Schemas<'_>, field: &FieldDescriptor, name: Str
 
 /// Well-known message types a query parameter sets from one string.
 fn takes_text(name: &str) -> bool {
-    schema::is_wrapper(name)
-        || matches!(
-            name,
-            "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
-        )
+    crate::model::WellKnown::of(name).is_some_and(crate::model::WellKnown::has_text_form)
 }
 
 /// The request body: exactly what the binding reads from it, in the messages' request form.

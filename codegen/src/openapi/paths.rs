@@ -1,8 +1,21 @@
 //! Path templates as OpenAPI paths. A variable that spans several segments
 //! (`{name=shelves/*/books/*}`) becomes its literal segments and one parameter per wildcard
 //! (`/shelves/{shelf}/books/{book}`), so a generated client fills in exactly the route's shape.
+//!
+//! A `**` (anywhere in the template: `/v1/{parent=databases/*/documents/**}/{collection_id}`)
+//! becomes one parameter too, but OpenAPI has no multi-segment parameter: its value is several
+//! segments joined by `/`, sent as they are. A generated client percent-encodes a `/` in a path
+//! parameter as `%2F`; the gateway then sees one segment, and `%2F` stays encoded in the value it
+//! passes on (multi-segment variables keep `%2F`, as http.proto specifies), so the backend gets
+//! `a%2Fb` where `a/b` was meant. The parameter's description says so; a client must build such
+//! paths itself (or leave `/` unencoded in that parameter).
 
 use crate::template::{PathTemplate, Segment};
+
+/// What a client must send for a `**`.
+const MULTI_SEGMENT: &str = "Any number of path segments (possibly none), joined by `/` and sent \
+     with the `/` unencoded: `a/b/c`. A `/` sent as `%2F` is not a separator: the value passed on \
+     then holds `%2F` literally.";
 
 /// One path parameter.
 pub(super) struct PathParam {
@@ -53,12 +66,7 @@ pub(super) fn openapi_path(template: &PathTemplate) -> OpenApiPath {
             }
             Segment::DoubleWildcard => {
                 let wanted = after(&segments).unwrap_or_else(|| "rest".into());
-                segments.push(add(
-                    &mut params,
-                    wanted,
-                    None,
-                    "The rest of the path; may contain `/`.".into(),
-                ));
+                segments.push(add(&mut params, wanted, None, MULTI_SEGMENT.into()));
             }
             Segment::Variable(variable) => {
                 let field = variable.field_path.join(".");
@@ -67,16 +75,23 @@ pub(super) fn openapi_path(template: &PathTemplate) -> OpenApiPath {
                     continue;
                 }
                 let shape = shape(&variable.segments);
-                for inner in &variable.segments {
+                for (index, inner) in variable.segments.iter().enumerate() {
                     match inner {
                         Segment::Literal(literal) => segments.push(literal.clone()),
                         Segment::Wildcard | Segment::DoubleWildcard => {
-                            let wanted = after(&segments).unwrap_or_else(|| field.clone());
+                            // A leading `**` (`{name=**/botSessions/*}`) is named after the
+                            // field, not after a segment outside the variable.
+                            let leading_rest =
+                                index == 0 && matches!(inner, Segment::DoubleWildcard);
+                            let wanted = after(&segments)
+                                .filter(|_| !leading_rest)
+                                .unwrap_or_else(|| field.clone());
                             let mut description =
                                 format!("One segment of `{field}`, which is `{shape}`.");
                             if matches!(inner, Segment::DoubleWildcard) {
-                                description =
-                                    format!("The end of `{field}` (`{shape}`); may contain `/`.");
+                                description = format!(
+                                    "The `**` part of `{field}` (`{shape}`). {MULTI_SEGMENT}"
+                                );
                             }
                             segments.push(add(&mut params, wanted, None, description));
                         }
@@ -173,6 +188,35 @@ mod tests {
                 vec!["operation".to_owned()]
             )
         );
+    }
+
+    #[test]
+    fn double_wildcards_anywhere_become_one_parameter_that_says_what_to_send() {
+        assert_eq!(
+            path("/v1/{parent=projects/*/databases/*/documents/*/**}/{collection_id}"),
+            (
+                "/v1/projects/{project}/databases/{database}/documents/{document}/{parent}/{collection_id}"
+                    .to_owned(),
+                vec![
+                    "project".to_owned(),
+                    "database".to_owned(),
+                    "document".to_owned(),
+                    "parent".to_owned(),
+                    "collection_id".to_owned()
+                ]
+            )
+        );
+        assert_eq!(
+            path("/v1/{parent=projects/*/dataStores/**}/entries:purge").0,
+            "/v1/projects/{project}/dataStores/{dataStore}/entries:purge"
+        );
+        let converted =
+            openapi_path(&template::parse("/v1test2/{name=**/botSessions/*}").expect("template"));
+        assert_eq!(converted.path, "/v1test2/{name}/botSessions/{botSession}");
+        let rest = &converted.params[0].description;
+        assert!(rest.contains("The `**` part of `name`"), "{rest}");
+        assert!(rest.contains("`/` unencoded"), "{rest}");
+        assert!(rest.contains("`%2F` literally"), "{rest}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use prost_reflect::{
 use serde_json::{Map, Value, json};
 
 use super::docs;
+use crate::model::WellKnown;
 
 /// `google.api.field_behavior` values the document uses.
 const REQUIRED: i32 = 2;
@@ -365,48 +366,46 @@ fn float(format: &str) -> Value {
 
 /// Whether a message is one of the wrapper types (`google.protobuf.Int32Value`…).
 pub(super) fn is_wrapper(name: &str) -> bool {
-    matches!(
-        name,
-        "google.protobuf.DoubleValue"
-            | "google.protobuf.FloatValue"
-            | "google.protobuf.Int64Value"
-            | "google.protobuf.UInt64Value"
-            | "google.protobuf.Int32Value"
-            | "google.protobuf.UInt32Value"
-            | "google.protobuf.BoolValue"
-            | "google.protobuf.StringValue"
-            | "google.protobuf.BytesValue"
-    )
+    WellKnown::of(name).is_some_and(WellKnown::is_wrapper)
 }
 
 /// The JSON form of a well-known type, which has no component of its own.
 fn well_known(name: &str) -> Option<Value> {
-    Some(match name {
-        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
-        "google.protobuf.Duration" => {
+    Some(match WellKnown::of(name)? {
+        WellKnown::Timestamp => json!({"type": "string", "format": "date-time"}),
+        WellKnown::Duration => {
             json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"})
         }
-        "google.protobuf.FieldMask" => json!({"type": "string"}),
-        "google.protobuf.Struct" => json!({"type": "object"}),
-        "google.protobuf.Value" => json!({}),
-        "google.protobuf.ListValue" => json!({"type": "array"}),
-        "google.protobuf.Empty" => json!({"type": "object"}),
-        "google.protobuf.Any" => json!({
+        WellKnown::FieldMask => json!({"type": "string"}),
+        WellKnown::Struct => json!({"type": "object"}),
+        WellKnown::Value => json!({}),
+        WellKnown::ListValue => json!({"type": "array"}),
+        WellKnown::Empty => json!({"type": "object"}),
+        WellKnown::Any => json!({
             "type": "object",
             "properties": {"@type": {"type": "string"}},
         }),
-        "google.protobuf.DoubleValue" => float("double"),
-        "google.protobuf.FloatValue" => float("float"),
-        "google.protobuf.Int64Value" => json!({"type": "string", "format": "int64"}),
-        "google.protobuf.UInt64Value" => json!({"type": "string", "format": "uint64"}),
-        "google.protobuf.Int32Value" => json!({"type": "integer", "format": "int32"}),
-        "google.protobuf.UInt32Value" => json!({"type": "integer", "format": "uint32"}),
-        "google.protobuf.BoolValue" => json!({"type": "boolean"}),
-        "google.protobuf.StringValue" => json!({"type": "string"}),
-        "google.protobuf.BytesValue" => {
+        WellKnown::DoubleValue => float("double"),
+        WellKnown::FloatValue => float("float"),
+        WellKnown::Int64Value => json!({"type": "string", "format": "int64"}),
+        WellKnown::UInt64Value => json!({"type": "string", "format": "uint64"}),
+        WellKnown::Int32Value => json!({"type": "integer", "format": "int32"}),
+        WellKnown::UInt32Value => json!({"type": "integer", "format": "uint32"}),
+        WellKnown::BoolValue => json!({"type": "boolean"}),
+        WellKnown::StringValue => json!({"type": "string"}),
+        WellKnown::BytesValue => {
             json!({"type": "string", "format": "byte", "contentEncoding": "base64"})
         }
-        _ => return None,
+        // Ordinary messages: a component like any other.
+        WellKnown::Api
+        | WellKnown::Method
+        | WellKnown::Mixin
+        | WellKnown::Type
+        | WellKnown::Field
+        | WellKnown::Enum
+        | WellKnown::EnumValue
+        | WellKnown::Option
+        | WellKnown::SourceContext => return None,
     })
 }
 
