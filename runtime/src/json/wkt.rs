@@ -832,7 +832,8 @@ impl Registry {
     /// A registry that knows the well-known types only.
     pub const EMPTY: Registry = Registry::new(&[]);
 
-    /// The entry for a full type name: a registered type, else a well-known type.
+    /// The entry for a full type name: a registered type, else a well-known type (those with a
+    /// JSON form of their own, and the ordinary ones: api.proto, type.proto, descriptor.proto…).
     pub fn find(&self, type_name: &str) -> Option<&'static AnyType> {
         let search = |types: &'static [AnyType]| {
             types
@@ -840,7 +841,9 @@ impl Registry {
                 .ok()
                 .and_then(|i| types.get(i))
         };
-        search(self.types).or_else(|| search(WELL_KNOWN))
+        search(self.types)
+            .or_else(|| search(WELL_KNOWN))
+            .or_else(|| search(super::api_types::TYPES))
     }
 }
 
