@@ -35,21 +35,6 @@ fn annotated_packages(root: &Path) -> Vec<(String, Vec<PathBuf>)> {
         .collect()
 }
 
-/// Packages that do not generate yet, each with the start of its error: BigQuery Storage's
-/// `ProtoSchema` holds a `google.protobuf.DescriptorProto`, and descriptor.proto's messages have
-/// no mappers. The test fails if one of these starts to generate (take it off the list) or fails
-/// for another reason.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "google/cloud/bigquery/storage/v1",
-        "google/cloud/bigquery/storage/v1/protobuf.proto: field `google.cloud.bigquery.storage.v1.ProtoSchema.proto_descriptor` has type `google.protobuf.DescriptorProto`",
-    ),
-    (
-        "google/cloud/bigquery/storage/v1beta2",
-        "google/cloud/bigquery/storage/v1beta2/protobuf.proto: field `google.cloud.bigquery.storage.v1beta2.ProtoSchema.proto_descriptor` has type `google.protobuf.DescriptorProto`",
-    ),
-];
-
 #[test]
 fn every_annotated_package_generates() {
     let root = Path::new(CORPUS);
@@ -88,14 +73,6 @@ fn every_annotated_package_generates() {
                                 .or_else(|| panic.downcast_ref::<&str>().copied())
                                 .unwrap_or("(no message)")
                         )),
-                    };
-                    let gap = KNOWN_GAPS.iter().find(|(package, _)| package == dir);
-                    let failure = match (failure, gap) {
-                        (Some(failure), Some((_, expected))) if failure.starts_with(expected) => {
-                            None
-                        }
-                        (None, Some(_)) => Some("generates now: take it off KNOWN_GAPS".to_owned()),
-                        (failure, _) => failure,
                     };
                     if let Some(failure) = failure {
                         failures

@@ -14,7 +14,7 @@ use quote::quote;
 pub use gateway::GatewayOptions;
 
 use crate::error::{Error, LocatedError, Location};
-use crate::model::{self, Model};
+use crate::model::Model;
 use crate::naming;
 
 /// The header of every generated file.
@@ -233,14 +233,14 @@ fn format(name: &str, tokens: TokenStream) -> Result<String, Error> {
 }
 
 /// The runtime's mappers for the well-known messages and enums with no JSON form of their own
-/// (those of [`model::ORDINARY_FILES`]: api.proto, type.proto, source_context.proto,
+/// (those of [`crate::model::ORDINARY_FILES`]: api.proto, type.proto, source_context.proto,
 /// descriptor.proto), and the list of those messages for `Any`. Generated code cannot implement
 /// the runtime's traits for prost-types' types (the orphan rule), so the runtime carries these,
 /// generated here and committed as `runtime/src/json/api_types.rs`; a test keeps it current.
-/// What prost-types lacks ([`model::PROST_TYPES_LACKS`]) is left out.
+/// What prost-types lacks ([`crate::model::PROST_TYPES_LACKS`]) is left out.
 #[cfg(test)]
 fn runtime_ordinary_mappers() -> Result<String, Error> {
-    let files = model::ORDINARY_FILES.map(std::path::PathBuf::from);
+    let files = crate::model::ORDINARY_FILES.map(std::path::PathBuf::from);
     let loaded = crate::load::compile(&files, &[])?;
     let mut set = loaded.for_prost()?;
     for file in &mut set.file {
@@ -251,7 +251,7 @@ fn runtime_ordinary_mappers() -> Result<String, Error> {
     }
     let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(set)
         .map_err(|e| Error::Descriptor(Box::new(e)))?;
-    let ours = |file: &str, name: &str| model::is_ordinary(file, name);
+    let ours = |file: &str, name: &str| crate::model::is_ordinary(file, name);
     let mut items = Vec::new();
     let mut types = Vec::new();
     for message in pool.all_messages() {
@@ -303,7 +303,10 @@ fn runtime_ordinary_mappers() -> Result<String, Error> {
             .map(|name| format!("//! - `{name}`\n"))
             .collect()
     };
-    let (files, lacks) = (list(&model::ORDINARY_FILES), list(model::PROST_TYPES_LACKS));
+    let (files, lacks) = (
+        list(&crate::model::ORDINARY_FILES),
+        list(crate::model::PROST_TYPES_LACKS),
+    );
     let doc = format!(
         "//! Proto3 JSON mappers of the well-known messages and enums that are ordinary in JSON, for\n\
          //! prost-types' types, with the list of those messages for `google.protobuf.Any`. The files:\n\
@@ -326,7 +329,7 @@ fn drop_lacking_fields(scope: &str, message: &mut prost_types::DescriptorProto) 
     let name = format!("{scope}.{}", message.name());
     message
         .field
-        .retain(|f| !model::prost_types_lacks(&format!("{}.{}", &name[1..], f.name())));
+        .retain(|f| !crate::model::prost_types_lacks(&format!("{}.{}", &name[1..], f.name())));
     for nested in &mut message.nested_type {
         drop_lacking_fields(&name, nested);
     }
