@@ -527,3 +527,68 @@ mod prost_types_tests {
         assert_eq!(from_files, variants);
     }
 }
+
+#[cfg(test)]
+mod google_protobuf_fields {
+    use crate::error::{Error, RuleError};
+
+    /// Generates a package whose message `M` has `fields`, with descriptor.proto imported.
+    fn generate(fields: &str) -> Result<Vec<super::GeneratedFile>, Error> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = format!(
+            "syntax = \"proto2\";\npackage t.v1;\nimport \"google/protobuf/descriptor.proto\";\n\
+             message M {{\n{fields}\n}}\n"
+        );
+        std::fs::write(dir.path().join("t.proto"), source).expect("writes");
+        crate::configure().generate(&["t.proto"], &[dir.path()])
+    }
+
+    #[test]
+    fn descriptor_messages_and_enums_are_fields_like_any_other() {
+        let files = generate(
+            "optional google.protobuf.DescriptorProto d = 1;\n\
+             repeated google.protobuf.FieldDescriptorProto.Type kinds = 2;\n\
+             optional google.protobuf.SourceCodeInfo.Location where = 3;",
+        )
+        .expect("generates");
+        let text: String = files
+            .iter()
+            .flat_map(|f| f.contents.chars())
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert!(text.contains("write_message::<::prost_types::DescriptorProto,"));
+        assert!(text.contains("__codegen::Enum<::prost_types::field_descriptor_proto::Type>"));
+        assert!(text.contains("write_message::<::prost_types::source_code_info::Location,"));
+    }
+
+    /// What prost-types lacks is a build error naming the field, not Rust that does not compile.
+    #[test]
+    fn what_prost_types_lacks_is_an_error_naming_the_field() {
+        for (field, type_name) in [
+            (
+                "optional google.protobuf.FeatureSet f = 1;",
+                "google.protobuf.FeatureSet",
+            ),
+            (
+                "optional google.protobuf.Edition f = 1;",
+                "google.protobuf.Edition",
+            ),
+            (
+                "optional google.protobuf.FieldOptions.OptionRetention f = 1;",
+                "google.protobuf.FieldOptions.OptionRetention",
+            ),
+        ] {
+            let Err(Error::Rules(errors)) = generate(field) else {
+                panic!("{field}: expected a rule error");
+            };
+            assert!(
+                errors.iter().any(|e| matches!(
+                    &e.error,
+                    RuleError::UnsupportedFieldType { field, type_name: t }
+                        if field == "t.v1.M.f" && t == type_name
+                )),
+                "{field}: {errors:?}"
+            );
+        }
+    }
+}
