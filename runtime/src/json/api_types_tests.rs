@@ -1,5 +1,6 @@
-//! The api.proto and type.proto mappers against the proto3 JSON mapping: lowerCamelCase names,
-//! enums by name, 64-bit-free messages as plain objects, `Any` with its `@type`, and round trips.
+//! The api.proto, type.proto and descriptor.proto mappers against the proto3 JSON mapping:
+//! lowerCamelCase names, enums by name, 64-bit-free messages as plain objects, `Any` with its
+//! `@type` (every registry knows these messages), and round trips.
 
 use prost::Message;
 use prost_types::{Api, Enum, EnumValue, Field, Method, Mixin, SourceContext, Syntax, Type, field};
@@ -192,4 +193,59 @@ fn unknown_enum_names_are_errors_naming_the_field() {
     let error = decode_message::<Type>(br#"{"edition":"2023"}"#, JsonOptions::default(), &REGISTRY)
         .expect_err("unknown field");
     assert!(error.to_string().contains("edition"), "{error}");
+}
+
+/// The ordinary well-known messages are found for `Any` by every registry, and the generated
+/// list is sorted (the registry searches it by halves).
+#[test]
+fn every_registry_knows_the_ordinary_messages() {
+    assert!(
+        super::api_types::TYPES
+            .windows(2)
+            .all(|w| w[0].type_name < w[1].type_name)
+    );
+    for name in [
+        "google.protobuf.Api",
+        "google.protobuf.DescriptorProto",
+        "google.protobuf.DescriptorProto.ExtensionRange",
+        "google.protobuf.FileDescriptorSet",
+        "google.protobuf.SourceCodeInfo.Location",
+        "google.protobuf.UninterpretedOption.NamePart",
+    ] {
+        assert_eq!(Registry::EMPTY.find(name).map(|t| t.type_name), Some(name));
+    }
+    assert!(Registry::EMPTY.find("google.protobuf.FeatureSet").is_none());
+
+    let any = prost_types::Any {
+        type_url: "type.googleapis.com/google.protobuf.FileDescriptorSet".into(),
+        value: prost_types::FileDescriptorSet {
+            file: vec![prost_types::FileDescriptorProto {
+                name: Some("a.proto".into()),
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec(),
+    };
+    let mut buf = Vec::new();
+    encode_message(
+        &Type {
+            options: vec![prost_types::Option {
+                name: "o".into(),
+                value: Some(any),
+            }],
+            ..Default::default()
+        },
+        JsonOptions::default(),
+        &Registry::EMPTY,
+        &mut buf,
+    )
+    .expect("encodes");
+    let json: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
+    assert_eq!(
+        json["options"][0]["value"],
+        serde_json::json!({
+            "@type": "type.googleapis.com/google.protobuf.FileDescriptorSet",
+            "file": [{"name": "a.proto"}]
+        })
+    );
 }
