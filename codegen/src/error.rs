@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::template::TemplateError;
+
 /// A place in a `.proto` file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
@@ -29,14 +31,13 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum RuleError {
     /// The path template does not follow the grammar of google/api/http.proto.
-    #[error("malformed path template `{template}` at column {column}: {message}")]
+    #[error("malformed path template `{template}` at {error}")]
     Template {
         /// The template as written.
         template: String,
-        /// 1-based column of the problem inside the template.
-        column: usize,
-        /// What is wrong.
-        message: String,
+        /// Where in the template, and what is wrong.
+        #[source]
+        error: TemplateError,
     },
     /// A template variable names a field that does not exist.
     #[error("path variable `{{{variable}}}` in `{rpc}`: `{segment}` is not a field of `{message}`")]
@@ -166,6 +167,12 @@ pub struct LocatedError {
     pub location: Location,
     /// What is wrong.
     pub error: RuleError,
+}
+
+impl std::error::Error for LocatedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 impl fmt::Display for LocatedError {

@@ -21,17 +21,19 @@
 //! and a `<service>_gateway` module per service, and an `OPENAPI` constant: the OpenAPI 3.1
 //! document of the build, also written to `OUT_DIR` as `protogate_openapi.json`.
 
-pub mod error;
+mod error;
 mod generate;
 mod load;
-pub mod model;
+mod model;
 mod naming;
-pub mod openapi;
-pub mod template;
+mod openapi;
+mod template;
 
 use std::path::{Path, PathBuf};
 
 pub use error::{BindingConflict, Error, LocatedError, Location, RuleError};
+pub use openapi::OPENAPI_FILE;
+pub use template::TemplateError;
 pub use generate::{GeneratedFile, INCLUDE_FILE};
 
 /// The file, beside the generated code, holding the encoded descriptor set (with source info and

@@ -295,6 +295,19 @@ pub enum Shape {
     BidiStreaming,
 }
 
+impl Shape {
+    /// Whether the client sends a stream of requests (client and bidi streaming): what the
+    /// generated signatures, the request body's media types and the handler's input follow.
+    pub fn streams_requests(self) -> bool {
+        matches!(self, Shape::ClientStreaming | Shape::BidiStreaming)
+    }
+
+    /// Whether the upstream answers with a stream (server and bidi streaming).
+    pub fn streams_responses(self) -> bool {
+        matches!(self, Shape::ServerStreaming | Shape::BidiStreaming)
+    }
+}
+
 impl Method {
     /// The RPC's streaming shape.
     pub fn shape(&self) -> Shape {
@@ -487,10 +500,9 @@ fn read_binding(
             message: "the custom pattern has an empty kind".into(),
         });
     }
-    let template = template::parse(&template_text).map_err(|e| RuleError::Template {
+    let template = template::parse(&template_text).map_err(|error| RuleError::Template {
         template: template_text.clone(),
-        column: e.column,
-        message: e.message.clone(),
+        error,
     })?;
 
     let input = method.input();

@@ -201,13 +201,18 @@ fn malformed_template_names_the_column() {
     assert_eq!(error.location.line, 14);
     match &error.error {
         RuleError::Template {
-            template, column, ..
+            template,
+            error: parse_error,
         } => {
             assert_eq!(template, "/v1/{name=things/*");
-            assert_eq!(*column, 19);
+            assert_eq!(parse_error.column, 19);
         }
         other => panic!("expected a template error, got {other}"),
     }
+    // The located error leads to the rule's error, and that to the parser's own.
+    let rule = std::error::Error::source(&error).expect("the rule's error");
+    let parse = rule.source().expect("the parser's error");
+    assert!(parse.is::<protogate_build::TemplateError>());
 }
 
 #[test]

@@ -12,7 +12,7 @@ fn generated_code_for_a_small_proto() {
         // google.api and google.rpc are protogate's own files: snapshot only what this proto adds.
         if file.name.starts_with("small.")
             || file.name == protogate_build::INCLUDE_FILE
-            || file.name == protogate_build::openapi::OPENAPI_FILE
+            || file.name == protogate_build::OPENAPI_FILE
         {
             insta::assert_snapshot!(file.name.clone(), file.contents);
         }

@@ -203,27 +203,22 @@ impl BackendCalls {
         let input = naming::rpc_type(depth, &md.input());
         let output = naming::rpc_type(depth, &md.output());
         let shape = method.shape();
-        let request = match shape {
-            Shape::Unary | Shape::ServerStreaming => input,
-            Shape::ClientStreaming | Shape::BidiStreaming => {
-                quote!(__codegen::RequestStream<#input>)
-            }
+        // An in-process service reads a request stream through tonic's own `Streaming`.
+        let (request, local_request) = if shape.streams_requests() {
+            (
+                quote!(__codegen::RequestStream<#input>),
+                quote!(__codegen::local_request(request)),
+            )
+        } else {
+            (input, quote!(request))
         };
-        let (answer, adapt) = match shape {
-            Shape::Unary | Shape::ClientStreaming => {
-                (quote!(__codegen::UnaryFuture<#output>), quote!())
-            }
-            Shape::ServerStreaming | Shape::BidiStreaming => (
+        let (answer, adapt) = if shape.streams_responses() {
+            (
                 quote!(__codegen::StreamFuture<#output>),
                 quote!(.map(__codegen::boxed_response)),
-            ),
-        };
-        // An in-process service reads a request stream through tonic's own `Streaming`.
-        let local_request = match shape {
-            Shape::Unary | Shape::ServerStreaming => quote!(request),
-            Shape::ClientStreaming | Shape::BidiStreaming => {
-                quote!(__codegen::local_request(request))
-            }
+            )
+        } else {
+            (quote!(__codegen::UnaryFuture<#output>), quote!())
         };
         let doc = format!(" Calls `{}`.", md.full_name());
         BackendCalls {

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
-use crate::model::{Binding, Body, Method, Model, Service, Shape};
+use crate::model::{Binding, Body, Method, Model, Service};
 use schema::{Form, Schemas};
 
 /// The name of the document in the output directory.
@@ -269,15 +269,16 @@ fn request_body(
             _ => schemas.field(field, Form::Request),
         },
     };
-    let content = match method.shape() {
-        Shape::Unary | Shape::ServerStreaming => json!({"application/json": {"schema": schema}}),
-        Shape::ClientStreaming | Shape::BidiStreaming => json!({
+    let content = if method.shape().streams_requests() {
+        json!({
             "application/x-ndjson": {"schema": {
                 "description": "A stream of messages, one JSON value each, newline-delimited (or simply concatenated).",
                 "allOf": [schema.clone()],
             }},
             "application/json": {"schema": {"type": "array", "items": schema}},
-        }),
+        })
+    } else {
+        json!({"application/json": {"schema": schema}})
     };
     Some(json!({"required": true, "content": content}))
 }
@@ -309,12 +310,13 @@ fn responses(schemas: &mut Schemas<'_>, method: &Method, binding: &Binding) -> V
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         })
     } else {
-        match method.shape() {
-            Shape::Unary | Shape::ClientStreaming => json!({
+        if !method.shape().streams_responses() {
+            json!({
                 "description": "OK",
                 "content": {"application/json": {"schema": item}},
-            }),
-            Shape::ServerStreaming | Shape::BidiStreaming => json!({
+            })
+        } else {
+            json!({
                 "description": "A stream of messages: one `{\"result\": …}` line each, and an `{\"error\": …}` line if the stream fails after its first message; Server-Sent Events (`data:` per message, `event: error`, `event: end`) for `Accept: text/event-stream`.",
                 "content": {
                     "application/x-ndjson": {"schema": {
@@ -323,7 +325,7 @@ fn responses(schemas: &mut Schemas<'_>, method: &Method, binding: &Binding) -> V
                     }},
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
-            }),
+            })
         }
     };
     json!({
