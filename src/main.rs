@@ -124,10 +124,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .and_then(|()| stdout.flush());
     };
     let app: Arc<server::MakeApp> = Arc::new(move || {
-        let router = plan
-            .gateway()?
-            .into_router()
-            .merge(docs::router());
+        let router = plan.gateway()?.into_router().merge(docs::router());
         #[cfg(protogate_demo)]
         let router = router.merge(demo::page());
         Ok(router)

@@ -299,17 +299,7 @@ mod notes {
                             .await
                     }
                 });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let address = listener.local_addr().expect("address");
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_routes(tonic::service::Routes::from(router))
-                    .serve_with_incoming(incoming),
-            );
-            address
+            super::support::serve_grpc(router).await
         }
     }
 }

@@ -32,9 +32,9 @@ mod template;
 use std::path::{Path, PathBuf};
 
 pub use error::{BindingConflict, Error, LocatedError, Location, RuleError};
+pub use generate::{GeneratedFile, INCLUDE_FILE};
 pub use openapi::OPENAPI_FILE;
 pub use template::TemplateError;
-pub use generate::{GeneratedFile, INCLUDE_FILE};
 
 /// The file, beside the generated code, holding the encoded descriptor set (with source info and
 /// options), for tools such as a descriptor-driven proxy.

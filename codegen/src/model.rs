@@ -18,9 +18,10 @@ const METHOD_OPTIONS: i32 = 4;
 /// Field number of `additional_bindings` in `HttpRule`.
 const ADDITIONAL_BINDINGS: i32 = 11;
 
-/// The google.protobuf message types protogate maps to JSON: the one list of them in
+/// The google.protobuf message types with a JSON form of their own: the one list of them in
 /// protogate-build. Every other place matches on this enum, so a type added here must be handled
-/// everywhere.
+/// everywhere. The other google.protobuf messages that map to JSON are ordinary messages, decided
+/// by their file ([`ORDINARY_FILES`], [`is_ordinary`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WellKnown {
     /// `google.protobuf.DoubleValue`.
@@ -57,24 +58,6 @@ pub enum WellKnown {
     Any,
     /// `google.protobuf.Empty`: `{}`.
     Empty,
-    /// `google.protobuf.Api` (api.proto), an ordinary message in JSON.
-    Api,
-    /// `google.protobuf.Method` (api.proto), an ordinary message in JSON.
-    Method,
-    /// `google.protobuf.Mixin` (api.proto), an ordinary message in JSON.
-    Mixin,
-    /// `google.protobuf.Type` (type.proto), an ordinary message in JSON.
-    Type,
-    /// `google.protobuf.Field` (type.proto), an ordinary message in JSON.
-    Field,
-    /// `google.protobuf.Enum` (type.proto), an ordinary message in JSON.
-    Enum,
-    /// `google.protobuf.EnumValue` (type.proto), an ordinary message in JSON.
-    EnumValue,
-    /// `google.protobuf.Option` (type.proto), an ordinary message in JSON.
-    Option,
-    /// `google.protobuf.SourceContext` (source_context.proto), an ordinary message in JSON.
-    SourceContext,
 }
 
 impl WellKnown {
@@ -97,15 +80,6 @@ impl WellKnown {
         WellKnown::ListValue,
         WellKnown::Any,
         WellKnown::Empty,
-        WellKnown::Api,
-        WellKnown::Method,
-        WellKnown::Mixin,
-        WellKnown::Type,
-        WellKnown::Field,
-        WellKnown::Enum,
-        WellKnown::EnumValue,
-        WellKnown::Option,
-        WellKnown::SourceContext,
     ];
 
     /// The well-known type of this full name, if it is one.
@@ -134,15 +108,6 @@ impl WellKnown {
             WellKnown::ListValue => "ListValue",
             WellKnown::Any => "Any",
             WellKnown::Empty => "Empty",
-            WellKnown::Api => "Api",
-            WellKnown::Method => "Method",
-            WellKnown::Mixin => "Mixin",
-            WellKnown::Type => "Type",
-            WellKnown::Field => "Field",
-            WellKnown::Enum => "Enum",
-            WellKnown::EnumValue => "EnumValue",
-            WellKnown::Option => "Option",
-            WellKnown::SourceContext => "SourceContext",
         }
     }
 
@@ -169,25 +134,6 @@ impl WellKnown {
                 self,
                 WellKnown::Timestamp | WellKnown::Duration | WellKnown::FieldMask
             )
-    }
-
-    /// A message with no special JSON form (api.proto, type.proto, source_context.proto): its
-    /// mapper is an ordinary generated one, which the runtime carries for prost-types' type.
-    /// These are the messages of [`ORDINARY_FILES`] that the OpenAPI back end names; a test
-    /// checks them against [`is_ordinary`].
-    pub fn is_ordinary(self) -> bool {
-        matches!(
-            self,
-            WellKnown::Api
-                | WellKnown::Method
-                | WellKnown::Mixin
-                | WellKnown::Type
-                | WellKnown::Field
-                | WellKnown::Enum
-                | WellKnown::EnumValue
-                | WellKnown::Option
-                | WellKnown::SourceContext
-        )
     }
 }
 

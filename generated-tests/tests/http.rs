@@ -1,27 +1,15 @@
 //! The generated gateway over real sockets: a real HTTP client, the gateway on 127.0.0.1, and a
 //! tonic backend behind it that echoes what it received.
 
+mod client;
+
 use generated_tests::pb::protogate::tests::v1::binding_service_gateway;
 use generated_tests::{Backend, remote_gateway, serve_gateway, start_backend};
 use protogate::{Gateway, JsonOptions};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn call(method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = Client::new().request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    (status, value)
-}
+use client::call;
 
 async fn get(url: &str) -> (StatusCode, Value) {
     call(Method::GET, url, None).await

@@ -3,24 +3,16 @@
 //! Each refusal is a 400 with a google.rpc.Status body (code 3) whose message names the
 //! segment, parameter or field.
 
+mod client;
+
 use generated_tests::strict::strict_gateway;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use client::call;
 
 async fn gateway() -> String {
     strict_gateway(|g| g).await.expect("gateway")
-}
-
-async fn call(method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = Client::new().request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, value)
 }
 
 /// GETs `path` and expects a 200; the echoed request.

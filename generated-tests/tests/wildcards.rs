@@ -2,25 +2,13 @@
 //! and Remote Workers, precedence beside ordinary routes, and the split rule (the segments after
 //! the `**` match the path's last segments). Also api.proto / type.proto messages in bodies.
 
-use generated_tests::wildcards::remote_gateway;
-use reqwest::{Client, Method, StatusCode};
-use serde_json::{Value, json};
+mod client;
 
-async fn call(method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = Client::new().request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    (status, value)
-}
+use generated_tests::wildcards::remote_gateway;
+use reqwest::{Client, Method};
+use serde_json::json;
+
+use client::call;
 
 #[tokio::test]
 async fn firestore_list_and_create_documents() {

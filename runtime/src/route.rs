@@ -417,9 +417,19 @@ mod tests {
 
     use Seg::{Any, Literal as L, Rest};
 
-    fn table() -> RouteTable<&'static str> {
+    /// A table of `(method, template, name)` rows, none conflicting.
+    fn table_of(
+        routes: Vec<(Method, &'static Template, &'static str)>,
+    ) -> RouteTable<&'static str> {
         let mut table = RouteTable::new();
-        let routes: Vec<(Method, &'static Template, &'static str)> = vec![
+        for (method, template, name) in routes {
+            table.insert(method, template, name).expect("no conflict");
+        }
+        table
+    }
+
+    fn table() -> RouteTable<&'static str> {
+        table_of(vec![
             (
                 Method::GET,
                 template!(
@@ -514,11 +524,7 @@ mod tests {
                 ),
                 "get_book",
             ),
-        ];
-        for (method, template, name) in routes {
-            table.insert(method, template, name).expect("no conflict");
-        }
-        table
+        ])
     }
 
     fn found(
@@ -722,8 +728,7 @@ mod tests {
 
     /// Templates with `**` followed by more segments, beside ordinary ones.
     fn double_wildcard_table() -> RouteTable<&'static str> {
-        let mut table = RouteTable::new();
-        let routes: Vec<(Method, &'static Template, &'static str)> = vec![
+        table_of(vec![
             (
                 Method::GET,
                 template!(
@@ -871,11 +876,7 @@ mod tests {
                 ),
                 "shorter_tail",
             ),
-        ];
-        for (method, template, name) in routes {
-            table.insert(method, template, name).expect("no conflict");
-        }
-        table
+        ])
     }
 
     #[test]

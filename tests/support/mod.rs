@@ -40,14 +40,19 @@ pub fn start(args: &[&str]) -> Running {
     start_binary(binary(), args)
 }
 
-/// Starts `binary serve` (a build of the stock gateway) on a free port with `args`.
-pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
-    let mut child = Command::new(binary)
+/// `binary serve` on a free 127.0.0.1 port with `args`, its stdout piped.
+fn spawn_serve(binary: &Path, args: &[&str]) -> Child {
+    Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the gateway starts");
+        .expect("the gateway starts")
+}
+
+/// Starts `binary serve` (a build of the stock gateway) on a free port with `args`.
+pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
+    let mut child = spawn_serve(binary, args);
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout);
     let mut first = String::new();
@@ -62,12 +67,7 @@ pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
 
 /// What `binary serve` (with `args`, on a free port) prints on start, through its `try:` line.
 pub fn banner(binary: &Path, args: &[&str]) -> String {
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the gateway starts");
+    let mut child = spawn_serve(binary, args);
     let stdout = child.stdout.take().expect("stdout");
     let mut banner = String::new();
     for line in BufReader::new(stdout).lines() {
@@ -81,4 +81,20 @@ pub fn banner(binary: &Path, args: &[&str]) -> String {
     let _ = child.kill();
     let _ = child.wait();
     banner
+}
+
+/// Serves `router`, a gRPC backend written as an axum router, as a tonic server on a free
+/// 127.0.0.1 port, until the test's runtime ends.
+pub async fn serve_grpc(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming(incoming),
+    );
+    address
 }

@@ -69,7 +69,7 @@ pub fn codec(
             let path = naming::type_path(depth, e.package_name(), e.full_name());
             scalar(quote!(__codegen::Enum<#path>))
         }
-        Kind::Message(m) => match WellKnown::of(m.full_name()).filter(|k| !k.is_ordinary()) {
+        Kind::Message(m) => match WellKnown::of(m.full_name()) {
             Some(known) => FieldCodec {
                 codec: special_codec(known),
                 message: None,
@@ -118,18 +118,6 @@ fn special_codec(known: WellKnown) -> TokenStream {
         WellKnown::ListValue => quote!(__codegen::ListValue),
         WellKnown::Any => quote!(__codegen::Any),
         WellKnown::Empty => quote!(__codegen::Empty),
-        WellKnown::Api
-        | WellKnown::Method
-        | WellKnown::Mixin
-        | WellKnown::Type
-        | WellKnown::Field
-        | WellKnown::Enum
-        | WellKnown::EnumValue
-        | WellKnown::Option
-        | WellKnown::SourceContext => {
-            let name = quote::format_ident!("{}", known.name());
-            quote!(__codegen::Msg<::prost_types::#name>)
-        }
     }
 }
 

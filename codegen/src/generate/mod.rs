@@ -363,7 +363,7 @@ mod prost_types_tests {
     use prost::Message as _;
     use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value};
 
-    use crate::model::{self, WellKnown};
+    use crate::model;
 
     fn ordinary_pool() -> prost_reflect::DescriptorPool {
         let files = model::ORDINARY_FILES.map(std::path::PathBuf::from);
@@ -504,27 +504,6 @@ mod prost_types_tests {
             .map(String::as_str)
             .collect();
         assert_eq!(model::PROST_TYPES_LACKS, outermost.as_slice());
-    }
-
-    /// The ordinary variants of `WellKnown` (which the OpenAPI back end names) are the messages of
-    /// the ordinary files other than descriptor.proto's.
-    #[test]
-    fn ordinary_well_known_variants_match_the_files() {
-        let pool = ordinary_pool();
-        let from_files: BTreeSet<String> = pool
-            .all_messages()
-            .filter(|m| {
-                m.parent_file().name() != "google/protobuf/descriptor.proto"
-                    && model::ORDINARY_FILES.contains(&m.parent_file().name())
-            })
-            .map(|m| m.full_name().to_owned())
-            .collect();
-        let variants: BTreeSet<String> = WellKnown::ALL
-            .iter()
-            .filter(|w| w.is_ordinary())
-            .map(|w| format!("google.protobuf.{}", w.name()))
-            .collect();
-        assert_eq!(from_files, variants);
     }
 }
 

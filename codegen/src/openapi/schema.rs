@@ -396,16 +396,6 @@ fn well_known(name: &str) -> Option<Value> {
         WellKnown::BytesValue => {
             json!({"type": "string", "format": "byte", "contentEncoding": "base64"})
         }
-        // Ordinary messages: a component like any other.
-        WellKnown::Api
-        | WellKnown::Method
-        | WellKnown::Mixin
-        | WellKnown::Type
-        | WellKnown::Field
-        | WellKnown::Enum
-        | WellKnown::EnumValue
-        | WellKnown::Option
-        | WellKnown::SourceContext => return None,
     })
 }
 
