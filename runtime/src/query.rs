@@ -14,7 +14,6 @@
 //! - a singular field (or a map key) given twice, or two members of one oneof.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use crate::error::{GatewayError, QueryNameError};
 use crate::json::{JsonError, JsonMessage, TextField};
@@ -88,7 +87,11 @@ fn set<M: JsonMessage>(
             param: param.key.to_string(),
             error,
         })?;
-    Ok(known.then(|| (field.path().to_owned(), field.repeated())))
+    if !known {
+        return Ok(None);
+    }
+    let repeated = field.repeated();
+    Ok(Some((field.into_path(), repeated)))
 }
 
 /// Sets the fields named by `query` (`application/x-www-form-urlencoded`) on `message`.
@@ -102,8 +105,9 @@ pub fn apply<M: JsonMessage>(
     bound: &[&str],
     reject_unknown: bool,
 ) -> Result<(), GatewayError> {
-    // The singular fields set so far, by JSON path.
-    let mut set_once: HashSet<String> = HashSet::new();
+    // The singular fields set so far, by JSON path: a query names a few, so a list searched from
+    // end to end costs less than hashing each one.
+    let mut set_once: Vec<String> = Vec::new();
     for param in params(query) {
         let param = param?;
         let Some((path, repeated)) = set(message, &param)? else {
@@ -118,11 +122,14 @@ pub fn apply<M: JsonMessage>(
                 field: path,
             });
         }
-        if !repeated && !set_once.insert(path.clone()) {
-            return Err(GatewayError::QueryRepeated {
-                param: param.key.into_owned(),
-                field: path,
-            });
+        if !repeated {
+            if set_once.contains(&path) {
+                return Err(GatewayError::QueryRepeated {
+                    param: param.key.into_owned(),
+                    field: path,
+                });
+            }
+            set_once.push(path);
         }
     }
     Ok(())

@@ -52,6 +52,11 @@ impl<'a> TextField<'a> {
         &self.path
     }
 
+    /// The field's path, as [`TextField::path`] gives it, without a copy.
+    pub fn into_path(self) -> String {
+        self.path
+    }
+
     /// Whether the field takes a value per parameter (a repeated field, or a map's entries), so
     /// that several parameters may name it.
     pub fn repeated(&self) -> bool {
