@@ -3,6 +3,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -22,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the REST/JSON API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the route table: HTTP method, path template, RPC.
     Routes,
     /// Print the OpenAPI 3.1 document of every compiled service (also served at /openapi.json).
@@ -38,10 +39,15 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// gRPC upstream: `URL` for every service, or `package.Service=URL` for one (repeatable).
-    /// Without a default upstream the demo service, when built in, runs in-process.
-    #[arg(long = "upstream", value_name = "[SERVICE=]URL")]
+    /// gRPC upstream: `URL[,URL…]` for every service, or `package.Service=URL[,URL…]` for one
+    /// (repeatable). URLs are `http://host:port`, `https://host:port` or `unix:///path`; a host
+    /// name stands for all its addresses, resolved again every 30 s; calls go to the less
+    /// loaded of two endpoints. Without a default upstream the demo service, when built in, runs
+    /// in-process.
+    #[arg(long = "upstream", value_name = "[SERVICE=]URL[,URL…]")]
     upstreams: Vec<String>,
+    #[command(flatten)]
+    upstream_settings: UpstreamArgs,
     /// Worker threads, each serving its share of the connections with its own upstream
     /// connections (by default one per CPU).
     #[arg(long, value_name = "N")]
@@ -52,13 +58,94 @@ struct ServeArgs {
     header_read_timeout: f64,
 }
 
+/// Settings of every upstream.
+#[derive(clap::Args)]
+struct UpstreamArgs {
+    /// PEM file of the certificate authorities `https://` upstreams are verified against
+    /// (repeatable; the system's roots when none is given).
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    ca_files: Vec<PathBuf>,
+    /// PEM certificate chain the gateway presents to `https://` upstreams (mutual TLS).
+    #[arg(long = "upstream-cert", value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of `--upstream-cert`.
+    #[arg(long = "upstream-key", value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// TLS server name asked for and verified, instead of each URL's host.
+    #[arg(long = "upstream-server-name", value_name = "NAME")]
+    server_name: Option<String>,
+    /// Seconds connecting to an endpoint may take.
+    #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
+    connect_timeout: Option<f64>,
+    /// Calls in flight per upstream; beyond them (and a short queue) calls are shed with 503
+    /// and Retry-After.
+    #[arg(long = "upstream-max-in-flight", value_name = "N")]
+    max_in_flight: Option<NonZeroUsize>,
+    /// Deadline in seconds of calls whose client sends no Grpc-Timeout.
+    #[arg(long = "upstream-timeout", value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// The longest deadline in seconds a client may ask for with Grpc-Timeout.
+    #[arg(long = "upstream-max-timeout", value_name = "SECONDS")]
+    max_timeout: Option<f64>,
+    /// The largest response message accepted from an upstream, in bytes (4 MiB by default).
+    #[arg(long = "upstream-max-response-bytes", value_name = "BYTES")]
+    max_response_bytes: Option<usize>,
+    /// Health-checks every endpoint with grpc.health.v1.Health/Check for SERVICE ("" for the
+    /// server as a whole); an endpoint that fails takes no calls.
+    #[arg(long = "upstream-health-check", value_name = "SERVICE")]
+    health_check: Option<String>,
+    /// Spread calls over endpoints round robin instead of by least requests.
+    #[arg(long = "upstream-round-robin")]
+    round_robin: bool,
+}
+
+impl UpstreamArgs {
+    fn settings(&self) -> Result<upstream::UpstreamSettings, String> {
+        Ok(upstream::UpstreamSettings {
+            ca_files: self.ca_files.clone(),
+            client_identity: self.client_cert.clone().zip(self.client_key.clone()),
+            server_name: self.server_name.clone(),
+            connect_timeout: self
+                .connect_timeout
+                .map(|s| seconds("--upstream-connect-timeout", s))
+                .transpose()?,
+            max_in_flight: self.max_in_flight.map(NonZeroUsize::get),
+            deadlines: protogate::Deadlines {
+                default: self
+                    .timeout
+                    .map(|s| seconds("--upstream-timeout", s))
+                    .transpose()?,
+                max: self
+                    .max_timeout
+                    .map(|s| seconds("--upstream-max-timeout", s))
+                    .transpose()?,
+            },
+            max_response_bytes: self.max_response_bytes,
+            health_check: self.health_check.clone(),
+            balance: if self.round_robin {
+                protogate::Balance::RoundRobin
+            } else {
+                protogate::Balance::LeastRequests
+            },
+        })
+    }
+}
+
+/// A flag's positive number of seconds as a duration.
+fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("{flag} {value}: not a positive number of seconds"))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => default_serve_args()
             .map_err(server::Error::from)
             .and_then(serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         // `protogate routes | head` closes the pipe early: that is not an error.
         Some(Command::Routes) => {
             let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
@@ -92,7 +179,7 @@ fn default_serve_args() -> Result<ServeArgs, clap::Error> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
-    let plan = upstream::Plan::parse(&args.upstreams)?;
+    let plan = upstream::Plan::parse(&args.upstreams, &args.upstream_settings.settings()?)?;
     #[cfg(protogate_demo)]
     let plan = demo::serve_in_process(plan)?;
     let listener = std::net::TcpListener::bind(args.listen)?;
@@ -101,15 +188,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
-        header_read_timeout: std::time::Duration::try_from_secs_f64(args.header_read_timeout)
-            .ok()
-            .filter(|timeout| !timeout.is_zero())
-            .ok_or_else(|| {
-                format!(
-                    "--header-read-timeout {}: not a positive number of seconds",
-                    args.header_read_timeout
-                )
-            })?,
+        header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");

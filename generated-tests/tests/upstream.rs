@@ -106,9 +106,11 @@ async fn a_connection_that_hangs_gives_up_after_the_connect_timeout() {
         assert!(queued.len() < 64, "the listen queue never filled");
     }
 
-    let upstream = Upstream::lazy(&format!("http://{address}"))
-        .expect("upstream URL")
-        .connect_timeout(Duration::from_millis(300));
+    let upstream = Upstream::builder("hanging")
+        .endpoint(format!("http://{address}"))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .expect("upstream");
     let base = gateway_for(upstream).await;
     let (status, body) = get(&format!("{base}/v1/echo/x")).await;
     assert_eq!(status, 503, "{body}");

@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::{HeaderValue, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::deadline::Deadlines;
 use crate::call::{RouteInfo, Settings};
 use crate::error::GatewayError;
 use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
@@ -219,12 +220,12 @@ pub(crate) fn encode<Resp: JsonMessage>(
     }
 }
 
-/// The upstream request for `message`: metadata from the headers, and the deadline from
-/// `Grpc-Timeout` or else `default_timeout`.
+/// The upstream request for `message`: metadata from the headers, and the deadline that
+/// `deadlines` give for the client's `Grpc-Timeout` (or its absence).
 pub(crate) fn upstream_request<T>(
     message: T,
     parts: &Parts,
-    default_timeout: Option<Duration>,
+    deadlines: Deadlines,
 ) -> Result<(tonic::Request<T>, Option<Duration>), GatewayError> {
     let remote = parts
         .extensions
@@ -232,7 +233,7 @@ pub(crate) fn upstream_request<T>(
         .map(|info| info.0);
     let mut upstream = tonic::Request::new(message);
     *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote)?;
-    let timeout = crate::metadata::grpc_timeout(&parts.headers)?.or(default_timeout);
+    let timeout = deadlines.resolve(crate::metadata::grpc_timeout(&parts.headers)?);
     if let Some(timeout) = timeout {
         upstream.set_timeout(timeout);
     }

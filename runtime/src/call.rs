@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 
+use crate::deadline::Deadlines;
 use crate::json::{JsonOptions, Registry};
 use crate::route::{Captures, Template};
 
@@ -31,12 +32,14 @@ pub struct RouteInfo {
     pub template: Template,
 }
 
-/// A request as a handler receives it: the HTTP request, the path captures and the gateway's
-/// settings.
+/// A request as a handler receives it: the HTTP request, the path captures, the gateway's
+/// settings, and the deadline rules of its method (its own, its service's, its upstream's and
+/// the gateway's, merged).
 pub(crate) struct Call {
     pub request: http::Request<Body>,
     pub captures: Captures,
     pub settings: Arc<Settings>,
+    pub deadlines: Deadlines,
 }
 
 /// Settings every handler sees.
@@ -47,7 +50,7 @@ pub(crate) struct Settings {
     pub read_options: JsonOptions,
     pub reject_unknown_query: bool,
     pub max_body_bytes: usize,
-    pub default_timeout: Option<Duration>,
+    pub deadlines: Deadlines,
     pub response_capacity: usize,
     pub max_message_bytes: usize,
     pub stream_idle_timeout: Option<Duration>,
@@ -62,7 +65,7 @@ impl Default for Settings {
             read_options: JsonOptions::default(),
             reject_unknown_query: false,
             max_body_bytes: 4 * 1024 * 1024,
-            default_timeout: None,
+            deadlines: Deadlines::NONE,
             response_capacity: 512,
             max_message_bytes: 4 * 1024 * 1024,
             stream_idle_timeout: None,

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::response::Response;
 
 use crate::call::{Call, RouteInfo, Settings};
+use crate::deadline::Deadlines;
 use crate::error::GatewayError;
 use crate::json::{JsonOptions, Registry};
 use crate::route::{Conflict, Lookup, RouteTable};
@@ -42,7 +43,11 @@ impl Gateway {
         if std::ptr::eq(self.settings.registry, &Registry::EMPTY) {
             self.settings.registry = service.registry;
         }
-        for route in service.routes {
+        for mut route in service.routes {
+            route.deadlines = route
+                .deadlines
+                .or(service.deadlines)
+                .or(service.upstream_deadlines);
             let info = route.info;
             let method =
                 http::Method::from_bytes(info.method.as_bytes()).unwrap_or(http::Method::GET);
@@ -103,9 +108,24 @@ impl Gateway {
         self
     }
 
-    /// The deadline of unary calls whose request carries no `Grpc-Timeout`.
+    /// The deadline of unary calls whose request carries no `Grpc-Timeout`, where neither the
+    /// method, its service nor its upstream sets one.
     pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.default_timeout = timeout;
+        self.settings.deadlines.default = timeout;
+        self
+    }
+
+    /// The longest deadline any client may ask for with `Grpc-Timeout` (a longer one is cut
+    /// to it), on top of the maxima of methods, services and upstreams.
+    pub fn max_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.deadlines.max = timeout;
+        self
+    }
+
+    /// Both deadline rules at once; see [`Gateway::default_timeout`] and
+    /// [`Gateway::max_timeout`].
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.settings.deadlines = deadlines;
         self
     }
 
@@ -172,8 +192,12 @@ impl Inner {
 
     async fn dispatch(&self, request: http::Request<Body>) -> Response {
         let registry = self.settings.registry;
-        let (handler, captures) = match self.find(&request) {
-            Lookup::Found { value, captures } => (Arc::clone(&value.handler), captures),
+        let (handler, captures, deadlines) = match self.find(&request) {
+            Lookup::Found { value, captures } => (
+                Arc::clone(&value.handler),
+                captures,
+                value.deadlines.or(self.settings.deadlines),
+            ),
             Lookup::MethodNotAllowed { allow } => {
                 return GatewayError::MethodNotAllowed {
                     method: request.method().clone(),
@@ -197,6 +221,7 @@ impl Inner {
             request,
             captures,
             settings: Arc::clone(&self.settings),
+            deadlines,
         };
         match handler(call).await {
             Ok(response) => response,

@@ -3,6 +3,7 @@
 mod abort;
 mod binding;
 mod call;
+mod deadline;
 mod error;
 mod gateway;
 mod json;
@@ -24,9 +25,14 @@ pub use gateway::Gateway;
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
 pub use metadata::MetadataError;
 pub use route::Conflict;
-pub use service::{Local, Route, Service, ServiceInfo};
+pub use service::{Local, Route, Service, ServiceInfo, UnknownMethod};
 pub use stream::{RequestStream, ResponseStream, StreamFuture};
-pub use upstream::{Upstream, UpstreamUrlError};
+pub use deadline::Deadlines;
+pub use upstream::{
+    Balance, Bulkhead, Ejection, GrpcTransport, HealthCheck, Keepalive, Resolve, ResponseBody,
+    RetryBudget, SystemResolver, Upstream, UpstreamBuilder, UpstreamError, UpstreamTls,
+    UpstreamTlsError, UpstreamUrlError,
+};
 
 /// Mounts the code protogate-build generated: one module per proto package, a `SERVICES` list,
 /// and the type registry. Use it inside a module of your own:
@@ -66,5 +72,5 @@ pub mod __codegen {
     pub use crate::stream::{
         RequestStream, ResponseStream, StreamFuture, boxed_response, local_request,
     };
-    pub use crate::upstream::Upstream;
+    pub use crate::upstream::{GrpcTransport, Upstream};
 }

@@ -7,6 +7,7 @@ use axum::response::Response;
 
 use crate::binding::Binding;
 use crate::call::{BoxFuture, Call, RouteInfo, UnaryFuture};
+use crate::deadline::Deadlines;
 use crate::error::GatewayError;
 use crate::json::{JsonMessage, Registry};
 use crate::stream::{self, RequestStream, Rpc, StreamFuture};
@@ -31,6 +32,8 @@ pub struct Route {
     pub(crate) handler: Handler,
     /// Served over WebSocket too: a streaming RPC.
     pub(crate) streaming: bool,
+    /// The deadline rules of its method, as set on the service.
+    pub(crate) deadlines: Deadlines,
 }
 
 impl Route {
@@ -45,6 +48,7 @@ impl Route {
         Route {
             info: binding.route,
             streaming: false,
+            deadlines: Deadlines::NONE,
             handler: Arc::new(move |request: Call| {
                 let call = Arc::clone(&call);
                 Box::pin(async move { unary::serve(binding, &*call, request).await })
@@ -90,6 +94,7 @@ impl Route {
         Route {
             info: binding.route,
             streaming: true,
+            deadlines: Deadlines::NONE,
             handler: Arc::new(move |request: Call| {
                 let rpc = rpc.clone();
                 Box::pin(async move { stream::serve(binding, &rpc, request).await })
@@ -108,6 +113,10 @@ pub struct Service {
     pub(crate) info: &'static ServiceInfo,
     pub(crate) registry: &'static Registry,
     pub(crate) routes: Vec<Route>,
+    /// The deadline rules of every method without rules of its own.
+    pub(crate) deadlines: Deadlines,
+    /// The deadline rules of the upstream it forwards to, below the service's own.
+    pub(crate) upstream_deadlines: Deadlines,
 }
 
 impl Service {
@@ -121,7 +130,48 @@ impl Service {
             info,
             registry,
             routes,
+            deadlines: Deadlines::NONE,
+            upstream_deadlines: Deadlines::NONE,
         }
+    }
+
+    /// Deadline rules for every method of the service, above its upstream's and the gateway's;
+    /// a method's own rules ([`Service::method_deadlines`]) win over them.
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// Deadline rules for one method, named as in the proto (`GetBook`) or in full
+    /// (`library.v1.Library.GetBook`).
+    pub fn method_deadlines(
+        mut self,
+        method: &str,
+        deadlines: Deadlines,
+    ) -> Result<Self, UnknownMethod> {
+        let mut found = false;
+        for route in &mut self.routes {
+            let rpc = route.info.rpc;
+            let short = rpc.rsplit('.').next().unwrap_or(rpc);
+            if rpc == method || short == method {
+                route.deadlines = deadlines;
+                found = true;
+            }
+        }
+        if !found {
+            return Err(UnknownMethod {
+                service: self.info.name,
+                method: method.to_owned(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The deadline rules of the upstream behind the service, which apply where the service
+    /// and its methods set none. The generated `remote(upstream)` sets them from the upstream.
+    pub fn upstream_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.upstream_deadlines = deadlines;
+        self
     }
 
     /// The service's description.
@@ -145,6 +195,7 @@ impl Service {
                 Route {
                     info: route,
                     streaming: false,
+                    deadlines: Deadlines::NONE,
                     handler: Arc::new(move |_| {
                         let message = Arc::clone(&message);
                         Box::pin(async move { Err(GatewayError::NoUpstream(message.to_string())) })
@@ -156,8 +207,20 @@ impl Service {
             info,
             registry,
             routes,
+            deadlines: Deadlines::NONE,
+            upstream_deadlines: Deadlines::NONE,
         }
     }
+}
+
+/// A method named for deadline rules that the service does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("service `{service}` has no method `{method}` with an HTTP binding")]
+pub struct UnknownMethod {
+    /// The service.
+    pub service: &'static str,
+    /// The method named.
+    pub method: String,
 }
 
 /// An in-process implementation of a tonic service trait, called with no network hop and no

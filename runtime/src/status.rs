@@ -38,16 +38,66 @@ struct RpcStatus {
     details: Vec<prost_types::Any>,
 }
 
+/// google.rpc.RetryInfo: how long the client should wait before trying again.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<prost_types::Duration>,
+}
+
+const RETRY_INFO: &str = "google.rpc.RetryInfo";
+
+/// A status whose details carry a google.rpc.RetryInfo of `after`: its HTTP response then says
+/// `Retry-After` too.
+pub(crate) fn retry_later(code: Code, message: String, after: std::time::Duration) -> tonic::Status {
+    let info = RetryInfo {
+        retry_delay: Some(prost_types::Duration {
+            seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(after.subsec_nanos()).unwrap_or(0),
+        }),
+    };
+    let status = RpcStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: format!("type.googleapis.com/{RETRY_INFO}"),
+            value: prost::Message::encode_to_vec(&info),
+        }],
+    };
+    tonic::Status::with_details(code, message, prost::Message::encode_to_vec(&status).into())
+}
+
+fn details_of(status: &tonic::Status) -> Vec<prost_types::Any> {
+    if status.details().is_empty() {
+        return Vec::new();
+    }
+    <RpcStatus as prost::Message>::decode(status.details())
+        .map(|s| s.details)
+        .unwrap_or_default()
+}
+
+/// The whole seconds a RetryInfo among `details` asks the client to wait, rounded up.
+fn retry_after(details: &[prost_types::Any]) -> Option<u64> {
+    let detail = details.iter().find(|d| type_name(&d.type_url) == RETRY_INFO)?;
+    let delay = <RetryInfo as prost::Message>::decode(detail.value.as_slice())
+        .ok()?
+        .retry_delay?;
+    let seconds = u64::try_from(delay.seconds).ok()?;
+    Some(seconds + u64::from(delay.nanos > 0))
+}
+
 /// Writes `{"code":N,"message":"…","details":[…]}` for `status`, details rendered as JSON `Any`s
 /// (a detail of a type this build does not know is left out rather than failing the response).
 pub fn write_status_json(status: &tonic::Status, registry: &Registry, buf: &mut Vec<u8>) {
-    let details = if status.details().is_empty() {
-        Vec::new()
-    } else {
-        <RpcStatus as prost::Message>::decode(status.details())
-            .map(|s| s.details)
-            .unwrap_or_default()
-    };
+    write_json(status, &details_of(status), registry, buf);
+}
+
+fn write_json(
+    status: &tonic::Status,
+    details: &[prost_types::Any],
+    registry: &Registry,
+    buf: &mut Vec<u8>,
+) {
     let options = JsonOptions::default();
     let mut w = Writer::new(buf, options, registry);
     w.begin_object();
@@ -57,7 +107,7 @@ pub fn write_status_json(status: &tonic::Status, registry: &Registry, buf: &mut 
     w.str(status.message());
     w.key_str("details");
     w.begin_array();
-    for detail in &details {
+    for detail in details {
         if registry.find(type_name(&detail.type_url)).is_some() {
             <json::Any as Codec>::write(detail, &mut w);
         }
@@ -72,14 +122,16 @@ fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
 }
 
-/// The complete HTTP response for a failed call: mapped status code and Status JSON body.
+/// The complete HTTP response for a failed call: mapped status code and Status JSON body, and
+/// `Retry-After` when the status carries a google.rpc.RetryInfo.
 pub fn status_response(
     status: &tonic::Status,
     http: Option<StatusCode>,
     registry: &Registry,
 ) -> Response {
+    let details = details_of(status);
     let mut buf = Vec::with_capacity(96 + status.message().len());
-    write_status_json(status, registry, &mut buf);
+    write_json(status, &details, registry, &mut buf);
     let mut response = Response::new(Body::from(buf));
     *response.status_mut() = http.unwrap_or_else(|| http_status(status.code()));
     response.headers_mut().insert(
@@ -87,6 +139,11 @@ pub fn status_response(
         HeaderValue::from_static("application/json"),
     );
     crate::metadata::write_trailer_headers(status.metadata().clone(), response.headers_mut());
+    if let Some(seconds) = retry_after(&details) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
@@ -118,6 +175,20 @@ mod tests {
         for (code, http) in table {
             assert_eq!(http_status(code).as_u16(), http, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_retry_info_detail_becomes_retry_after() {
+        let status = retry_later(
+            Code::Unavailable,
+            "shed".to_owned(),
+            std::time::Duration::from_millis(1500),
+        );
+        let response = status_response(&status, None, &Registry::EMPTY);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let plain = status_response(&tonic::Status::unavailable("down"), None, &Registry::EMPTY);
+        assert!(plain.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

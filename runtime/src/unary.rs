@@ -27,12 +27,13 @@ where
         request,
         captures,
         settings,
+        deadlines,
     } = request;
     let (parts, body) = request.into_parts();
     let source = MessageSource::new(binding, &parts, captures, settings);
     let message = source.read_one(body).await?;
     let settings = source.settings;
-    let (upstream, timeout) = binding::upstream_request(message, &parts, settings.default_timeout)?;
+    let (upstream, timeout) = binding::upstream_request(message, &parts, deadlines)?;
     let answer = with_deadline(call(upstream), timeout, binding.route.rpc).await?;
     respond(binding, answer, &settings)
 }

@@ -116,18 +116,24 @@ pub fn service_module(
                 #(#trait_methods)*
             }
 
-            impl #backend for #client<__codegen::Upstream> {
+            impl<T: __codegen::GrpcTransport> #backend for #client<T> {
                 #(#client_methods)*
             }
 
             #local
 
-            /// Routes forwarding every binding to the service at `upstream`.
+            /// Routes forwarding every binding to the service at `upstream`, under its
+            /// deadlines (the upstream holds response messages to its own size limit).
             pub fn remote(upstream: __codegen::Upstream) -> __codegen::Service {
-                service(
-                    #client::new(upstream)
-                        .max_decoding_message_size(usize::MAX),
-                )
+                let deadlines = upstream.deadlines();
+                service(#client::new(upstream).max_decoding_message_size(usize::MAX))
+                    .upstream_deadlines(deadlines)
+            }
+
+            /// Routes forwarding every binding over `transport`: a tonic `Channel`, or any
+            /// tower stack of your own.
+            pub fn remote_with<T: __codegen::GrpcTransport>(transport: T) -> __codegen::Service {
+                service(#client::new(transport))
             }
 
             /// Routes forwarding every binding to `backend`.
@@ -231,7 +237,7 @@ impl BackendCalls {
                     // The inherent tonic method, not this trait's method of the same name.
                     let mut client = ::core::clone::Clone::clone(self);
                     ::std::boxed::Box::pin(async move {
-                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await #adapt
+                        #client::<T>::#rpc(&mut client, request).await #adapt
                     })
                 }
             },

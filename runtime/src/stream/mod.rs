@@ -180,11 +180,12 @@ where
         request,
         captures,
         settings,
+        deadlines,
     } = call;
     let (parts, body) = request.into_parts();
     let transport = Transport::choose(&parts.headers, &binding.response);
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
-    let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
+    let (upstream, deadline) = binding::upstream_request((), &parts, deadlines.for_streams())?;
     let limits = limits(&settings, deadline);
     let activity = Activity::new(&limits);
     let rpc_name = binding.route.rpc;

@@ -52,6 +52,7 @@ where
         request,
         captures,
         settings,
+        deadlines,
     } = call;
     let (mut parts, _) = request.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -63,7 +64,7 @@ where
         BodyRule::None if !rpc.streams_requests() => Some(source.message(&[])?),
         _ => None,
     };
-    let (upstream, deadline) = binding::upstream_request((), &parts, None)?;
+    let (upstream, deadline) = binding::upstream_request((), &parts, deadlines.for_streams())?;
     let session = Session {
         source: Arc::new(source),
         upstream,

@@ -1,23 +1,61 @@
-//! The connection to a remote service, and the trailers of its responses kept apart.
+//! Upstreams: the gRPC servers behind the gateway, reached over its own HTTP/2 connections.
+//!
+//! An [`Upstream`] is a name with one or more endpoints (addresses, and DNS names resolved again
+//! from time to time), each worker keeping one connection per endpoint. A call goes to the less
+//! loaded of two endpoints, past those that are down (ejected after failing, or failing their
+//! health check); a call the upstream never started goes to another endpoint, within a retry
+//! budget; a bulkhead sheds calls beyond the upstream's limit at once.
+//!
+//! Its modules, from the wire up: `address` (URLs and peers), `tls`, `dial` (connecting and
+//! keepalive), `connection` (one self-renewing connection), `exchange` (one call on a stream),
+//! `endpoint` (health), `directory` (discovery), `balance` (the choice of endpoint), `limits`
+//! (bulkhead and retry budget), `health` (active checks); this file assembles them.
 //!
 //! tonic merges a unary response's trailers into its metadata. The gateway sends headers back as
-//! `Grpc-Metadata-<key>` and trailers as `Grpc-Trailer-<key>`, so [`Upstream`] copies the
+//! `Grpc-Metadata-<key>` and trailers as `Grpc-Trailer-<key>`, so the upstream copies the
 //! trailers aside as the body yields them and hands them over through the response extensions.
 
+mod address;
+mod balance;
 mod connection;
+mod dial;
+mod directory;
+mod endpoint;
 mod exchange;
+mod health;
+mod limits;
+mod tls;
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
+use h2::RecvStream;
 use http::HeaderMap;
+use http_body::{Body, Frame};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tonic::{Code, Status};
 
-use self::connection::Connection;
-use self::exchange::ResponseBody;
+pub use self::balance::Balance;
+pub use self::dial::Keepalive;
+pub use self::directory::{Resolve, SystemResolver};
+pub use self::endpoint::Ejection;
+pub use self::health::HealthCheck;
+pub use self::limits::{Bulkhead, RetryBudget};
+pub use self::tls::{UpstreamTls, UpstreamTlsError};
 
+use self::address::Address;
+use self::balance::Pool;
+use self::connection::NotSent;
+use self::dial::Dial;
+use self::directory::Directory;
+use self::endpoint::{Endpoint, InFlight};
+use self::exchange::{MessageLimit, Source};
+use self::limits::{Budget, Gate};
 use crate::abort::{AbortSignal, Abortable};
+use crate::deadline::Deadlines;
 
 /// Where the trailers of one response are copied to.
 #[derive(Clone, Default, Debug)]
@@ -43,97 +81,686 @@ impl TrailerSlot {
     }
 }
 
-/// An upstream gRPC server, reached over one HTTP/2 connection that every clone shares.
+/// Sends at most this many attempts of one call (the first and two retries).
+const MAX_ATTEMPTS: usize = 3;
+
+/// An upstream gRPC service: a name, its endpoints, and how calls reach them.
 ///
-/// The connection opens on the first call and again on the first call after it closes, so an
-/// upstream that restarts is reached again without the gateway doing anything. Calls that find
-/// no upstream fail with UNAVAILABLE. The connection runs on the tokio runtime of the call that
-/// opened it: give each runtime its own `Upstream` (the stock gateway does, per worker).
+/// Clones share everything, connections included. Connections run on the tokio runtime of the
+/// call that opened them: give each runtime its own with [`Upstream::for_worker`], which shares
+/// the endpoints, their health, the bulkhead and the retry budget, but not the connections.
 ///
 /// ```
-/// let upstream = protogate::Upstream::lazy("http://127.0.0.1:50051")?;
-/// # Ok::<(), protogate::UpstreamUrlError>(())
+/// use std::time::Duration;
+///
+/// let upstream = protogate::Upstream::builder("orders")
+///     .endpoint("http://10.0.0.7:50051")
+///     .endpoint("http://10.0.0.8:50051")
+///     .bulkhead(protogate::Bulkhead::new(256))
+///     .deadlines(protogate::Deadlines { default: Some(Duration::from_secs(5)), max: None })
+///     .build()?;
+/// assert_eq!(upstream.name(), "orders");
+/// # Ok::<(), protogate::UpstreamError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    connection: Arc<Connection>,
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+}
+
+/// What every worker's copy of an upstream shares.
+struct Shared {
+    name: Arc<str>,
+    directory: Arc<Directory>,
+    dial: Arc<Dial>,
+    balance: Balance,
+    gate: Option<Gate>,
+    budget: Budget,
+    max_response_bytes: usize,
+    deadlines: Deadlines,
+    health: Option<HealthCheck>,
+    health_task: OnceLock<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("directory", &self.directory)
+            .field("balance", &self.balance)
+            .field("gate", &self.gate)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("deadlines", &self.deadlines)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+/// A background task that ends with the upstream.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Upstream {
-    /// How long connecting may take unless [`Upstream::connect_timeout`] says otherwise.
+    /// How long connecting may take unless [`UpstreamBuilder::connect_timeout`] says otherwise.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// The upstream at `url` (`http://host:port`), connected to on first use.
-    pub fn lazy(url: &str) -> Result<Upstream, UpstreamUrlError> {
-        Ok(Upstream {
-            connection: Arc::new(Connection::new(url, Self::DEFAULT_CONNECT_TIMEOUT)?),
+    /// The largest response message accepted unless [`UpstreamBuilder::max_response_bytes`]
+    /// says otherwise: 4 MiB, gRPC's own default.
+    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+    /// The upstream at `url` alone, with every setting at its default, named after the URL.
+    pub fn lazy(url: &str) -> Result<Upstream, UpstreamError> {
+        Upstream::builder(url).endpoint(url).build()
+    }
+
+    /// An upstream called `name`, to be given its endpoints and settings.
+    pub fn builder(name: impl Into<String>) -> UpstreamBuilder {
+        UpstreamBuilder::new(name.into())
+    }
+
+    /// Its name, as messages about it say.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its deadline rules, which the services behind it take as their defaults.
+    pub fn deadlines(&self) -> Deadlines {
+        self.shared.deadlines
+    }
+
+    /// The same upstream for another worker: the same endpoints, health, bulkhead and retry
+    /// budget, and connections of its own, opened on the runtime that calls through them.
+    pub fn for_worker(&self) -> Upstream {
+        Upstream {
+            shared: Arc::clone(&self.shared),
+            pool: Arc::new(Pool::new(
+                Arc::clone(&self.shared.dial),
+                self.shared.balance,
+            )),
+        }
+    }
+
+    /// Its status with the upstream's name in front of the message.
+    fn named(&self, status: &Status) -> Status {
+        Status::with_details(
+            status.code(),
+            format!("upstream `{}`: {}", self.shared.name, status.message()),
+            status.details().to_vec().into(),
+        )
+    }
+
+    fn start_health_checks(&self) {
+        if let Some(check) = &self.shared.health {
+            self.shared.health_task.get_or_init(|| {
+                let task = tokio::spawn(health::run(
+                    Arc::downgrade(&self.shared.directory),
+                    Arc::clone(&self.shared.dial),
+                    check.clone(),
+                ));
+                AbortOnDrop(task.abort_handle())
+            });
+        }
+    }
+
+    /// The endpoint for the next attempt, leaving out those `tried`.
+    async fn pick(&self, tried: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, Status> {
+        let directory = &self.shared.directory;
+        let list = if directory.has_names() {
+            let snapshot = directory.current(false).await;
+            self.pool.endpoints(snapshot.version, || snapshot)
+        } else {
+            self.pool.endpoints(directory.version(), || directory.snapshot())
+        };
+        if let Some(endpoint) = self.pool.pick(&list, tried) {
+            return Ok(endpoint);
+        }
+        if directory.has_names() {
+            // Every endpoint down: perhaps the name has moved on.
+            directory.current(true).await;
+        }
+        let snapshot = directory.snapshot();
+        let mut message = format!("upstream `{}`: ", self.shared.name);
+        if list.is_empty() {
+            message.push_str("no endpoint");
+        } else {
+            message.push_str("no endpoint is available: ");
+            let reasons: Vec<String> = list
+                .iter()
+                .map(|endpoint| format!("{} {}", endpoint.state.peer, endpoint.state.why_down()))
+                .collect();
+            message.push_str(&reasons.join(", "));
+        }
+        if let Some(problem) = &snapshot.problem {
+            message.push_str(&format!(" ({problem})"));
+        }
+        Err(Status::unavailable(message))
+    }
+
+    /// One call: through the bulkhead, to an endpoint, and to others while the upstream has not
+    /// started it and the budget allows.
+    async fn send(self, request: http::Request<tonic::body::Body>) -> Result<Response, Status> {
+        self.start_health_checks();
+        let shared = &self.shared;
+        let permit = match &shared.gate {
+            None => None,
+            Some(gate) => Some(gate.enter().await.ok_or_else(|| {
+                crate::status::retry_later(
+                    Code::Unavailable,
+                    gate.shed_message(&shared.name),
+                    limits::SHED_RETRY_AFTER,
+                )
+            })?),
+        };
+        shared.budget.deposit();
+
+        // A request stream the gateway abandons must fail upstream, not end cleanly.
+        let signal = request.extensions().get::<AbortSignal>().cloned();
+        let (head, body) = request.into_parts();
+        let mut body = match signal {
+            Some(signal) => Source::Streaming(tonic::body::Body::new(Abortable {
+                inner: body,
+                signal,
+            })),
+            None => Source::of(body),
+        };
+        let mut head = Some(head);
+        let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+        loop {
+            let endpoint = match self.pick(&tried).await {
+                Ok(endpoint) => endpoint,
+                Err(status) => return Err(status),
+            };
+            let in_flight = endpoint.start();
+            let retry_left = tried.len() + 1 < MAX_ATTEMPTS;
+            let sender = match endpoint.connection.ready().await {
+                Ok(sender) => sender,
+                Err(NotSent(status)) => {
+                    // Nothing left the gateway: any call may go elsewhere.
+                    tried.push(endpoint);
+                    if retry_left && self.has_another(&tried) && shared.budget.withdraw() {
+                        continue;
+                    }
+                    return Err(self.named(&status));
+                }
+            };
+            let replay = body.replay().filter(|_| retry_left);
+            let Some(this_head) = (match &replay {
+                Some(_) => head.as_ref().map(copy_head),
+                None => head.take(),
+            }) else {
+                return Err(Status::internal("the request head was sent already"));
+            };
+            let peer = &endpoint.state.peer;
+            match exchange::send(sender, peer, this_head, body).await {
+                Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit)),
+                Err(failed) => {
+                    if failed.broken {
+                        endpoint.state.failed("its connection broke");
+                    }
+                    match replay {
+                        Some(again)
+                            if failed.refused
+                                && self.has_another(&tried)
+                                && shared.budget.withdraw() =>
+                        {
+                            tracing::debug!(upstream = %shared.name, endpoint = %peer, "call refused; sending it elsewhere");
+                            body = again;
+                            tried.push(endpoint);
+                        }
+                        _ => return Err(self.named(&failed.status)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an endpoint other than those `tried` could take a retry.
+    fn has_another(&self, tried: &[Arc<Endpoint>]) -> bool {
+        let directory = &self.shared.directory;
+        let list = self
+            .pool
+            .endpoints(directory.version(), || directory.snapshot());
+        let now = std::time::Instant::now();
+        list.iter().any(|endpoint| {
+            !tried.iter().any(|t| Arc::ptr_eq(t, endpoint)) && endpoint.state.available(now)
         })
     }
 
-    /// The same upstream, with a connection of its own that gives up connecting after
-    /// `timeout` (the call then fails with UNAVAILABLE).
-    pub fn connect_timeout(self, timeout: Duration) -> Upstream {
-        Upstream {
-            connection: Arc::new(self.connection.with_connect_timeout(timeout)),
+    /// The response of a call that reached its endpoint.
+    fn respond(
+        &self,
+        exchange: exchange::Exchange,
+        in_flight: InFlight,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Response {
+        let state = &in_flight.endpoint().state;
+        match exchange.response.headers().get("grpc-status") {
+            Some(code) if code == "14" => state.failed("it answered UNAVAILABLE"),
+            _ => state.succeeded(),
         }
+        let trailers = TrailerSlot::default();
+        let mut response = exchange.response.map(|recv| ResponseBody {
+            recv,
+            data_done: false,
+            trailers: trailers.clone(),
+            limit: MessageLimit::new(self.shared.max_response_bytes),
+            call: Held {
+                upstream: Arc::clone(&self.shared.name),
+                in_flight,
+                _permit: permit,
+            },
+            _request: exchange.request,
+        });
+        response.extensions_mut().insert(trailers);
+        response
     }
 }
 
-/// Why a URL cannot name an upstream.
+fn copy_head(head: &http::request::Parts) -> http::request::Parts {
+    let mut request = http::Request::new(());
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request.into_parts().0
+}
+
+/// Builds an [`Upstream`]; see [`Upstream::builder`].
+#[derive(Clone)]
+pub struct UpstreamBuilder {
+    name: String,
+    urls: Vec<String>,
+    tls: Option<UpstreamTls>,
+    connect_timeout: Duration,
+    keepalive: Option<Keepalive>,
+    balance: Balance,
+    ejection: Ejection,
+    resolve_every: Duration,
+    resolver: Arc<dyn Resolve>,
+    health: Option<HealthCheck>,
+    bulkhead: Option<Bulkhead>,
+    retry_budget: RetryBudget,
+    max_response_bytes: usize,
+    deadlines: Deadlines,
+}
+
+impl std::fmt::Debug for UpstreamBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBuilder")
+            .field("name", &self.name)
+            .field("urls", &self.urls)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBuilder {
+    fn new(name: String) -> Self {
+        UpstreamBuilder {
+            name,
+            urls: Vec::new(),
+            tls: None,
+            connect_timeout: Upstream::DEFAULT_CONNECT_TIMEOUT,
+            keepalive: Some(Keepalive::default()),
+            balance: Balance::default(),
+            ejection: Ejection::default(),
+            resolve_every: Duration::from_secs(30),
+            resolver: Arc::new(SystemResolver),
+            health: None,
+            bulkhead: None,
+            retry_budget: RetryBudget::default(),
+            max_response_bytes: Upstream::DEFAULT_MAX_RESPONSE_BYTES,
+            deadlines: Deadlines::NONE,
+        }
+    }
+
+    /// Adds an endpoint: `http://host:port` (cleartext HTTP/2), `https://host:port` (TLS), or
+    /// `unix:///path/to.sock`. A host that is a name stands for every address it resolves to.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Adds several endpoints; see [`UpstreamBuilder::endpoint`].
+    pub fn endpoints<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
+        self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// TLS settings for its `https://` endpoints (by default: the system's certificate
+    /// authorities, no client certificate).
+    pub fn tls(mut self, tls: UpstreamTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How long connecting (TCP, TLS and HTTP/2 handshakes) may take; 5 s by default.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 PINGs on its connections (`None`: none). By default every 30 s, answered in 10.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// How calls are spread over its endpoints; least requests by default.
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// When a failing endpoint is taken out of rotation, and for how long.
+    pub fn ejection(mut self, ejection: Ejection) -> Self {
+        self.ejection = ejection;
+        self
+    }
+
+    /// How often its DNS names are resolved again (30 s by default; never more often than
+    /// every 100 ms, even when every endpoint is down).
+    pub fn resolve_every(mut self, interval: Duration) -> Self {
+        self.resolve_every = interval;
+        self
+    }
+
+    /// Resolves its names with `resolver` instead of the system's.
+    pub fn resolver(mut self, resolver: impl Resolve) -> Self {
+        self.resolver = Arc::new(resolver);
+        self
+    }
+
+    /// Checks its endpoints with `grpc.health.v1.Health/Check` in the background; an endpoint
+    /// failing its check takes no calls.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// Bounds its calls in flight, shedding the excess with UNAVAILABLE (HTTP 503) and
+    /// `Retry-After`.
+    pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
+        self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// How many calls the upstream never started may be sent again to another endpoint.
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// The largest response message accepted (4 MiB by default): a larger one fails the call
+    /// with RESOURCE_EXHAUSTED before it is read.
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// Deadlines of the calls of its services, unless a service or method sets its own.
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// The upstream; reads its TLS files now. Connections open with the first calls.
+    pub fn build(self) -> Result<Upstream, UpstreamError> {
+        let name = self.name;
+        if self.urls.is_empty() {
+            return Err(UpstreamError::NoEndpoint { name });
+        }
+        let sources = self
+            .urls
+            .iter()
+            .map(|url| Address::parse(url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| UpstreamError::Url {
+                name: name.clone(),
+                source,
+            })?;
+        let tls = match (sources.iter().any(Address::tls), self.tls) {
+            (true, tls) => Some(tls.unwrap_or_default().load().map_err(|source| {
+                UpstreamError::Tls {
+                    name: name.clone(),
+                    source,
+                }
+            })?),
+            (false, None) => None,
+            (false, Some(_)) => return Err(UpstreamError::TlsWithoutHttps { name }),
+        };
+        let dial = Arc::new(Dial {
+            connect_timeout: self.connect_timeout,
+            tls,
+            keepalive: self.keepalive,
+        });
+        let directory = Arc::new(Directory::new(
+            sources,
+            self.resolver,
+            self.resolve_every,
+            self.ejection,
+        ));
+        let shared = Arc::new(Shared {
+            name: name.into(),
+            directory,
+            balance: self.balance,
+            gate: self.bulkhead.map(Gate::new),
+            budget: Budget::new(self.retry_budget),
+            max_response_bytes: self.max_response_bytes,
+            deadlines: self.deadlines,
+            health: self.health,
+            health_task: OnceLock::new(),
+            dial,
+        });
+        Ok(Upstream {
+            pool: Arc::new(Pool::new(Arc::clone(&shared.dial), shared.balance)),
+            shared,
+        })
+    }
+}
+
+/// Why an upstream cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No endpoint given.
+    #[error("upstream `{name}` has no endpoint")]
+    NoEndpoint {
+        /// The upstream.
+        name: String,
+    },
+    /// An endpoint URL that cannot be used.
+    #[error("upstream `{name}`: {source}")]
+    Url {
+        /// The upstream.
+        name: String,
+        /// What is wrong with the URL.
+        source: UpstreamUrlError,
+    },
+    /// Its TLS settings cannot be loaded.
+    #[error("upstream `{name}`: {source}")]
+    Tls {
+        /// The upstream.
+        name: String,
+        /// What failed.
+        source: UpstreamTlsError,
+    },
+    /// TLS settings for an upstream none of whose endpoints is `https://`.
+    #[error("upstream `{name}` has TLS settings but no https:// endpoint")]
+    TlsWithoutHttps {
+        /// The upstream.
+        name: String,
+    },
+}
+
+/// Why a URL cannot name an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamUrlError {
     /// Not a URL at all.
-    #[error("upstream `{url}` is not a valid URL: {source}")]
+    #[error("`{url}` is not a valid URL: {source}")]
     Invalid {
         /// The URL given.
         url: String,
         /// What the parser found wrong.
         source: http::uri::InvalidUri,
     },
-    /// Not `http://`: the gateway speaks gRPC over cleartext HTTP/2 only.
-    #[error("upstream `{url}` must start with http:// (cleartext HTTP/2; TLS is not supported)")]
+    /// Not `http://`, `https://` or `unix:`.
+    #[error("`{url}` must start with http:// (cleartext HTTP/2), https:// (TLS) or unix: (a Unix domain socket)")]
     UnsupportedScheme {
         /// The URL given.
         url: String,
     },
-    /// No host to connect to.
-    #[error("upstream `{url}` names no host")]
+    /// No host (or socket path) to connect to.
+    #[error("`{url}` names no host")]
     MissingHost {
         /// The URL given.
         url: String,
     },
     /// A path after the host, which gRPC has no use for.
-    #[error("upstream `{url}` has a path; give only http://host:port")]
+    #[error("`{url}` has a path; give only scheme://host:port")]
     HasPath {
         /// The URL given.
         url: String,
     },
 }
 
+/// The response of an upstream call.
+type Response = http::Response<ResponseBody>;
+
 impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
-    type Response = http::Response<ResponseBody>;
-    type Error = tonic::Status;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Response = Response;
+    type Error = Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Status>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call waits for its own stream: the connection's stream limit applies there.
+        // Each call waits for its own stream (and its place in the bulkhead) in `call`.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        // A request stream the gateway abandons must fail upstream, not end cleanly.
-        let request = match request.extensions().get::<AbortSignal>().cloned() {
-            Some(signal) => {
-                request.map(|inner| tonic::body::Body::new(Abortable { inner, signal }))
+        Box::pin(self.clone().send(request))
+    }
+}
+
+/// What a response holds on to until its body is done: its place in the bulkhead and its count
+/// among the endpoint's calls in flight.
+struct Held {
+    upstream: Arc<str>,
+    in_flight: InFlight,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The body of an upstream response: its data as the upstream sends it, each message held to
+/// the upstream's size limit, then its trailers, which it also copies aside (tonic folds them
+/// into the response's metadata).
+pub struct ResponseBody {
+    recv: RecvStream,
+    data_done: bool,
+    trailers: TrailerSlot,
+    limit: MessageLimit,
+    call: Held,
+    /// Held while a streaming request is still being sent; dropping it stops that.
+    _request: Option<oneshot::Sender<std::convert::Infallible>>,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Read: the upstream may send as much again.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Err(len) = this.limit.check(&data) {
+                        return Poll::Ready(Some(Err(this.too_large(len))));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => {
+                    return Poll::Ready(Some(Err(exchange::status_of(&error))));
+                }
+                None => this.data_done = true,
             }
-            None => request,
-        };
-        let connection = self.connection.clone();
-        Box::pin(async move {
-            let trailers = TrailerSlot::default();
-            let mut response = exchange::send(&connection, request, trailers.clone()).await?;
-            response.extensions_mut().insert(trailers);
-            Ok(response)
+        }
+        Poll::Ready(match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => {
+                if trailers.get("grpc-status").is_some_and(|code| code == "14") {
+                    let state = &this.call.in_flight.endpoint().state;
+                    state.failed("it answered UNAVAILABLE");
+                }
+                this.trailers.put(&trailers);
+                Some(Ok(Frame::trailers(trailers)))
+            }
+            Ok(None) => None,
+            Err(error) => Some(Err(exchange::status_of(&error))),
         })
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}
+
+impl ResponseBody {
+    fn too_large(&mut self, len: usize) -> Status {
+        self.data_done = true;
+        let message = format!(
+            "upstream `{}`: a response message of {len} bytes is larger than the limit of {} bytes",
+            self.call.upstream, self.limit_max()
+        );
+        tracing::warn!(upstream = %self.call.upstream, len, limit = self.limit_max(), "response message too large");
+        Status::resource_exhausted(message)
+    }
+
+    fn limit_max(&self) -> usize {
+        self.limit.max()
+    }
+}
+
+/// Anything that can carry gRPC calls for generated code in place of an [`Upstream`]: a
+/// `tonic::transport::Channel`, or any tower service of HTTP requests with a body of bytes, so a
+/// Rust user can bring a tower stack of their own.
+///
+/// With a transport other than [`Upstream`], a unary response's trailers reach the client as
+/// headers (`Grpc-Metadata-…`), since tonic merges them into the response metadata.
+pub trait GrpcTransport:
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<tonic::codegen::StdError>,
+        ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send> + Send + 'static,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> GrpcTransport for T where
+    T: tonic::client::GrpcService<
+            tonic::body::Body,
+            Error: Into<tonic::codegen::StdError>,
+            ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send> + Send + 'static,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
