@@ -246,6 +246,58 @@ async fn an_upstream_for_every_service_gets_the_teams_calls_only() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstreams_with_several_endpoints_from_the_flags() {
+    let binary = tokio::task::spawn_blocking(gateway)
+        .await
+        .expect("build task");
+    // A CA made here, and a certificate from it for the name the flags ask to verify.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let certificate = rcgen::CertificateParams::new(vec!["notes.test".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("issued");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("own-protos-tls");
+    std::fs::create_dir_all(&dir).expect("directory");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("CA written");
+
+    let tls = || {
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            certificate.pem(),
+            key.serialize_pem(),
+        ))
+    };
+    let (first, second) = (notes::Backend::default(), notes::Backend::default());
+    let a = first.clone().serve_tls(tls()).await;
+    let b = second.clone().serve_tls(tls()).await;
+    let gateway = support::start_binary(
+        binary,
+        &[
+            &format!("--upstream=https://{a},https://{b}"),
+            &format!("--upstream-ca={}", ca_file.display()),
+            "--upstream-server-name=notes.test",
+        ],
+    );
+    for n in 0..20 {
+        let (status, body) = get(format!("{}/v1/notes/n{n}", gateway.base)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(!first.calls().is_empty() && !second.calls().is_empty());
+
+    // Without the CA the gateway cannot verify them: 503, naming the upstream.
+    let untrusting = support::start_binary(binary, &[&format!("--upstream=https://{a}")]);
+    let (status, body) = get(format!("{}/v1/notes/n1", untrusting.base)).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().expect("a message");
+    assert!(message.contains(&format!("upstream `https://{a}`")), "{message}");
+}
+
 /// A gRPC server for the notes service, written with prost messages by hand: it answers
 /// `GetNote` and records the path of every call it receives.
 mod notes {
@@ -277,7 +329,15 @@ mod notes {
         }
 
         pub async fn serve(self) -> SocketAddr {
-            let router =
+            super::support::serve_grpc(self.router()).await
+        }
+
+        /// Served behind TLS instead.
+        pub async fn serve_tls(self, tls: tonic::transport::ServerTlsConfig) -> SocketAddr {
+            super::support::serve_grpc_tls(self.router(), tls).await
+        }
+
+        fn router(self) -> axum::Router {
                 axum::Router::new().fallback(move |request: http::Request<axum::body::Body>| {
                     let calls = Arc::clone(&self.calls);
                     async move {
@@ -298,8 +358,7 @@ mod notes {
                             .unary(get_note, request)
                             .await
                     }
-                });
-            super::support::serve_grpc(router).await
+                })
         }
     }
 }

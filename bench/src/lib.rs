@@ -232,10 +232,64 @@ impl BenchService for Backend {
     }
 }
 
-/// Serves the backend until the process ends.
-pub async fn serve_backend(listen: SocketAddr) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+/// Serves the backend until the process ends; over TLS when given a PEM certificate chain and
+/// its key.
+pub async fn serve_backend(
+    listen: SocketAddr,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), tonic::transport::Error> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    server
         .add_service(BenchServiceServer::new(Backend))
         .serve(listen)
         .await
+}
+
+/// PEM files of a throwaway certificate authority and of a server certificate it signed for
+/// `localhost` (and 127.0.0.1).
+pub struct Pki {
+    /// The authority's certificate, which clients trust.
+    pub ca: String,
+    /// The server's certificate.
+    pub cert: String,
+    /// The server's private key.
+    pub key: String,
+}
+
+/// Makes a fresh [`Pki`] (ECDSA P-256 keys).
+pub fn make_pki() -> Result<Pki, rcgen::Error> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "protogate-bench CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+
+    let key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()])?;
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    server.distinguished_name.push(DnType::CommonName, "localhost");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = server.signed_by(&key, &Issuer::new(ca, ca_key))?;
+    Ok(Pki {
+        ca: ca_cert.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
 }

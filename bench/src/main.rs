@@ -1,6 +1,7 @@
 //! `protogate-bench`: starts a tonic backend, protogate and Envoy's gRPC-JSON transcoder on
 //! 127.0.0.1, drives every scenario at fixed concurrency against each (and the backend directly
-//! with a tonic client), interleaved, and prints a markdown table. Every load loop is bounded in
+//! with a tonic client), interleaved, and prints a markdown table. It does so for each backend
+//! [`Setup`]: one plaintext backend, one over TLS, or three endpoints balanced over. Every load loop is bounded in
 //! requests and seconds. A run in which any target answers an error, or completes no request,
 //! exits non-zero after printing its tables.
 
@@ -31,11 +32,21 @@ enum Cmd {
     Backend {
         #[arg(long)]
         listen: SocketAddr,
+        /// PEM certificate chain to serve TLS with (with `--tls-key`).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of `--tls-cert`.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Call the backend directly with a tonic client; print one JSON line of figures.
     GrpcLoad {
+        /// `URL[,URL…]`: with several, each caller's channel balances over all of them.
         #[arg(long)]
         upstream: String,
+        /// PEM file of the authority that signed the backend's certificate (`https://` URLs).
+        #[arg(long)]
+        ca: Option<PathBuf>,
         #[arg(long)]
         scenario: usize,
         #[command(flatten)]
@@ -57,9 +68,187 @@ enum Cmd {
         /// to the load generator and the backend; with two, it has a thread per core.
         #[arg(long = "workers", value_name = "N", default_values_t = [1usize, 2])]
         workers: Vec<usize>,
+        /// How the backend is reached; one set of tables each when repeated (all by default).
+        #[arg(long = "setup", value_enum, default_values_t = Setup::ALL)]
+        setups: Vec<Setup>,
         #[command(flatten)]
         limits: Limits,
     },
+}
+
+/// How the gateways and the direct client reach the backend. [`Backends`] maps a setup onto
+/// each target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Setup {
+    /// One backend, plaintext HTTP/2.
+    Plain,
+    /// One backend, HTTP/2 over TLS, verified against the harness's own authority.
+    Tls,
+    /// Three backends (plaintext), the calls balanced over them.
+    Three,
+}
+
+impl Setup {
+    const ALL: [Setup; 3] = [Setup::Plain, Setup::Tls, Setup::Three];
+
+    fn label(self) -> &'static str {
+        match self {
+            Setup::Plain => "one backend, plaintext",
+            Setup::Tls => "TLS to the backend",
+            Setup::Three => "three backend endpoints",
+        }
+    }
+
+    fn backends(self) -> usize {
+        if self == Setup::Three { 3 } else { 1 }
+    }
+
+    fn tls(self) -> bool {
+        self == Setup::Tls
+    }
+
+    /// The scenarios this setup runs, of those asked for: the small ones, but for plaintext.
+    fn scenarios(self, asked: &[Scenario]) -> Vec<Scenario> {
+        asked
+            .iter()
+            .copied()
+            .filter(|s| self == Setup::Plain || matches!(s, Scenario::Small | Scenario::Query))
+            .collect()
+    }
+}
+
+/// The running backends of a setup, and what each target is told to reach them.
+struct Backends {
+    setup: Setup,
+    ports: Vec<u16>,
+    procs: Vec<Proc>,
+    /// The authority's PEM file, for TLS.
+    ca: Option<PathBuf>,
+}
+
+impl Backends {
+    /// Starts the setup's backends (with a fresh certificate in `work` for TLS).
+    async fn start(
+        this: &std::path::Path,
+        setup: Setup,
+        work: &std::path::Path,
+    ) -> Result<Backends, Box<dyn std::error::Error>> {
+        let mut tls_args = Vec::new();
+        let mut ca = None;
+        if setup.tls() {
+            let pki = protogate_bench::make_pki()?;
+            let (ca_file, cert, key) = (
+                work.join("ca.pem"),
+                work.join("server.pem"),
+                work.join("server.key"),
+            );
+            std::fs::write(&ca_file, pki.ca)?;
+            std::fs::write(&cert, pki.cert)?;
+            std::fs::write(&key, pki.key)?;
+            tls_args = vec![
+                "--tls-cert".to_owned(),
+                cert.display().to_string(),
+                "--tls-key".to_owned(),
+                key.display().to_string(),
+            ];
+            ca = Some(ca_file);
+        }
+        let mut backends = Backends {
+            setup,
+            ports: Vec::new(),
+            procs: Vec::new(),
+            ca,
+        };
+        for _ in 0..setup.backends() {
+            let port = free_port();
+            backends.procs.push(Proc::spawn(
+                Command::new(this)
+                    .args(["backend", "--listen", &format!("127.0.0.1:{port}")])
+                    .args(&tls_args),
+            )?);
+            wait_for("the backend", SocketAddr::from(([127, 0, 0, 1], port))).await?;
+            backends.ports.push(port);
+        }
+        Ok(backends)
+    }
+
+    fn urls(&self) -> Vec<String> {
+        let scheme = if self.setup.tls() { "https" } else { "http" };
+        self.ports
+            .iter()
+            .map(|port| format!("{scheme}://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// protogate's upstream flags.
+    fn protogate_args(&self) -> Vec<String> {
+        let mut args = vec!["--upstream".to_owned(), self.urls().join(",")];
+        if let Some(ca) = &self.ca {
+            args.extend([
+                "--upstream-ca".to_owned(),
+                ca.display().to_string(),
+                "--upstream-server-name".to_owned(),
+                "localhost".to_owned(),
+            ]);
+        }
+        args
+    }
+
+    /// The direct client's flags (`grpc-load`).
+    fn direct_args(&self) -> Vec<String> {
+        let mut args = vec!["--upstream".to_owned(), self.urls().join(",")];
+        if let Some(ca) = &self.ca {
+            args.extend(["--ca".to_owned(), ca.display().to_string()]);
+        }
+        args
+    }
+
+    /// Envoy's cluster `backend`, in YAML at the indentation of `clusters:` items.
+    fn envoy_cluster(&self) -> String {
+        let mut cluster = String::from(
+            "  - name: backend\n    type: STATIC\n    connect_timeout: 1s\n",
+        );
+        if self.ports.len() > 1 {
+            cluster.push_str("    lb_policy: LEAST_REQUEST\n");
+        }
+        cluster.push_str(concat!(
+            "    typed_extension_protocol_options:\n",
+            "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n",
+            "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n",
+            "        explicit_http_config: {http2_protocol_options: {}}\n",
+            "    load_assignment:\n",
+            "      cluster_name: backend\n",
+            "      endpoints:\n",
+            "      - lb_endpoints:\n",
+        ));
+        for port in &self.ports {
+            cluster.push_str(&format!(
+                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+            ));
+        }
+        if let Some(ca) = &self.ca {
+            cluster.push_str(&format!(
+                concat!(
+                    "    transport_socket:\n",
+                    "      name: envoy.transport_sockets.tls\n",
+                    "      typed_config:\n",
+                    "        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n",
+                    "        sni: localhost\n",
+                    "        common_tls_context:\n",
+                    "          alpn_protocols: [h2]\n",
+                    "          validation_context:\n",
+                    "            trusted_ca: {{filename: \"{ca}\"}}\n",
+                ),
+                ca = ca.display()
+            ));
+        }
+        cluster
+    }
+
+    /// CPU seconds of every backend so far.
+    fn cpu_seconds(&self) -> f64 {
+        self.procs.iter().map(|p| cpu_seconds(&p.pid())).sum()
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -319,9 +508,34 @@ async fn collect(
     }
 }
 
-/// Direct gRPC load: one channel (connection) per concurrent caller.
+/// The endpoints of `grpc-load --upstream URL[,URL…]`, each verified against `ca` if given.
+fn grpc_endpoints(
+    upstream: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<Vec<tonic::transport::Endpoint>, Box<dyn std::error::Error>> {
+    let tls = match ca {
+        Some(ca) => Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca)?))
+                .domain_name("localhost"),
+        ),
+        None => None,
+    };
+    let mut endpoints = Vec::new();
+    for url in upstream.split(',') {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?;
+        if let Some(tls) = &tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        endpoints.push(endpoint);
+    }
+    Ok(endpoints)
+}
+
+/// Direct gRPC load: one channel per concurrent caller, over one connection, or with several
+/// endpoints balanced over a connection to each (`Channel::balance_list`).
 async fn grpc_load(
-    upstream: String,
+    endpoints: Vec<tonic::transport::Endpoint>,
     scenario: Scenario,
     limits: &Limits,
     connections: usize,
@@ -333,20 +547,24 @@ async fn grpc_load(
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let remaining = remaining.clone();
-        let (small, lookup, large, upstream) = (
+        let (small, lookup, large, endpoints) = (
             small.clone(),
             lookup.clone(),
             large.clone(),
-            upstream.clone(),
+            endpoints.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(upstream) else {
-                return (latencies, 1);
-            };
-            let Ok(channel) = endpoint.connect().await else {
-                return (latencies, 1);
+            let channel = match endpoints.as_slice() {
+                [one] => match one.connect().await {
+                    Ok(channel) => channel,
+                    Err(error) => {
+                        report(&format!("connect failed: {error:?}"));
+                        return (latencies, 1);
+                    }
+                },
+                several => tonic::transport::Channel::balance_list(several.iter().cloned()),
             };
             let mut client = BenchServiceClient::new(channel);
             while Instant::now() < deadline
@@ -356,9 +574,9 @@ async fn grpc_load(
             {
                 let sent = Instant::now();
                 let ok = match scenario {
-                    Scenario::Small => client.echo(small.clone()).await.is_ok(),
-                    Scenario::Query => client.lookup(lookup.clone()).await.is_ok(),
-                    Scenario::Large => client.ingest(large.clone()).await.is_ok(),
+                    Scenario::Small => checked(client.echo(small.clone()).await),
+                    Scenario::Query => checked(client.lookup(lookup.clone()).await),
+                    Scenario::Large => checked(client.ingest(large.clone()).await),
                     Scenario::Stream => drain(&mut client).await,
                 };
                 if ok {
@@ -371,6 +589,17 @@ async fn grpc_load(
         }));
     }
     collect(tasks, started).await
+}
+
+/// Whether a unary call succeeded; the first failure is reported.
+fn checked<T>(result: Result<T, tonic::Status>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(status) => {
+            report(&format!("gRPC call failed: {status}"));
+            false
+        }
+    }
 }
 
 /// Calls the stream of scenario (d) and reads it to the end; whether every message came.
@@ -414,7 +643,7 @@ impl Drop for Proc {
     }
 }
 
-fn envoy_config(listen: u16, backend: u16, descriptor: &std::path::Path) -> String {
+fn envoy_config(listen: u16, cluster: &str, descriptor: &std::path::Path) -> String {
     format!(
         r#"static_resources:
   listeners:
@@ -446,19 +675,7 @@ fn envoy_config(listen: u16, backend: u16, descriptor: &std::path::Path) -> Stri
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}
-"#,
+{cluster}"#,
         descriptor = descriptor.display()
     )
 }
@@ -483,6 +700,7 @@ impl Target {
 async fn run(
     protogate: &std::path::Path,
     envoy: Option<&std::path::Path>,
+    setup: Setup,
     scenarios: &[Scenario],
     workers: usize,
     limits: &Limits,
@@ -491,28 +709,20 @@ async fn run(
     let work = std::env::temp_dir().join(format!("protogate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
-    let backend_port = free_port();
-    let backend = Proc::spawn(Command::new(&this).args([
-        "backend",
-        "--listen",
-        &format!("127.0.0.1:{backend_port}"),
-    ]))?;
-    wait_for(
-        "the backend",
-        SocketAddr::from(([127, 0, 0, 1], backend_port)),
-    )
-    .await?;
+    let backends = Backends::start(&this, setup, &work).await?;
 
     let gateway_port = free_port();
-    let gateway = Proc::spawn(Command::new(protogate).args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{gateway_port}"),
-        "--upstream",
-        &format!("http://127.0.0.1:{backend_port}"),
-        "--workers",
-        &workers.to_string(),
-    ]))?;
+    let gateway = Proc::spawn(
+        Command::new(protogate)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{gateway_port}"),
+                "--workers",
+                &workers.to_string(),
+            ])
+            .args(backends.protogate_args()),
+    )?;
     wait_for(
         "protogate",
         SocketAddr::from(([127, 0, 0, 1], gateway_port)),
@@ -525,7 +735,7 @@ async fn run(
             let descriptor = work.join("bench.pb");
             std::fs::write(&descriptor, DESCRIPTOR_SET)?;
             let config = work.join("envoy.yaml");
-            std::fs::write(&config, envoy_config(envoy_port, backend_port, &descriptor))?;
+            std::fs::write(&config, envoy_config(envoy_port, &backends.envoy_cluster(), &descriptor))?;
             let proc = Proc::spawn(Command::new(binary).args([
                 "-c",
                 &config.display().to_string(),
@@ -546,8 +756,7 @@ async fn run(
     }
     let stand = Stand {
         this: &this,
-        backend_port,
-        backend: &backend,
+        backends: &backends,
         gateway_port,
         gateway: &gateway,
         envoy_port,
@@ -564,7 +773,8 @@ async fn run(
                 for (&target, runs) in targets.iter().zip(&mut runs) {
                     let figures = stand.measure(target, scenario, limits, connections).await?;
                     eprintln!(
-                        "{} {connections} conns {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
+                        "{}: {} {connections} conns {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
+                        setup.label(),
                         scenario.label(),
                         target.label(),
                         figures.rps(),
@@ -573,7 +783,8 @@ async fn run(
                     );
                     if let Some(failure) = figures.failure() {
                         failures.push(format!(
-                            "{} {connections} conns {}: {failure}",
+                            "{}: {} {connections} conns {}: {failure}",
+                            setup.label(),
                             scenario.label(),
                             target.label()
                         ));
@@ -586,14 +797,15 @@ async fn run(
             }
         }
     }
-    print_table(scenarios, workers, limits.rounds, &rows);
+    print_table(setup, scenarios, workers, limits.rounds, &rows);
     let _ = std::fs::remove_dir_all(&work);
     if failures.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "{} run(s) with {workers} worker(s) failed:\n  {}",
+            "{} run(s) with {workers} worker(s), {}, failed:\n  {}",
             failures.len(),
+            setup.label(),
             failures.join("\n  ")
         )
         .into())
@@ -603,8 +815,7 @@ async fn run(
 /// Where each target listens, and the processes whose CPU a run measures.
 struct Stand<'a> {
     this: &'a std::path::Path,
-    backend_port: u16,
-    backend: &'a Proc,
+    backends: &'a Backends,
     gateway_port: u16,
     gateway: &'a Proc,
     envoy_port: u16,
@@ -620,7 +831,7 @@ impl Stand<'_> {
         limits: &Limits,
         connections: usize,
     ) -> Result<Figures, Box<dyn std::error::Error>> {
-        let backend_before = cpu_seconds(&self.backend.pid());
+        let backend_before = self.backends.cpu_seconds();
         let mut figures = match target {
             Target::Direct => self.direct(scenario, limits, connections)?,
             Target::Envoy => {
@@ -632,7 +843,7 @@ impl Stand<'_> {
                 gateway_run(self.gateway_port, &pid, scenario, limits, connections).await
             }
         };
-        figures.backend_cpu_seconds = cpu_seconds(&self.backend.pid()) - backend_before;
+        figures.backend_cpu_seconds = self.backends.cpu_seconds() - backend_before;
         Ok(figures)
     }
 
@@ -644,10 +855,9 @@ impl Stand<'_> {
         connections: usize,
     ) -> Result<Figures, Box<dyn std::error::Error>> {
         let output = Command::new(self.this)
+            .arg("grpc-load")
+            .args(self.backends.direct_args())
             .args([
-                "grpc-load",
-                "--upstream",
-                &format!("http://127.0.0.1:{}", self.backend_port),
                 "--scenario",
                 &Scenario::ALL
                     .iter()
@@ -745,6 +955,7 @@ fn print_scenarios(scenarios: &[Scenario]) {
 }
 
 fn print_table(
+    setup: Setup,
     scenarios: &[Scenario],
     workers: usize,
     rounds: usize,
@@ -752,7 +963,11 @@ fn print_table(
 ) {
     println!();
     println!(
-        "### {workers} worker thread{} per gateway{}",
+        "### {}{workers} worker thread{} per gateway{}",
+        match setup {
+            Setup::Plain => String::new(),
+            other => format!("{}, ", other.label()),
+        },
         if workers == 1 { "" } else { "s" },
         if rounds > 1 {
             format!(" (each row: the median of {rounds} rounds by CPU per request)")
@@ -840,16 +1055,28 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     match cli.command {
-        Cmd::Backend { listen } => runtime.block_on(protogate_bench::serve_backend(listen))?,
+        Cmd::Backend {
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some((std::fs::read(cert)?, std::fs::read(key)?)),
+                _ => None,
+            };
+            runtime.block_on(protogate_bench::serve_backend(listen, tls))?
+        }
         Cmd::GrpcLoad {
             upstream,
+            ca,
             scenario,
             limits,
         } => {
+            let endpoints = grpc_endpoints(&upstream, ca.as_deref())?;
             let scenario = Scenario::ALL[scenario.min(Scenario::ALL.len() - 1)];
             let before = cpu_seconds("self");
             let connections = limits.connections.first().copied().unwrap_or(8);
-            let figures = runtime.block_on(grpc_load(upstream, scenario, &limits, connections));
+            let figures = runtime.block_on(grpc_load(endpoints, scenario, &limits, connections));
             let cpu = cpu_seconds("self") - before;
             println!(
                 "{}",
@@ -869,6 +1096,7 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             envoy,
             only,
             workers,
+            setups,
             limits,
         } => {
             let scenarios: Vec<Scenario> = Scenario::ALL
@@ -879,13 +1107,20 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             print_scenarios(&scenarios);
             for workers in workers {
-                runtime.block_on(run(
-                    &protogate,
-                    envoy.as_deref(),
-                    &scenarios,
-                    workers,
-                    &limits,
-                ))?;
+                for &setup in &setups {
+                    let scenarios = setup.scenarios(&scenarios);
+                    if scenarios.is_empty() {
+                        continue;
+                    }
+                    runtime.block_on(run(
+                        &protogate,
+                        envoy.as_deref(),
+                        setup,
+                        &scenarios,
+                        workers,
+                        &limits,
+                    ))?;
+                }
             }
         }
     }
@@ -929,6 +1164,57 @@ mod tests {
             .failure()
             .expect("no request fails a run");
         assert!(idle.contains("no request completed"), "{idle}");
+    }
+
+    #[test]
+    fn a_setup_maps_onto_every_target() {
+        let backends = |setup: Setup, ports: Vec<u16>, ca: Option<&str>| Backends {
+            setup,
+            ports,
+            procs: Vec::new(),
+            ca: ca.map(PathBuf::from),
+        };
+        let three = backends(Setup::Three, vec![1, 2, 3], None);
+        let urls = "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3";
+        assert_eq!(three.protogate_args(), ["--upstream", urls]);
+        assert_eq!(three.direct_args(), ["--upstream", urls]);
+        let cluster = three.envoy_cluster();
+        assert!(cluster.contains("lb_policy: LEAST_REQUEST"), "{cluster}");
+        assert_eq!(cluster.matches("- endpoint:").count(), 3, "{cluster}");
+        assert!(!cluster.contains("transport_socket"), "{cluster}");
+
+        let tls = backends(Setup::Tls, vec![7], Some("/w/ca.pem"));
+        assert_eq!(
+            tls.protogate_args(),
+            [
+                "--upstream",
+                "https://127.0.0.1:7",
+                "--upstream-ca",
+                "/w/ca.pem",
+                "--upstream-server-name",
+                "localhost"
+            ]
+        );
+        assert_eq!(
+            tls.direct_args(),
+            ["--upstream", "https://127.0.0.1:7", "--ca", "/w/ca.pem"]
+        );
+        let cluster = tls.envoy_cluster();
+        for part in [
+            "UpstreamTlsContext",
+            "sni: localhost",
+            "alpn_protocols: [h2]",
+            "trusted_ca: {filename: \"/w/ca.pem\"}",
+        ] {
+            assert!(cluster.contains(part), "{part} in {cluster}");
+        }
+        assert!(!cluster.contains("lb_policy"), "{cluster}");
+
+        assert_eq!(Setup::Plain.scenarios(&Scenario::ALL), Scenario::ALL);
+        assert_eq!(
+            Setup::Tls.scenarios(&Scenario::ALL),
+            [Scenario::Small, Scenario::Query]
+        );
     }
 
     #[test]

@@ -86,13 +86,32 @@ pub fn banner(binary: &Path, args: &[&str]) -> String {
 /// Serves `router`, a gRPC backend written as an axum router, as a tonic server on a free
 /// 127.0.0.1 port, until the test's runtime ends.
 pub async fn serve_grpc(router: axum::Router) -> std::net::SocketAddr {
+    serve_grpc_over(router, None).await
+}
+
+/// [`serve_grpc`] behind TLS with `tls`'s identity (and client CA, for mutual TLS).
+pub async fn serve_grpc_tls(
+    router: axum::Router,
+    tls: tonic::transport::ServerTlsConfig,
+) -> std::net::SocketAddr {
+    serve_grpc_over(router, Some(tls)).await
+}
+
+async fn serve_grpc_over(
+    router: axum::Router,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).expect("TLS settings");
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming(incoming),
     );
