@@ -141,6 +141,13 @@ fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The runtime's events (an endpoint ejected, a health check failing, a response too large)
+    // go to stderr; stdout keeps the banner and the printed documents.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .init();
     let result = match cli.command {
         None => default_serve_args()
             .map_err(server::Error::from)
