@@ -74,6 +74,9 @@ struct UpstreamArgs {
     /// TLS server name asked for and verified, instead of each URL's host.
     #[arg(long = "upstream-server-name", value_name = "NAME")]
     server_name: Option<String>,
+    /// The `:authority` of requests to upstreams, instead of each URL's host and port.
+    #[arg(long = "upstream-authority", value_name = "HOST[:PORT]")]
+    authority: Option<String>,
     /// Seconds connecting to an endpoint may take.
     #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
     connect_timeout: Option<f64>,
@@ -105,6 +108,7 @@ impl UpstreamArgs {
             ca_files: self.ca_files.clone(),
             client_identity: self.client_cert.clone().zip(self.client_key.clone()),
             server_name: self.server_name.clone(),
+            authority: self.authority.clone(),
             connect_timeout: self
                 .connect_timeout
                 .map(|s| seconds("--upstream-connect-timeout", s))

@@ -27,6 +27,8 @@ pub struct UpstreamSettings {
     pub client_identity: Option<(PathBuf, PathBuf)>,
     /// The TLS server name to ask for and verify, instead of each URL's host.
     pub server_name: Option<String>,
+    /// The `:authority` of requests, instead of each URL's.
+    pub authority: Option<String>,
     /// How long connecting may take.
     pub connect_timeout: Option<Duration>,
     /// The bulkhead: calls in flight per upstream, past which calls are shed.
@@ -63,6 +65,9 @@ impl UpstreamSettings {
                 tls = tls.server_name(name);
             }
             builder = builder.tls(tls);
+        }
+        if let Some(authority) = &self.authority {
+            builder = builder.authority(authority.clone());
         }
         if let Some(timeout) = self.connect_timeout {
             builder = builder.connect_timeout(timeout);

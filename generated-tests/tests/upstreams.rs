@@ -219,6 +219,38 @@ async fn unix_domain_sockets_reach_a_local_service() {
 }
 
 #[tokio::test]
+async fn the_authority_of_requests_can_be_set_apart_from_the_endpoints() {
+    let backend = tagged("authority").await;
+    let seen = |upstream: Upstream| async move {
+        let base = gateway_for(upstream).await;
+        let (status, body, _) = get(&client(), &format!("{base}/v1/metadata")).await;
+        assert_eq!(status, 200, "{body}");
+        body["received"]["x-seen-authority"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let url = format!("http://{}", backend.address);
+    let plain = seen(Upstream::lazy(&url).unwrap()).await;
+    let overridden = seen(
+        Upstream::builder("routed")
+            .endpoint(&url)
+            .authority("orders.mesh.internal")
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(plain, Some(backend.address.to_string()));
+    assert_eq!(overridden.as_deref(), Some("orders.mesh.internal"));
+    assert!(
+        Upstream::builder("bad")
+            .endpoint(&url)
+            .authority("no spaces allowed")
+            .build()
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn a_tonic_channel_can_stand_in_for_the_built_in_upstream() {
     let backend = tagged("channel").await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", backend.address))

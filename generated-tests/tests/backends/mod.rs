@@ -58,7 +58,18 @@ pub async fn serve_tagged<I, IO, IE>(
     if let Some(tls) = tls {
         server = server.tls_config(tls).expect("TLS settings");
     }
+    // The request's authority, copied into a header the backend's metadata reply shows.
+    let show_authority = tower::util::MapRequestLayer::new(
+        |mut request: http::Request<tonic::body::Body>| {
+            let authority = request.uri().authority().map(|a| a.as_str().to_owned());
+            if let Some(value) = authority.and_then(|a| http::HeaderValue::from_str(&a).ok()) {
+                request.headers_mut().insert("x-seen-authority", value);
+            }
+            request
+        },
+    );
     let _ = server
+        .layer(show_authority)
         .layer(tag_layer(tag))
         .add_service(BindingServiceServer::new(Backend))
         .serve_with_incoming_shutdown(incoming, shutdown)

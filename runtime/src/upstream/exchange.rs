@@ -16,7 +16,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, RecvStream, SendStream};
 use http::HeaderValue;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http_body::{Body, Frame};
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
@@ -40,36 +40,42 @@ impl Source {
     pub(crate) fn of(body: tonic::body::Body) -> Source {
         let mut body = body;
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut read: Vec<Bytes> = Vec::new();
+        // Most bodies are one piece, kept without a list.
+        let mut first: Option<Bytes> = None;
+        let mut more: Vec<Bytes> = Vec::new();
         loop {
-            match Pin::new(&mut body).poll_frame(&mut cx) {
+            let polled = Pin::new(&mut body).poll_frame(&mut cx);
+            match polled {
                 Poll::Ready(None) => {
-                    return Source::Whole(Some(match read.len() {
-                        0 => Bytes::new(),
-                        1 => read.swap_remove(0),
-                        _ => read.concat().into(),
+                    return Source::Whole(Some(match first {
+                        None => Bytes::new(),
+                        Some(first) if more.is_empty() => first,
+                        Some(first) => {
+                            more.insert(0, first);
+                            more.concat().into()
+                        }
                     }));
                 }
-                Poll::Ready(Some(Ok(frame))) if frame.is_data() && read.len() < 8 => {
+                Poll::Ready(Some(Ok(frame))) if frame.is_data() && more.len() < 8 => {
                     if let Ok(data) = frame.into_data() {
-                        read.push(data);
+                        match first {
+                            None => first = Some(data),
+                            Some(_) => more.push(data),
+                        }
                     }
                 }
                 // Still streaming (or a trailer, an error, or many pieces): sent as it comes,
                 // starting with what was read already.
-                Poll::Ready(Some(next)) => {
-                    let read = read.into_iter().map(|data| Ok(Frame::data(data)));
-                    return Source::Streaming(tonic::body::Body::new(Resumed {
-                        read: read.chain(std::iter::once(next)).collect(),
-                        rest: body,
-                    }));
-                }
-                Poll::Pending => {
-                    let read = read.into_iter().map(|data| Ok(Frame::data(data)));
-                    return Source::Streaming(tonic::body::Body::new(Resumed {
-                        read: read.collect(),
-                        rest: body,
-                    }));
+                next => {
+                    let mut read: std::collections::VecDeque<_> = first
+                        .into_iter()
+                        .chain(more)
+                        .map(|data| Ok(Frame::data(data)))
+                        .collect();
+                    if let Poll::Ready(Some(frame)) = next {
+                        read.push_back(frame);
+                    }
+                    return Source::Streaming(tonic::body::Body::new(Resumed { read, rest: body }));
                 }
             }
         }
@@ -124,16 +130,17 @@ pub(crate) struct Exchange {
 }
 
 /// Sends a request to `peer` on `sender` and waits for the head of its response. The head's URI
-/// gives the path; the peer's scheme and authority complete it.
+/// gives the path; the peer's scheme and `authority` complete it.
 pub(crate) async fn send(
     mut sender: SendRequest<Bytes>,
     peer: &Peer,
+    authority: &Authority,
     mut head: http::request::Parts,
     body: Source,
 ) -> Result<Exchange, Failed> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(if peer.tls { Scheme::HTTPS } else { Scheme::HTTP });
-    uri.authority = Some(peer.authority.clone());
+    uri.authority = Some(authority.clone());
     uri.path_and_query = Some(
         head.uri
             .path_and_query()

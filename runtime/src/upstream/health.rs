@@ -105,6 +105,7 @@ async fn probe(connection: &Arc<Connection>, state: &PeerState, body: Bytes) -> 
     let Ok(exchange) = exchange::send(
         sender,
         &state.peer,
+        &state.peer.authority,
         request.into_parts().0,
         Source::Whole(Some(body)),
     )

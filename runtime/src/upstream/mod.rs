@@ -111,6 +111,8 @@ pub struct Upstream {
 /// What every worker's copy of an upstream shares.
 struct Shared {
     name: Arc<str>,
+    /// The `:authority` of every request, instead of each endpoint's URL's.
+    authority: Option<http::uri::Authority>,
     directory: Arc<Directory>,
     dial: Arc<Dial>,
     balance: Balance,
@@ -294,7 +296,10 @@ impl Upstream {
                     return Err(self.named(&status));
                 }
             };
-            let replay = body.replay().filter(|_| retry_left);
+            // A copy to send again only where another endpoint could take it.
+            let replay = body
+                .replay()
+                .filter(|_| retry_left && self.has_another(std::slice::from_ref(&endpoint)));
             let Some(this_head) = (match &replay {
                 Some(_) => head.as_ref().map(copy_head),
                 None => head.take(),
@@ -302,7 +307,8 @@ impl Upstream {
                 return Err(Status::internal("the request head was sent already"));
             };
             let peer = &endpoint.state.peer;
-            match exchange::send(sender, peer, this_head, body).await {
+            let authority = shared.authority.as_ref().unwrap_or(&peer.authority);
+            match exchange::send(sender, peer, authority, this_head, body).await {
                 Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit)),
                 Err(failed) => {
                     if failed.broken {
@@ -381,6 +387,7 @@ fn copy_head(head: &http::request::Parts) -> http::request::Parts {
 pub struct UpstreamBuilder {
     name: String,
     urls: Vec<String>,
+    authority: Option<String>,
     tls: Option<UpstreamTls>,
     connect_timeout: Duration,
     keepalive: Option<Keepalive>,
@@ -410,6 +417,7 @@ impl UpstreamBuilder {
         UpstreamBuilder {
             name,
             urls: Vec::new(),
+            authority: None,
             tls: None,
             connect_timeout: Upstream::DEFAULT_CONNECT_TIMEOUT,
             keepalive: Some(Keepalive::default()),
@@ -435,6 +443,14 @@ impl UpstreamBuilder {
     /// Adds several endpoints; see [`UpstreamBuilder::endpoint`].
     pub fn endpoints<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
         self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// The `:authority` (host) of every request, instead of each endpoint's URL's: for
+    /// upstreams that route on it, such as a service mesh's ingress. The TLS server name is
+    /// set apart, with [`UpstreamTls::server_name`].
+    pub fn authority(mut self, authority: impl Into<String>) -> Self {
+        self.authority = Some(authority.into());
         self
     }
 
@@ -530,6 +546,16 @@ impl UpstreamBuilder {
                 name: name.clone(),
                 source,
             })?;
+        let authority = self
+            .authority
+            .map(|text| {
+                text.parse::<http::uri::Authority>()
+                    .map_err(|_| UpstreamError::BadAuthority {
+                        name: name.clone(),
+                        authority: text,
+                    })
+            })
+            .transpose()?;
         let tls = match (sources.iter().any(Address::tls), self.tls) {
             (true, tls) => Some(tls.unwrap_or_default().load().map_err(|source| {
                 UpstreamError::Tls {
@@ -553,6 +579,7 @@ impl UpstreamBuilder {
         ));
         let shared = Arc::new(Shared {
             name: name.into(),
+            authority,
             directory,
             balance: self.balance,
             gate: self.bulkhead.map(Gate::new),
@@ -594,6 +621,14 @@ pub enum UpstreamError {
         name: String,
         /// What failed.
         source: UpstreamTlsError,
+    },
+    /// An authority override that is not `host[:port]`.
+    #[error("upstream `{name}`: `{authority}` is not a valid authority (host[:port])")]
+    BadAuthority {
+        /// The upstream.
+        name: String,
+        /// The authority given.
+        authority: String,
     },
     /// TLS settings for an upstream none of whose endpoints is `https://`.
     #[error("upstream `{name}` has TLS settings but no https:// endpoint")]
