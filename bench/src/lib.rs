@@ -283,7 +283,9 @@ pub fn make_pki() -> Result<Pki, rcgen::Error> {
     server
         .subject_alt_names
         .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    server.distinguished_name.push(DnType::CommonName, "localhost");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = server.signed_by(&key, &Issuer::new(ca, ca_key))?;

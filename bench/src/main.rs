@@ -205,9 +205,8 @@ impl Backends {
 
     /// Envoy's cluster `backend`, in YAML at the indentation of `clusters:` items.
     fn envoy_cluster(&self) -> String {
-        let mut cluster = String::from(
-            "  - name: backend\n    type: STATIC\n    connect_timeout: 1s\n",
-        );
+        let mut cluster =
+            String::from("  - name: backend\n    type: STATIC\n    connect_timeout: 1s\n");
         if self.ports.len() > 1 {
             cluster.push_str("    lb_policy: LEAST_REQUEST\n");
         }
@@ -735,7 +734,10 @@ async fn run(
             let descriptor = work.join("bench.pb");
             std::fs::write(&descriptor, DESCRIPTOR_SET)?;
             let config = work.join("envoy.yaml");
-            std::fs::write(&config, envoy_config(envoy_port, &backends.envoy_cluster(), &descriptor))?;
+            std::fs::write(
+                &config,
+                envoy_config(envoy_port, &backends.envoy_cluster(), &descriptor),
+            )?;
             let proc = Proc::spawn(Command::new(binary).args([
                 "-c",
                 &config.display().to_string(),
