@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use protogate_gateway::config::{self, Config};
 use protogate_gateway::{docs, server, upstream};
 
 #[cfg(protogate_demo)]
@@ -32,13 +33,32 @@ enum Command {
         #[arg(long)]
         yaml: bool,
     },
+    /// Check a config file, or print the effective config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check FILE against this build, as `serve --config FILE` would, without serving.
+    Check {
+        /// The config file (TOML; YAML or JSON by extension).
+        file: PathBuf,
+    },
+    /// Print the effective config: the file, the environment's PROTOGATE_… variables and the
+    /// flags merged, each upstream with the defaults applied.
+    Show(Box<ServeArgs>),
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// The config file (TOML; YAML or JSON by extension). Environment variables
+    /// `PROTOGATE_SECTION__KEY` override its keys, and flags override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (127.0.0.1:8080 by default).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// gRPC upstream: `URL[,URL…]` for every service, or `package.Service=URL[,URL…]` for one
     /// (repeatable). URLs are `http://host:port`, `https://host:port` or `unix:///path`; a host
     /// name stands for all its addresses, resolved again every 30 s; calls go to the less
@@ -53,9 +73,49 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     workers: Option<NonZeroUsize>,
     /// Seconds an HTTP/1 client may take to send a request's headers, and a kept-alive
-    /// connection may stay idle, before the connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = server::Options::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
-    header_read_timeout: f64,
+    /// connection may stay idle, before the connection is closed (30 by default).
+    #[arg(long, value_name = "SECONDS")]
+    header_read_timeout: Option<f64>,
+}
+
+impl ServeArgs {
+    /// The config: the file (if any) with the environment's overrides, then the flags over it.
+    fn config(&self) -> Result<(Config, Option<upstream::Document>), String> {
+        let (mut config, document) = match &self.config {
+            Some(path) => {
+                let (config, text) =
+                    config::load(path, std::env::vars()).map_err(|e| e.to_string())?;
+                let document = upstream::Document {
+                    origin: path.display().to_string(),
+                    text,
+                    format: config::Format::of(path),
+                };
+                (config, Some(document))
+            }
+            None => (Config::default(), None),
+        };
+        if let Some(listen) = self.listen {
+            config.server.listen = Some(listen);
+        }
+        if let Some(workers) = self.workers {
+            config.server.workers = Some(workers);
+        }
+        if let Some(seconds) = self.header_read_timeout {
+            config.server.header_read_timeout =
+                Some(config::Span(seconds_of("--header-read-timeout", seconds)?));
+        }
+        upstream::apply_upstream_flags(&mut config, &self.upstreams)?;
+        self.upstream_settings
+            .apply(&mut config.defaults.upstream_settings)?;
+        Ok((config, document))
+    }
+
+    /// The config, checked against this build, and the plan it makes.
+    fn plan(&self) -> Result<(Config, upstream::Plan), String> {
+        let (config, document) = self.config()?;
+        let plan = upstream::Plan::new(&config, document.as_ref()).map_err(|e| e.to_string())?;
+        Ok((config, plan))
+    }
 }
 
 /// Settings of every upstream.
@@ -103,40 +163,68 @@ struct UpstreamArgs {
 }
 
 impl UpstreamArgs {
-    fn settings(&self) -> Result<upstream::UpstreamSettings, String> {
-        Ok(upstream::UpstreamSettings {
-            ca_files: self.ca_files.clone(),
-            client_identity: self.client_cert.clone().zip(self.client_key.clone()),
-            server_name: self.server_name.clone(),
-            authority: self.authority.clone(),
-            connect_timeout: self
-                .connect_timeout
-                .map(|s| seconds("--upstream-connect-timeout", s))
-                .transpose()?,
-            max_in_flight: self.max_in_flight.map(NonZeroUsize::get),
-            deadlines: protogate::Deadlines {
-                default: self
-                    .timeout
-                    .map(|s| seconds("--upstream-timeout", s))
-                    .transpose()?,
-                max: self
-                    .max_timeout
-                    .map(|s| seconds("--upstream-max-timeout", s))
-                    .transpose()?,
-            },
-            max_response_bytes: self.max_response_bytes,
-            health_check: self.health_check.clone(),
-            balance: if self.round_robin {
-                protogate::Balance::RoundRobin
-            } else {
-                protogate::Balance::LeastRequests
-            },
-        })
+    /// The flags given, over the config's upstream defaults.
+    fn apply(&self, defaults: &mut config::UpstreamSettings) -> Result<(), String> {
+        let span = |flag: &str, seconds: Option<f64>| {
+            seconds
+                .map(|s| seconds_of(flag, s).map(config::Span))
+                .transpose()
+        };
+        let tls_given = !self.ca_files.is_empty()
+            || self.client_cert.is_some()
+            || self.server_name.is_some();
+        if tls_given {
+            let tls = defaults.tls.get_or_insert_with(Default::default);
+            if !self.ca_files.is_empty() {
+                tls.ca = self.ca_files.clone();
+            }
+            if self.client_cert.is_some() {
+                tls.cert = self.client_cert.clone();
+                tls.key = self.client_key.clone();
+            }
+            if self.server_name.is_some() {
+                tls.server_name = self.server_name.clone();
+            }
+        }
+        let set = |value: Option<config::Span>, slot: &mut Option<config::Span>| {
+            if value.is_some() {
+                *slot = value;
+            }
+        };
+        set(
+            span("--upstream-connect-timeout", self.connect_timeout)?,
+            &mut defaults.connect_timeout,
+        );
+        set(span("--upstream-timeout", self.timeout)?, &mut defaults.timeout);
+        set(
+            span("--upstream-max-timeout", self.max_timeout)?,
+            &mut defaults.max_timeout,
+        );
+        if self.authority.is_some() {
+            defaults.authority = self.authority.clone();
+        }
+        if self.max_in_flight.is_some() {
+            defaults.max_in_flight = self.max_in_flight;
+        }
+        if self.max_response_bytes.is_some() {
+            defaults.max_response_bytes = self.max_response_bytes;
+        }
+        if let Some(service) = &self.health_check {
+            defaults.health_check = Some(config::HealthCheckSection {
+                service: service.clone(),
+                interval: None,
+                timeout: None,
+            });
+        }
+        if self.round_robin {
+            defaults.balance = Some(config::BalanceName::RoundRobin);
+        }
+        Ok(())
     }
 }
 
 /// A flag's positive number of seconds as a duration.
-fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
+fn seconds_of(flag: &str, value: f64) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(value)
         .ok()
         .filter(|duration| !duration.is_zero())
@@ -162,6 +250,8 @@ fn main() -> std::process::ExitCode {
             let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
             Ok(())
         }
+        Some(Command::Config(ConfigCommand::Check { file })) => check(file),
+        Some(Command::Config(ConfigCommand::Show(args))) => show(&args),
         Some(Command::Openapi { yaml }) => {
             let document = if yaml {
                 docs::openapi_yaml()
@@ -189,17 +279,54 @@ fn default_serve_args() -> Result<ServeArgs, clap::Error> {
     ServeArgs::from_arg_matches(&matches)
 }
 
+/// `config check FILE`.
+fn check(file: PathBuf) -> Result<(), server::Error> {
+    let args = ServeArgs::for_file(file)?;
+    args.plan()?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}: valid",
+        args.config.unwrap_or_default().display()
+    );
+    Ok(())
+}
+
+/// `config show`.
+fn show(args: &ServeArgs) -> Result<(), server::Error> {
+    let (config, _) = args.plan()?;
+    let _ = std::io::stdout().write_all(config::effective(&config).as_bytes());
+    Ok(())
+}
+
+impl ServeArgs {
+    /// `serve --config FILE` with no other flag.
+    fn for_file(file: PathBuf) -> Result<ServeArgs, clap::Error> {
+        let mut args = default_serve_args()?;
+        args.config = Some(file);
+        Ok(args)
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
-    let plan = upstream::Plan::parse(&args.upstreams, &args.upstream_settings.settings()?)?;
+    let (config, plan) = args.plan()?;
     #[cfg(protogate_demo)]
     let plan = demo::serve_in_process(plan)?;
-    let listener = std::net::TcpListener::bind(args.listen)?;
+    let listener = std::net::TcpListener::bind(
+        config
+            .server
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    )?;
     let address = listener.local_addr()?;
     let options = server::Options {
-        workers: args
+        workers: config
+            .server
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
-        header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
+        header_read_timeout: config
+            .server
+            .header_read_timeout
+            .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");

@@ -1,160 +1,175 @@
-//! Which upstream serves which service: `--upstream URL[,URL…]` for all, `--upstream
-//! Svc=URL[,URL…]` for one, an in-process implementation (the binary's demo, when it is built in)
-//! for a service with neither, and UNAVAILABLE for a service with none of these. Every upstream
-//! takes its TLS, limits and deadlines from the `--upstream-…` flags ([`UpstreamSettings`]).
+//! Which upstream serves which service, from the config (the file, the environment and the
+//! flags, merged by the command line): every `[upstreams.NAME]` built once with its settings over
+//! `[defaults.upstream_settings]`; every service forwarded to its upstream (or the default one)
+//! under its deadlines; an in-process implementation (the binary's demo, when it is built in) for
+//! a service with neither; and UNAVAILABLE for a service with none of these.
+//!
+//! This is the one place where the config meets the runtime's builders.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use protogate::{
-    Balance, Bulkhead, Deadlines, Gateway, HealthCheck, ServiceInfo, Upstream, UpstreamTls,
+    Balance, Bulkhead, Deadlines, Ejection, Gateway, HealthCheck, JsonOptions, Keepalive,
+    RetryBudget, ServiceInfo, Upstream, UpstreamTls,
 };
 
+use crate::config::{self, Config, ConfigError, KeepaliveSection};
 use crate::pb;
 
 /// Makes the routes of a service implemented in this process; called once per gateway built.
 pub type InProcess = Arc<dyn Fn() -> protogate::Service + Send + Sync>;
 
-/// What every upstream of the stock gateway is built with, from the `--upstream-…` flags.
-#[derive(Clone, Debug, Default)]
-pub struct UpstreamSettings {
-    /// CA files that `https://` upstreams are verified against (the system's roots if none).
-    pub ca_files: Vec<PathBuf>,
-    /// Client certificate and key for mutual TLS.
-    pub client_identity: Option<(PathBuf, PathBuf)>,
-    /// The TLS server name to ask for and verify, instead of each URL's host.
-    pub server_name: Option<String>,
-    /// The `:authority` of requests, instead of each URL's.
-    pub authority: Option<String>,
-    /// How long connecting may take.
-    pub connect_timeout: Option<Duration>,
-    /// The bulkhead: calls in flight per upstream, past which calls are shed.
-    pub max_in_flight: Option<usize>,
-    /// Deadlines of calls whose client sends no `Grpc-Timeout`, and the most a client may ask.
-    pub deadlines: Deadlines,
-    /// The largest response message accepted.
-    pub max_response_bytes: Option<usize>,
-    /// The service name to health-check each endpoint for (`""`: the whole server).
-    pub health_check: Option<String>,
-    /// How calls spread over each upstream's endpoints.
-    pub balance: Balance,
+/// Where a config came from, so that its mistakes can be placed.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// The file's name, as errors say it.
+    pub origin: String,
+    /// Its text.
+    pub text: String,
+    /// Its form.
+    pub format: config::Format,
 }
 
-impl UpstreamSettings {
-    /// The upstream named `name` with `urls` as its endpoints.
-    fn build(&self, name: &str, urls: &[String]) -> Result<Upstream, String> {
-        let mut builder = Upstream::builder(name)
-            .endpoints(urls.iter().cloned())
-            .balance(self.balance)
-            .deadlines(self.deadlines);
-        let wants_tls = !self.ca_files.is_empty()
-            || self.client_identity.is_some()
-            || self.server_name.is_some();
-        if wants_tls && urls.iter().any(|url| url.starts_with("https://")) {
-            let mut tls = UpstreamTls::new();
-            for ca in &self.ca_files {
-                tls = tls.ca_file(ca);
+impl Document {
+    /// A mistake at `key`, placed in this document when it is one.
+    fn error(document: Option<&Document>, key: &str, message: String) -> ConfigError {
+        match document {
+            Some(document) => {
+                ConfigError::at(&document.origin, &document.text, document.format, key, message)
             }
-            if let Some((certificate, key)) = &self.client_identity {
-                tls = tls.client_identity(certificate, key);
-            }
-            if let Some(name) = &self.server_name {
-                tls = tls.server_name(name);
-            }
-            builder = builder.tls(tls);
+            None => ConfigError {
+                origin: "the command line".to_owned(),
+                key: key.to_owned(),
+                position: None,
+                message,
+            },
         }
-        if let Some(authority) = &self.authority {
-            builder = builder.authority(authority.clone());
-        }
-        if let Some(timeout) = self.connect_timeout {
-            builder = builder.connect_timeout(timeout);
-        }
-        if let Some(limit) = self.max_in_flight {
-            builder = builder.bulkhead(Bulkhead::new(limit));
-        }
-        if let Some(limit) = self.max_response_bytes {
-            builder = builder.max_response_bytes(limit);
-        }
-        if let Some(service) = &self.health_check {
-            builder = builder.health_check(HealthCheck::new(service.clone()));
-        }
-        builder.build().map_err(|e| format!("--upstream {name}: {e}"))
     }
 }
 
-/// An upstream as the flags give it: its endpoints as written, and the upstream built from them.
-struct Given {
-    urls: String,
-    upstream: Upstream,
+/// A service's upstream and deadlines, as the config gives them.
+#[derive(Debug, Default)]
+struct ServicePlan {
+    upstream: Option<String>,
+    deadlines: Deadlines,
+    methods: Vec<(String, Deadlines)>,
 }
 
-/// The parsed `--upstream` flags, and the services this process can serve itself.
+/// The services of this build, where each is served from, and the gateway's options.
 pub struct Plan {
-    default: Option<Given>,
-    per_service: BTreeMap<String, Given>,
+    upstreams: BTreeMap<String, Built>,
+    default: Option<String>,
+    services: BTreeMap<String, ServicePlan>,
+    gateway: config::GatewaySection,
     in_process: BTreeMap<&'static str, InProcess>,
 }
 
+/// An upstream built from the config, with its endpoints as written.
+struct Built {
+    upstream: Upstream,
+    endpoints: Vec<String>,
+}
+
 impl Plan {
-    /// Parses `URL[,URL…]` and `package.Service=URL[,URL…]` flags into upstreams built with
-    /// `settings`; a service name must be one this binary serves. The same endpoints given twice
-    /// are one upstream, its connections shared by the services behind it.
-    pub fn parse(flags: &[String], settings: &UpstreamSettings) -> Result<Plan, String> {
-        let mut plan = Plan {
-            default: None,
-            per_service: BTreeMap::new(),
-            in_process: BTreeMap::new(),
-        };
-        let mut built: BTreeMap<String, Upstream> = BTreeMap::new();
-        let mut given = |urls: &str| -> Result<Given, String> {
-            let urls = urls
-                .split(',')
-                .map(|url| normalize(url.trim()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let key = urls.join(",");
-            let upstream = match built.get(&key) {
-                Some(upstream) => upstream.clone(),
-                None => {
-                    let upstream = settings.build(&key, &urls)?;
-                    built.insert(key.clone(), upstream.clone());
-                    upstream
-                }
-            };
-            Ok(Given {
-                urls: key,
-                upstream,
-            })
-        };
-        for flag in flags {
-            match flag.split_once('=') {
-                Some((service, urls)) if !service.contains(':') => {
-                    if !pb::SERVICES.iter().any(|s| s.name == service) {
-                        return Err(format!(
-                            "--upstream {flag}: no service `{service}` in this build (see `protogate routes`)"
-                        ));
-                    }
-                    plan.per_service.insert(service.to_owned(), given(urls)?);
-                }
-                _ => {
-                    let upstream = given(flag)?;
-                    if let Some(previous) = plan.default.replace(upstream) {
-                        return Err(format!(
-                            "--upstream given twice without a service name: {} and {flag}",
-                            previous.urls
-                        ));
-                    }
-                }
-            }
+    /// Checks `config` against this build and builds its upstreams. Every mistake names its key
+    /// (and, in a file, its line and column): a service or method this build does not serve, an
+    /// upstream no one refers to or that is not defined, a bad address, an unusable TLS file.
+    pub fn new(config: &Config, document: Option<&Document>) -> Result<Plan, ConfigError> {
+        let error = |key: &str, message: String| Document::error(document, key, message);
+        if !config.defaults.upstream_settings.endpoints.is_empty() {
+            return Err(error(
+                "defaults.upstream_settings.endpoints",
+                "defaults have no endpoints: give them in an [upstreams.NAME] section".to_owned(),
+            ));
         }
-        Ok(plan)
+        let defined = |name: &str, key: &str| -> Result<(), ConfigError> {
+            if config.upstreams.contains_key(name) {
+                Ok(())
+            } else {
+                Err(error(key, format!("no upstream `{name}` is defined")))
+            }
+        };
+        if let Some(name) = &config.defaults.upstream {
+            defined(name, "defaults.upstream")?;
+        }
+        let mut services = BTreeMap::new();
+        for (name, section) in &config.services {
+            let key = format!("services.{name}");
+            let Some(info) = pb::SERVICES.iter().find(|s| s.name == name) else {
+                return Err(error(
+                    &key,
+                    format!("no service `{name}` in this build (see `protogate routes`)"),
+                ));
+            };
+            if let Some(upstream) = &section.upstream {
+                defined(upstream, &format!("{key}.upstream"))?;
+            }
+            let mut methods = Vec::new();
+            for (method, rules) in &section.methods {
+                let bound = info
+                    .routes
+                    .iter()
+                    .any(|route| route.rpc.rsplit('.').next() == Some(method.as_str()));
+                if !bound {
+                    return Err(error(
+                        &format!("{key}.methods.{method}"),
+                        format!(
+                            "`{name}` has no method `{method}` with an HTTP binding in this build (routes are compiled in: a config cannot add one)"
+                        ),
+                    ));
+                }
+                methods.push((method.clone(), deadlines(rules.timeout, rules.max_timeout)));
+            }
+            services.insert(
+                name.clone(),
+                ServicePlan {
+                    upstream: section.upstream.clone(),
+                    deadlines: deadlines(section.timeout, section.max_timeout),
+                    methods,
+                },
+            );
+        }
+        let mut upstreams = BTreeMap::new();
+        for (name, section) in &config.upstreams {
+            let key = format!("upstreams.{name}");
+            let referred = config.defaults.upstream.as_deref() == Some(name.as_str())
+                || config
+                    .services
+                    .values()
+                    .any(|service| service.upstream.as_deref() == Some(name.as_str()));
+            if !referred {
+                return Err(error(
+                    &key,
+                    format!(
+                        "no service refers to upstream `{name}`: name it in [defaults] upstream or a service's upstream"
+                    ),
+                ));
+            }
+            let settings = section.over(&config.defaults.upstream_settings);
+            let upstream = build(name, &settings).map_err(|(part, message)| {
+                error(&format!("{key}.{part}"), message)
+            })?;
+            upstreams.insert(
+                name.clone(),
+                Built {
+                    upstream,
+                    endpoints: settings.endpoints,
+                },
+            );
+        }
+        Ok(Plan {
+            upstreams,
+            default: config.defaults.upstream.clone(),
+            services,
+            gateway: config.gateway.clone(),
+            in_process: BTreeMap::new(),
+        })
     }
 
     /// Serves `service` with `routes` in this process when no upstream is given for it (neither
-    /// `--upstream URL` nor `--upstream service=URL`). The service must be one this binary
-    /// serves.
+    /// its own nor a default one). The service must be one this binary serves.
     pub fn serve_in_process(
         &mut self,
         service: &'static str,
@@ -171,10 +186,13 @@ impl Plan {
 
     /// Where `service` is served from, if anywhere.
     fn target(&self, service: &ServiceInfo) -> Target<'_> {
-        if let Some(given) = self.per_service.get(service.name) {
-            Target::Remote(given)
-        } else if let Some(given) = &self.default {
-            Target::Remote(given)
+        let named = self
+            .services
+            .get(service.name)
+            .and_then(|plan| plan.upstream.as_ref())
+            .or(self.default.as_ref());
+        if let Some((name, built)) = named.and_then(|name| self.upstreams.get_key_value(name)) {
+            Target::Remote(name, built)
         } else if let Some(routes) = self.in_process.get(service.name) {
             Target::InProcess(routes)
         } else {
@@ -188,15 +206,22 @@ impl Plan {
     /// connections run.
     pub fn gateway(&self) -> Result<Gateway, Box<dyn std::error::Error + Send + Sync>> {
         let mut upstreams: BTreeMap<&str, Upstream> = BTreeMap::new();
-        let mut gateway = Gateway::new();
+        let mut gateway = self.options(Gateway::new());
         for info in pb::SERVICES {
             let service = match self.target(info) {
-                Target::Remote(given) => {
+                Target::Remote(name, built) => {
                     let upstream = upstreams
-                        .entry(&given.urls)
-                        .or_insert_with(|| given.upstream.for_worker())
+                        .entry(name)
+                        .or_insert_with(|| built.upstream.for_worker())
                         .clone();
-                    (info.remote)(upstream)
+                    let mut service = (info.remote)(upstream);
+                    if let Some(plan) = self.services.get(info.name) {
+                        service = service.deadlines(plan.deadlines);
+                        for (method, rules) in &plan.methods {
+                            service = service.method_deadlines(method, *rules)?;
+                        }
+                    }
+                    service
                 }
                 Target::InProcess(routes) => routes(),
                 Target::Missing => protogate::Service::unavailable(
@@ -213,12 +238,48 @@ impl Plan {
         Ok(gateway)
     }
 
+    /// The `[gateway]` options on `gateway`.
+    fn options(&self, mut gateway: Gateway) -> Gateway {
+        let options = &self.gateway;
+        let defaults = JsonOptions::default();
+        gateway = gateway.json_output(JsonOptions {
+            emit_defaults: options.emit_defaults.unwrap_or(defaults.emit_defaults),
+            proto_names: options.proto_names.unwrap_or(defaults.proto_names),
+            enums_as_ints: options.enums_as_ints.unwrap_or(defaults.enums_as_ints),
+            ..defaults
+        });
+        if let Some(ignore) = options.ignore_unknown_fields {
+            gateway = gateway.ignore_unknown_fields(ignore);
+        }
+        if let Some(reject) = options.reject_unknown_query_parameters {
+            gateway = gateway.reject_unknown_query_parameters(reject);
+        }
+        if let Some(limit) = options.max_body_bytes {
+            gateway = gateway.max_body_bytes(limit);
+        }
+        if let Some(limit) = options.max_message_bytes {
+            gateway = gateway.max_message_bytes(limit);
+        }
+        if let Some(limit) = options.stream_idle_timeout {
+            gateway = gateway.stream_idle_timeout(Some(limit.0));
+        }
+        if let Some(limit) = options.stream_max_duration {
+            gateway = gateway.stream_max_duration(Some(limit.0));
+        }
+        gateway
+    }
+
     /// One line per service saying where it is served from.
     pub fn describe(&self) -> Vec<String> {
         pb::SERVICES
             .iter()
             .map(|info| match self.target(info) {
-                Target::Remote(given) => format!("{} -> {}", info.name, given.urls),
+                Target::Remote(name, built) if built.endpoints.join(",") == *name => {
+                    format!("{} -> {name}", info.name)
+                }
+                Target::Remote(name, built) => {
+                    format!("{} -> {name} ({})", info.name, built.endpoints.join(", "))
+                }
                 Target::InProcess(_) => format!("{} -> in-process", info.name),
                 Target::Missing => format!("{} -> no upstream (503)", info.name),
             })
@@ -226,8 +287,147 @@ impl Plan {
     }
 }
 
+fn deadlines(timeout: Option<config::Span>, max: Option<config::Span>) -> Deadlines {
+    Deadlines {
+        default: timeout.map(|span| span.0),
+        max: max.map(|span| span.0),
+    }
+}
+
+/// The upstream `name` with `settings` (defaults merged in); a mistake names the part of the
+/// section it is in.
+fn build(
+    name: &str,
+    settings: &config::UpstreamSettings,
+) -> Result<Upstream, (&'static str, String)> {
+    if settings.endpoints.is_empty() {
+        return Err(("endpoints", format!("upstream `{name}` has no endpoint")));
+    }
+    let mut builder = Upstream::builder(name)
+        .endpoints(settings.endpoints.iter().cloned())
+        .deadlines(deadlines(settings.timeout, settings.max_timeout));
+    let any_https = settings.endpoints.iter().any(|url| url.starts_with("https://"));
+    if let Some(tls) = settings.tls.as_ref().filter(|_| any_https) {
+        let mut options = UpstreamTls::new();
+        for ca in &tls.ca {
+            options = options.ca_file(ca);
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(certificate), Some(key)) => options = options.client_identity(certificate, key),
+            (None, None) => {}
+            _ => return Err(("tls", "cert and key go together".to_owned())),
+        }
+        if let Some(server_name) = &tls.server_name {
+            options = options.server_name(server_name);
+        }
+        builder = builder.tls(options);
+    }
+    if let Some(authority) = &settings.authority {
+        builder = builder.authority(authority.clone());
+    }
+    if let Some(timeout) = settings.connect_timeout {
+        builder = builder.connect_timeout(timeout.0);
+    }
+    if let Some(balance) = settings.balance {
+        builder = builder.balance(match balance {
+            config::BalanceName::LeastRequests => Balance::LeastRequests,
+            config::BalanceName::RoundRobin => Balance::RoundRobin,
+        });
+    }
+    if let Some(every) = settings.resolve_every {
+        builder = builder.resolve_every(every.0);
+    }
+    if let Some(keepalive) = &settings.keepalive {
+        builder = builder.keepalive(match keepalive {
+            KeepaliveSection::Off(false) => None,
+            KeepaliveSection::Off(true) => Some(Keepalive::default()),
+            KeepaliveSection::Every { interval, timeout } => Some(Keepalive {
+                interval: interval.0,
+                timeout: timeout.0,
+            }),
+        });
+    }
+    if let Some(ejection) = &settings.ejection {
+        builder = builder.ejection(Ejection {
+            consecutive_failures: ejection.consecutive_failures,
+            base: ejection.base.0,
+            max: ejection.max.0,
+        });
+    }
+    if let Some(check) = &settings.health_check {
+        let mut health = HealthCheck::new(check.service.clone());
+        if let Some(interval) = check.interval {
+            health.interval = interval.0;
+        }
+        if let Some(timeout) = check.timeout {
+            health.timeout = timeout.0;
+        }
+        builder = builder.health_check(health);
+    }
+    if let Some(limit) = settings.max_in_flight {
+        builder = builder.bulkhead(Bulkhead::new(limit.get()));
+    }
+    if let Some(budget) = &settings.retry_budget {
+        builder = builder.retry_budget(RetryBudget {
+            ratio: budget.ratio,
+            min_per_second: budget.min_per_second,
+        });
+    }
+    if let Some(limit) = settings.max_response_bytes {
+        builder = builder.max_response_bytes(limit);
+    }
+    builder.build().map_err(|e| {
+        let part = match e {
+            protogate::UpstreamError::Tls { .. } | protogate::UpstreamError::TlsWithoutHttps { .. } => "tls",
+            protogate::UpstreamError::BadAuthority { .. } => "authority",
+            _ => "endpoints",
+        };
+        (part, e.to_string())
+    })
+}
+
+/// Adds the `--upstream` flags to `config`: `URL[,URL…]` becomes the default upstream,
+/// `package.Service=URL[,URL…]` one service's; each upstream is named by its endpoints as
+/// written.
+pub fn apply_upstream_flags(config: &mut Config, flags: &[String]) -> Result<(), String> {
+    let mut default_given = false;
+    for flag in flags {
+        let (service, urls) = match flag.split_once('=') {
+            Some((service, urls)) if !service.contains(':') => (Some(service), urls),
+            _ => (None, flag.as_str()),
+        };
+        let endpoints = urls
+            .split(',')
+            .map(|url| normalize(url.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = endpoints.join(",");
+        config.upstreams.entry(name.clone()).or_default().endpoints = endpoints;
+        match service {
+            Some(service) => {
+                if !pb::SERVICES.iter().any(|s| s.name == service) {
+                    return Err(format!(
+                        "--upstream {flag}: no service `{service}` in this build (see `protogate routes`)"
+                    ));
+                }
+                config.services.entry(service.to_owned()).or_default().upstream = Some(name);
+            }
+            None => {
+                if default_given {
+                    return Err(format!(
+                        "--upstream given twice without a service name: {} and {flag}",
+                        config.defaults.upstream.as_deref().unwrap_or_default()
+                    ));
+                }
+                default_given = true;
+                config.defaults.upstream = Some(name);
+            }
+        }
+    }
+    Ok(())
+}
+
 enum Target<'a> {
-    Remote(&'a Given),
+    Remote(&'a String, &'a Built),
     InProcess(&'a InProcess),
     Missing,
 }
@@ -270,23 +470,39 @@ mod tests {
         pb::SERVICES.first().expect("at least one compiled service")
     }
 
+    /// The plan of `flags` alone.
+    fn parse(flags: &[String]) -> Result<Plan, String> {
+        let mut config = Config::default();
+        apply_upstream_flags(&mut config, flags)?;
+        Plan::new(&config, None).map_err(|e| e.to_string())
+    }
+
+    /// The plan of a TOML config, or its first mistake.
+    fn from_toml(text: &str) -> Result<Plan, ConfigError> {
+        let document = Document {
+            origin: "gw.toml".to_owned(),
+            text: text.to_owned(),
+            format: config::Format::Toml,
+        };
+        let config = config::load_text(text, document.format, &document.origin, Vec::new())?;
+        Plan::new(&config, Some(&document))
+    }
+
     #[test]
     fn flags_parse_into_default_and_per_service_upstreams() {
         let service = compiled().name;
-        let parse = |flags: &[String]| Plan::parse(flags, &UpstreamSettings::default());
         let plan = parse(&[
             "localhost:50051".to_owned(),
             format!("{service}=http://library.internal:8080, 10.0.0.2:8080"),
         ])
         .expect("valid flags");
-        let urls = |given: Option<&Given>| given.map(|g| g.urls.clone());
-        assert_eq!(
-            urls(plan.default.as_ref()).as_deref(),
-            Some("http://localhost:50051")
-        );
-        assert_eq!(
-            urls(plan.per_service.get(service)).as_deref(),
-            Some("http://library.internal:8080,http://10.0.0.2:8080")
+        assert_eq!(plan.default.as_deref(), Some("http://localhost:50051"));
+        assert!(
+            plan.describe().contains(&format!(
+                "{service} -> http://library.internal:8080,http://10.0.0.2:8080"
+            )),
+            "{:?}",
+            plan.describe()
         );
         assert!(parse(&["a:1".to_owned(), "b:2".to_owned()]).is_err());
         assert!(parse(&["x.Y=http://h:1".to_owned()]).is_err());
@@ -294,17 +510,69 @@ mod tests {
         let ftp = parse(&["ftp://library.internal:21".to_owned()]).err();
         assert!(ftp.is_some_and(|e| e.contains("must start with http://")));
         let unix = parse(&["unix:///run/library.sock".to_owned()]).expect("a socket");
-        assert_eq!(
-            urls(unix.default.as_ref()).as_deref(),
-            Some("unix:///run/library.sock")
+        assert_eq!(unix.default.as_deref(), Some("unix:///run/library.sock"));
+    }
+
+    #[test]
+    fn a_config_names_upstreams_and_services_and_its_mistakes_are_placed() {
+        let service = compiled().name;
+        let method = compiled().routes[0].rpc.rsplit('.').next().unwrap();
+        let good = format!(
+            "[defaults]\nupstream = \"main\"\n\n[defaults.upstream_settings]\ntimeout = \"5s\"\n\n[upstreams.main]\nendpoints = [\"http://10.0.0.1:50051\", \"http://10.0.0.2:50051\"]\nmax_in_flight = 100\n\n[services.\"{service}\"]\ntimeout = \"2s\"\n\n[services.\"{service}\".methods.{method}]\ntimeout = \"1s\"\n"
         );
+        let plan = from_toml(&good).expect("a valid config");
+        assert!(
+            plan.describe().contains(&format!(
+                "{service} -> main (http://10.0.0.1:50051, http://10.0.0.2:50051)"
+            )),
+            "{:?}",
+            plan.describe()
+        );
+        plan.gateway().expect("a gateway");
+
+        let mistakes = [
+            (
+                good.replace(&format!("\"{service}\""), "\"no.such.Service\""),
+                "services.no.such.Service",
+                "no service `no.such.Service`",
+            ),
+            (
+                good.replace(&format!(".methods.{method}]"), ".methods.NoSuchMethod]"),
+                "methods.NoSuchMethod",
+                "cannot add one",
+            ),
+            (
+                good.replace("upstream = \"main\"", "upstream = \"other\""),
+                "defaults.upstream",
+                "no upstream `other` is defined",
+            ),
+            (
+                format!("{good}\n[upstreams.spare]\nendpoints = [\"http://10.0.0.3:1\"]\n"),
+                "upstreams.spare",
+                "no service refers to upstream `spare`",
+            ),
+            (
+                good.replace("http://10.0.0.2:50051", "ftp://10.0.0.2:50051"),
+                "upstreams.main.endpoints",
+                "must start with http://",
+            ),
+        ];
+        for (text, key, message) in mistakes {
+            let error = from_toml(&text).err().expect(key);
+            assert!(error.key.ends_with(key), "{key}: {error}");
+            assert!(error.message.contains(message), "{key}: {error}");
+            let (line, _) = error.position.expect("placed in the file");
+            let written = text.lines().nth(line - 1).unwrap();
+            let last = key.rsplit('.').next().unwrap();
+            assert!(written.contains(last), "{key} placed on `{written}`");
+        }
     }
 
     /// A plan from `flags` serving the compiled service in-process, and how many times its
     /// routes were made.
     fn in_process_plan(flags: &[String]) -> (Plan, Arc<AtomicUsize>) {
         let made = Arc::new(AtomicUsize::new(0));
-        let mut plan = Plan::parse(flags, &UpstreamSettings::default()).expect("valid flags");
+        let mut plan = parse(flags).expect("valid flags");
         let counter = Arc::clone(&made);
         let routes: InProcess = Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -352,7 +620,7 @@ mod tests {
 
     #[test]
     fn only_a_compiled_service_is_served_in_process() {
-        let mut plan = Plan::parse(&[], &UpstreamSettings::default()).expect("no flags");
+        let mut plan = parse(&[]).expect("no flags");
         let routes: InProcess = Arc::new(|| {
             protogate::Service::unavailable(
                 compiled(),

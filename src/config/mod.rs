@@ -247,3 +247,12 @@ impl UpstreamSettings {
         }
     }
 }
+
+/// The config as it takes effect, as TOML: every upstream with the defaults merged in.
+pub fn effective(config: &Config) -> String {
+    let mut merged = config.clone();
+    for settings in merged.upstreams.values_mut() {
+        *settings = settings.over(&config.defaults.upstream_settings);
+    }
+    toml::to_string_pretty(&merged).unwrap_or_else(|e| format!("# cannot be printed: {e}\n"))
+}
