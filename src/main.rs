@@ -170,9 +170,8 @@ impl UpstreamArgs {
                 .map(|s| seconds_of(flag, s).map(config::Span))
                 .transpose()
         };
-        let tls_given = !self.ca_files.is_empty()
-            || self.client_cert.is_some()
-            || self.server_name.is_some();
+        let tls_given =
+            !self.ca_files.is_empty() || self.client_cert.is_some() || self.server_name.is_some();
         if tls_given {
             let tls = defaults.tls.get_or_insert_with(Default::default);
             if !self.ca_files.is_empty() {
@@ -195,7 +194,10 @@ impl UpstreamArgs {
             span("--upstream-connect-timeout", self.connect_timeout)?,
             &mut defaults.connect_timeout,
         );
-        set(span("--upstream-timeout", self.timeout)?, &mut defaults.timeout);
+        set(
+            span("--upstream-timeout", self.timeout)?,
+            &mut defaults.timeout,
+        );
         set(
             span("--upstream-max-timeout", self.max_timeout)?,
             &mut defaults.max_timeout,

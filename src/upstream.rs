@@ -36,9 +36,13 @@ impl Document {
     /// A mistake at `key`, placed in this document when it is one.
     fn error(document: Option<&Document>, key: &str, message: String) -> ConfigError {
         match document {
-            Some(document) => {
-                ConfigError::at(&document.origin, &document.text, document.format, key, message)
-            }
+            Some(document) => ConfigError::at(
+                &document.origin,
+                &document.text,
+                document.format,
+                key,
+                message,
+            ),
             None => ConfigError {
                 origin: "the command line".to_owned(),
                 key: key.to_owned(),
@@ -148,9 +152,8 @@ impl Plan {
                 ));
             }
             let settings = section.over(&config.defaults.upstream_settings);
-            let upstream = build(name, &settings).map_err(|(part, message)| {
-                error(&format!("{key}.{part}"), message)
-            })?;
+            let upstream = build(name, &settings)
+                .map_err(|(part, message)| error(&format!("{key}.{part}"), message))?;
             upstreams.insert(
                 name.clone(),
                 Built {
@@ -306,7 +309,10 @@ fn build(
     let mut builder = Upstream::builder(name)
         .endpoints(settings.endpoints.iter().cloned())
         .deadlines(deadlines(settings.timeout, settings.max_timeout));
-    let any_https = settings.endpoints.iter().any(|url| url.starts_with("https://"));
+    let any_https = settings
+        .endpoints
+        .iter()
+        .any(|url| url.starts_with("https://"));
     if let Some(tls) = settings.tls.as_ref().filter(|_| any_https) {
         let mut options = UpstreamTls::new();
         for ca in &tls.ca {
@@ -378,7 +384,8 @@ fn build(
     }
     builder.build().map_err(|e| {
         let part = match e {
-            protogate::UpstreamError::Tls { .. } | protogate::UpstreamError::TlsWithoutHttps { .. } => "tls",
+            protogate::UpstreamError::Tls { .. }
+            | protogate::UpstreamError::TlsWithoutHttps { .. } => "tls",
             protogate::UpstreamError::BadAuthority { .. } => "authority",
             _ => "endpoints",
         };
@@ -409,7 +416,11 @@ pub fn apply_upstream_flags(config: &mut Config, flags: &[String]) -> Result<(),
                         "--upstream {flag}: no service `{service}` in this build (see `protogate routes`)"
                     ));
                 }
-                config.services.entry(service.to_owned()).or_default().upstream = Some(name);
+                config
+                    .services
+                    .entry(service.to_owned())
+                    .or_default()
+                    .upstream = Some(name);
             }
             None => {
                 if default_given {

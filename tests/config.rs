@@ -3,7 +3,6 @@
 //! effect, and `serve --config` serves with the file's settings, the environment's over them and
 //! the flags' over both.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -128,7 +127,13 @@ async fn serve_takes_the_files_settings_the_environments_over_them_and_the_flags
     );
     let mut child = Command::new(BINARY)
         // The flag wins over the file's unusable address.
-        .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("PROTOGATE_GATEWAY__PROTO_NAMES", "true")
         .stdout(std::process::Stdio::piped())
         .spawn()

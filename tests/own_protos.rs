@@ -295,7 +295,10 @@ async fn tls_upstreams_with_several_endpoints_from_the_flags() {
     let (status, body) = get(format!("{}/v1/notes/n1", untrusting.base)).await;
     assert_eq!(status, 503, "{body}");
     let message = body["message"].as_str().expect("a message");
-    assert!(message.contains(&format!("upstream `https://{a}`")), "{message}");
+    assert!(
+        message.contains(&format!("upstream `https://{a}`")),
+        "{message}"
+    );
 }
 
 /// A gRPC server for the notes service, written with prost messages by hand: it answers
@@ -338,27 +341,26 @@ mod notes {
         }
 
         fn router(self) -> axum::Router {
-                axum::Router::new().fallback(move |request: http::Request<axum::body::Body>| {
-                    let calls = Arc::clone(&self.calls);
-                    async move {
-                        let path = request.uri().path().to_owned();
-                        calls.lock().expect("calls").push(path.clone());
-                        if path != "/acme.notes.v1.NoteService/GetNote" {
-                            return tonic::Status::unimplemented(path)
-                                .into_http::<tonic::body::Body>();
-                        }
-                        let codec = tonic_prost::ProstCodec::<Note, GetNoteRequest>::default();
-                        let get_note =
-                            tower::service_fn(|request: tonic::Request<GetNoteRequest>| async {
-                                let name = request.into_inner().name;
-                                let text = format!("the text of {name}");
-                                Ok::<_, tonic::Status>(tonic::Response::new(Note { name, text }))
-                            });
-                        tonic::server::Grpc::new(codec)
-                            .unary(get_note, request)
-                            .await
+            axum::Router::new().fallback(move |request: http::Request<axum::body::Body>| {
+                let calls = Arc::clone(&self.calls);
+                async move {
+                    let path = request.uri().path().to_owned();
+                    calls.lock().expect("calls").push(path.clone());
+                    if path != "/acme.notes.v1.NoteService/GetNote" {
+                        return tonic::Status::unimplemented(path).into_http::<tonic::body::Body>();
                     }
-                })
+                    let codec = tonic_prost::ProstCodec::<Note, GetNoteRequest>::default();
+                    let get_note =
+                        tower::service_fn(|request: tonic::Request<GetNoteRequest>| async {
+                            let name = request.into_inner().name;
+                            let text = format!("the text of {name}");
+                            Ok::<_, tonic::Status>(tonic::Response::new(Note { name, text }))
+                        });
+                    tonic::server::Grpc::new(codec)
+                        .unary(get_note, request)
+                        .await
+                }
+            })
         }
     }
 }

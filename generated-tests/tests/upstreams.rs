@@ -8,14 +8,14 @@ mod backends;
 
 use std::time::Duration;
 
+use backends::{Pki, Relay, Table, get, tagged, tls_backend};
 use generated_tests::pb::protogate::tests::v1::binding_service_gateway;
 use generated_tests::serve_gateway;
 use protogate::{
-    Balance, Bulkhead, Deadlines, Ejection, Gateway, HealthCheck, Keepalive, RetryBudget,
-    Upstream, UpstreamTls,
+    Balance, Bulkhead, Deadlines, Ejection, Gateway, HealthCheck, Keepalive, RetryBudget, Upstream,
+    UpstreamTls,
 };
 use serde_json::json;
-use backends::{Pki, Relay, Table, get, tagged, tls_backend};
 
 /// A gateway serving the binding service from `upstream`; its base URL.
 async fn gateway_for(upstream: Upstream) -> String {
@@ -78,7 +78,11 @@ async fn tls_upstreams_are_verified_against_the_given_ca() {
     // By IP, with the certificate's name given as the server name.
     let upstream = Upstream::builder("secure")
         .endpoint(format!("https://{backend}"))
-        .tls(UpstreamTls::new().ca_file(&pki.ca).server_name("backend.test"))
+        .tls(
+            UpstreamTls::new()
+                .ca_file(&pki.ca)
+                .server_name("backend.test"),
+        )
         .build()
         .expect("upstream");
     let base = gateway_for(upstream).await;
@@ -121,7 +125,11 @@ async fn tls_upstreams_are_verified_against_the_given_ca() {
     // The wrong name for the certificate: refused too.
     let upstream = Upstream::builder("wrong-name")
         .endpoint(format!("https://{backend}"))
-        .tls(UpstreamTls::new().ca_file(&pki.ca).server_name("other.test"))
+        .tls(
+            UpstreamTls::new()
+                .ca_file(&pki.ca)
+                .server_name("other.test"),
+        )
         .build()
         .expect("upstream");
     let base = gateway_for(upstream).await;
@@ -193,7 +201,10 @@ async fn tls_files_that_cannot_be_used_fail_the_build_naming_the_file() {
     );
     let key_text = std::fs::read_to_string(&pki.stranger_key).unwrap();
     assert!(!error.contains(key_text.lines().nth(1).unwrap()), "{error}");
-    assert!(error.contains("client.pem") || error.contains("stranger.key"), "{error}");
+    assert!(
+        error.contains("client.pem") || error.contains("stranger.key"),
+        "{error}"
+    );
 
     // TLS settings for cleartext endpoints are a mistake worth saying.
     let error = Upstream::builder("plain")
@@ -274,7 +285,11 @@ async fn calls_spread_over_three_endpoints_and_a_killed_one_costs_only_its_calls
         Relay::to(backends[2].address).await,
     ];
     let upstream = Upstream::builder("three")
-        .endpoints(relays.iter().map(|relay| format!("http://{}", relay.address)))
+        .endpoints(
+            relays
+                .iter()
+                .map(|relay| format!("http://{}", relay.address)),
+        )
         .build()
         .expect("upstream");
     let base = gateway_for(upstream).await;
@@ -305,7 +320,11 @@ async fn an_endpoint_that_stops_answering_pings_is_closed_and_marked_down() {
         Relay::to(backends[1].address).await,
     ];
     let upstream = Upstream::builder("pinged")
-        .endpoints(relays.iter().map(|relay| format!("http://{}", relay.address)))
+        .endpoints(
+            relays
+                .iter()
+                .map(|relay| format!("http://{}", relay.address)),
+        )
         .balance(Balance::RoundRobin)
         .keepalive(Some(Keepalive {
             interval: Duration::from_millis(100),
@@ -356,7 +375,11 @@ async fn an_endpoint_shut_down_during_load_finishes_its_calls_and_the_rest_go_el
     assert!(served_by(&answers, "leaving") > 0);
     let _ = (&mut leaving.server).await;
     let after = load(&base, "/v1/echo/x", 50, 8, || ()).await;
-    assert!(after.iter().all(|(s, t)| *s == 200 && t.as_deref() == Some("staying")));
+    assert!(
+        after
+            .iter()
+            .all(|(s, t)| *s == 200 && t.as_deref() == Some("staying"))
+    );
 }
 
 #[tokio::test]
@@ -430,7 +453,11 @@ async fn health_checks_take_a_not_serving_endpoint_out_until_it_serves_again() {
     reporter
         .set_service_status(SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
-    let during = until(|answers| served_by(answers, "other") == answers.len(), &base).await;
+    let during = until(
+        |answers| served_by(answers, "other") == answers.len(),
+        &base,
+    )
+    .await;
     assert!(during.iter().all(|(s, _)| *s == 200), "{during:?}");
 
     reporter
@@ -555,7 +582,10 @@ async fn a_bulkhead_sheds_a_hung_upstreams_excess_and_leaves_the_others_alone() 
             shed += 1;
         }
     }
-    assert_eq!(shed, 6, "two calls hold A's places; every other one is shed");
+    assert_eq!(
+        shed, 6,
+        "two calls hold A's places; every other one is shed"
+    );
 }
 
 #[tokio::test]
@@ -578,9 +608,8 @@ async fn retries_of_calls_never_started_are_bounded_by_the_budget() {
             .build()
             .expect("upstream")
     };
-    let count_failures = |answers: Vec<(u16, Option<String>)>| {
-        answers.iter().filter(|(s, _)| *s != 200).count()
-    };
+    let count_failures =
+        |answers: Vec<(u16, Option<String>)>| answers.iter().filter(|(s, _)| *s != 200).count();
 
     // No budget: every call that tried the dead endpoint first fails.
     let base = gateway_for(upstream(RetryBudget {
@@ -588,7 +617,10 @@ async fn retries_of_calls_never_started_are_bounded_by_the_budget() {
         min_per_second: 0,
     }))
     .await;
-    assert_eq!(count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await), 5);
+    assert_eq!(
+        count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await),
+        5
+    );
 
     // Half a retry per call: only the first call finds the budget empty.
     let base = gateway_for(upstream(RetryBudget {
@@ -596,11 +628,17 @@ async fn retries_of_calls_never_started_are_bounded_by_the_budget() {
         min_per_second: 0,
     }))
     .await;
-    assert_eq!(count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await), 1);
+    assert_eq!(
+        count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await),
+        1
+    );
 
     // The default budget covers an occasional refused connection.
     let base = gateway_for(upstream(RetryBudget::default())).await;
-    assert_eq!(count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await), 0);
+    assert_eq!(
+        count_failures(load(&base, "/v1/echo/x", 10, 1, || ()).await),
+        0
+    );
 }
 
 #[tokio::test]
@@ -666,7 +704,10 @@ async fn deadlines_come_from_method_service_upstream_and_cap_the_clients() {
         .await
         .unwrap();
     let (status, _, _) = get(&client, &slow(&base, 250)).await;
-    assert_eq!(status, 200, "the method's 2 s default, under the 300 ms cap");
+    assert_eq!(
+        status, 200,
+        "the method's 2 s default, under the 300 ms cap"
+    );
     let (status, _, _) = get(&client, &slow(&base, 1000)).await;
     assert_eq!(status, 504);
 

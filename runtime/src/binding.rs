@@ -11,8 +11,8 @@ use http::request::Parts;
 use http::{HeaderValue, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::deadline::Deadlines;
 use crate::call::{RouteInfo, Settings};
+use crate::deadline::Deadlines;
 use crate::error::GatewayError;
 use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
 use crate::query;

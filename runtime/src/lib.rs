@@ -20,6 +20,7 @@ mod upstream;
 
 pub use binding::RawBody;
 pub use call::RouteInfo;
+pub use deadline::Deadlines;
 pub use error::{BoxError, GatewayError, QueryNameError};
 pub use gateway::Gateway;
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
@@ -27,7 +28,6 @@ pub use metadata::MetadataError;
 pub use route::Conflict;
 pub use service::{Local, Route, Service, ServiceInfo, UnknownMethod};
 pub use stream::{RequestStream, ResponseStream, StreamFuture};
-pub use deadline::Deadlines;
 pub use upstream::{
     Balance, Bulkhead, Ejection, GrpcTransport, HealthCheck, Keepalive, Resolve, ResponseBody,
     RetryBudget, SystemResolver, Upstream, UpstreamBuilder, UpstreamError, UpstreamTls,

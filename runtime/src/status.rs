@@ -49,7 +49,11 @@ const RETRY_INFO: &str = "google.rpc.RetryInfo";
 
 /// A status whose details carry a google.rpc.RetryInfo of `after`: its HTTP response then says
 /// `Retry-After` too.
-pub(crate) fn retry_later(code: Code, message: String, after: std::time::Duration) -> tonic::Status {
+pub(crate) fn retry_later(
+    code: Code,
+    message: String,
+    after: std::time::Duration,
+) -> tonic::Status {
     let info = RetryInfo {
         retry_delay: Some(prost_types::Duration {
             seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
@@ -78,7 +82,9 @@ fn details_of(status: &tonic::Status) -> Vec<prost_types::Any> {
 
 /// The whole seconds a RetryInfo among `details` asks the client to wait, rounded up.
 fn retry_after(details: &[prost_types::Any]) -> Option<u64> {
-    let detail = details.iter().find(|d| type_name(&d.type_url) == RETRY_INFO)?;
+    let detail = details
+        .iter()
+        .find(|d| type_name(&d.type_url) == RETRY_INFO)?;
     let delay = <RetryInfo as prost::Message>::decode(detail.value.as_slice())
         .ok()?
         .retry_delay?;

@@ -135,10 +135,12 @@ pub fn load_text(
 /// one (in JSON), text otherwise.
 fn env_value(value: &str) -> serde_json::Value {
     match serde_json::from_str::<serde_json::Value>(value) {
-        Ok(parsed @ (serde_json::Value::Number(_)
-        | serde_json::Value::Bool(_)
-        | serde_json::Value::Array(_)
-        | serde_json::Value::Object(_))) => parsed,
+        Ok(
+            parsed @ (serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_)
+            | serde_json::Value::Array(_)
+            | serde_json::Value::Object(_)),
+        ) => parsed,
         _ => serde_json::Value::String(value.to_owned()),
     }
 }
@@ -176,7 +178,11 @@ fn parse<T: DeserializeOwned>(text: &str, format: Format, origin: &str) -> Resul
     match format {
         Format::Toml => {
             let deserializer = toml::Deserializer::parse(text).map_err(|e| {
-                error(String::new(), e.span().map(|s| position(text, s.start)), e.message().to_owned())
+                error(
+                    String::new(),
+                    e.span().map(|s| position(text, s.start)),
+                    e.message().to_owned(),
+                )
             })?;
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
                 let key = key_of(e.path());
@@ -229,7 +235,10 @@ fn key_of(path: &serde_path_to_error::Path) -> String {
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -245,17 +254,13 @@ fn locate(text: &str, format: Format, key: &str) -> Option<(usize, usize)> {
     let mut found = None;
     for part in &parts {
         let quoted_json = format!("\"{part}\"");
-        let (offset, column) = text
-            .lines()
-            .enumerate()
-            .skip(from)
-            .find_map(|(n, line)| {
-                let written = match format {
-                    Format::Json => line.find(&quoted_json),
-                    Format::Toml | Format::Yaml => find_key(line, part),
-                };
-                written.map(|column| (n, column))
-            })?;
+        let (offset, column) = text.lines().enumerate().skip(from).find_map(|(n, line)| {
+            let written = match format {
+                Format::Json => line.find(&quoted_json),
+                Format::Toml | Format::Yaml => find_key(line, part),
+            };
+            written.map(|column| (n, column))
+        })?;
         from = offset;
         found = Some((offset + 1, column + 1));
     }
@@ -298,8 +303,9 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_names_its_key() {
-        let error = toml("[upstreams.orders]\nendpoints = [\"http://a:1\"]\nmax_in_flight = \"many\"\n")
-            .expect_err("wrong type");
+        let error =
+            toml("[upstreams.orders]\nendpoints = [\"http://a:1\"]\nmax_in_flight = \"many\"\n")
+                .expect_err("wrong type");
         assert_eq!(error.key, "upstreams.orders.max_in_flight", "{error}");
         assert_eq!(error.position.map(|p| p.0), Some(3), "{error}");
         let error = toml("[server]\nheader_read_timeout = \"5 days\"\n").expect_err("bad duration");
@@ -363,7 +369,8 @@ mod tests {
 
     #[test]
     fn keys_are_located_in_every_form() {
-        let text = "[upstreams.orders]\nendpoints = [\"x\"]\n\n[upstreams.billing]\nendpoints = [\"y\"]\n";
+        let text =
+            "[upstreams.orders]\nendpoints = [\"x\"]\n\n[upstreams.billing]\nendpoints = [\"y\"]\n";
         assert_eq!(
             locate(text, Format::Toml, "upstreams.billing.endpoints"),
             Some((5, 1))

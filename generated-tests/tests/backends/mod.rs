@@ -59,15 +59,14 @@ pub async fn serve_tagged<I, IO, IE>(
         server = server.tls_config(tls).expect("TLS settings");
     }
     // The request's authority, copied into a header the backend's metadata reply shows.
-    let show_authority = tower::util::MapRequestLayer::new(
-        |mut request: http::Request<tonic::body::Body>| {
+    let show_authority =
+        tower::util::MapRequestLayer::new(|mut request: http::Request<tonic::body::Body>| {
             let authority = request.uri().authority().map(|a| a.as_str().to_owned());
             if let Some(value) = authority.and_then(|a| http::HeaderValue::from_str(&a).ok()) {
                 request.headers_mut().insert("x-seen-authority", value);
             }
             request
-        },
-    );
+        });
     let _ = server
         .layer(show_authority)
         .layer(tag_layer(tag))
@@ -79,9 +78,7 @@ pub async fn serve_tagged<I, IO, IE>(
 type Reply = http::Response<tonic::body::Body>;
 
 /// Adds `x-endpoint: tag` to every response.
-fn tag_layer(
-    tag: &'static str,
-) -> tower::util::MapResponseLayer<impl Fn(Reply) -> Reply + Clone> {
+fn tag_layer(tag: &'static str) -> tower::util::MapResponseLayer<impl Fn(Reply) -> Reply + Clone> {
     tower::util::MapResponseLayer::new(move |mut response: Reply| {
         response
             .headers_mut()
@@ -259,10 +256,9 @@ fn issue(
     ca: &(rcgen::CertificateParams, rcgen::KeyPair, rcgen::Certificate),
 ) -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(
-        names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-    )
-    .expect("params");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("params");
     let issuer = rcgen::Issuer::from_params(&ca.0, &ca.1);
     let certificate = params.signed_by(&key, &issuer).expect("issued");
     (certificate.pem(), key.serialize_pem())
@@ -320,7 +316,12 @@ pub async fn tls_backend(pki: &Pki, tag: &'static str, mutual: bool) -> SocketAd
         tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(&pki.ca_pem));
     }
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(serve_tagged(tag, Some(tls), incoming, std::future::pending()));
+    tokio::spawn(serve_tagged(
+        tag,
+        Some(tls),
+        incoming,
+        std::future::pending(),
+    ));
     address
 }
 

@@ -77,7 +77,10 @@ impl Address {
                 url: url.to_owned(),
             });
         }
-        let bare = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let bare = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let host = match bare.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(bare.to_owned()),

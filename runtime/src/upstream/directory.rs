@@ -151,7 +151,11 @@ impl Directory {
                 .last_refresh
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let every = if urgent { MIN_RESOLVE_INTERVAL } else { self.every };
+            let every = if urgent {
+                MIN_RESOLVE_INTERVAL
+            } else {
+                self.every
+            };
             last.elapsed() >= every
         };
         // One resolution at a time, in the background.
@@ -168,8 +172,11 @@ impl Directory {
     /// the endpoints it had.
     async fn refresh(&self) {
         let previous = self.snapshot();
-        let known: HashMap<&Peer, &Arc<PeerState>> =
-            previous.peers.iter().map(|state| (&state.peer, state)).collect();
+        let known: HashMap<&Peer, &Arc<PeerState>> = previous
+            .peers
+            .iter()
+            .map(|state| (&state.peer, state))
+            .collect();
         let mut peers: Vec<Peer> = Vec::new();
         let mut problems: Vec<String> = Vec::new();
         for source in &self.sources {

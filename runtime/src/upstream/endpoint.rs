@@ -92,7 +92,9 @@ impl PeerState {
         if !self.ejected.load(Ordering::Relaxed) {
             return true;
         }
-        self.lock_down().as_ref().is_none_or(|down| now >= down.until)
+        self.lock_down()
+            .as_ref()
+            .is_none_or(|down| now >= down.until)
     }
 
     /// Why it is not available, for the message of a call that found no endpoint.
@@ -246,7 +248,10 @@ mod tests {
         state.succeeded();
         state.failed("refused");
         state.failed("refused");
-        assert!(state.available(now), "a success in between resets the count");
+        assert!(
+            state.available(now),
+            "a success in between resets the count"
+        );
         state.failed("refused");
         assert!(!state.available(Instant::now()));
         assert!(state.why_down().contains("refused (3 failures in a row)"));

@@ -139,7 +139,11 @@ pub(crate) async fn send(
     body: Source,
 ) -> Result<Exchange, Failed> {
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(if peer.tls { Scheme::HTTPS } else { Scheme::HTTP });
+    uri.scheme = Some(if peer.tls {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    });
     uri.authority = Some(authority.clone());
     uri.path_and_query = Some(
         head.uri

@@ -59,10 +59,7 @@ pub(crate) async fn run(directory: Weak<Directory>, dial: Arc<Dial>, check: Heal
     });
     let mut connections: HashMap<PeerAddr, Arc<Connection>> = HashMap::new();
     loop {
-        let Some(snapshot) = directory
-            .upgrade()
-            .map(|directory| directory.snapshot())
-        else {
+        let Some(snapshot) = directory.upgrade().map(|directory| directory.snapshot()) else {
             return;
         };
         let rounds = snapshot.peers.iter().map(|state| {

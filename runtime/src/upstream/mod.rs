@@ -222,7 +222,8 @@ impl Upstream {
             let snapshot = directory.current(false).await;
             self.pool.endpoints(snapshot.version, || snapshot)
         } else {
-            self.pool.endpoints(directory.version(), || directory.snapshot())
+            self.pool
+                .endpoints(directory.version(), || directory.snapshot())
         };
         if let Some(endpoint) = self.pool.pick(&list, tried) {
             return Ok(endpoint);
@@ -557,12 +558,16 @@ impl UpstreamBuilder {
             })
             .transpose()?;
         let tls = match (sources.iter().any(Address::tls), self.tls) {
-            (true, tls) => Some(tls.unwrap_or_default().load().map_err(|source| {
-                UpstreamError::Tls {
-                    name: name.clone(),
-                    source,
-                }
-            })?),
+            (true, tls) => {
+                Some(
+                    tls.unwrap_or_default()
+                        .load()
+                        .map_err(|source| UpstreamError::Tls {
+                            name: name.clone(),
+                            source,
+                        })?,
+                )
+            }
             (false, None) => None,
             (false, Some(_)) => return Err(UpstreamError::TlsWithoutHttps { name }),
         };
@@ -650,7 +655,9 @@ pub enum UpstreamUrlError {
         source: http::uri::InvalidUri,
     },
     /// Not `http://`, `https://` or `unix:`.
-    #[error("`{url}` must start with http:// (cleartext HTTP/2), https:// (TLS) or unix: (a Unix domain socket)")]
+    #[error(
+        "`{url}` must start with http:// (cleartext HTTP/2), https:// (TLS) or unix: (a Unix domain socket)"
+    )]
     UnsupportedScheme {
         /// The URL given.
         url: String,
@@ -757,7 +764,8 @@ impl ResponseBody {
         self.data_done = true;
         let message = format!(
             "upstream `{}`: a response message of {len} bytes is larger than the limit of {} bytes",
-            self.call.upstream, self.limit_max()
+            self.call.upstream,
+            self.limit_max()
         );
         tracing::warn!(upstream = %self.call.upstream, len, limit = self.limit_max(), "response message too large");
         Status::resource_exhausted(message)
@@ -778,7 +786,9 @@ pub trait GrpcTransport:
     tonic::client::GrpcService<
         tonic::body::Body,
         Error: Into<tonic::codegen::StdError>,
-        ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send> + Send + 'static,
+        ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send>
+                          + Send
+                          + 'static,
         Future: Send,
     > + Clone
     + Send
@@ -791,7 +801,9 @@ impl<T> GrpcTransport for T where
     T: tonic::client::GrpcService<
             tonic::body::Body,
             Error: Into<tonic::codegen::StdError>,
-            ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send> + Send + 'static,
+            ResponseBody: Body<Data = Bytes, Error: Into<tonic::codegen::StdError> + Send>
+                              + Send
+                              + 'static,
             Future: Send,
         > + Clone
         + Send

@@ -142,10 +142,8 @@ impl UpstreamTls {
             .server_name
             .as_deref()
             .map(|name| {
-                ServerName::try_from(name.to_owned()).map_err(|_| {
-                    UpstreamTlsError::BadServerName {
-                        name: name.to_owned(),
-                    }
+                ServerName::try_from(name.to_owned()).map_err(|_| UpstreamTlsError::BadServerName {
+                    name: name.to_owned(),
                 })
             })
             .transpose()?;
