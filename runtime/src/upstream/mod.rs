@@ -280,10 +280,7 @@ impl Upstream {
         let mut head = Some(head);
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         loop {
-            let endpoint = match self.pick(&tried).await {
-                Ok(endpoint) => endpoint,
-                Err(status) => return Err(status),
-            };
+            let endpoint = self.pick(&tried).await?;
             let in_flight = endpoint.start();
             let retry_left = tried.len() + 1 < MAX_ATTEMPTS;
             let sender = match endpoint.connection.ready().await {
@@ -765,14 +762,10 @@ impl ResponseBody {
         let message = format!(
             "upstream `{}`: a response message of {len} bytes is larger than the limit of {} bytes",
             self.call.upstream,
-            self.limit_max()
+            self.limit.max()
         );
-        tracing::warn!(upstream = %self.call.upstream, len, limit = self.limit_max(), "response message too large");
+        tracing::warn!(upstream = %self.call.upstream, len, limit = self.limit.max(), "response message too large");
         Status::resource_exhausted(message)
-    }
-
-    fn limit_max(&self) -> usize {
-        self.limit.max()
     }
 }
 
