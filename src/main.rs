@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use protogate_gateway::config::{self, Config};
-use protogate_gateway::{docs, server, upstream};
+use protogate_gateway::{admin, docs, server, upstream};
 
 #[cfg(protogate_demo)]
 mod demo;
@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Address to listen on (127.0.0.1:8080 by default).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the admin listener (/healthz, /readyz, /config); none unless given here or in
+    /// the config's [admin] section.
+    #[arg(long, value_name = "ADDRESS")]
+    admin: Option<SocketAddr>,
     /// gRPC upstream: `URL[,URL…]` for every service, or `package.Service=URL[,URL…]` for one
     /// (repeatable). URLs are `http://host:port`, `https://host:port` or `unix:///path`; a host
     /// name stands for all its addresses, resolved again every 30 s; calls go to the less
@@ -99,6 +103,11 @@ impl ServeArgs {
         }
         if let Some(workers) = self.workers {
             config.server.workers = Some(workers);
+        }
+        if let Some(admin) = self.admin {
+            config.admin = Some(config::Admin {
+                listen: Some(admin),
+            });
         }
         if let Some(seconds) = self.header_read_timeout {
             config.server.header_read_timeout =
@@ -313,6 +322,13 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let (config, plan) = args.plan()?;
     #[cfg(protogate_demo)]
     let plan = demo::serve_in_process(plan)?;
+    let plan = Arc::new(plan);
+    let admin = match &config.admin {
+        Some(admin) => Some(std::net::TcpListener::bind(
+            admin.listen.unwrap_or(config::Admin::DEFAULT_LISTEN),
+        )?),
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(
         config
             .server
@@ -332,6 +348,13 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");
+    if let Some(admin) = admin {
+        let admin_address = admin.local_addr()?;
+        banner.push_str(&format!(
+            "  admin on http://{admin_address} (/healthz, /readyz, /config)\n"
+        ));
+        serve_admin(admin, admin::router(Arc::clone(&plan), config::effective(&config)))?;
+    }
     for line in plan.describe() {
         banner.push_str(&format!("  {line}\n"));
     }
@@ -351,6 +374,30 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     server::run(listener, options, app, announce, async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+/// Serves the admin routes on `listener` from a thread of their own, whose runtime also runs the
+/// upstreams' health checks and name resolution that readiness asks for.
+fn serve_admin(listener: std::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("protogate-admin".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        if let Err(error) = axum::serve(listener, router).await {
+                            tracing::error!(%error, "the admin listener stopped");
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "the admin listener cannot start"),
+                }
+            });
+        })?;
+    Ok(())
 }
 
 /// The banner's suggestions of what to open first.

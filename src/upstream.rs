@@ -272,6 +272,19 @@ impl Plan {
         gateway
     }
 
+    /// The upstreams some service forwards to, by name.
+    pub fn upstreams_in_use(&self) -> Vec<(&str, &Upstream)> {
+        self.upstreams
+            .iter()
+            .filter(|(name, _)| {
+                pb::SERVICES.iter().any(|info| {
+                    matches!(self.target(info), Target::Remote(used, _) if used == *name)
+                })
+            })
+            .map(|(name, built)| (name.as_str(), &built.upstream))
+            .collect()
+    }
+
     /// One line per service saying where it is served from.
     pub fn describe(&self) -> Vec<String> {
         pb::SERVICES

@@ -38,6 +38,22 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// The services, by full proto name; one not listed goes to the default upstream.
     pub services: BTreeMap<String, ServiceSection>,
+    /// The admin listener; none unless given.
+    pub admin: Option<Admin>,
+}
+
+/// `[admin]`: health, readiness and the effective config, on an address of their own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Address to listen on (`127.0.0.1:9901` by default).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Admin {
+    /// Where the admin listener listens unless told otherwise.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
 }
 
 /// `[server]`.

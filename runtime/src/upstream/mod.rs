@@ -193,6 +193,20 @@ impl Upstream {
         }
     }
 
+    /// How many of its endpoints could take a call now (not ejected, not failing a health
+    /// check), for readiness probes. Waits for its names to be resolved a first time, and starts
+    /// its health checks if it has them; call it on a runtime that lives as long as the upstream.
+    pub async fn available_endpoints(&self) -> usize {
+        self.start_health_checks();
+        let snapshot = self.shared.directory.current(false).await;
+        let now = std::time::Instant::now();
+        snapshot
+            .peers
+            .iter()
+            .filter(|state| state.available(now))
+            .count()
+    }
+
     /// Its status with the upstream's name in front of the message.
     fn named(&self, status: &Status) -> Status {
         Status::with_details(

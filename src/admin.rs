@@ -1,0 +1,51 @@
+//! The admin listener, on an address of its own (nothing of it on the public port): `/healthz`
+//! (the process is alive), `/readyz` (the config is loaded and every upstream a service uses has
+//! an endpoint that can take calls) and `/config` (the config in effect).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+
+use crate::upstream::Plan;
+
+/// The admin routes for the gateway `plan` serves, whose effective config is `config`.
+pub fn router(plan: Arc<Plan>, config: String) -> Router {
+    let config: Arc<str> = config.into();
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "alive\n") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let plan = Arc::clone(&plan);
+                async move { readiness(&plan).await }
+            }),
+        )
+        .route(
+            "/config",
+            get(move || {
+                let config = Arc::clone(&config);
+                async move { ([(header::CONTENT_TYPE, "application/toml")], config.to_string()) }
+            }),
+        )
+}
+
+/// 200 when every upstream in use has an endpoint that can take calls; 503 naming those that
+/// have none.
+async fn readiness(plan: &Plan) -> (StatusCode, String) {
+    let mut report = String::new();
+    let mut ready = true;
+    for (name, upstream) in plan.upstreams_in_use() {
+        let available = upstream.available_endpoints().await;
+        ready &= available > 0;
+        report.push_str(&format!("upstream `{name}`: {available} endpoint(s) available\n"));
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let verdict = if ready { "ready\n" } else { "not ready\n" };
+    (status, format!("{verdict}{report}"))
+}
