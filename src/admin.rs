@@ -26,7 +26,12 @@ pub fn router(plan: Arc<Plan>, config: String) -> Router {
             "/config",
             get(move || {
                 let config = Arc::clone(&config);
-                async move { ([(header::CONTENT_TYPE, "application/toml")], config.to_string()) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/toml")],
+                        config.to_string(),
+                    )
+                }
             }),
         )
 }
@@ -39,7 +44,9 @@ async fn readiness(plan: &Plan) -> (StatusCode, String) {
     for (name, upstream) in plan.upstreams_in_use() {
         let available = upstream.available_endpoints().await;
         ready &= available > 0;
-        report.push_str(&format!("upstream `{name}`: {available} endpoint(s) available\n"));
+        report.push_str(&format!(
+            "upstream `{name}`: {available} endpoint(s) available\n"
+        ));
     }
     let status = if ready {
         StatusCode::OK

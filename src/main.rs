@@ -353,7 +353,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         banner.push_str(&format!(
             "  admin on http://{admin_address} (/healthz, /readyz, /config)\n"
         ));
-        serve_admin(admin, admin::router(Arc::clone(&plan), config::effective(&config)))?;
+        serve_admin(
+            admin,
+            admin::router(Arc::clone(&plan), config::effective(&config)),
+        )?;
     }
     for line in plan.describe() {
         banner.push_str(&format!("  {line}\n"));

@@ -277,9 +277,9 @@ impl Plan {
         self.upstreams
             .iter()
             .filter(|(name, _)| {
-                pb::SERVICES.iter().any(|info| {
-                    matches!(self.target(info), Target::Remote(used, _) if used == *name)
-                })
+                pb::SERVICES.iter().any(
+                    |info| matches!(self.target(info), Target::Remote(used, _) if used == *name),
+                )
             })
             .map(|(name, built)| (name.as_str(), &built.upstream))
             .collect()

@@ -7,10 +7,11 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/target/py-tools"
 (
   flock 9
-  if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis" ]; then
+  if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis" ] \
+    || [ ! -x "$venv/bin/kubernetes-validate" ]; then
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-      openapi-spec-validator==0.9.0 schemathesis==4.32.5 >&2
+      openapi-spec-validator==0.9.0 schemathesis==4.32.5 kubernetes-validate==1.37.0 >&2
   fi
 ) 9>/tmp/protogate-python-tools.lock
 echo "$venv/bin"

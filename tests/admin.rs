@@ -1,0 +1,101 @@
+//! The admin listener, through the real binary: alive, ready while the upstream in use has an
+//! endpoint that can take calls and not once it has none, the config in effect, and none of it
+//! on the public port.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_protogate");
+
+/// The gateway and its two base URLs, public and admin; killed when dropped.
+struct Gateway {
+    child: Child,
+    public: String,
+    admin: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(config: &Path) -> Gateway {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut address = |prefix: &str| {
+        let line = lines.next().expect("a banner line").expect("text");
+        let rest = line.trim().strip_prefix(prefix).expect(prefix);
+        rest.split(' ').next().expect("an address").to_owned()
+    };
+    let public = address("protogate listening on ");
+    let admin = address("admin on ");
+    std::thread::spawn(move || lines.for_each(drop));
+    Gateway {
+        child,
+        public,
+        admin,
+    }
+}
+
+async fn get(url: String) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("answered");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
+
+#[tokio::test]
+async fn health_readiness_and_config_on_the_admin_listener_only() {
+    // An upstream on a port where nothing listens, ejected at its first failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-tests");
+    std::fs::create_dir_all(&dir).expect("directory");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nupstream = \"main\"\n\n[upstreams.main]\nendpoints = [\"http://127.0.0.1:{port}\"]\nejection = {{ consecutive_failures = 1, base = \"30s\", max = \"30s\" }}\n"
+        ),
+    )
+    .expect("written");
+    let gateway = start(&config);
+
+    assert_eq!(get(format!("{}/healthz", gateway.admin)).await.0, 200);
+    // Not tried yet: the endpoint may take calls.
+    let (status, text) = get(format!("{}/readyz", gateway.admin)).await;
+    assert_eq!(status, 200, "{text}");
+
+    // A call fails and ejects the only endpoint: not ready, naming the upstream.
+    let (status, _) = get(format!("{}/demo/v1/shelves", gateway.public)).await;
+    assert_eq!(status, 503);
+    let (status, text) = get(format!("{}/readyz", gateway.admin)).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("upstream `main`: 0 endpoint(s) available"),
+        "{text}"
+    );
+    assert_eq!(get(format!("{}/healthz", gateway.admin)).await.0, 200);
+
+    let (status, text) = get(format!("{}/config", gateway.admin)).await;
+    assert_eq!(status, 200);
+    let shown: toml::Table = toml::from_str(&text).expect("TOML");
+    assert_eq!(
+        shown["upstreams"]["main"]["endpoints"][0].as_str(),
+        Some(format!("http://127.0.0.1:{port}").as_str())
+    );
+
+    for path in ["/healthz", "/readyz", "/config"] {
+        let (status, _) = get(format!("{}{path}", gateway.public)).await;
+        assert_eq!(status, 404, "{path} on the public port");
+    }
+}
