@@ -741,3 +741,68 @@ async fn http_bodies_travel_raw_both_ways() {
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn a_drain_ends_open_streams_on_every_transport_and_lets_unary_calls_finish() {
+    let backend = StreamBackend::default();
+    let drain = protogate::Drain::new();
+    let base = stream_gateway(&backend, true, |g| g.drain_on(&drain)).await;
+    // Three streams held open after their first tick: NDJSON, SSE and WebSocket.
+    let ndjson = get(&format!("{base}/v1/streams/n:count?count=5&gated=true")).await;
+    let mut ndjson = Lines::new(ndjson);
+    assert_eq!(ndjson.json().await, Some(json!({"result": {"name": "n"}})));
+    let sse = reqwest::Client::new()
+        .get(format!("{base}/v1/streams/s:count?count=5&gated=true"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("answered");
+    let mut sse = Lines::new(sse);
+    assert_eq!(sse.next().await.as_deref(), Some(r#"data: {"name":"s"}"#));
+    let mut socket = websocket(&base, "/v1/streams/w:count?count=5&gated=true").await;
+    let first = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .expect("a frame");
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+    // A unary call in flight, answered slowly.
+    let unary = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("{base}/v1/streams/blobs/slow"))
+            .send(),
+    );
+
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drain.start();
+    let rest = ndjson.rest().await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["error"]["code"], 14, "{rest:?}");
+    assert_eq!(
+        rest[0]["error"]["message"],
+        "the gateway is shutting down; call again"
+    );
+    let mut events = Vec::new();
+    while let Some(line) = sse.next().await {
+        events.push(line);
+    }
+    assert!(
+        events.iter().any(|line| line == "event: error"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|line| line.contains("\"code\":14")),
+        "{events:?}"
+    );
+    let (_, code, reason) = until_close(&mut socket).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1001, "the gateway is shutting down")
+    );
+
+    let answer = unary.await.expect("task").expect("answered");
+    assert_eq!(answer.status(), 200, "a unary call in flight finishes");
+    // A stream that starts after the drain is refused at once: 503, code 14.
+    let late = get(&format!("{base}/v1/streams/late:count?count=5&gated=true")).await;
+    assert_eq!(late.status(), 503);
+    let body: Value = late.json().await.expect("JSON");
+    assert_eq!(body["code"], 14, "{body}");
+}

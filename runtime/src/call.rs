@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 
 use crate::deadline::Deadlines;
+use crate::drain::DrainWatch;
 use crate::json::{JsonOptions, Registry};
 use crate::route::{Captures, Template};
 
@@ -55,6 +56,8 @@ pub(crate) struct Settings {
     pub max_message_bytes: usize,
     pub stream_idle_timeout: Option<Duration>,
     pub stream_max_duration: Option<Duration>,
+    /// Ends open streams when it starts.
+    pub drain: Option<DrainWatch>,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             max_message_bytes: 4 * 1024 * 1024,
             stream_idle_timeout: None,
             stream_max_duration: None,
+            drain: None,
         }
     }
 }

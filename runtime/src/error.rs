@@ -133,6 +133,9 @@ pub enum GatewayError {
         /// The limit.
         limit: std::time::Duration,
     },
+    /// The gateway is shutting down and ends its open streams.
+    #[error("the gateway is shutting down; call again")]
+    Draining,
     /// A raw response stream failed after its first bytes, where no error can be written.
     #[error("the response stream broke off: {0}")]
     StreamBroken(String),
@@ -181,7 +184,7 @@ impl GatewayError {
                 Code::DeadlineExceeded
             }
             GatewayError::ClientClosed => Code::Cancelled,
-            GatewayError::StreamBroken(_) => Code::Unavailable,
+            GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
             GatewayError::NoUpstream(_) => Code::Unavailable,
             GatewayError::Encode(_) => Code::Internal,
             GatewayError::Upstream(status) => status.code(),

@@ -129,6 +129,13 @@ impl Gateway {
         self
     }
 
+    /// Ends this gateway's open streams when `drain` starts (UNAVAILABLE, closed the way each
+    /// transport closes), for a shutdown that leaves no stream hanging.
+    pub fn drain_on(mut self, drain: &crate::Drain) -> Self {
+        self.settings.drain = Some(drain.watch());
+        self
+    }
+
     /// Every binding served, in the order added.
     pub fn routes(&self) -> &[&'static RouteInfo] {
         &self.routes

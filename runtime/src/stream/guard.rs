@@ -11,6 +11,7 @@ use futures_util::Stream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use crate::drain::DrainWatch;
 use crate::error::GatewayError;
 
 /// When a message last went by, in either direction; shared by both sides of a call. Kept only
@@ -65,6 +66,8 @@ pub(crate) struct Guards {
     activity: Activity,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     end_of_time: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Ready once the gateway drains.
+    drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Guards {
@@ -81,11 +84,23 @@ impl Guards {
             activity,
             idle: limits.idle.map(timer),
             end_of_time: limits.duration.map(timer),
+            drained: None,
         }
+    }
+
+    /// The same guards, tripped too when `drain` starts.
+    pub(crate) fn until_drained(mut self, drain: Option<&DrainWatch>) -> Self {
+        self.drained = drain.map(|drain| Box::pin(drain.started()) as Pin<Box<_>>);
+        self
     }
 
     /// Ready with the reason once the call must end.
     pub(crate) fn poll_tripped(&mut self, cx: &mut Context<'_>) -> Poll<GatewayError> {
+        if let Some(drained) = &mut self.drained
+            && drained.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(GatewayError::Draining);
+        }
         if let Some(failure) = &mut self.failure {
             match Pin::new(failure).poll(cx) {
                 Poll::Ready(Ok(error)) => return Poll::Ready(error),

@@ -194,7 +194,7 @@ where
         body_stream(upstream, body, source, limits, activity)
     } else {
         let message = source.read_one(body).await?;
-        let guards = Guards::new(limits, activity, None);
+        let guards = Guards::new(limits, activity, None).until_drained(settings.drain.as_ref());
         (upstream.map(|()| Input::One(message)), guards)
     };
     let (answer, guards) = until_answer(rpc.call(request), guards, rpc_name).await?;
@@ -217,10 +217,12 @@ fn body_stream<Req: JsonMessage + Send, Resp: Send>(
 ) -> (tonic::Request<Input<Req>>, Guards) {
     let signal = AbortSignal::default();
     let (failure, failure_rx) = Failure::channel(signal.clone());
+    let drain = source.settings.drain.clone();
     let messages = BodyMessages::new(body, Arc::new(source), failure, activity.clone());
     let mut request = upstream.map(|()| Input::Stream(RequestStream::new(messages)));
     request.extensions_mut().insert(signal);
-    (request, Guards::new(limits, activity, Some(failure_rx)))
+    let guards = Guards::new(limits, activity, Some(failure_rx)).until_drained(drain.as_ref());
+    (request, guards)
 }
 
 /// The stream limits of one call: the gateway's, and the client's `Grpc-Timeout` if sooner.

@@ -108,6 +108,11 @@ where
                 code: 1000,
                 reason: Utf8Bytes::from_static(""),
             },
+            // Going away: the client may call again, elsewhere.
+            Err(GatewayError::Draining) => CloseFrame {
+                code: 1001,
+                reason: Utf8Bytes::from_static("the gateway is shutting down"),
+            },
             Err(error) => close_frame(&error.into_status()),
         };
         // The client may be gone already; there is nobody left to tell.
@@ -130,7 +135,8 @@ where
         let activity = Activity::new(&limits);
         let signal = AbortSignal::default();
         let (failure, failure_rx) = Failure::channel(signal.clone());
-        let guards = Guards::new(limits, activity.clone(), Some(failure_rx));
+        let guards = Guards::new(limits, activity.clone(), Some(failure_rx))
+            .until_drained(source.settings.drain.as_ref());
         // The reader runs beside the call and is stopped when the call ends.
         let read = |frames, reader| {
             AbortOnDrop(tokio::spawn(read_frames(
