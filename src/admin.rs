@@ -1,6 +1,7 @@
 //! The admin listener, on an address of its own (nothing of it on the public port): `/healthz`
 //! (the process is alive), `/readyz` (the config is loaded and every upstream a service uses has
-//! an endpoint that can take calls) and `/config` (the config in effect).
+//! an endpoint that can take calls, and the gateway is not shutting down) and `/config` (the
+//! config in effect).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use axum::routing::get;
 use crate::upstream::Plan;
 
 /// The admin routes for the gateway `plan` serves, whose effective config is `config`.
-pub fn router(plan: Arc<Plan>, config: String) -> Router {
+pub fn router(plan: Arc<Plan>, config: String, drain: protogate::Drain) -> Router {
     let config: Arc<str> = config.into();
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "alive\n") }))
@@ -19,7 +20,16 @@ pub fn router(plan: Arc<Plan>, config: String) -> Router {
             "/readyz",
             get(move || {
                 let plan = Arc::clone(&plan);
-                async move { readiness(&plan).await }
+                let drain = drain.clone();
+                async move {
+                    if drain.is_draining() {
+                        return (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "shutting down\n".to_owned(),
+                        );
+                    }
+                    readiness(&plan).await
+                }
             }),
         )
         .route(

@@ -323,6 +323,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     #[cfg(protogate_demo)]
     let plan = demo::serve_in_process(plan)?;
     let plan = Arc::new(plan);
+    let drain = protogate::Drain::new();
     let admin = match &config.admin {
         Some(admin) => Some(std::net::TcpListener::bind(
             admin.listen.unwrap_or(config::Admin::DEFAULT_LISTEN),
@@ -353,10 +354,8 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         banner.push_str(&format!(
             "  admin on http://{admin_address} (/healthz, /readyz, /config)\n"
         ));
-        serve_admin(
-            admin,
-            admin::router(Arc::clone(&plan), config::effective(&config)),
-        )?;
+        let router = admin::router(Arc::clone(&plan), config::effective(&config), drain.clone());
+        serve_admin(admin, router)?;
     }
     for line in plan.describe() {
         banner.push_str(&format!("  {line}\n"));
@@ -368,15 +367,67 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .write_all(banner.as_bytes())
             .and_then(|()| stdout.flush());
     };
+    let gateway_drain = drain.clone();
     let app: Arc<server::MakeApp> = Arc::new(move || {
-        let router = plan.gateway()?.into_router().merge(docs::router());
+        let router = plan
+            .gateway()?
+            .drain_on(&gateway_drain)
+            .into_router()
+            .merge(docs::router());
         #[cfg(protogate_demo)]
         let router = router.merge(demo::page());
         Ok(router)
     });
-    server::run(listener, options, app, announce, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let shutdown_timeout = config
+        .server
+        .shutdown_timeout
+        .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |span| span.0);
+    server::run(listener, options, app, announce, async move {
+        stop_signal().await;
+        shut_down(&drain, shutdown_timeout);
     })
+}
+
+/// How long calls in flight may take to finish after SIGTERM, unless the config says otherwise.
+const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The start of a shutdown: readiness fails and open streams end now; the listener stops
+/// accepting as this returns, and calls in flight have `timeout` to finish before the process
+/// exits with an error, cutting them.
+fn shut_down(drain: &protogate::Drain, timeout: std::time::Duration) {
+    tracing::info!(
+        ?timeout,
+        "shutting down: no new connections; open streams end; calls in flight may finish"
+    );
+    drain.start();
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        eprintln!("protogate: calls still in flight {timeout:?} after the shutdown began: cut");
+        std::process::exit(1);
+    });
 }
 
 /// Serves the admin routes on `listener` from a thread of their own, whose runtime also runs the

@@ -2,49 +2,9 @@
 //! endpoint that can take calls and not once it has none, the config in effect, and none of it
 //! on the public port.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_protogate");
-
-/// The gateway and its two base URLs, public and admin; killed when dropped.
-struct Gateway {
-    child: Child,
-    public: String,
-    admin: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &Path) -> Gateway {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the gateway starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut address = |prefix: &str| {
-        let line = lines.next().expect("a banner line").expect("text");
-        let rest = line.trim().strip_prefix(prefix).expect(prefix);
-        rest.split(' ').next().expect("an address").to_owned()
-    };
-    let public = address("protogate listening on ");
-    let admin = address("admin on ");
-    std::thread::spawn(move || lines.for_each(drop));
-    Gateway {
-        child,
-        public,
-        admin,
-    }
-}
 
 async fn get(url: String) -> (u16, String) {
     let response = reqwest::get(url).await.expect("answered");
@@ -68,7 +28,7 @@ async fn health_readiness_and_config_on_the_admin_listener_only() {
         ),
     )
     .expect("written");
-    let gateway = start(&config);
+    let gateway = support::start_with_admin(&["--config", config.to_str().expect("UTF-8")]);
 
     assert_eq!(get(format!("{}/healthz", gateway.admin)).await.0, 200);
     // Not tried yet: the endpoint may take calls.
@@ -76,7 +36,7 @@ async fn health_readiness_and_config_on_the_admin_listener_only() {
     assert_eq!(status, 200, "{text}");
 
     // A call fails and ejects the only endpoint: not ready, naming the upstream.
-    let (status, _) = get(format!("{}/demo/v1/shelves", gateway.public)).await;
+    let (status, _) = get(format!("{}/demo/v1/shelves", gateway.base)).await;
     assert_eq!(status, 503);
     let (status, text) = get(format!("{}/readyz", gateway.admin)).await;
     assert_eq!(status, 503, "{text}");
@@ -95,7 +55,7 @@ async fn health_readiness_and_config_on_the_admin_listener_only() {
     );
 
     for path in ["/healthz", "/readyz", "/config"] {
-        let (status, _) = get(format!("{}{path}", gateway.public)).await;
+        let (status, _) = get(format!("{}{path}", gateway.base)).await;
         assert_eq!(status, 404, "{path} on the public port");
     }
 }

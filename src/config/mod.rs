@@ -66,6 +66,9 @@ pub struct Server {
     pub workers: Option<NonZeroUsize>,
     /// How long an HTTP/1 client may take to send a request's headers.
     pub header_read_timeout: Option<Span>,
+    /// On SIGTERM or SIGINT, how long calls in flight may take to finish before the gateway
+    /// cuts them and exits with an error (30 s by default).
+    pub shutdown_timeout: Option<Span>,
 }
 
 /// `[gateway]`: the `Gateway` options.

@@ -117,3 +117,38 @@ async fn serve_grpc_over(
     );
     address
 }
+
+/// A running gateway with an admin listener, stopped when dropped.
+pub struct Administered {
+    /// The process.
+    pub child: Child,
+    /// The public base URL.
+    pub base: String,
+    /// The admin listener's base URL.
+    pub admin: String,
+}
+
+impl Drop for Administered {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `protogate serve` on free ports for the public and the admin listeners, with `args`.
+pub fn start_with_admin(args: &[&str]) -> Administered {
+    let mut all = vec!["--admin", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = spawn_serve(binary(), &all);
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut address = |prefix: &str| {
+        let line = lines.next().expect("a banner line").expect("text");
+        let rest = line.trim().strip_prefix(prefix).expect(prefix);
+        rest.split(' ').next().expect("an address").to_owned()
+    };
+    let base = address("protogate listening on ");
+    let admin = address("admin on ");
+    // Keep reading so the gateway never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Administered { child, base, admin }
+}
