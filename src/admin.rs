@@ -9,17 +9,19 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
 
+use crate::reload::Live;
 use crate::upstream::Plan;
 
-/// The admin routes for the gateway `plan` serves, whose effective config is `config`.
-pub fn router(plan: Arc<Plan>, config: String, drain: protogate::Drain) -> Router {
-    let config: Arc<str> = config.into();
+/// The admin routes of the gateway whose config in effect is `live`; readiness fails once
+/// `drain` starts.
+pub fn router(live: Arc<Live>, drain: protogate::Drain) -> Router {
+    let config = Arc::clone(&live);
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "alive\n") }))
         .route(
             "/readyz",
             get(move || {
-                let plan = Arc::clone(&plan);
+                let plan = live.plan();
                 let drain = drain.clone();
                 async move {
                     if drain.is_draining() {
@@ -35,11 +37,11 @@ pub fn router(plan: Arc<Plan>, config: String, drain: protogate::Drain) -> Route
         .route(
             "/config",
             get(move || {
-                let config = Arc::clone(&config);
+                let text = config.text();
                 async move {
                     (
                         [(header::CONTENT_TYPE, "application/toml")],
-                        config.to_string(),
+                        text.to_string(),
                     )
                 }
             }),

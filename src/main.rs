@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use protogate_gateway::config::{self, Config};
-use protogate_gateway::{admin, docs, server, upstream};
+use protogate_gateway::{admin, docs, reload, server, upstream};
 
 #[cfg(protogate_demo)]
 mod demo;
@@ -318,11 +318,17 @@ impl ServeArgs {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), server::Error> {
+/// The config the flags (and the file they name) make, checked, and its plan.
+fn build(args: &ServeArgs) -> Result<(Config, upstream::Plan), String> {
     let (config, plan) = args.plan()?;
     #[cfg(protogate_demo)]
     let plan = demo::serve_in_process(plan)?;
-    let plan = Arc::new(plan);
+    Ok((config, plan))
+}
+
+fn serve(args: ServeArgs) -> Result<(), server::Error> {
+    let (config, plan) = build(&args)?;
+    let live = Arc::new(reload::Live::new(plan, &config));
     let drain = protogate::Drain::new();
     let admin = match &config.admin {
         Some(admin) => Some(std::net::TcpListener::bind(
@@ -346,6 +352,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .server
             .header_read_timeout
             .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
+        generation: Some(live.generation()),
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on http://{address}\n");
@@ -354,10 +361,9 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         banner.push_str(&format!(
             "  admin on http://{admin_address} (/healthz, /readyz, /config)\n"
         ));
-        let router = admin::router(Arc::clone(&plan), config::effective(&config), drain.clone());
-        serve_admin(admin, router)?;
+        serve_admin(admin, admin::router(Arc::clone(&live), drain.clone()))?;
     }
-    for line in plan.describe() {
+    for line in live.plan().describe() {
         banner.push_str(&format!("  {line}\n"));
     }
     banner.push_str(&try_lines(address));
@@ -367,9 +373,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .write_all(banner.as_bytes())
             .and_then(|()| stdout.flush());
     };
-    let gateway_drain = drain.clone();
+    let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
     let app: Arc<server::MakeApp> = Arc::new(move || {
-        let router = plan
+        let router = gateway_live
+            .plan()
             .gateway()?
             .drain_on(&gateway_drain)
             .into_router()
@@ -382,8 +389,14 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         .server
         .shutdown_timeout
         .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |span| span.0);
+    let file = args.config.clone();
     server::run(listener, options, app, announce, async move {
-        stop_signal().await;
+        // Reloads go on until a stop signal.
+        let reloads = reload::watch(live, file, move || build(&args));
+        tokio::select! {
+            () = stop_signal() => {}
+            () = reloads => {}
+        }
         shut_down(&drain, shutdown_timeout);
     })
 }

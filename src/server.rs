@@ -9,7 +9,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,13 +33,17 @@ pub type MakeApp = dyn Fn() -> Result<Router, Error> + Send + Sync;
 type Accepted = (std::net::TcpStream, SocketAddr);
 
 /// How the server runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Worker threads.
     pub workers: NonZeroUsize,
     /// How long an HTTP/1 client may take to send a request's headers, and how long a kept-alive
     /// connection waits for the next request, before the connection is closed.
     pub header_read_timeout: Duration,
+    /// The app's generation, when it can change: each time it is bumped, every worker builds
+    /// its router again before its next request. Requests under way finish on the router they
+    /// started with; no connection is dropped.
+    pub generation: Option<Arc<AtomicU64>>,
 }
 
 impl Options {
@@ -68,6 +73,7 @@ pub fn run(
             app: Arc::clone(&app),
             connections,
             header_read_timeout: options.header_read_timeout,
+            generation: options.generation.clone().unwrap_or_default(),
             ready: ready.clone(),
         };
         threads.push(
@@ -149,6 +155,8 @@ struct Worker {
     /// The connections the acceptor deals to this worker.
     connections: mpsc::UnboundedReceiver<Accepted>,
     header_read_timeout: Duration,
+    /// The app's generation (see [`Options::generation`]).
+    generation: Arc<AtomicU64>,
     /// Where the worker says whether it is ready: failing to start is its only error.
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 }
@@ -173,8 +181,10 @@ impl Worker {
             app,
             mut connections,
             header_read_timeout,
+            generation,
             ready,
         } = self;
+        let built = generation.load(Ordering::Acquire);
         let router = match app() {
             Ok(router) => router,
             Err(error) => {
@@ -182,6 +192,11 @@ impl Worker {
                 return;
             }
         };
+        let current = Arc::new(Current {
+            app,
+            generation,
+            router: Mutex::new((built, router)),
+        });
         let _ = ready.send(Ok(()));
         drop(ready);
 
@@ -197,18 +212,47 @@ impl Worker {
             };
             // Answers and stream messages go out as soon as they are written.
             let _ = stream.set_nodelay(true);
-            let app = router.clone().map_request(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let current = Arc::clone(&current);
+            let app =
+                tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(remote));
-                    request
-                },
-            );
+                    current.router().oneshot(request)
+                });
             let connection = http
                 .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
                 .into_owned();
             tokio::spawn(open.watch(connection));
         }
         open.shutdown().await;
+    }
+}
+
+/// A worker's router, built again when the app's generation moves on.
+struct Current {
+    app: Arc<MakeApp>,
+    generation: Arc<AtomicU64>,
+    /// The generation the router was built for, and the router.
+    router: Mutex<(u64, Router)>,
+}
+
+impl Current {
+    /// The router for the next request.
+    fn router(&self) -> Router {
+        let now = self.generation.load(Ordering::Acquire);
+        let mut current = self
+            .router
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != now {
+            match (self.app)() {
+                Ok(router) => current.1 = router,
+                Err(error) => {
+                    tracing::error!(%error, "the new router cannot be built; the previous one serves on");
+                }
+            }
+            current.0 = now;
+        }
+        current.1.clone()
     }
 }
 
@@ -234,6 +278,7 @@ mod tests {
         Options {
             workers: NonZeroUsize::new(workers).expect("non-zero"),
             header_read_timeout: Options::DEFAULT_HEADER_READ_TIMEOUT,
+            generation: None,
         }
     }
 
