@@ -94,6 +94,11 @@ impl ServeArgs {
                     text,
                     format: config::Format::of(path),
                 };
+                let mut config = config;
+                // A file that names upstreams is a production config: no demo unless asked for.
+                if !config.upstreams.is_empty() && config.server.demo.is_none() {
+                    config.server.demo = Some(false);
+                }
                 (config, Some(document))
             }
             None => (Config::default(), None),
@@ -322,7 +327,11 @@ impl ServeArgs {
 fn build(args: &ServeArgs) -> Result<(Config, upstream::Plan), String> {
     let (config, plan) = args.plan()?;
     #[cfg(protogate_demo)]
-    let plan = demo::serve_in_process(plan)?;
+    let plan = if config.server.serves_demo() {
+        demo::serve_in_process(plan)?
+    } else {
+        plan
+    };
     Ok((config, plan))
 }
 
@@ -366,7 +375,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     for line in live.plan().describe() {
         banner.push_str(&format!("  {line}\n"));
     }
-    banner.push_str(&try_lines(address));
+    banner.push_str(&try_lines(address, config.server.serves_demo()));
     let announce = move || {
         let mut stdout = std::io::stdout();
         let _ = stdout
@@ -375,14 +384,19 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     };
     let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
     let app: Arc<server::MakeApp> = Arc::new(move || {
-        let router = gateway_live
+        let server = gateway_live.server();
+        let mut router = gateway_live
             .plan()
             .gateway()?
             .drain_on(&gateway_drain)
-            .into_router()
-            .merge(docs::router());
+            .into_router();
+        if server.serves_docs() {
+            router = router.merge(docs::router());
+        }
         #[cfg(protogate_demo)]
-        let router = router.merge(demo::page());
+        if server.serves_demo() {
+            router = router.merge(demo::page());
+        }
         Ok(router)
     });
     let shutdown_timeout = config
@@ -469,7 +483,13 @@ fn serve_admin(listener: std::net::TcpListener, router: axum::Router) -> std::io
 
 /// The banner's suggestions of what to open first.
 #[cfg(protogate_demo)]
-fn try_lines(address: SocketAddr) -> String {
+fn try_lines(address: SocketAddr, demo: bool) -> String {
+    if !demo {
+        return format!(
+            "try: open http://{address}{} in a browser (the API's documentation)\n",
+            docs::DOCS_PATH
+        );
+    }
     format!(
         "try: curl -s http://{address}{}\n     or open http://{address}{} and http://{address}{} in a browser\n",
         demo::EXAMPLE_PATH,
@@ -480,7 +500,7 @@ fn try_lines(address: SocketAddr) -> String {
 
 /// The banner's suggestions of what to open first.
 #[cfg(not(protogate_demo))]
-fn try_lines(address: SocketAddr) -> String {
+fn try_lines(address: SocketAddr, _demo: bool) -> String {
     format!(
         "try: open http://{address}{} in a browser (the API's documentation; `protogate routes` lists every route)\n",
         docs::DOCS_PATH

@@ -44,6 +44,14 @@ impl Live {
         Arc::clone(&self.text.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The `[server]` section in effect (its docs and demo switches take effect at a reload).
+    pub fn server(&self) -> config::Server {
+        self.server
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Bumped at every reload: the workers' cue to build their routers again.
     pub fn generation(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.generation)

@@ -25,6 +25,37 @@ fn file(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `protogate serve` with `args` and `env`; killed when dropped.
+struct Serving {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str], env: &[(&str, &str)]) -> Serving {
+    let mut child = Command::new(BINARY)
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("a banner");
+    let base = first.trim().rsplit(' ').next().expect("address").to_owned();
+    Serving { child, base }
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/protogate.example.toml")
 }
@@ -125,36 +156,58 @@ async fn serve_takes_the_files_settings_the_environments_over_them_and_the_flags
         "serve.toml",
         "[server]\nlisten = \"127.0.0.1:1\"\n\n[gateway]\nemit_defaults = true\nproto_names = false\n",
     );
-    let mut child = Command::new(BINARY)
-        // The flag wins over the file's unusable address.
-        .args([
-            "serve",
+    // The flag wins over the file's unusable address.
+    let gateway = serve(
+        &[
             "--config",
             path.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-        ])
-        .env("PROTOGATE_GATEWAY__PROTO_NAMES", "true")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the gateway starts");
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut first,
-    )
-    .expect("a banner");
-    let base = first.trim().rsplit(' ').next().expect("address").to_owned();
-    let body: serde_json::Value = reqwest::get(format!("{base}/demo/v1/shelves/fiction/books"))
+        ],
+        &[("PROTOGATE_GATEWAY__PROTO_NAMES", "true")],
+    );
+    let url = format!("{}/demo/v1/shelves/fiction/books", gateway.base);
+    let body: serde_json::Value = reqwest::get(url)
         .await
         .expect("answered")
         .json()
         .await
         .expect("JSON");
-    let _ = child.kill();
-    let _ = child.wait();
     // proto_names from the environment: `next_page_token`; emit_defaults from the file: present
     // even when empty.
     assert!(body.get("next_page_token").is_some(), "{body}");
     assert!(body.get("nextPageToken").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn docs_and_demo_are_switched_by_the_config() {
+    let start = |name: &str, text: &str| {
+        let path = file(name, text);
+        serve(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let status =
+        |url: String| async move { reqwest::get(url).await.expect("answered").status().as_u16() };
+
+    let gateway = start("nodocs.toml", "[server]\ndocs = false\n");
+    let base = &gateway.base;
+    assert_eq!(status(format!("{base}/docs")).await, 404);
+    assert_eq!(status(format!("{base}/openapi.json")).await, 404);
+    assert_eq!(status(format!("{base}/demo/")).await, 200, "the demo is on");
+
+    // A file that names upstreams serves no demo page, and its docs by default.
+    let gateway = start(
+        "production.toml",
+        "[defaults]\nupstream = \"main\"\n[upstreams.main]\nendpoints = [\"http://127.0.0.1:1\"]\n",
+    );
+    let base = &gateway.base;
+    assert_eq!(status(format!("{base}/demo/")).await, 404);
+    assert_eq!(status(format!("{base}/openapi.json")).await, 200);
 }

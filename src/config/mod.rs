@@ -69,6 +69,23 @@ pub struct Server {
     /// On SIGTERM or SIGINT, how long calls in flight may take to finish before the gateway
     /// cuts them and exits with an error (30 s by default).
     pub shutdown_timeout: Option<Span>,
+    /// Serve `/docs` and `/openapi.json` (on by default).
+    pub docs: Option<bool>,
+    /// Serve the demo, when the build has it: its page and, without an upstream of its own, its
+    /// service in-process. On by default, off by default in a config file that names upstreams.
+    pub demo: Option<bool>,
+}
+
+impl Server {
+    /// Whether `/docs` and `/openapi.json` are served.
+    pub fn serves_docs(&self) -> bool {
+        self.docs != Some(false)
+    }
+
+    /// Whether the demo is served (when the build has it).
+    pub fn serves_demo(&self) -> bool {
+        self.demo != Some(false)
+    }
 }
 
 /// `[gateway]`: the `Gateway` options.
