@@ -104,7 +104,9 @@ impl ServeArgs {
             None => (Config::default(), None),
         };
         if let Some(listen) = self.listen {
+            // One cleartext listener, in place of any the file gives.
             config.server.listen = Some(listen);
+            config.listeners.clear();
         }
         if let Some(workers) = self.workers {
             config.server.workers = Some(workers);
@@ -345,13 +347,17 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         )?),
         None => None,
     };
-    let listener = std::net::TcpListener::bind(
-        config
-            .server
-            .listen
-            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-    )?;
-    let address = listener.local_addr()?;
+    let listeners = bind(&config)?;
+    let mut addresses = Vec::with_capacity(listeners.len());
+    for listener in &listeners {
+        let scheme = if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        addresses.push(format!("{scheme}://{}", listener.socket.local_addr()?));
+    }
+    let address = listeners[0].socket.local_addr()?;
     let options = server::Options {
         workers: config
             .server
@@ -364,7 +370,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         generation: Some(live.generation()),
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
-    let mut banner = format!("protogate listening on http://{address}\n");
+    let mut banner = format!("protogate listening on {}\n", addresses[0]);
+    for other in &addresses[1..] {
+        banner.push_str(&format!("  also listening on {other}\n"));
+    }
     if let Some(admin) = admin {
         let admin_address = admin.local_addr()?;
         banner.push_str(&format!(
@@ -404,7 +413,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         .shutdown_timeout
         .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |span| span.0);
     let file = args.config.clone();
-    server::run(listener, options, app, announce, async move {
+    server::run(listeners, options, app, announce, async move {
         // Reloads go on until a stop signal.
         let reloads = reload::watch(live, file, move || build(&args));
         tokio::select! {
@@ -413,6 +422,33 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         }
         shut_down(&drain, shutdown_timeout);
     })
+}
+
+/// The public listeners the config asks for, bound (TLS files read): its `[[listeners]]`, or
+/// the one `[server] listen` (127.0.0.1:8080 by default).
+fn bind(config: &Config) -> Result<Vec<server::Listener>, server::Error> {
+    if config.listeners.is_empty() {
+        let listen = config
+            .server
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        return Ok(vec![std::net::TcpListener::bind(listen)?.into()]);
+    }
+    config
+        .listeners
+        .iter()
+        .map(|listener| {
+            let tls = listener
+                .tls
+                .as_ref()
+                .map(|tls| protogate_gateway::listen::Tls::load(&tls.cert, &tls.key))
+                .transpose()?;
+            Ok(server::Listener {
+                socket: std::net::TcpListener::bind(listener.listen)?,
+                tls,
+            })
+        })
+        .collect()
 }
 
 /// How long calls in flight may take to finish after SIGTERM, unless the config says otherwise.

@@ -29,8 +29,27 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// makes will run.
 pub type MakeApp = dyn Fn() -> Result<Router, Error> + Send + Sync;
 
-/// An accepted connection on its way to a worker, out of the acceptor's runtime.
-type Accepted = (std::net::TcpStream, SocketAddr);
+/// An accepted connection on its way to a worker, out of the acceptor's runtime, with the TLS
+/// it is to be served with (the handshake is the worker's).
+type Accepted = (
+    std::net::TcpStream,
+    SocketAddr,
+    Option<tokio_rustls::TlsAcceptor>,
+);
+
+/// A public listener: a bound socket, cleartext or TLS.
+pub struct Listener {
+    /// The socket, bound.
+    pub socket: std::net::TcpListener,
+    /// Its TLS, if it has one.
+    pub tls: Option<crate::listen::Tls>,
+}
+
+impl From<std::net::TcpListener> for Listener {
+    fn from(socket: std::net::TcpListener) -> Self {
+        Listener { socket, tls: None }
+    }
+}
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -51,18 +70,20 @@ impl Options {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
-/// Serves `listener` on `options.workers` threads until `shutdown` resolves, then lets open
+/// Serves `listeners` on `options.workers` threads until `shutdown` resolves, then lets open
 /// connections finish. Blocks the calling thread, which accepts connections. Calls `started`
 /// once every worker has its router; returns once every worker has stopped, or at once if a
 /// router cannot be built.
 pub fn run(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     options: Options,
     app: Arc<MakeApp>,
     started: impl FnOnce(),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    listener.set_nonblocking(true)?;
+    for listener in &listeners {
+        listener.socket.set_nonblocking(true)?;
+    }
     let (ready, answers) = std::sync::mpsc::channel();
     let workers = options.workers.get();
     let mut queues = Vec::with_capacity(workers);
@@ -93,7 +114,7 @@ pub fn run(
             .enable_all()
             .build()
             .map_err(Error::from)
-            .and_then(|acceptor| acceptor.block_on(accept(listener, &queues, shutdown)));
+            .and_then(|acceptor| acceptor.block_on(accept(listeners, &queues, shutdown)));
     }
     // With their queues closed, workers serve what was dealt to them, finish the open
     // connections, and end.
@@ -106,20 +127,38 @@ pub fn run(
     outcome
 }
 
-/// Accepts connections and deals them to the workers in turn, until `shutdown`.
+/// Accepts connections on every listener and deals them to the workers in turn, until
+/// `shutdown`; certificates of TLS listeners are kept in step with their files meanwhile.
 async fn accept(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     queues: &[mpsc::UnboundedSender<Accepted>],
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let mut turns = (0..queues.len()).cycle();
-    tokio::pin!(shutdown);
+    let turn = std::sync::atomic::AtomicUsize::new(0);
+    let mut loops = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        if let Some(tls) = &listener.tls {
+            tokio::spawn(tls.clone().watch());
+        }
+        let socket = tokio::net::TcpListener::from_std(listener.socket)?;
+        let tls = listener.tls.map(|tls| tls.acceptor().clone());
+        loops.push(accept_on(socket, tls, queues, &turn));
+    }
+    tokio::select! {
+        () = shutdown => Ok(()),
+        stopped = futures_util::future::try_join_all(loops) => stopped.map(|_| ()),
+    }
+}
+
+/// Accepts connections on one listener.
+async fn accept_on(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    queues: &[mpsc::UnboundedSender<Accepted>],
+    turn: &std::sync::atomic::AtomicUsize,
+) -> Result<(), Error> {
     loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => accepted,
-        };
+        let accepted = listener.accept().await;
         let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(error) if lost_before_accepted(&error) => continue,
@@ -133,8 +172,8 @@ async fn accept(
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        let turn = turns.next().unwrap_or_default();
-        if queues[turn].send((stream, remote)).is_err() {
+        let turn = turn.fetch_add(1, Ordering::Relaxed) % queues.len();
+        if queues[turn].send((stream, remote, tls.clone())).is_err() {
             return Err(format!("worker {turn} stopped").into());
         }
     }
@@ -205,7 +244,7 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
         let open = GracefulShutdown::new();
-        while let Some((stream, remote)) = connections.recv().await {
+        while let Some((stream, remote, tls)) = connections.recv().await {
             // A connection this runtime cannot register is closed by dropping it.
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
@@ -218,10 +257,32 @@ impl Worker {
                     request.extensions_mut().insert(ConnectInfo(remote));
                     current.router().oneshot(request)
                 });
-            let connection = http
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
-                .into_owned();
-            tokio::spawn(open.watch(connection));
+            let app = TowerToHyperService::new(app);
+            match tls {
+                None => {
+                    let connection = http
+                        .serve_connection_with_upgrades(TokioIo::new(stream), app)
+                        .into_owned();
+                    tokio::spawn(open.watch(connection));
+                }
+                // The handshake runs on the connection's own task, then the same serving.
+                Some(acceptor) => {
+                    let (http, watcher) = (http.clone(), open.watcher());
+                    tokio::spawn(async move {
+                        // A client gets as long for its handshake as for its headers.
+                        let handshake = acceptor.accept(stream);
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(header_read_timeout, handshake).await
+                        else {
+                            return;
+                        };
+                        let connection = http
+                            .serve_connection_with_upgrades(TokioIo::new(stream), app)
+                            .into_owned();
+                        let _ = watcher.watch(connection).await;
+                    });
+                }
+            }
         }
         open.shutdown().await;
     }
@@ -304,9 +365,15 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = std::thread::spawn(move || {
-            run(listener, options(3), thread_names(), || {}, async {
-                let _ = stopped.await;
-            })
+            run(
+                vec![listener.into()],
+                options(3),
+                thread_names(),
+                || {},
+                async {
+                    let _ = stopped.await;
+                },
+            )
         });
         let served: Vec<String> = (0..6).map(|_| get(address)).collect();
         let _ = stop.send(());
@@ -330,7 +397,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let failing: Arc<MakeApp> = Arc::new(|| Err("no such upstream".into()));
         let error = run(
-            listener,
+            vec![listener.into()],
             options(2),
             failing,
             || panic!("no worker has a router"),
@@ -354,9 +421,15 @@ mod tests {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = std::thread::spawn(move || {
-            run(listener, options(1), client_address, || {}, async {
-                let _ = stopped.await;
-            })
+            run(
+                vec![listener.into()],
+                options(1),
+                client_address,
+                || {},
+                async {
+                    let _ = stopped.await;
+                },
+            )
         });
         assert_eq!(get(address), "127.0.0.1");
         let _ = stop.send(());
@@ -374,9 +447,15 @@ mod tests {
                 header_read_timeout: timeout,
                 ..options(1)
             };
-            run(listener, options, thread_names(), || {}, async {
-                let _ = stopped.await;
-            })
+            run(
+                vec![listener.into()],
+                options,
+                thread_names(),
+                || {},
+                async {
+                    let _ = stopped.await;
+                },
+            )
         });
 
         let mut stream = std::net::TcpStream::connect(address).expect("connects");

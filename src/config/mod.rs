@@ -40,6 +40,30 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceSection>,
     /// The admin listener; none unless given.
     pub admin: Option<Admin>,
+    /// The public listeners, when there are several or one uses TLS; `[server] listen` is the
+    /// one listener otherwise.
+    pub listeners: Vec<Listener>,
+}
+
+/// `[[listeners]]`: an address, cleartext or TLS.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// TLS with this certificate; cleartext (HTTP/1.1 and HTTP/2 with prior knowledge) without.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+/// A listener's certificate chain and private key, PEM files read again when they change.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 /// `[admin]`: health, readiness and the effective config, on an address of their own.
