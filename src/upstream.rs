@@ -82,6 +82,12 @@ impl Plan {
     /// upstream no one refers to or that is not defined, a bad address, an unusable TLS file.
     pub fn new(config: &Config, document: Option<&Document>) -> Result<Plan, ConfigError> {
         let error = |key: &str, message: String| Document::error(document, key, message);
+        if config.server.listen.is_some() && !config.listeners.is_empty() {
+            return Err(error(
+                "listeners",
+                "give [server] listen or [[listeners]], not both".to_owned(),
+            ));
+        }
         if !config.defaults.upstream_settings.endpoints.is_empty() {
             return Err(error(
                 "defaults.upstream_settings.endpoints",
