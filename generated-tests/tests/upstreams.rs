@@ -725,3 +725,52 @@ async fn deadlines_come_from_method_service_upstream_and_cap_the_clients() {
             .is_err()
     );
 }
+
+/// An HTTP/2 server that refuses every stream (REFUSED_STREAM), as an overloaded or restarting
+/// upstream does: the calls it refuses were never processed.
+async fn refusing() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn calls_refused_before_processing_are_sent_to_another_endpoint() {
+    let refusing = refusing().await;
+    let live = tagged("accepting").await;
+    let upstream = Upstream::builder("refused")
+        .endpoint(format!("http://{refusing}"))
+        .endpoint(format!("http://{}", live.address))
+        .balance(Balance::RoundRobin)
+        .build()
+        .expect("upstream");
+    let base = gateway_for(upstream).await;
+    // Half the calls go to the refusing endpoint first; every one is answered by the other.
+    let answers = load(&base, "/v1/echo/x", 20, 1, || ()).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, tag)| *status == 200 && tag.as_deref() == Some("accepting")),
+        "{answers:?}"
+    );
+
+    // Alone, the refusing endpoint's refusal is the answer: UNAVAILABLE, naming the upstream.
+    let alone = Upstream::lazy(&format!("http://{refusing}")).expect("upstream");
+    let base = gateway_for(alone).await;
+    let (status, body, _) = get(&client(), &format!("{base}/v1/echo/x")).await;
+    assert_eq!((status, body["code"].clone()), (503, json!(14)), "{body}");
+}

@@ -326,15 +326,12 @@ impl Upstream {
                     if failed.broken {
                         endpoint.state.failed("its connection broke");
                     }
-                    match replay {
-                        Some(again)
-                            if failed.refused
-                                && self.has_another(&tried)
-                                && shared.budget.withdraw() =>
-                        {
-                            tracing::debug!(upstream = %shared.name, endpoint = %peer, "call refused; sending it elsewhere");
+                    let again = replay.filter(|_| failed.refused);
+                    tried.push(endpoint);
+                    match again {
+                        Some(again) if self.has_another(&tried) && shared.budget.withdraw() => {
+                            tracing::debug!(upstream = %shared.name, "call refused; sending it elsewhere");
                             body = again;
-                            tried.push(endpoint);
                         }
                         _ => return Err(self.named(&failed.status)),
                     }
