@@ -275,7 +275,7 @@ impl Plan {
         if let Some(limit) = options.stream_max_duration {
             gateway = gateway.stream_max_duration(Some(limit.0));
         }
-        gateway
+        gateway.deadlines(deadlines(options.timeout, options.max_timeout))
     }
 
     /// The upstreams some service forwards to, by name.

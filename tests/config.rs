@@ -3,6 +3,8 @@
 //! effect, and `serve --config` serves with the file's settings, the environment's over them and
 //! the flags' over both.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -210,4 +212,27 @@ async fn docs_and_demo_are_switched_by_the_config() {
     let base = &gateway.base;
     assert_eq!(status(format!("{base}/demo/")).await, 404);
     assert_eq!(status(format!("{base}/openapi.json")).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_deadline_applies_where_nothing_else_sets_one() {
+    let backend = support::library::serve().await;
+    let path = file("deadline.toml", "[gateway]\ntimeout = \"300ms\"\n");
+    let gateway = serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap(),
+            "--upstream",
+            &format!("protogate.demo.v1.LibraryService=http://{backend}"),
+        ],
+        &[],
+    );
+    let status = |millis: u64| {
+        let url = format!("{}/demo/v1/shelves/{millis}", gateway.base);
+        async move { reqwest::get(url).await.expect("answered").status().as_u16() }
+    };
+    assert_eq!(status(10).await, 200);
+    assert_eq!(status(2000).await, 504);
 }

@@ -12,90 +12,6 @@ use serde_json::Value;
 
 const SERVICE: &str = "protogate.demo.v1.LibraryService";
 
-/// The demo library as a slow upstream: `GetShelf` answers after the number of milliseconds its
-/// shelf is named after (`shelves/800`), `StreamBooks` sends one book and then holds the stream.
-mod library {
-    use super::*;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetShelfRequest {
-        #[prost(string, tag = "1")]
-        pub name: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Shelf {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub theme: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StreamBooksRequest {
-        #[prost(string, tag = "1")]
-        pub parent: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Book {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub title: String,
-    }
-
-    type Held = std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<Book, tonic::Status>> + Send + 'static>,
-    >;
-
-    pub async fn serve() -> std::net::SocketAddr {
-        let router =
-            axum::Router::new().fallback(|request: http::Request<axum::body::Body>| async move {
-                match request.uri().path() {
-                    "/protogate.demo.v1.LibraryService/GetShelf" => {
-                        let codec = tonic_prost::ProstCodec::<Shelf, GetShelfRequest>::default();
-                        let slow =
-                            tower::service_fn(|request: tonic::Request<GetShelfRequest>| async {
-                                let name = request.into_inner().name;
-                                let millis =
-                                    name.trim_start_matches("shelves/").parse().unwrap_or(0);
-                                tokio::time::sleep(Duration::from_millis(millis)).await;
-                                let theme = "slow".to_owned();
-                                Ok::<_, tonic::Status>(tonic::Response::new(Shelf { name, theme }))
-                            });
-                        tonic::server::Grpc::new(codec).unary(slow, request).await
-                    }
-                    "/protogate.demo.v1.LibraryService/StreamBooks" => {
-                        let codec = tonic_prost::ProstCodec::<Book, StreamBooksRequest>::default();
-                        let held = tower::service_fn(
-                            |request: tonic::Request<StreamBooksRequest>| async {
-                                let parent = request.into_inner().parent;
-                                let first = Book {
-                                    name: format!("{parent}/books/first"),
-                                    title: "First".to_owned(),
-                                };
-                                let stream: Held = Box::pin(
-                                    futures_util::stream::iter([Ok(first)])
-                                        .chain(futures_util::stream::pending()),
-                                );
-                                Ok::<_, tonic::Status>(tonic::Response::new(stream))
-                            },
-                        );
-                        tonic::server::Grpc::new(codec)
-                            .server_streaming(held, request)
-                            .await
-                    }
-                    path => tonic::Status::unimplemented(path.to_owned())
-                        .into_http::<tonic::body::Body>(),
-                }
-            });
-        super::support::serve_grpc(router).await
-    }
-}
-
-use futures_util::StreamExt as _;
-
 /// A config file of this test's own with `shutdown_timeout`.
 fn config(name: &str, shutdown_timeout: &str) -> String {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lifecycle-tests");
@@ -131,7 +47,7 @@ fn exit_within(gateway: &mut support::Administered, limit: Duration) -> std::pro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
-    let backend = library::serve().await;
+    let backend = support::library::serve().await;
     let config = config("graceful.toml", "10s");
     let mut gateway = support::start_with_admin(&[
         "--config",
@@ -203,7 +119,7 @@ async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_outlasts_the_shutdown_timeout_is_cut_and_the_exit_is_an_error() {
-    let backend = library::serve().await;
+    let backend = support::library::serve().await;
     let config = config("cut.toml", "500ms");
     let mut gateway = support::start_with_admin(&[
         "--config",

@@ -134,6 +134,11 @@ pub struct GatewaySection {
     pub stream_idle_timeout: Option<Span>,
     /// Ends a streaming call once it has lasted this long.
     pub stream_max_duration: Option<Span>,
+    /// The deadline of calls that send no `Grpc-Timeout`, where no upstream, service or method
+    /// sets one (in-process services included).
+    pub timeout: Option<Span>,
+    /// The longest deadline any client may ask for, on top of every other maximum.
+    pub max_timeout: Option<Span>,
 }
 
 /// `[defaults]`.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod library;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
