@@ -29,15 +29,8 @@ fn file(name: &str, text: &str) -> PathBuf {
 
 /// `protogate serve` with `args` and `env`; killed when dropped.
 struct Serving {
-    child: std::process::Child,
+    _child: support::Process,
     base: String,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(args: &[&str], env: &[(&str, &str)]) -> Serving {
@@ -55,7 +48,10 @@ fn serve(args: &[&str], env: &[(&str, &str)]) -> Serving {
     )
     .expect("a banner");
     let base = first.trim().rsplit(' ').next().expect("address").to_owned();
-    Serving { child, base }
+    Serving {
+        _child: support::Process(child),
+        base,
+    }
 }
 
 fn example() -> PathBuf {

@@ -12,17 +12,24 @@ use serde_json::Value;
 
 const SERVICE: &str = "protogate.demo.v1.LibraryService";
 
-/// A config file of this test's own with `shutdown_timeout`.
-fn config(name: &str, shutdown_timeout: &str) -> String {
+/// The gateway in front of the slow library, with a config file (`name`, in a directory of
+/// this test's own) giving `shutdown_timeout`.
+async fn gateway(name: &str, shutdown_timeout: &str) -> support::Administered {
+    let backend = support::library::serve().await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lifecycle-tests");
     std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
+    let config = dir.join(name);
     std::fs::write(
-        &path,
+        &config,
         format!("[server]\nshutdown_timeout = \"{shutdown_timeout}\"\n"),
     )
     .expect("written");
-    path.to_str().expect("UTF-8").to_owned()
+    support::start_with_admin(&[
+        "--config",
+        config.to_str().expect("UTF-8"),
+        "--upstream",
+        &format!("{SERVICE}=http://{backend}"),
+    ])
 }
 
 fn terminate(gateway: &support::Administered) {
@@ -47,14 +54,7 @@ fn exit_within(gateway: &mut support::Administered, limit: Duration) -> std::pro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
-    let backend = support::library::serve().await;
-    let config = config("graceful.toml", "10s");
-    let mut gateway = support::start_with_admin(&[
-        "--config",
-        &config,
-        "--upstream",
-        &format!("{SERVICE}=http://{backend}"),
-    ]);
+    let mut gateway = gateway("graceful.toml", "10s").await;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -119,14 +119,7 @@ async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_outlasts_the_shutdown_timeout_is_cut_and_the_exit_is_an_error() {
-    let backend = support::library::serve().await;
-    let config = config("cut.toml", "500ms");
-    let mut gateway = support::start_with_admin(&[
-        "--config",
-        &config,
-        "--upstream",
-        &format!("{SERVICE}=http://{backend}"),
-    ]);
+    let mut gateway = gateway("cut.toml", "500ms").await;
     let client = reqwest::Client::new();
     let slow = tokio::spawn(
         client

@@ -3,27 +3,14 @@
 //! certificate replaced on disk and served without a restart, and unusable files refused at
 //! start naming the file.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_protogate");
-
-/// A CA's certificate (PEM) and a certificate it issued for `localhost`, with its key.
-fn issue() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
-    let key = rcgen::KeyPair::generate().expect("key");
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("issued");
-    (ca_pem, certificate.pem(), key.serialize_pem())
-}
 
 fn dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("listener-tests");
@@ -39,15 +26,8 @@ fn client(ca: &str) -> reqwest::ClientBuilder {
 }
 
 struct Gateway {
-    child: Child,
+    _child: support::Process,
     addresses: Vec<String>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The gateway with `config`; the addresses its banner gives, first the public one.
@@ -72,13 +52,16 @@ fn start(config: &Path) -> Gateway {
         addresses.push(address.to_owned());
     }
     std::thread::spawn(move || lines.for_each(drop));
-    Gateway { child, addresses }
+    Gateway {
+        _child: support::Process(child),
+        addresses,
+    }
 }
 
 #[tokio::test]
 async fn cleartext_and_tls_listeners_serve_http1_and_http2_and_a_new_certificate_needs_no_restart()
 {
-    let (ca, cert, key) = issue();
+    let (ca, cert, key) = support::issue("localhost");
     let dir = dir();
     let (cert_file, key_file) = (dir.join("server.pem"), dir.join("server.key"));
     std::fs::write(&cert_file, &cert).expect("written");
@@ -128,7 +111,7 @@ async fn cleartext_and_tls_listeners_serve_http1_and_http2_and_a_new_certificate
     }
 
     // A new certificate from another CA, written in place: served within a few seconds.
-    let (new_ca, new_cert, new_key) = issue();
+    let (new_ca, new_cert, new_key) = support::issue("localhost");
     std::fs::write(&key_file, &new_key).expect("written");
     std::fs::write(&cert_file, &new_cert).expect("written");
     let started = Instant::now();

@@ -252,26 +252,15 @@ async fn tls_upstreams_with_several_endpoints_from_the_flags() {
         .await
         .expect("build task");
     // A CA made here, and a certificate from it for the name the flags ask to verify.
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
-    let key = rcgen::KeyPair::generate().expect("key");
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-    let certificate = rcgen::CertificateParams::new(vec!["notes.test".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("issued");
+    let (ca_pem, certificate, key) = support::issue("notes.test");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("own-protos-tls");
     std::fs::create_dir_all(&dir).expect("directory");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &ca_pem).expect("CA written");
 
     let tls = || {
-        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-            certificate.pem(),
-            key.serialize_pem(),
-        ))
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&certificate, &key))
     };
     let (first, second) = (notes::Backend::default(), notes::Backend::default());
     let a = first.clone().serve_tls(tls()).await;

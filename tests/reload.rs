@@ -2,9 +2,11 @@
 //! request failing, and an invalid one (also asked for with SIGHUP) changes nothing and is
 //! logged with its place.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,16 +17,9 @@ const BINARY: &str = env!("CARGO_BIN_EXE_protogate");
 const PATH: &str = "/demo/v1/shelves/fiction/books?pageSize=1";
 
 struct Gateway {
-    child: Child,
+    child: support::Process,
     base: String,
     stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(config: &Path) -> Gateway {
@@ -55,7 +50,7 @@ fn start(config: &Path) -> Gateway {
     });
     let base = first.trim().rsplit(' ').next().expect("address").to_owned();
     Gateway {
-        child,
+        child: support::Process(child),
         base,
         stderr,
     }

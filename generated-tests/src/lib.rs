@@ -229,12 +229,38 @@ pub async fn serve_gateway(gateway: protogate::Gateway) -> std::io::Result<Strin
 /// A gateway in front of a fresh backend, reached over a real connection.
 pub async fn remote_gateway() -> std::io::Result<String> {
     let backend = start_backend().await?;
+    gateway_to(
+        backend,
+        pb::protogate::tests::v1::binding_service_gateway::remote,
+        |gateway| gateway,
+    )
+    .await
+}
+
+/// Serves `routes` (tonic services) on 127.0.0.1 until the test's runtime ends; their address.
+pub async fn serve_routes(routes: tonic::service::Routes) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(incoming),
+    );
+    Ok(address)
+}
+
+/// A gateway with the settings `configure` gives it, forwarding the service that `remote`
+/// (a generated `remote`) makes to the backend at `backend`; its base URL.
+pub async fn gateway_to(
+    backend: SocketAddr,
+    remote: fn(protogate::Upstream) -> protogate::Service,
+    configure: impl FnOnce(protogate::Gateway) -> protogate::Gateway,
+) -> std::io::Result<String> {
     let upstream =
         protogate::Upstream::lazy(&format!("http://{backend}")).map_err(std::io::Error::other)?;
-    let gateway = protogate::Gateway::new()
-        .with(pb::protogate::tests::v1::binding_service_gateway::remote(
-            upstream,
-        ))
+    let gateway = configure(protogate::Gateway::new())
+        .with(remote(upstream))
         .map_err(std::io::Error::other)?;
     serve_gateway(gateway).await
 }

@@ -59,18 +59,9 @@ impl RequiredService for RequiredBackend {
 /// Starts the backend and a gateway in front of it on 127.0.0.1, reached over real
 /// connections; the gateway's base URL.
 pub async fn required_gateway() -> std::io::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let backend = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(RequiredServiceServer::new(RequiredBackend))
-            .serve_with_incoming(incoming),
-    );
-    let upstream =
-        protogate::Upstream::lazy(&format!("http://{backend}")).map_err(std::io::Error::other)?;
-    let gateway = protogate::Gateway::new()
-        .with(required_service_gateway::remote(upstream))
-        .map_err(std::io::Error::other)?;
-    crate::serve_gateway(gateway).await
+    let backend = crate::serve_routes(tonic::service::Routes::new(RequiredServiceServer::new(
+        RequiredBackend,
+    )))
+    .await?;
+    crate::gateway_to(backend, required_service_gateway::remote, |gateway| gateway).await
 }

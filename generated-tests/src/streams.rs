@@ -271,15 +271,10 @@ impl StreamService for StreamBackend {
 
 /// Starts the streaming backend on 127.0.0.1.
 pub async fn start_stream_backend(backend: StreamBackend) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(StreamServiceServer::new(backend))
-            .serve_with_incoming(incoming),
-    );
-    Ok(address)
+    crate::serve_routes(tonic::service::Routes::new(StreamServiceServer::new(
+        backend,
+    )))
+    .await
 }
 
 /// A gateway in front of `backend`, over a real connection (`remote`) or in process, with the

@@ -44,15 +44,10 @@ impl StrictService for StrictBackend {
 
 /// Starts the echo backend on 127.0.0.1 and returns its address.
 pub async fn start_strict_backend() -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(StrictServiceServer::new(StrictBackend))
-            .serve_with_incoming(incoming),
-    );
-    Ok(address)
+    crate::serve_routes(tonic::service::Routes::new(StrictServiceServer::new(
+        StrictBackend,
+    )))
+    .await
 }
 
 /// A gateway with the settings `configure` gives it, in front of a fresh backend reached over a
@@ -60,11 +55,6 @@ pub async fn start_strict_backend() -> std::io::Result<SocketAddr> {
 pub async fn strict_gateway(
     configure: impl FnOnce(protogate::Gateway) -> protogate::Gateway,
 ) -> std::io::Result<String> {
-    let address = start_strict_backend().await?;
-    let upstream =
-        protogate::Upstream::lazy(&format!("http://{address}")).map_err(std::io::Error::other)?;
-    let gateway = configure(protogate::Gateway::new())
-        .with(strict_service_gateway::remote(upstream))
-        .map_err(std::io::Error::other)?;
-    crate::serve_gateway(gateway).await
+    let backend = start_strict_backend().await?;
+    crate::gateway_to(backend, strict_service_gateway::remote, configure).await
 }

@@ -50,24 +50,14 @@ impl WildcardService for WildcardBackend {
 
 /// Starts the tonic backend on 127.0.0.1 and returns its address.
 pub async fn start_backend() -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(WildcardServiceServer::new(WildcardBackend))
-            .serve_with_incoming(incoming),
-    );
-    Ok(address)
+    crate::serve_routes(tonic::service::Routes::new(WildcardServiceServer::new(
+        WildcardBackend,
+    )))
+    .await
 }
 
 /// A gateway in front of a fresh backend, reached over a real connection; its base URL.
 pub async fn remote_gateway() -> std::io::Result<String> {
     let backend = start_backend().await?;
-    let upstream =
-        protogate::Upstream::lazy(&format!("http://{backend}")).map_err(std::io::Error::other)?;
-    let gateway = protogate::Gateway::new()
-        .with(wildcard_service_gateway::remote(upstream))
-        .map_err(std::io::Error::other)?;
-    crate::serve_gateway(gateway).await
+    crate::gateway_to(backend, wildcard_service_gateway::remote, |gateway| gateway).await
 }

@@ -197,14 +197,7 @@ fn parse<T: DeserializeOwned>(text: &str, format: Format, origin: &str) -> Resul
                 let key = key_of(e.path());
                 let inner = e.into_inner();
                 let at = inner.location().map(|l| (l.line(), l.column()));
-                let message = inner.to_string();
-                // The location is in the message too; keep what is wrong alone.
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                error(key, at, message)
+                error(key, at, without_position(&inner.to_string()))
             })
         }
         Format::Json => {
@@ -213,16 +206,20 @@ fn parse<T: DeserializeOwned>(text: &str, format: Format, origin: &str) -> Resul
                 let key = key_of(e.path());
                 let inner = e.into_inner();
                 let at = (inner.line() > 0).then(|| (inner.line(), inner.column()));
-                let message = inner.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                error(key, at, message)
+                error(key, at, without_position(&inner.to_string()))
             })
         }
     }
+}
+
+/// A parser's message without the position it ends with (` at line L column C`), which the
+/// error gives apart.
+fn without_position(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_owned()
 }
 
 /// `upstreams.orders.tls`, from serde_path_to_error's path (`.` for the root).

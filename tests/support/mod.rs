@@ -10,18 +10,50 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// A running gateway, stopped when dropped.
-pub struct Running {
-    child: Child,
-    /// Its base URL, `http://127.0.0.1:PORT`.
-    pub base: String,
+/// A certificate authority made on the spot, and a certificate it issued for `name`: the CA's
+/// certificate, the certificate and its private key, as PEM.
+pub fn issue(name: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let certificate = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("issued");
+    (ca_pem, certificate.pem(), key.serialize_pem())
 }
 
-impl Drop for Running {
+/// A child process, killed and reaped when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+impl std::ops::Deref for Process {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// A running gateway, stopped when dropped.
+pub struct Running {
+    _child: Process,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub base: String,
 }
 
 /// Runs `binary` with `args` to its end and returns what it printed; it must succeed.
@@ -63,7 +95,10 @@ pub fn start_binary(binary: &Path, args: &[&str]) -> Running {
     // Keep reading so the gateway never writes to a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     let base = first.trim().rsplit(' ').next().expect("address").to_owned();
-    Running { child, base }
+    Running {
+        _child: Process(child),
+        base,
+    }
 }
 
 /// What `binary serve` (with `args`, on a free port) prints on start, through its `try:` line.
@@ -122,18 +157,11 @@ async fn serve_grpc_over(
 /// A running gateway with an admin listener, stopped when dropped.
 pub struct Administered {
     /// The process.
-    pub child: Child,
+    pub child: Process,
     /// The public base URL.
     pub base: String,
     /// The admin listener's base URL.
     pub admin: String,
-}
-
-impl Drop for Administered {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `protogate serve` on free ports for the public and the admin listeners, with `args`.
@@ -151,5 +179,9 @@ pub fn start_with_admin(args: &[&str]) -> Administered {
     let admin = address("admin on ");
     // Keep reading so the gateway never writes to a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Administered { child, base, admin }
+    Administered {
+        child: Process(child),
+        base,
+        admin,
+    }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Snapshot {
 
 pub(crate) struct Directory {
     sources: Vec<Address>,
+    /// Some source is a name to resolve.
+    named: bool,
     resolver: Arc<dyn Resolve>,
     every: Duration,
     ejection: Ejection,
@@ -96,6 +98,7 @@ impl Directory {
             initial: OnceCell::new(),
             refreshing: AtomicBool::new(false),
             last_refresh: Mutex::new(Instant::now()),
+            named: sources.iter().any(|source| source.name().is_some()),
             sources,
         };
         if !directory.has_names() {
@@ -113,7 +116,7 @@ impl Directory {
     }
 
     pub(crate) fn has_names(&self) -> bool {
-        self.sources.iter().any(|source| source.name().is_some())
+        self.named
     }
 
     /// The number of the current snapshot: a worker whose own is the same needs not look.

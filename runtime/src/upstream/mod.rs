@@ -229,17 +229,26 @@ impl Upstream {
         }
     }
 
-    /// The endpoint for the next attempt, leaving out those `tried`.
-    async fn pick(&self, tried: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, Status> {
+    /// This worker's endpoints now (resolving the names first, the first time).
+    async fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
         let directory = &self.shared.directory;
-        let list = if directory.has_names() {
+        if directory.has_names() {
             let snapshot = directory.current(false).await;
             self.pool.endpoints(snapshot.version, || snapshot)
         } else {
             self.pool
                 .endpoints(directory.version(), || directory.snapshot())
-        };
-        if let Some(endpoint) = self.pool.pick(&list, tried) {
+        }
+    }
+
+    /// The endpoint of `list` for the next attempt, leaving out those `tried`.
+    async fn pick(
+        &self,
+        list: &[Arc<Endpoint>],
+        tried: &[Arc<Endpoint>],
+    ) -> Result<Arc<Endpoint>, Status> {
+        let directory = &self.shared.directory;
+        if let Some(endpoint) = self.pool.pick(list, tried) {
             return Ok(endpoint);
         }
         if directory.has_names() {
@@ -294,7 +303,8 @@ impl Upstream {
         let mut head = Some(head);
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         loop {
-            let endpoint = self.pick(&tried).await?;
+            let list = self.endpoints().await;
+            let endpoint = self.pick(&list, &tried).await?;
             let in_flight = endpoint.start();
             let retry_left = tried.len() + 1 < MAX_ATTEMPTS;
             let sender = match endpoint.connection.ready().await {
@@ -302,7 +312,7 @@ impl Upstream {
                 Err(NotSent(status)) => {
                     // Nothing left the gateway: any call may go elsewhere.
                     tried.push(endpoint);
-                    if retry_left && self.has_another(&tried) && shared.budget.withdraw() {
+                    if retry_left && has_another(&list, &tried) && shared.budget.withdraw() {
                         continue;
                     }
                     return Err(self.named(&status));
@@ -311,7 +321,7 @@ impl Upstream {
             // A copy to send again only where another endpoint could take it.
             let replay = body
                 .replay()
-                .filter(|_| retry_left && self.has_another(std::slice::from_ref(&endpoint)));
+                .filter(|_| retry_left && has_another(&list, std::slice::from_ref(&endpoint)));
             let Some(this_head) = (match &replay {
                 Some(_) => head.as_ref().map(copy_head),
                 None => head.take(),
@@ -329,7 +339,7 @@ impl Upstream {
                     let again = replay.filter(|_| failed.refused);
                     tried.push(endpoint);
                     match again {
-                        Some(again) if self.has_another(&tried) && shared.budget.withdraw() => {
+                        Some(again) if has_another(&list, &tried) && shared.budget.withdraw() => {
                             tracing::debug!(upstream = %shared.name, "call refused; sending it elsewhere");
                             body = again;
                         }
@@ -338,18 +348,6 @@ impl Upstream {
                 }
             }
         }
-    }
-
-    /// Whether an endpoint other than those `tried` could take a retry.
-    fn has_another(&self, tried: &[Arc<Endpoint>]) -> bool {
-        let directory = &self.shared.directory;
-        let list = self
-            .pool
-            .endpoints(directory.version(), || directory.snapshot());
-        let now = std::time::Instant::now();
-        list.iter().any(|endpoint| {
-            !tried.iter().any(|t| Arc::ptr_eq(t, endpoint)) && endpoint.state.available(now)
-        })
     }
 
     /// The response of a call that reached its endpoint.
@@ -380,6 +378,20 @@ impl Upstream {
         response.extensions_mut().insert(trailers);
         response
     }
+}
+
+/// Whether an endpoint of `list` other than those `tried` could take a retry. With one endpoint,
+/// nothing to look at: the common case costs no clock read.
+fn has_another(list: &[Arc<Endpoint>], tried: &[Arc<Endpoint>]) -> bool {
+    let mut others = list
+        .iter()
+        .filter(|endpoint| !tried.iter().any(|t| Arc::ptr_eq(t, endpoint)))
+        .peekable();
+    if others.peek().is_none() {
+        return false;
+    }
+    let now = std::time::Instant::now();
+    others.any(|endpoint| endpoint.state.available(now))
 }
 
 fn copy_head(head: &http::request::Parts) -> http::request::Parts {
