@@ -33,6 +33,27 @@ pub struct RouteInfo {
     pub template: Template,
 }
 
+impl RouteInfo {
+    /// The binding a request was routed to. The gateway sets it before the layers given to
+    /// `Gateway::route_layer` see the request, so an edge policy can decide by RPC or template;
+    /// `None` outside them.
+    pub fn of<B>(request: &http::Request<B>) -> Option<&'static RouteInfo> {
+        request
+            .extensions()
+            .get::<Matched>()
+            .map(|matched| matched.0)
+    }
+
+    /// Marks `request` as routed to `self`; see [`RouteInfo::of`].
+    pub(crate) fn mark<B>(&'static self, request: &mut http::Request<B>) {
+        request.extensions_mut().insert(Matched(self));
+    }
+}
+
+/// The request extension [`RouteInfo::of`] reads.
+#[derive(Clone, Copy)]
+struct Matched(&'static RouteInfo);
+
 /// A request as a handler receives it: the HTTP request, the path captures, the gateway's
 /// settings, and the deadline rules of its method (its own, its service's, its upstream's and
 /// the gateway's, merged).

@@ -1,17 +1,27 @@
 //! The gateway: every service's routes in one table, served as an axum `Router`.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt as _};
 
 use crate::call::{Call, RouteInfo, Settings};
 use crate::deadline::Deadlines;
 use crate::error::GatewayError;
 use crate::json::{JsonOptions, Registry};
 use crate::route::{Conflict, Lookup, RouteTable};
-use crate::service::{Route, Service};
+use crate::service::{Handler, Route, Service};
+
+/// A route's handling as the layers given to [`Gateway::route_layer`] wrap it: a request in,
+/// its response out, never an error.
+pub type RouteService = BoxCloneSyncService<http::Request<Body>, Response, Infallible>;
+
+/// One layer of [`Gateway::route_layer`], boxed.
+type Wrap = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
 
 /// Assembles services into one HTTP front door.
 ///
@@ -28,6 +38,8 @@ pub struct Gateway {
     table: RouteTable<Route>,
     routes: Vec<&'static RouteInfo>,
     settings: Settings,
+    /// The route layers, outermost first.
+    layers: Vec<Wrap>,
 }
 
 impl Gateway {
@@ -136,6 +148,36 @@ impl Gateway {
         self
     }
 
+    /// Wraps the handling of every route in `layer` (auth, rate limits, CORS, limits, compression:
+    /// any tower layer). It runs once the route is found, so [`RouteInfo::of`] tells it the
+    /// binding; a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) reaches it
+    /// routed to the binding of the method it asks about, and gets the gateway's 405 unless a
+    /// layer answers it. Requests that match no route never reach the layers.
+    ///
+    /// Layers added first see the request first, as with `tower::ServiceBuilder` (the opposite
+    /// of `axum::Router::layer`).
+    pub fn route_layer<L, B>(mut self, layer: L) -> Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<http::Request<Body>>>::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.layers.push(Arc::new(move |inner: RouteService| {
+            RouteService::new(
+                layer
+                    .layer(inner)
+                    .map_response(|response| response.map(Body::new)),
+            )
+        }));
+        self
+    }
+
     /// Every binding served, in the order added.
     pub fn routes(&self) -> &[&'static RouteInfo] {
         &self.routes
@@ -147,9 +189,27 @@ impl Gateway {
             table: self.table,
             settings: Arc::new(self.settings),
         });
-        axum::Router::new().fallback(move |request: http::Request<Body>| {
+        if self.layers.is_empty() {
+            return axum::Router::new().fallback(move |request: http::Request<Body>| {
+                let inner = Arc::clone(&inner);
+                async move { inner.dispatch(request).await }
+            });
+        }
+        let handle = {
             let inner = Arc::clone(&inner);
-            async move { inner.dispatch(request).await }
+            RouteService::new(tower::service_fn(move |request| {
+                let inner = Arc::clone(&inner);
+                async move { Ok::<_, Infallible>(inner.handle(request).await) }
+            }))
+        };
+        let layered = self
+            .layers
+            .iter()
+            .rev()
+            .fold(handle, |service, wrap| wrap(service));
+        axum::Router::new().fallback(move |request: http::Request<Body>| {
+            let (inner, layered) = (Arc::clone(&inner), layered.clone());
+            async move { inner.route(request, layered).await }
         })
     }
 }
@@ -179,6 +239,17 @@ struct Inner {
     settings: Arc<Settings>,
 }
 
+/// What the route lookup hands the route layers' innermost service, in the request's
+/// extensions.
+#[derive(Clone)]
+struct Routed {
+    handler: Handler,
+    captures: crate::route::Captures,
+    deadlines: Deadlines,
+    /// A CORS preflight no layer answered.
+    preflight: bool,
+}
+
 impl Inner {
     /// The route for a request. A WebSocket upgrade (always a GET) reaches the streaming RPC
     /// bound to its path under any standard method, before a unary GET binding whose template
@@ -197,33 +268,91 @@ impl Inner {
         self.table.find(request.method(), path)
     }
 
-    async fn dispatch(&self, request: http::Request<Body>) -> Response {
-        let registry = self.settings.registry;
-        let (handler, captures, deadlines) = match self.find(&request) {
-            Lookup::Found { value, captures } => (
-                Arc::clone(&value.handler),
-                captures,
-                value.deadlines.or(self.settings.deadlines),
-            ),
-            Lookup::MethodNotAllowed { allow } => {
-                return GatewayError::MethodNotAllowed {
-                    method: request.method().clone(),
-                    path: request.uri().path().to_owned(),
-                    allow,
-                }
-                .into_response(registry);
-            }
-            Lookup::NotFound => {
-                return GatewayError::NotFound {
-                    method: request.method().clone(),
-                    path: request.uri().path().to_owned(),
-                }
-                .into_response(registry);
-            }
-            Lookup::BadPath(message) => {
-                return GatewayError::BadPath(message).into_response(registry);
-            }
+    /// The answer for a request that matches no route (`lookup` is not `Found`).
+    fn unrouted(&self, request: &http::Request<Body>, lookup: Lookup<'_, Route>) -> Response {
+        let error = match lookup {
+            Lookup::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                allow,
+            },
+            Lookup::BadPath(message) => GatewayError::BadPath(message),
+            Lookup::NotFound | Lookup::Found { .. } => GatewayError::NotFound {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+            },
         };
+        error.into_response(self.settings.registry)
+    }
+
+    /// Serves a request without route layers: lookup, then the handler.
+    async fn dispatch(&self, request: http::Request<Body>) -> Response {
+        match self.find(&request) {
+            Lookup::Found { value, captures } => {
+                let (handler, deadlines) = (Arc::clone(&value.handler), self.deadlines(value));
+                self.call(handler, request, captures, deadlines).await
+            }
+            lookup => self.unrouted(&request, lookup),
+        }
+    }
+
+    /// Serves a request through the route layers: lookup, then `layered` with the route in the
+    /// request's extensions.
+    async fn route(&self, mut request: http::Request<Body>, layered: RouteService) -> Response {
+        let path = request.uri().path();
+        let lookup = match preflight_method(&request) {
+            // A preflight about a method no binding serves here is the OPTIONS request it is.
+            Some(asked) => match self.table.find(&asked, path) {
+                found @ Lookup::Found { .. } => found,
+                _ => self.table.find(&http::Method::OPTIONS, path),
+            },
+            None => self.find(&request),
+        };
+        let Lookup::Found { value, captures } = lookup else {
+            return self.unrouted(&request, lookup);
+        };
+        value.info.mark(&mut request);
+        let routed = Routed {
+            handler: Arc::clone(&value.handler),
+            captures,
+            deadlines: self.deadlines(value),
+            preflight: request.method() == http::Method::OPTIONS,
+        };
+        request.extensions_mut().insert(routed);
+        match layered.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The innermost service of the route layers: the handler of the route `route` found.
+    async fn handle(&self, mut request: http::Request<Body>) -> Response {
+        match request.extensions_mut().remove::<Routed>() {
+            Some(routed) if !routed.preflight => {
+                self.call(routed.handler, request, routed.captures, routed.deadlines)
+                    .await
+            }
+            // A preflight no layer answered, or a layer that dropped the route: answered as if
+            // there were no layers.
+            _ => {
+                let lookup = self.table.find(request.method(), request.uri().path());
+                self.unrouted(&request, lookup)
+            }
+        }
+    }
+
+    /// A route's deadline rules with the gateway's under them.
+    fn deadlines(&self, route: &Route) -> Deadlines {
+        route.deadlines.or(self.settings.deadlines)
+    }
+
+    async fn call(
+        &self,
+        handler: Handler,
+        request: http::Request<Body>,
+        captures: crate::route::Captures,
+        deadlines: Deadlines,
+    ) -> Response {
         let call = Call {
             request,
             captures,
@@ -232,7 +361,19 @@ impl Inner {
         };
         match handler(call).await {
             Ok(response) => response,
-            Err(error) => error.into_response(registry),
+            Err(error) => error.into_response(self.settings.registry),
         }
     }
+}
+
+/// The method a CORS preflight asks about: an `OPTIONS` request with a valid
+/// `Access-Control-Request-Method`.
+fn preflight_method(request: &http::Request<Body>) -> Option<http::Method> {
+    if request.method() != http::Method::OPTIONS {
+        return None;
+    }
+    let asked = request
+        .headers()
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    http::Method::from_bytes(asked.as_bytes()).ok()
 }

@@ -23,7 +23,8 @@ pub struct ServiceInfo {
     pub remote: fn(crate::Upstream) -> Service,
 }
 
-type Handler = Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + Send + Sync>;
+pub(crate) type Handler =
+    Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + Send + Sync>;
 
 /// A binding with the handler that serves it.
 #[derive(Clone)]

@@ -1,0 +1,30 @@
+//! Who sent a request, once an authentication layer has established it.
+
+use std::sync::Arc;
+
+/// The client a request comes from, as an authentication layer established it. The layer puts
+/// it in the request's extensions; the layers after it (rate limits keyed by client, access
+/// logs) and the handlers read it with [`Principal::of`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    /// Who the client is: a token's `sub`, an API key's name, what an external check answered.
+    pub subject: Arc<str>,
+    /// How it was established: `"jwt"`, `"api_key"`, `"external"`, `"session"`.
+    pub scheme: &'static str,
+    /// The scopes granted.
+    pub scopes: Arc<[String]>,
+    /// Every claim, as JSON (an object; empty for an API key).
+    pub claims: Arc<serde_json::Value>,
+}
+
+impl Principal {
+    /// The principal of `request`, if an authentication layer established one.
+    pub fn of<B>(request: &http::Request<B>) -> Option<&Principal> {
+        request.extensions().get::<Principal>()
+    }
+
+    /// Sets `self` as the principal of `request`.
+    pub fn attach<B>(self, request: &mut http::Request<B>) {
+        request.extensions_mut().insert(self);
+    }
+}
