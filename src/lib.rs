@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config;
 pub mod docs;
+pub mod edge;
 pub mod listen;
 pub mod reload;
 pub mod server;

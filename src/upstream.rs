@@ -16,6 +16,7 @@ use protogate::{
 };
 
 use crate::config::{self, Config, ConfigError, KeepaliveSection};
+use crate::edge::Edge;
 use crate::pb;
 
 /// Makes the routes of a service implemented in this process; called once per gateway built.
@@ -68,6 +69,8 @@ pub struct Plan {
     services: BTreeMap<String, ServicePlan>,
     gateway: config::GatewaySection,
     in_process: BTreeMap<&'static str, InProcess>,
+    /// The edge policies every worker's gateway wears.
+    edge: Edge,
 }
 
 /// An upstream built from the config, with its endpoints as written.
@@ -168,12 +171,18 @@ impl Plan {
                 },
             );
         }
+        let rpcs: Vec<&str> = pb::SERVICES
+            .iter()
+            .flat_map(|service| service.routes.iter().map(|route| route.rpc))
+            .collect();
+        let edge = Edge::new(config, &rpcs).map_err(|e| error(&e.key, e.message))?;
         Ok(Plan {
             upstreams,
             default: config.defaults.upstream.clone(),
             services,
             gateway: config.gateway.clone(),
             in_process: BTreeMap::new(),
+            edge,
         })
     }
 
@@ -244,7 +253,7 @@ impl Plan {
             };
             gateway.add(service)?;
         }
-        Ok(gateway)
+        Ok(self.edge.wear(gateway))
     }
 
     /// The `[gateway]` options on `gateway`.
@@ -585,6 +594,18 @@ mod tests {
                 good.replace("http://10.0.0.2:50051", "ftp://10.0.0.2:50051"),
                 "upstreams.main.endpoints",
                 "must start with http://",
+            ),
+            (
+                format!(
+                    "{good}\n[[routes]]\nmatch = \"/v1/**\"\n\n[[routes]]\nmatch = \"no.such.*\"\n"
+                ),
+                "routes[1].match",
+                "covers no RPC",
+            ),
+            (
+                format!("{good}\n[[routes]]\nmatch = \"/v1/**/x\"\n"),
+                "routes[0].match",
+                "`**` may only end",
             ),
         ];
         for (text, key, message) in mistakes {

@@ -250,18 +250,58 @@ fn locate(text: &str, format: Format, key: &str) -> Option<(usize, usize)> {
     let mut from = 0;
     let mut found = None;
     for part in &parts {
+        // `routes[2]`: the third element of the array `routes`.
+        let (part, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            Some((name, index)) => (name, index.parse::<usize>().ok()),
+            None => (*part, None),
+        };
         let quoted_json = format!("\"{part}\"");
-        let (offset, column) = text.lines().enumerate().skip(from).find_map(|(n, line)| {
-            let written = match format {
-                Format::Json => line.find(&quoted_json),
-                Format::Toml | Format::Yaml => find_key(line, part),
-            };
-            written.map(|column| (n, column))
-        })?;
+        let written = |line: &str| match format {
+            Format::Json => line.find(&quoted_json),
+            Format::Toml | Format::Yaml => find_key(line, part),
+        };
+        let (mut offset, mut column) = text
+            .lines()
+            .enumerate()
+            .skip(from)
+            .find_map(|(n, line)| written(line).map(|column| (n, column)))?;
+        if let Some(index) = index {
+            (offset, column) =
+                element(text, format, offset, index, &written).unwrap_or((offset, column));
+        }
         from = offset;
         found = Some((offset + 1, column + 1));
     }
     found
+}
+
+/// Where element `index` of the array whose key is on line `at` begins: in TOML the `[[name]]`
+/// header of that number, in YAML the `- ` item of that number; JSON arrays are not counted.
+fn element(
+    text: &str,
+    format: Format,
+    at: usize,
+    index: usize,
+    written: &dyn Fn(&str) -> Option<usize>,
+) -> Option<(usize, usize)> {
+    let mut lines = text.lines().enumerate().skip(at);
+    match format {
+        Format::Toml => lines
+            .filter(|(_, line)| line.trim_start().starts_with("[[") && written(line).is_some())
+            .nth(index)
+            .map(|(n, line)| (n, line.len() - line.trim_start().len())),
+        Format::Yaml => {
+            lines.next();
+            let items = lines.filter_map(|(n, line)| {
+                let item = line.trim_start();
+                item.starts_with("- ").then(|| (n, line.len() - item.len()))
+            });
+            let mut items = items.peekable();
+            let indent = items.peek()?.1;
+            items.filter(|(_, column)| *column == indent).nth(index)
+        }
+        Format::Json => None,
+    }
 }
 
 /// The column where `key` is written as a key (or a table name) on `line`.
@@ -296,6 +336,15 @@ mod tests {
         assert_eq!(error.position.map(|p| p.0), Some(6), "{error}");
         assert!(error.message.contains("max_inflight"), "{error}");
         assert!(error.to_string().starts_with("gw.toml:6:"), "{error}");
+    }
+
+    #[test]
+    fn an_array_element_is_placed_at_its_own_entry() {
+        let toml = "[[routes]]\nmatch = \"/a\"\n\n[[routes]]\nmatch = \"/b\"\n";
+        assert_eq!(locate(toml, Format::Toml, "routes[1].match"), Some((5, 1)));
+        let yaml = "routes:\n  - match: /a\n  - match: /b\n    more:\n      - x\n";
+        assert_eq!(locate(yaml, Format::Yaml, "routes[1].match"), Some((3, 5)));
+        assert_eq!(locate(yaml, Format::Yaml, "routes[0]"), Some((2, 3)));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! plain serde over figment or config-rs because those lose the line and column of an error.
 
 mod duration;
+mod edge;
 mod load;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use self::duration::Span;
+pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
 
 /// The whole config file.
@@ -43,6 +45,10 @@ pub struct Config {
     /// The public listeners, when there are several or one uses TLS; `[server] listen` is the
     /// one listener otherwise.
     pub listeners: Vec<Listener>,
+    /// Edge policy by route (`[[routes]]`): each rule covers the routes its `match` selects and
+    /// sets some policies; for each policy the first rule that covers a request and sets it
+    /// wins, and the policy's own section gives the default.
+    pub routes: Vec<RouteRule>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.
