@@ -38,9 +38,11 @@ pub fn page(assets: &str) -> String {
     include_str!("docs.html").replace("{assets}", assets)
 }
 
-/// `GET /openapi.json`, `GET /docs` and the page's Swagger UI files under `/docs/assets/`,
-/// beside the gateway's routes.
-pub fn router() -> axum::Router {
+/// `GET /openapi.json` (serving `document`: [`openapi`] as the gateway describes its answers),
+/// `GET /docs` and the page's Swagger UI files under `/docs/assets/`, beside the gateway's
+/// routes.
+pub fn router(document: String) -> axum::Router {
+    let document = axum::body::Bytes::from(document);
     let page = page(&format!("{ASSETS_PATH}/"));
     // The crate's router serves the embedded files (and a page of its own, which is not
     // exposed: only the files in ASSETS reach it).
@@ -52,8 +54,9 @@ pub fn router() -> axum::Router {
     axum::Router::new()
         .route(
             OPENAPI_PATH,
-            axum::routing::get(|| async {
-                ([(header::CONTENT_TYPE, "application/json")], openapi()).into_response()
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document).into_response() }
             }),
         )
         .route(

@@ -394,13 +394,17 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
     let app: Arc<server::MakeApp> = Arc::new(move || {
         let server = gateway_live.server();
-        let mut router = gateway_live
-            .plan()
-            .gateway()?
-            .drain_on(&gateway_drain)
-            .into_router();
+        let plan = gateway_live.plan();
+        let gateway = plan.gateway()?.drain_on(&gateway_drain);
+        // The document says what this gateway answers: statuses, headers, error bodies.
+        let mut document = gateway.openapi(docs::openapi());
+        let mut router = gateway.into_router();
+        if let Some(error_body) = plan.error_body() {
+            document = error_body.openapi(&document);
+            router = router.layer(error_body.layer());
+        }
         if server.serves_docs() {
-            router = router.merge(docs::router());
+            router = router.merge(docs::router(document));
         }
         #[cfg(protogate_demo)]
         if server.serves_demo() {

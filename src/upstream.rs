@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use protogate::{
-    Balance, Bulkhead, Deadlines, Ejection, Gateway, HealthCheck, JsonOptions, Keepalive,
-    RetryBudget, ServiceInfo, Upstream, UpstreamTls,
+    Balance, Bulkhead, Deadlines, Ejection, Gateway, HeaderMapping, HealthCheck, JsonOptions,
+    Keepalive, RetryBudget, ServiceInfo, Upstream, UpstreamTls,
 };
 
 use crate::config::{self, Config, ConfigError, KeepaliveSection};
@@ -59,7 +59,14 @@ impl Document {
 struct ServicePlan {
     upstream: Option<String>,
     deadlines: Deadlines,
-    methods: Vec<(String, Deadlines)>,
+    methods: Vec<(String, MethodPlan)>,
+}
+
+/// A method's deadlines and success status, as the config gives them.
+#[derive(Debug, Clone, Copy)]
+struct MethodPlan {
+    deadlines: Deadlines,
+    status: Option<axum::http::StatusCode>,
 }
 
 /// The services of this build, where each is served from, and the gateway's options.
@@ -71,6 +78,8 @@ pub struct Plan {
     in_process: BTreeMap<&'static str, InProcess>,
     /// The edge policies every worker's gateway wears.
     edge: Edge,
+    /// `[gateway] request_headers` and `response_headers`.
+    headers: HeaderMapping,
 }
 
 /// An upstream built from the config, with its endpoints as written.
@@ -133,7 +142,23 @@ impl Plan {
                         ),
                     ));
                 }
-                methods.push((method.clone(), deadlines(rules.timeout, rules.max_timeout)));
+                let status = match rules.status {
+                    None => None,
+                    Some(code @ 200..=299) => axum::http::StatusCode::from_u16(code).ok(),
+                    Some(code) => {
+                        return Err(error(
+                            &format!("{key}.methods.{method}.status"),
+                            format!("a success status is 200 to 299, not {code}"),
+                        ));
+                    }
+                };
+                methods.push((
+                    method.clone(),
+                    MethodPlan {
+                        deadlines: deadlines(rules.timeout, rules.max_timeout),
+                        status,
+                    },
+                ));
             }
             services.insert(
                 name.clone(),
@@ -176,6 +201,8 @@ impl Plan {
             .flat_map(|service| service.routes.iter().map(|route| route.rpc))
             .collect();
         let edge = Edge::new(config, &rpcs).map_err(|e| error(&e.key, e.message))?;
+        let headers =
+            header_mapping(&config.gateway).map_err(|(key, message)| error(&key, message))?;
         Ok(Plan {
             upstreams,
             default: config.defaults.upstream.clone(),
@@ -183,6 +210,7 @@ impl Plan {
             gateway: config.gateway.clone(),
             in_process: BTreeMap::new(),
             edge,
+            headers,
         })
     }
 
@@ -232,16 +260,9 @@ impl Plan {
                         .entry(name)
                         .or_insert_with(|| built.upstream.for_worker())
                         .clone();
-                    let mut service = (info.remote)(upstream);
-                    if let Some(plan) = self.services.get(info.name) {
-                        service = service.deadlines(plan.deadlines);
-                        for (method, rules) in &plan.methods {
-                            service = service.method_deadlines(method, *rules)?;
-                        }
-                    }
-                    service
+                    self.shape(info, (info.remote)(upstream))?
                 }
-                Target::InProcess(routes) => routes(),
+                Target::InProcess(routes) => self.shape(info, routes())?,
                 Target::Missing => protogate::Service::unavailable(
                     info,
                     &pb::__PROTOGATE_REGISTRY,
@@ -254,6 +275,33 @@ impl Plan {
             gateway.add(service)?;
         }
         Ok(self.edge.wear(gateway))
+    }
+
+    /// `service` with the deadlines and success statuses the config gives it and its methods.
+    fn shape(
+        &self,
+        info: &ServiceInfo,
+        mut service: protogate::Service,
+    ) -> Result<protogate::Service, protogate::UnknownMethod> {
+        let Some(plan) = self.services.get(info.name) else {
+            return Ok(service);
+        };
+        service = service.deadlines(plan.deadlines);
+        for (method, rules) in &plan.methods {
+            service = service.method_deadlines(method, rules.deadlines)?;
+            if let Some(status) = rules.status {
+                service = service.method_status(method, status)?;
+            }
+        }
+        Ok(service)
+    }
+
+    /// How error responses are written, when not as google.rpc.Status.
+    pub fn error_body(&self) -> Option<protogate::ErrorBody> {
+        match self.gateway.error_format {
+            Some(config::ErrorFormat::Problem) => Some(protogate::ErrorBody::problem_json()),
+            Some(config::ErrorFormat::Status) | None => None,
+        }
     }
 
     /// The `[gateway]` options on `gateway`.
@@ -284,7 +332,12 @@ impl Plan {
         if let Some(limit) = options.stream_max_duration {
             gateway = gateway.stream_max_duration(Some(limit.0));
         }
-        gateway.deadlines(deadlines(options.timeout, options.max_timeout))
+        if let Some(yes) = options.empty_as_no_content {
+            gateway = gateway.empty_as_no_content(yes);
+        }
+        gateway
+            .header_mapping(self.headers.clone())
+            .deadlines(deadlines(options.timeout, options.max_timeout))
     }
 
     /// The upstreams some service forwards to, by name.
@@ -316,6 +369,28 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// `[gateway] request_headers` and `response_headers`; a mistake names its key.
+fn header_mapping(options: &config::GatewaySection) -> Result<HeaderMapping, (String, String)> {
+    let mut mapping = HeaderMapping::default();
+    for (header, key) in &options.request_headers {
+        mapping = mapping.request_header(header, key).map_err(|e| {
+            (
+                format!("gateway.request_headers.{header}"),
+                format!("`{header}` cannot be forwarded as metadata `{key}`: {e}"),
+            )
+        })?;
+    }
+    for (key, header) in &options.response_headers {
+        mapping = mapping.response_header(key, header).map_err(|e| {
+            (
+                format!("gateway.response_headers.{key}"),
+                format!("metadata `{key}` cannot be written as header `{header}`: {e}"),
+            )
+        })?;
+    }
+    Ok(mapping)
 }
 
 fn deadlines(timeout: Option<config::Span>, max: Option<config::Span>) -> Deadlines {
@@ -569,6 +644,7 @@ mod tests {
         );
         plan.gateway().expect("a gateway");
 
+        let status_key = format!("methods.{method}.status");
         let mistakes = [
             (
                 good.replace(&format!("\"{service}\""), "\"no.such.Service\""),
@@ -601,6 +677,16 @@ mod tests {
                 ),
                 "routes[1].match",
                 "covers no RPC",
+            ),
+            (
+                good.replace("timeout = \"1s\"", "timeout = \"1s\"\nstatus = 404"),
+                status_key.as_str(),
+                "200 to 299",
+            ),
+            (
+                format!("{good}\n[gateway]\nresponse_headers = {{ \"grpc-status\" = \"X\" }}\n"),
+                "gateway.response_headers.grpc-status",
+                "cannot be written",
             ),
             (
                 format!("{good}\n[[routes]]\nmatch = \"/v1/**/x\"\n"),

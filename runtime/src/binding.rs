@@ -226,13 +226,14 @@ pub(crate) fn upstream_request<T>(
     message: T,
     parts: &Parts,
     deadlines: Deadlines,
+    mapping: &crate::metadata::HeaderMapping,
 ) -> Result<(tonic::Request<T>, Option<Duration>), GatewayError> {
     let remote = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0);
     let mut upstream = tonic::Request::new(message);
-    *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote)?;
+    *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote, mapping)?;
     let timeout = deadlines.resolve(crate::metadata::grpc_timeout(&parts.headers)?);
     if let Some(timeout) = timeout {
         upstream.set_timeout(timeout);

@@ -14,6 +14,7 @@ use axum::body::Body;
 use crate::deadline::Deadlines;
 use crate::drain::DrainWatch;
 use crate::json::{JsonOptions, Registry};
+use crate::metadata::HeaderMapping;
 use crate::route::{Captures, Template};
 
 /// A boxed, sendable future.
@@ -55,13 +56,15 @@ impl RouteInfo {
 struct Matched(&'static RouteInfo);
 
 /// A request as a handler receives it: the HTTP request, the path captures, the gateway's
-/// settings, and the deadline rules of its method (its own, its service's, its upstream's and
-/// the gateway's, merged).
+/// settings, the deadline rules of its method (its own, its service's, its upstream's and the
+/// gateway's, merged) and its success status.
 pub(crate) struct Call {
     pub request: http::Request<Body>,
     pub captures: Captures,
     pub settings: Arc<Settings>,
     pub deadlines: Deadlines,
+    /// The status of a successful answer with one response message, when its method sets one.
+    pub success: Option<http::StatusCode>,
 }
 
 /// Settings every handler sees.
@@ -79,6 +82,10 @@ pub(crate) struct Settings {
     pub stream_max_duration: Option<Duration>,
     /// Ends open streams when it starts.
     pub drain: Option<DrainWatch>,
+    /// Headers and metadata mapped by name beyond the default rules.
+    pub headers: HeaderMapping,
+    /// Unary calls that answer `google.protobuf.Empty` get 204 with no body.
+    pub empty_as_no_content: bool,
 }
 
 impl Default for Settings {
@@ -95,6 +102,8 @@ impl Default for Settings {
             stream_idle_timeout: None,
             stream_max_duration: None,
             drain: None,
+            headers: HeaderMapping::NONE,
+            empty_as_no_content: false,
         }
     }
 }

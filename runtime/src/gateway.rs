@@ -37,6 +37,9 @@ type Wrap = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
 pub struct Gateway {
     table: RouteTable<Route>,
     routes: Vec<&'static RouteInfo>,
+    /// What each route answers with, for the OpenAPI document: its RPC, its own success
+    /// status, whether it answers `google.protobuf.Empty`.
+    answers: Vec<(&'static str, Option<http::StatusCode>, bool)>,
     settings: Settings,
     /// The route layers, outermost first.
     layers: Vec<Wrap>,
@@ -61,6 +64,8 @@ impl Gateway {
                 .or(service.deadlines)
                 .or(service.upstream_deadlines);
             let info = route.info;
+            self.answers
+                .push((info.rpc, route.success, route.answers_empty));
             let method =
                 http::Method::from_bytes(info.method.as_bytes()).unwrap_or(http::Method::GET);
             self.table.insert(method, &info.template, route)?;
@@ -141,6 +146,20 @@ impl Gateway {
         self
     }
 
+    /// Maps request headers to metadata keys and response metadata to headers by name, beyond
+    /// the default rules; see [`HeaderMapping`](crate::HeaderMapping).
+    pub fn header_mapping(mut self, mapping: crate::metadata::HeaderMapping) -> Self {
+        self.settings.headers = mapping;
+        self
+    }
+
+    /// Answers 204 with no body for unary methods that return `google.protobuf.Empty`, unless
+    /// the method sets its own status ([`Service::method_status`]).
+    pub fn empty_as_no_content(mut self, yes: bool) -> Self {
+        self.settings.empty_as_no_content = yes;
+        self
+    }
+
     /// Ends this gateway's open streams when `drain` starts (UNAVAILABLE, closed the way each
     /// transport closes), for a shutdown that leaves no stream hanging.
     pub fn drain_on(mut self, drain: &crate::Drain) -> Self {
@@ -176,6 +195,35 @@ impl Gateway {
             )
         }));
         self
+    }
+
+    /// The OpenAPI document `document` (protogate-build's, for the services added) as this
+    /// gateway answers: each method's success status (a 204 without content), and the headers
+    /// response metadata is mapped to. Operations are found by the `x-protogate-rpc` that
+    /// protogate-build writes on each; anything else is left as it is.
+    pub fn openapi(&self, document: &str) -> String {
+        let headers: Vec<(String, String)> = self
+            .settings
+            .headers
+            .response_pairs()
+            .map(|(key, header)| (canonical_header(header), key.to_owned()))
+            .collect();
+        crate::openapi::describe_answers(document, |rpc| {
+            let status = self
+                .answers
+                .iter()
+                .find(|(answering, ..)| *answering == rpc)
+                .and_then(|&(_, own, empty)| {
+                    own.or_else(|| {
+                        (self.settings.empty_as_no_content && empty)
+                            .then_some(http::StatusCode::NO_CONTENT)
+                    })
+                });
+            crate::openapi::Answer {
+                status,
+                headers: headers.clone(),
+            }
+        })
     }
 
     /// Every binding served, in the order added.
@@ -246,6 +294,7 @@ struct Routed {
     handler: Handler,
     captures: crate::route::Captures,
     deadlines: Deadlines,
+    success: Option<http::StatusCode>,
     /// A CORS preflight no layer answered.
     preflight: bool,
 }
@@ -289,8 +338,14 @@ impl Inner {
     async fn dispatch(&self, request: http::Request<Body>) -> Response {
         match self.find(&request) {
             Lookup::Found { value, captures } => {
-                let (handler, deadlines) = (Arc::clone(&value.handler), self.deadlines(value));
-                self.call(handler, request, captures, deadlines).await
+                let routed = Routed {
+                    handler: Arc::clone(&value.handler),
+                    captures,
+                    deadlines: self.deadlines(value),
+                    success: success(&self.settings, value),
+                    preflight: false,
+                };
+                self.call(routed, request).await
             }
             lookup => self.unrouted(&request, lookup),
         }
@@ -316,6 +371,7 @@ impl Inner {
             handler: Arc::clone(&value.handler),
             captures,
             deadlines: self.deadlines(value),
+            success: success(&self.settings, value),
             preflight: request.method() == http::Method::OPTIONS,
         };
         request.extensions_mut().insert(routed);
@@ -328,10 +384,7 @@ impl Inner {
     /// The innermost service of the route layers: the handler of the route `route` found.
     async fn handle(&self, mut request: http::Request<Body>) -> Response {
         match request.extensions_mut().remove::<Routed>() {
-            Some(routed) if !routed.preflight => {
-                self.call(routed.handler, request, routed.captures, routed.deadlines)
-                    .await
-            }
+            Some(routed) if !routed.preflight => self.call(routed, request).await,
             // A preflight no layer answered, or a layer that dropped the route: answered as if
             // there were no layers.
             _ => {
@@ -346,24 +399,41 @@ impl Inner {
         route.deadlines.or(self.settings.deadlines)
     }
 
-    async fn call(
-        &self,
-        handler: Handler,
-        request: http::Request<Body>,
-        captures: crate::route::Captures,
-        deadlines: Deadlines,
-    ) -> Response {
+    async fn call(&self, routed: Routed, request: http::Request<Body>) -> Response {
         let call = Call {
             request,
-            captures,
+            captures: routed.captures,
             settings: Arc::clone(&self.settings),
-            deadlines,
+            deadlines: routed.deadlines,
+            success: routed.success,
         };
-        match handler(call).await {
+        match (routed.handler)(call).await {
             Ok(response) => response,
             Err(error) => error.into_response(self.settings.registry),
         }
     }
+}
+
+/// The status of a route's successful answers, when not 200: its method's own, or 204 for an
+/// answer of `google.protobuf.Empty` when the gateway says so.
+fn success(settings: &Settings, route: &Route) -> Option<http::StatusCode> {
+    route.success.or_else(|| {
+        (settings.empty_as_no_content && route.answers_empty)
+            .then_some(http::StatusCode::NO_CONTENT)
+    })
+}
+
+/// A header name as documents usually spell it: `location` → `Location`.
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The method a CORS preflight asks about: an `OPTIONS` request with a valid

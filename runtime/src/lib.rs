@@ -6,9 +6,11 @@ mod call;
 mod deadline;
 mod drain;
 mod error;
+mod error_body;
 mod gateway;
 mod json;
 mod metadata;
+mod openapi;
 mod percent;
 mod principal;
 mod query;
@@ -26,13 +28,15 @@ pub use call::RouteInfo;
 pub use deadline::Deadlines;
 pub use drain::Drain;
 pub use error::{BoxError, GatewayError, QueryNameError};
+pub use error_body::ErrorBody;
 pub use gateway::{Gateway, RouteService};
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
-pub use metadata::MetadataError;
+pub use metadata::{HeaderMapping, MetadataError};
 pub use principal::Principal;
 pub use route::Conflict;
 pub use select::{PerRoute, RouteSelector, SelectorError};
 pub use service::{Local, Route, Service, ServiceInfo, UnknownMethod};
+pub use status::Failure;
 pub use stream::{RequestStream, ResponseStream, StreamFuture};
 pub use upstream::{
     Balance, Bulkhead, Ejection, GrpcTransport, HealthCheck, Keepalive, Resolve, ResponseBody,

@@ -109,6 +109,7 @@ pub(crate) fn is_reserved(key: &str) -> bool {
 pub fn request_metadata(
     headers: &HeaderMap,
     remote: Option<SocketAddr>,
+    mapping: &HeaderMapping,
 ) -> Result<MetadataMap, MetadataError> {
     // Built as plain headers: the values are the request's own, shared rather than copied.
     let mut metadata = HeaderMap::new();
@@ -155,7 +156,101 @@ pub fn request_metadata(
         })?;
         insert_static(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
     }
+    for (header, key) in &mapping.request {
+        for value in headers.get_all(header) {
+            if !is_ascii_metadata(value) {
+                return Err(MetadataError::InvalidValue {
+                    header: header.as_str().to_owned(),
+                });
+            }
+            metadata.append(key.clone(), value.clone());
+        }
+    }
     Ok(MetadataMap::from_headers(metadata))
+}
+
+/// Headers and metadata mapped to each other by name, beyond the default rules: request
+/// headers a service wants as metadata keys of its own (`X-Tenant` → `tenant`), and response
+/// metadata a client should see as plain headers (`location` → `Location`, `set-cookie` →
+/// `Set-Cookie`) rather than as `Grpc-Metadata-*`.
+///
+/// ```
+/// let mapping = protogate::HeaderMapping::default()
+///     .request_header("x-tenant", "tenant")?
+///     .response_header("location", "Location")?;
+/// let gateway = protogate::Gateway::new().header_mapping(mapping);
+/// # Ok::<(), protogate::MetadataError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HeaderMapping {
+    /// Request header → metadata key.
+    request: Vec<(HeaderName, HeaderName)>,
+    /// Response metadata key → header.
+    response: Vec<(HeaderName, HeaderName)>,
+}
+
+impl HeaderMapping {
+    /// No mapping: the default rules alone.
+    pub const NONE: HeaderMapping = HeaderMapping {
+        request: Vec::new(),
+        response: Vec::new(),
+    };
+
+    /// Forwards the request header `header` (every value of it) as metadata `key`.
+    pub fn request_header(mut self, header: &str, key: &str) -> Result<Self, MetadataError> {
+        let header = header_name(header)?;
+        let key = metadata_key(key)?;
+        self.request.push((header, key));
+        Ok(self)
+    }
+
+    /// Writes response metadata `key` (headers and trailers, every value) as the header
+    /// `header`, instead of `Grpc-Metadata-<key>` / `Grpc-Trailer-<key>`.
+    pub fn response_header(mut self, key: &str, header: &str) -> Result<Self, MetadataError> {
+        let key = metadata_key(key)?;
+        let header = header_name(header)?;
+        if is_reserved(header.as_str()) {
+            return Err(MetadataError::InvalidKey {
+                header: header.as_str().to_owned(),
+            });
+        }
+        self.response.push((key, header));
+        Ok(self)
+    }
+
+    /// Each mapped response metadata key with the header it is written as.
+    pub(crate) fn response_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.response
+            .iter()
+            .map(|(key, header)| (key.as_str(), header.as_str()))
+    }
+
+    /// The header response metadata `key` is written as, when mapped.
+    fn response_name(&self, key: &str) -> Option<&HeaderName> {
+        self.response
+            .iter()
+            .find(|(mapped, _)| mapped.as_str() == key)
+            .map(|(_, header)| header)
+    }
+}
+
+fn header_name(header: &str) -> Result<HeaderName, MetadataError> {
+    HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()).map_err(|_| {
+        MetadataError::InvalidKey {
+            header: header.to_owned(),
+        }
+    })
+}
+
+/// A key for ASCII metadata that gRPC leaves to applications.
+fn metadata_key(key: &str) -> Result<HeaderName, MetadataError> {
+    let name = header_name(key)?;
+    if is_reserved(name.as_str()) || name.as_str().ends_with("-bin") {
+        return Err(MetadataError::InvalidKey {
+            header: key.to_owned(),
+        });
+    }
+    Ok(name)
 }
 
 /// An IP address as a header value, written without an intermediate string.
@@ -262,34 +357,56 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, MetadataErr
 }
 
 /// Appends response metadata to `headers` as `Grpc-Metadata-<key>` headers, skipping reserved
-/// keys; binary (`-bin`) values stay base64-encoded.
-pub fn write_response_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
-    write_prefixed(metadata, headers, METADATA_PREFIX);
+/// keys; binary (`-bin`) values stay base64-encoded. Keys `mapping` names go under their
+/// own header instead.
+pub fn write_response_headers(
+    metadata: MetadataMap,
+    headers: &mut HeaderMap,
+    mapping: &HeaderMapping,
+) {
+    write_prefixed(metadata, headers, METADATA_PREFIX, mapping);
 }
 
 /// Appends trailing metadata to `headers` as `Grpc-Trailer-<key>` headers, with the same rules as
 /// [`write_response_headers`].
-pub fn write_trailer_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
-    write_prefixed(metadata, headers, TRAILER_PREFIX);
+pub fn write_trailer_headers(
+    metadata: MetadataMap,
+    headers: &mut HeaderMap,
+    mapping: &HeaderMapping,
+) {
+    write_prefixed(metadata, headers, TRAILER_PREFIX, mapping);
 }
 
-/// Moves each value under its key with `prefix` added; no value is copied.
-fn write_prefixed(metadata: MetadataMap, headers: &mut HeaderMap, prefix: &str) {
+/// Moves each value under its key with `prefix` added (or under the header `mapping` gives
+/// the key); no value is copied.
+fn write_prefixed(
+    metadata: MetadataMap,
+    headers: &mut HeaderMap,
+    prefix: &str,
+    mapping: &HeaderMapping,
+) {
     let mut spelled = Vec::new();
     // `into_iter` names a key once, then gives `None` for the key's further values.
     let mut forwarded = false;
+    let mut mapped = None;
     for (key, value) in metadata.into_headers() {
         if let Some(key) = key {
             forwarded = !is_reserved(key.as_str());
-            if forwarded {
+            mapped = mapping.response_name(key.as_str()).cloned();
+            if forwarded && mapped.is_none() {
                 spelled.clear();
                 spelled.reserve(prefix.len() + key.as_str().len());
                 spelled.extend_from_slice(prefix.as_bytes());
                 spelled.extend_from_slice(key.as_str().as_bytes());
             }
         }
+        if !forwarded {
+            continue;
+        }
+        if let Some(header) = &mapped {
+            headers.append(header.clone(), value);
         // A new name for each value costs what cloning one would.
-        if forwarded && let Ok(name) = HeaderName::from_bytes(&spelled) {
+        } else if let Ok(name) = HeaderName::from_bytes(&spelled) {
             headers.append(name, value);
         }
     }
@@ -333,6 +450,7 @@ mod tests {
                 ("grpc-metadata-x-id", "7"),
             ]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert_eq!(text(&md, "tenant"), Some("acme"));
@@ -350,6 +468,7 @@ mod tests {
                 ("accept", "application/json"),
             ]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert_eq!(all(&md, "tag"), ["a", "b"]);
@@ -369,6 +488,7 @@ mod tests {
                 ("grpc-metadata-url-bin", "-_8"),
             ]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         let bytes = |key: &str| md.get_bin(key).and_then(|v| v.to_bytes().ok());
@@ -381,11 +501,16 @@ mod tests {
     #[test]
     fn permanent_headers_get_the_grpcgateway_prefix() {
         for (header, key) in PERMANENT_HEADERS {
-            let md = request_metadata(&headers(&[(header, "v")]), None).expect("metadata");
+            let md = request_metadata(&headers(&[(header, "v")]), None, &HeaderMapping::NONE)
+                .expect("metadata");
             assert_eq!(text(&md, key), Some("v"), "{header}");
         }
-        let md = request_metadata(&headers(&[("user-agent", "curl"), ("cookie", "a=1")]), None)
-            .expect("metadata");
+        let md = request_metadata(
+            &headers(&[("user-agent", "curl"), ("cookie", "a=1")]),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
         assert_eq!(text(&md, "grpcgateway-user-agent"), Some("curl"));
         assert_eq!(text(&md, "grpcgateway-cookie"), Some("a=1"));
         assert!(md.get("user-agent").is_none());
@@ -393,8 +518,12 @@ mod tests {
 
     #[test]
     fn authorization_goes_both_prefixed_and_bare() {
-        let md =
-            request_metadata(&headers(&[("authorization", "Bearer t")]), None).expect("metadata");
+        let md = request_metadata(
+            &headers(&[("authorization", "Bearer t")]),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
         assert_eq!(text(&md, "authorization"), Some("Bearer t"));
         assert_eq!(text(&md, "grpcgateway-authorization"), Some("Bearer t"));
     }
@@ -409,6 +538,7 @@ mod tests {
                 ("accept-encoding", "gzip"),
             ]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert!(md.is_empty(), "{md:?}");
@@ -428,6 +558,7 @@ mod tests {
                 ("grpc-metadata-host", "x"),
             ]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert!(md.is_empty(), "{md:?}");
@@ -435,13 +566,19 @@ mod tests {
 
     #[test]
     fn forwarded_host_comes_from_the_header_or_else_host() {
-        let md = request_metadata(&headers(&[("host", "api.example")]), None).expect("metadata");
+        let md = request_metadata(
+            &headers(&[("host", "api.example")]),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-host"), Some("api.example"));
         assert!(md.get("grpcgateway-host").is_none());
 
         let md = request_metadata(
             &headers(&[("host", "inner:8080"), ("x-forwarded-host", "api.example")]),
             None,
+            &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert_eq!(all(&md, "x-forwarded-host"), ["api.example"]);
@@ -449,36 +586,39 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_the_client_address() {
-        let md = request_metadata(&HeaderMap::new(), Some(addr())).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), Some(addr()), &HeaderMapping::NONE)
+            .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("127.0.0.1"));
         let v6: SocketAddr = "[::1]:80".parse().expect("addr");
-        let md = request_metadata(&HeaderMap::new(), Some(v6)).expect("metadata");
+        let md =
+            request_metadata(&HeaderMap::new(), Some(v6), &HeaderMapping::NONE).expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("::1"));
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let wide: SocketAddr = format!("[{longest}]:80").parse().expect("addr");
-        let md = request_metadata(&HeaderMap::new(), Some(wide)).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), Some(wide), &HeaderMapping::NONE)
+            .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some(longest));
-        let md = request_metadata(&HeaderMap::new(), None).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), None, &HeaderMapping::NONE).expect("metadata");
         assert!(md.get("x-forwarded-for").is_none());
     }
 
     #[test]
     fn forwarded_for_chain_is_extended() {
         let map = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
-        let md = request_metadata(&map, Some(addr())).expect("metadata");
+        let md = request_metadata(&map, Some(addr()), &HeaderMapping::NONE).expect("metadata");
         assert_eq!(
             all(&md, "x-forwarded-for"),
             ["10.1.1.1, 10.2.2.2, 127.0.0.1"]
         );
         // Without a known client the chain goes on as it came.
-        let md = request_metadata(&map, None).expect("metadata");
+        let md = request_metadata(&map, None, &HeaderMapping::NONE).expect("metadata");
         assert_eq!(all(&md, "x-forwarded-for"), ["10.1.1.1, 10.2.2.2"]);
     }
 
     #[test]
     fn invalid_binary_metadata_names_the_header() {
         let map = headers(&[("grpc-metadata-x-bin", "!!!")]);
-        let error = request_metadata(&map, None).expect_err("bad base64");
+        let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("bad base64");
         assert!(error.to_string().contains("grpc-metadata-x-bin"), "{error}");
     }
 
@@ -490,7 +630,7 @@ mod tests {
                 HeaderName::from_static(name),
                 HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a valid header value"),
             );
-            let error = request_metadata(&map, None).expect_err("not ASCII");
+            let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("not ASCII");
             assert_eq!(
                 error,
                 MetadataError::InvalidValue {
@@ -513,7 +653,7 @@ mod tests {
                 HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
                 HeaderValue::from_static("AQID"),
             );
-            let error = request_metadata(&map, None).expect_err("bad key");
+            let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("bad key");
             assert_eq!(
                 error,
                 MetadataError::InvalidKey {
@@ -609,7 +749,7 @@ mod tests {
     #[test]
     fn response_metadata_becomes_grpc_metadata_headers() {
         let mut out = HeaderMap::new();
-        write_response_headers(response_metadata(), &mut out);
+        write_response_headers(response_metadata(), &mut out, &HeaderMapping::NONE);
         let mut got = written("", &out);
         got.sort();
         let expected = [
@@ -626,10 +766,56 @@ mod tests {
     }
 
     #[test]
+    fn mapped_headers_and_metadata_keep_their_own_names() {
+        let mapping = HeaderMapping::default()
+            .request_header("X-Tenant", "tenant")
+            .and_then(|m| m.response_header("x-tag", "X-Tags"))
+            .expect("valid names");
+        let md = request_metadata(
+            &headers(&[
+                ("x-tenant", "acme"),
+                ("x-tenant", "beta"),
+                ("x-other", "no"),
+            ]),
+            None,
+            &mapping,
+        )
+        .expect("metadata");
+        assert_eq!(all(&md, "tenant"), ["acme", "beta"]);
+        assert!(md.get("x-other").is_none());
+
+        let mut out = HeaderMap::new();
+        write_response_headers(response_metadata(), &mut out, &mapping);
+        let tags: Vec<_> = out.get_all("x-tags").iter().collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert!(out.get("grpc-metadata-x-tag").is_none());
+        assert_eq!(out["grpc-metadata-x-request-id"], "abc");
+
+        for (header, key) in [
+            ("x-a", "grpc-status"),
+            ("x-a", "te"),
+            ("x a", "k"),
+            ("x-a", "k-bin"),
+        ] {
+            assert!(
+                HeaderMapping::default()
+                    .request_header(header, key)
+                    .is_err(),
+                "{header} {key}"
+            );
+        }
+        assert!(
+            HeaderMapping::default()
+                .response_header("k", "content-length")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn trailers_become_grpc_trailer_headers() {
         let mut out = HeaderMap::new();
         out.insert("content-type", HeaderValue::from_static("application/json"));
-        write_trailer_headers(response_metadata(), &mut out);
+        write_trailer_headers(response_metadata(), &mut out, &HeaderMapping::NONE);
         let mut got = written("grpc-", &out);
         got.sort();
         let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();

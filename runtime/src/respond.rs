@@ -9,27 +9,48 @@ use crate::binding::{self, Binding, Encoded};
 use crate::call::Settings;
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
+use crate::metadata::HeaderMapping;
 use crate::upstream::TrailerSlot;
 
 /// The HTTP response for one response message: its body as the binding says, metadata as
-/// `Grpc-Metadata-*` headers and trailers as `Grpc-Trailer-*` headers.
+/// `Grpc-Metadata-*` headers and trailers as `Grpc-Trailer-*` headers (or under the headers
+/// the gateway maps them to), with status `success` (200 unless the route says otherwise); 204
+/// and 304 carry no body.
 pub(crate) fn respond<Req, Resp: JsonMessage>(
     binding: &'static Binding<Req, Resp>,
     answer: tonic::Response<Resp>,
     settings: &Settings,
+    success: Option<StatusCode>,
 ) -> Result<Response, GatewayError> {
     let (metadata, message, extensions) = answer.into_parts();
-    let (content_type, body) = match binding::encode(&binding.response, message, settings)? {
-        Encoded::Json(json) => (HeaderValue::from_static("application/json"), json),
-        Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data),
+    let status = success.unwrap_or(StatusCode::OK);
+    let mut response = if has_body(status) {
+        let (content_type, body) = match binding::encode(&binding.response, message, settings)? {
+            Encoded::Json(json) => (HeaderValue::from_static("application/json"), json),
+            Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data),
+        };
+        let mut response = Response::new(Body::from(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        response
+    } else {
+        Response::new(Body::empty())
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
+    *response.status_mut() = status;
     let trailers = extensions.get::<TrailerSlot>().and_then(TrailerSlot::take);
-    write_metadata(metadata, trailers, headers);
+    write_metadata(
+        metadata,
+        trailers,
+        response.headers_mut(),
+        &settings.headers,
+    );
     Ok(response)
+}
+
+/// Whether a response with `status` carries a body: 204 and 304 never do.
+fn has_body(status: StatusCode) -> bool {
+    !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
 }
 
 /// The content type of a raw body, `application/octet-stream` when it names none or an invalid
@@ -47,6 +68,7 @@ pub(crate) fn write_metadata(
     metadata: tonic::metadata::MetadataMap,
     trailers: Option<HeaderMap>,
     headers: &mut HeaderMap,
+    mapping: &HeaderMapping,
 ) {
     match trailers {
         Some(trailers) => {
@@ -56,9 +78,9 @@ pub(crate) fn write_metadata(
             }
             let header_part = tonic::metadata::MetadataMap::from_headers(header_part);
             let trailers = tonic::metadata::MetadataMap::from_headers(trailers);
-            crate::metadata::write_response_headers(header_part, headers);
-            crate::metadata::write_trailer_headers(trailers, headers);
+            crate::metadata::write_response_headers(header_part, headers, mapping);
+            crate::metadata::write_trailer_headers(trailers, headers, mapping);
         }
-        None => crate::metadata::write_response_headers(metadata, headers),
+        None => crate::metadata::write_response_headers(metadata, headers, mapping),
     }
 }

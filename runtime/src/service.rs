@@ -23,6 +23,9 @@ pub struct ServiceInfo {
     pub remote: fn(crate::Upstream) -> Service,
 }
 
+/// The full name of the message that says nothing.
+const EMPTY: &str = "google.protobuf.Empty";
+
 pub(crate) type Handler =
     Arc<dyn Fn(Call) -> BoxFuture<Result<Response, GatewayError>> + Send + Sync>;
 
@@ -35,6 +38,10 @@ pub struct Route {
     pub(crate) streaming: bool,
     /// The deadline rules of its method, as set on the service.
     pub(crate) deadlines: Deadlines,
+    /// The status of a successful unary answer, when its method sets one.
+    pub(crate) success: Option<http::StatusCode>,
+    /// Answers one `google.protobuf.Empty` (a unary or client-streaming RPC).
+    pub(crate) answers_empty: bool,
 }
 
 impl Route {
@@ -50,6 +57,8 @@ impl Route {
             info: binding.route,
             streaming: false,
             deadlines: Deadlines::NONE,
+            success: None,
+            answers_empty: Resp::TYPE_NAME == EMPTY,
             handler: Arc::new(move |request: Call| {
                 let call = Arc::clone(&call);
                 Box::pin(async move { unary::serve(binding, &*call, request).await })
@@ -96,6 +105,8 @@ impl Route {
             info: binding.route,
             streaming: true,
             deadlines: Deadlines::NONE,
+            success: None,
+            answers_empty: matches!(rpc, Rpc::Client(_)) && Resp::TYPE_NAME == EMPTY,
             handler: Arc::new(move |request: Call| {
                 let rpc = rpc.clone();
                 Box::pin(async move { stream::serve(binding, &rpc, request).await })
@@ -146,16 +157,37 @@ impl Service {
     /// Deadline rules for one method, named as in the proto (`GetBook`) or in full
     /// (`library.v1.Library.GetBook`).
     pub fn method_deadlines(
-        mut self,
+        self,
         method: &str,
         deadlines: Deadlines,
+    ) -> Result<Self, UnknownMethod> {
+        self.for_method(method, |route| route.deadlines = deadlines)
+    }
+
+    /// The HTTP status of a successful answer of one method (named as for
+    /// [`Service::method_deadlines`]) instead of 200: 201 for a create, 202 for a long-running
+    /// operation, 204 for an answer with nothing to say (sent without a body). Unary answers
+    /// only: streams answer 200.
+    pub fn method_status(
+        self,
+        method: &str,
+        status: http::StatusCode,
+    ) -> Result<Self, UnknownMethod> {
+        self.for_method(method, |route| route.success = Some(status))
+    }
+
+    /// Applies `change` to every route of `method`; an error when the service has none.
+    fn for_method(
+        mut self,
+        method: &str,
+        change: impl Fn(&mut Route),
     ) -> Result<Self, UnknownMethod> {
         let mut found = false;
         for route in &mut self.routes {
             let rpc = route.info.rpc;
             let short = rpc.rsplit('.').next().unwrap_or(rpc);
             if rpc == method || short == method {
-                route.deadlines = deadlines;
+                change(route);
                 found = true;
             }
         }
@@ -197,6 +229,8 @@ impl Service {
                     info: route,
                     streaming: false,
                     deadlines: Deadlines::NONE,
+                    success: None,
+                    answers_empty: false,
                     handler: Arc::new(move |_| {
                         let message = Arc::clone(&message);
                         Box::pin(async move { Err(GatewayError::NoUpstream(message.to_string())) })

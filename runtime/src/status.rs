@@ -128,8 +128,34 @@ fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
 }
 
+/// The failure an error response of the gateway stands for, in the response's extensions:
+/// what an [`ErrorBody`](crate::ErrorBody) layer writes the response anew from.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    status: std::sync::Arc<tonic::Status>,
+    json: bytes::Bytes,
+}
+
+impl Failure {
+    /// The failure `response` stands for, when the gateway wrote it.
+    pub fn of<B>(response: &http::Response<B>) -> Option<&Failure> {
+        response.extensions().get::<Failure>()
+    }
+
+    /// The status.
+    pub fn status(&self) -> &tonic::Status {
+        &self.status
+    }
+
+    /// The google.rpc.Status JSON body the gateway wrote for it (details included).
+    pub fn status_json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
 /// The complete HTTP response for a failed call: mapped status code and Status JSON body, and
-/// `Retry-After` when the status carries a google.rpc.RetryInfo.
+/// `Retry-After` when the status carries a google.rpc.RetryInfo. The response carries its
+/// [`Failure`].
 pub fn status_response(
     status: &tonic::Status,
     http: Option<StatusCode>,
@@ -138,13 +164,22 @@ pub fn status_response(
     let details = details_of(status);
     let mut buf = Vec::with_capacity(96 + status.message().len());
     write_json(status, &details, registry, &mut buf);
-    let mut response = Response::new(Body::from(buf));
+    let json = bytes::Bytes::from(buf);
+    let mut response = Response::new(Body::from(json.clone()));
+    response.extensions_mut().insert(Failure {
+        status: std::sync::Arc::new(status.clone()),
+        json,
+    });
     *response.status_mut() = http.unwrap_or_else(|| http_status(status.code()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    crate::metadata::write_trailer_headers(status.metadata().clone(), response.headers_mut());
+    crate::metadata::write_trailer_headers(
+        status.metadata().clone(),
+        response.headers_mut(),
+        &crate::metadata::HeaderMapping::NONE,
+    );
     if let Some(seconds) = retry_after(&details) {
         response
             .headers_mut()

@@ -28,14 +28,16 @@ where
         captures,
         settings,
         deadlines,
+        success,
     } = request;
     let (parts, body) = request.into_parts();
     let source = MessageSource::new(binding, &parts, captures, settings);
     let message = source.read_one(body).await?;
     let settings = source.settings;
-    let (upstream, timeout) = binding::upstream_request(message, &parts, deadlines)?;
+    let (upstream, timeout) =
+        binding::upstream_request(message, &parts, deadlines, &settings.headers)?;
     let answer = with_deadline(call(upstream), timeout, binding.route.rpc).await?;
-    respond(binding, answer, &settings)
+    respond(binding, answer, &settings, success)
 }
 
 /// Awaits an upstream call, reporting DEADLINE_EXCEEDED once `timeout` has passed.

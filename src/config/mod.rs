@@ -145,6 +145,27 @@ pub struct GatewaySection {
     pub timeout: Option<Span>,
     /// The longest deadline any client may ask for, on top of every other maximum.
     pub max_timeout: Option<Span>,
+    /// Answer 204 with no body for methods that return `google.protobuf.Empty` (unless the
+    /// method sets its own `status`).
+    pub empty_as_no_content: Option<bool>,
+    /// Request headers forwarded as metadata keys of their own: `{ "x-tenant" = "tenant" }`.
+    pub request_headers: BTreeMap<String, String>,
+    /// Response metadata written as plain headers: `{ location = "Location" }`, instead of
+    /// `Grpc-Metadata-location`.
+    pub response_headers: BTreeMap<String, String>,
+    /// How error responses are written: `status` (google.rpc.Status JSON, the default) or
+    /// `problem` (RFC 9457 `application/problem+json`).
+    pub error_format: Option<ErrorFormat>,
+}
+
+/// The body of error responses.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorFormat {
+    /// google.rpc.Status as JSON: `{"code", "message", "details"}`.
+    Status,
+    /// RFC 9457 problem details, `application/problem+json`.
+    Problem,
 }
 
 /// `[defaults]`.
@@ -292,6 +313,9 @@ pub struct MethodSection {
     pub timeout: Option<Span>,
     /// The longest deadline a client may ask for.
     pub max_timeout: Option<Span>,
+    /// The HTTP status of a successful answer instead of 200 (201 for a create, 202, or 204,
+    /// which is sent without a body). Unary answers only: streams answer 200.
+    pub status: Option<u16>,
 }
 
 impl UpstreamSettings {

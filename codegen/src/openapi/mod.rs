@@ -164,6 +164,9 @@ fn operation(
         "operationId": id,
         "tags": [service.descriptor.name()],
         "responses": responses(schemas, method, binding),
+        // The RPC, by full name: how a gateway finds the operations of its methods to describe
+        // their statuses and headers as it serves them.
+        "x-protogate-rpc": md.full_name(),
     });
     if let Some(text) = docs::leading(md.parent_file(), md.path()) {
         op["summary"] = json!(docs::summary(&text));

@@ -181,11 +181,13 @@ where
         captures,
         settings,
         deadlines,
+        success,
     } = call;
     let (parts, body) = request.into_parts();
     let transport = Transport::choose(&parts.headers, &binding.response);
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
-    let (upstream, deadline) = binding::upstream_request((), &parts, deadlines.for_streams())?;
+    let (upstream, deadline) =
+        binding::upstream_request((), &parts, deadlines.for_streams(), &settings.headers)?;
     let limits = limits(&settings, deadline);
     let activity = Activity::new(&limits);
     let rpc_name = binding.route.rpc;
@@ -199,7 +201,7 @@ where
     };
     let (answer, guards) = until_answer(rpc.call(request), guards, rpc_name).await?;
     match answer {
-        Answer::One(answer) => crate::respond::respond(binding, answer, &settings),
+        Answer::One(answer) => crate::respond::respond(binding, answer, &settings, success),
         Answer::Stream(answer) => {
             output::respond(binding, settings, transport, answer, guards).await
         }

@@ -79,6 +79,7 @@ where
         }
         None => (encoder.transport.content_type(), None),
     };
+    let mapping = encoder.settings.headers.clone();
     let body = MessageBody {
         encoder,
         pending,
@@ -95,7 +96,7 @@ where
     }
     // Proxies in front must not hold messages back.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    crate::metadata::write_response_headers(metadata, headers);
+    crate::metadata::write_response_headers(metadata, headers, &mapping);
     Ok(response)
 }
 
@@ -227,7 +228,11 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
                     if let Some(trailers) = trailers {
                         let mut headers = HeaderMap::new();
                         let trailers = tonic::metadata::MetadataMap::from_headers(trailers);
-                        crate::metadata::write_trailer_headers(trailers, &mut headers);
+                        crate::metadata::write_trailer_headers(
+                            trailers,
+                            &mut headers,
+                            &this.encoder.settings.headers,
+                        );
                         if !headers.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::trailers(headers))));
                         }

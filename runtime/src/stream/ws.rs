@@ -53,6 +53,8 @@ where
         captures,
         settings,
         deadlines,
+        // A WebSocket answers in messages, never with an HTTP status of its own.
+        success: _,
     } = call;
     let (mut parts, _) = request.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -64,7 +66,8 @@ where
         BodyRule::None if !rpc.streams_requests() => Some(source.message(&[])?),
         _ => None,
     };
-    let (upstream, deadline) = binding::upstream_request((), &parts, deadlines.for_streams())?;
+    let (upstream, deadline) =
+        binding::upstream_request((), &parts, deadlines.for_streams(), &settings.headers)?;
     let session = Session {
         source: Arc::new(source),
         upstream,

@@ -1,0 +1,236 @@
+//! The OpenAPI document as a gateway serves it: protogate-build's document, with what the
+//! gateway was told at run time written in (success statuses, bodiless 204s, headers mapped
+//! from metadata, the error body's form).
+//!
+//! Operations are found by the `x-protogate-rpc` extension protogate-build writes on each.
+
+use serde_json::{Map, Value, json};
+
+/// What the document should say of one RPC's successful answers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answer {
+    /// The success status, when not 200.
+    pub status: Option<http::StatusCode>,
+    /// Headers the answer may carry, with the metadata key each comes from.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The HTTP methods an OpenAPI path item holds operations under.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// `document` with each operation's successful answer as `answer` (given the RPC's full name)
+/// says; the document unchanged when it is not JSON.
+pub(crate) fn describe_answers(document: &str, answer: impl Fn(&str) -> Answer) -> String {
+    edit(document, |root| {
+        let mut changed = false;
+        for operation in operations(root) {
+            let Some(rpc) = operation.get("x-protogate-rpc").and_then(Value::as_str) else {
+                continue;
+            };
+            let answer = answer(rpc);
+            if answer.status.is_none() && answer.headers.is_empty() {
+                continue;
+            }
+            changed = true;
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let Some(mut ok) = responses.remove("200") else {
+                continue;
+            };
+            let status = answer.status.unwrap_or(http::StatusCode::OK);
+            if let Some(ok) = ok.as_object_mut() {
+                if matches!(status.as_u16(), 204 | 304) {
+                    ok.remove("content");
+                }
+                if status != http::StatusCode::OK {
+                    ok.insert(
+                        "description".to_owned(),
+                        json!(status.canonical_reason().unwrap_or("Success")),
+                    );
+                }
+                if !answer.headers.is_empty() {
+                    let headers = answer
+                        .headers
+                        .iter()
+                        .map(|(header, key)| {
+                            let described = json!({
+                                "description": format!("The upstream's `{key}` metadata, when it sends one."),
+                                "schema": {"type": "string"},
+                            });
+                            (header.clone(), described)
+                        })
+                        .collect::<Map<_, _>>();
+                    ok.insert("headers".to_owned(), Value::Object(headers));
+                }
+            }
+            // Put back first, as it was.
+            let rest = std::mem::take(responses);
+            responses.insert(status.as_str().to_owned(), ok);
+            responses.extend(rest);
+        }
+        changed
+    })
+}
+
+/// `document` with every error response (`default`) written as RFC 9457 problem details.
+pub(crate) fn describe_problem_errors(document: &str) -> String {
+    edit(document, |root| {
+        for operation in operations(root) {
+            let default = operation
+                .get_mut("responses")
+                .and_then(|responses| responses.get_mut("default"));
+            if let Some(default) = default {
+                *default = json!({
+                    "description": "An error, as RFC 9457 problem details.",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/protogate.Problem"}
+                        }
+                    }
+                });
+            }
+        }
+        let schemas = root
+            .as_object_mut()
+            .map(|root| root.entry("components").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .map(|components| components.entry("schemas").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
+        if let Some(schemas) = schemas {
+            schemas.insert("protogate.Problem".to_owned(), problem_schema());
+        }
+        true
+    })
+}
+
+fn problem_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "RFC 9457 problem details for a failed call.",
+        "properties": {
+            "type": {"type": "string", "description": "Always `about:blank`."},
+            "title": {"type": "string", "description": "The HTTP status's reason phrase."},
+            "status": {"type": "integer", "format": "int32", "description": "The HTTP status."},
+            "detail": {"type": "string", "description": "The status message."},
+            "code": {"type": "integer", "format": "int32", "description": "The gRPC status code."},
+            "details": {
+                "type": "array",
+                "description": "The google.rpc.Status details, each with its `@type`.",
+                "items": {"type": "object", "additionalProperties": true}
+            }
+        },
+        "required": ["type", "title", "status", "code"]
+    })
+}
+
+/// Every operation object of the document.
+fn operations(root: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    root.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| {
+            item.iter_mut()
+                .filter(|(method, _)| METHODS.contains(&method.as_str()))
+                .filter_map(|(_, operation)| operation.as_object_mut())
+        })
+}
+
+/// `document` parsed, changed by `change`, written back (pretty, as protogate-build writes
+/// it); the text unchanged when it is not JSON or `change` says it changed nothing.
+fn edit(document: &str, change: impl FnOnce(&mut Value) -> bool) -> String {
+    let Ok(mut root) = serde_json::from_str::<Value>(document) else {
+        return document.to_owned();
+    };
+    if !change(&mut root) {
+        return document.to_owned();
+    }
+    serde_json::to_string_pretty(&root).unwrap_or_else(|_| document.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCUMENT: &str = r##"{
+      "openapi": "3.1.0",
+      "paths": {
+        "/v1/books": {
+          "post": {
+            "x-protogate-rpc": "acme.Library.CreateBook",
+            "responses": {
+              "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Book"}}}},
+              "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}}}
+            }
+          },
+          "delete": {
+            "x-protogate-rpc": "acme.Library.DeleteBooks",
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+          },
+          "parameters": []
+        }
+      },
+      "components": {"schemas": {}}
+    }"##;
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).expect("JSON")
+    }
+
+    #[test]
+    fn statuses_and_headers_are_written_where_the_rpc_is() {
+        let shaped = describe_answers(DOCUMENT, |rpc| match rpc {
+            "acme.Library.CreateBook" => Answer {
+                status: Some(http::StatusCode::CREATED),
+                headers: vec![("Location".to_owned(), "location".to_owned())],
+            },
+            _ => Answer {
+                status: Some(http::StatusCode::NO_CONTENT),
+                headers: Vec::new(),
+            },
+        });
+        let shaped = parsed(&shaped);
+        let create = &shaped["paths"]["/v1/books"]["post"]["responses"];
+        assert!(create.get("200").is_none());
+        assert_eq!(create["201"]["description"], "Created");
+        assert_eq!(
+            create["201"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Book"
+        );
+        assert_eq!(
+            create["201"]["headers"]["Location"]["schema"]["type"],
+            "string"
+        );
+        assert!(create.get("default").is_some());
+        let delete = &shaped["paths"]["/v1/books"]["delete"]["responses"];
+        assert!(delete["204"].get("content").is_none());
+    }
+
+    #[test]
+    fn errors_become_problem_details() {
+        let shaped = parsed(&describe_problem_errors(DOCUMENT));
+        let default = &shaped["paths"]["/v1/books"]["post"]["responses"]["default"];
+        assert_eq!(
+            default["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/protogate.Problem"
+        );
+        assert_eq!(
+            shaped["components"]["schemas"]["protogate.Problem"]["properties"]["code"]["type"],
+            "integer"
+        );
+    }
+
+    #[test]
+    fn a_document_with_nothing_to_change_is_left_as_written() {
+        assert_eq!(describe_problem_errors("not json"), "not json");
+        let untouched = describe_answers(DOCUMENT, |_| Answer::default());
+        assert_eq!(untouched, DOCUMENT);
+    }
+}
