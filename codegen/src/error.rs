@@ -95,6 +95,14 @@ pub enum RuleError {
         /// The declared body.
         body: String,
     },
+    /// A `(protogate.api.policy)` that cannot apply.
+    #[error("`{rpc}`: policy: {message}")]
+    Policy {
+        /// The RPC's full name.
+        rpc: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A rule with no pattern, or a custom pattern without a kind.
     #[error("`{rpc}`: {message}")]
     MissingPattern {

@@ -27,6 +27,7 @@ mod load;
 mod model;
 mod naming;
 mod openapi;
+mod policy;
 mod template;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use prost_reflect::{
 };
 
 use crate::error::{BindingConflict, LocatedError, Location, RuleError};
+use crate::policy::Policy;
 use crate::template::{self, PathTemplate};
 
 /// Field number of `google.api.http` in `google.protobuf.MethodOptions`.
@@ -226,6 +227,8 @@ pub struct Method {
     pub descriptor: MethodDescriptor,
     /// The primary binding first, then `additional_bindings` in order.
     pub bindings: Vec<Binding>,
+    /// The edge policy it declares (`(protogate.api.policy)` over its service's default).
+    pub policy: Policy,
 }
 
 /// The streaming shape of an RPC.
@@ -334,10 +337,15 @@ impl Model {
                         continue;
                     };
                     let bindings = read_rule(&method, &rule, &mut errors);
+                    let policy = crate::policy::declared(&pool, &method).unwrap_or_else(|error| {
+                        errors.push(*error);
+                        Policy::default()
+                    });
                     if !bindings.is_empty() {
                         methods.push(Method {
                             descriptor: method,
                             bindings,
+                            policy,
                         });
                     }
                 }
@@ -615,7 +623,12 @@ fn find_duplicates(services: &[Service]) -> Vec<((usize, usize, usize), LocatedE
 
 /// The source position of `path` in the method's file, or of its closest recorded ancestor.
 fn locate(method: &MethodDescriptor, path: &[i32]) -> Location {
-    let file = method.parent_file();
+    locate_in(method.parent_file(), path)
+}
+
+/// Where the element at `path` (a source-code-info path) is written in `file`: the closest
+/// enclosing element that has a position.
+pub(crate) fn locate_in(file: prost_reflect::FileDescriptor, path: &[i32]) -> Location {
     let proto = file.file_descriptor_proto();
     let mut best: Option<&prost_types::source_code_info::Location> = None;
     if let Some(info) = &proto.source_code_info {

@@ -344,3 +344,34 @@ fn two_double_wildcards_are_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn declared_policies_that_cannot_apply_are_placed_at_their_option() {
+    let errors = rule_errors(
+        r#"import "protogate/api/policy.proto";
+service S {
+  rpc Get(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/{name}" };
+    option (protogate.api.policy) = { rate_limit: { requests: 0 period: { seconds: 1 } } };
+  }
+  rpc Open(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/open/{name}" };
+    option (protogate.api.policy) = { access: PUBLIC scopes: "admin" };
+  }
+  rpc Soon(Req) returns (Resp) {
+    option (google.api.http) = { get: "/v1/soon/{name}" };
+    option (protogate.api.policy) = { rate_limit: { requests: 3 } };
+  }
+}"#,
+    );
+    let described: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        described,
+        [
+            "test.proto:16:5: `test.v1.S.Get`: policy: a rate limit allows at least one request per period",
+            "test.proto:20:5: `test.v1.S.Open`: policy: a PUBLIC method cannot require scopes",
+            "test.proto:24:5: `test.v1.S.Soon`: policy: a rate limit needs a period longer than zero",
+        ]
+    );
+    assert!(matches!(errors[0].error, RuleError::Policy { .. }));
+}

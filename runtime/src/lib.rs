@@ -4,6 +4,7 @@ mod abort;
 mod binding;
 mod call;
 mod deadline;
+mod declared;
 mod drain;
 mod error;
 mod error_body;
@@ -26,6 +27,7 @@ mod upstream;
 pub use binding::RawBody;
 pub use call::RouteInfo;
 pub use deadline::Deadlines;
+pub use declared::{Access, DeclaredPolicy, DeclaredRateLimit};
 pub use drain::Drain;
 pub use error::{BoxError, GatewayError, QueryNameError};
 pub use error_body::ErrorBody;
@@ -69,6 +71,7 @@ pub mod __codegen {
         body_optional, body_repeated, body_value, message_mut,
     };
     pub use crate::call::{RouteInfo, UnaryFuture};
+    pub use crate::declared::{Access, DeclaredPolicy, DeclaredRateLimit};
     pub use crate::json::{
         Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
         JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,

@@ -21,6 +21,9 @@ pub struct ServiceInfo {
     pub routes: &'static [&'static RouteInfo],
     /// Builds the service's routes forwarding to an upstream.
     pub remote: fn(crate::Upstream) -> Service,
+    /// The edge policy its methods declare in the proto (`(protogate.api.policy)`), for the
+    /// methods that declare one.
+    pub policies: &'static [crate::DeclaredPolicy],
 }
 
 /// The full name of the message that says nothing.

@@ -103,6 +103,13 @@ pub fn service_module(
         quote!()
     };
 
+    let policies: Vec<TokenStream> = service
+        .methods
+        .iter()
+        .filter(|method| !method.policy.is_empty())
+        .map(declared_policy)
+        .collect();
+
     Ok(quote! {
         #[doc = #module_doc]
         #[allow(clippy::all, deprecated, unused_imports, unused_variables)]
@@ -150,11 +157,49 @@ pub fn service_module(
                 name: #service_name,
                 routes: &[#(#infos),*],
                 remote,
+                policies: &[#(#policies),*],
             };
 
             #(#statics)*
         }
     })
+}
+
+/// The `DeclaredPolicy` of a method that declares one.
+fn declared_policy(method: &Method) -> TokenStream {
+    let rpc = method.descriptor.full_name();
+    let policy = &method.policy;
+    let access = format_ident!(
+        "{}",
+        match policy.access {
+            crate::policy::Access::Unspecified => "Unspecified",
+            crate::policy::Access::Public => "Public",
+            crate::policy::Access::Authenticated => "Authenticated",
+        }
+    );
+    let scopes = &policy.scopes;
+    let rate_limit = match &policy.rate_limit {
+        Some(limit) => {
+            let (requests, burst) = (limit.requests, limit.burst);
+            let (seconds, nanos) = (limit.period.as_secs(), limit.period.subsec_nanos());
+            quote! {
+                ::core::option::Option::Some(__codegen::DeclaredRateLimit {
+                    requests: #requests,
+                    period: ::core::time::Duration::new(#seconds, #nanos),
+                    burst: #burst,
+                })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        __codegen::DeclaredPolicy {
+            rpc: #rpc,
+            access: __codegen::Access::#access,
+            scopes: &[#(#scopes),*],
+            rate_limit: #rate_limit,
+        }
+    }
 }
 
 /// The static `RouteInfo` of a binding: method, compiled template, RPC.

@@ -172,6 +172,9 @@ fn operation(
         op["summary"] = json!(docs::summary(&text));
         op["description"] = json!(text);
     }
+    if !method.policy.is_empty() {
+        op["x-protogate-policy"] = policy_extension(&method.policy);
+    }
     if schema::is_deprecated(&md.options()) {
         op["deprecated"] = json!(true);
     }
@@ -182,6 +185,28 @@ fn operation(
         op["requestBody"] = body;
     }
     (converted.path, op)
+}
+
+/// A method's declared policy as the document's `x-protogate-policy` says it.
+fn policy_extension(policy: &crate::policy::Policy) -> Value {
+    let mut described = serde_json::Map::new();
+    if policy.access != crate::policy::Access::Unspecified {
+        described.insert("access".to_owned(), json!(policy.access.name()));
+    }
+    if !policy.scopes.is_empty() {
+        described.insert("scopes".to_owned(), json!(policy.scopes));
+    }
+    if let Some(limit) = &policy.rate_limit {
+        described.insert(
+            "rateLimit".to_owned(),
+            json!({
+                "requests": limit.requests,
+                "period": format!("{}s", limit.period.as_secs_f64()),
+                "burst": limit.burst,
+            }),
+        );
+    }
+    Value::Object(described)
 }
 
 /// Query parameters for every field the query may set: scalars, enums, repeated scalars and the
