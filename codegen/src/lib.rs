@@ -14,7 +14,12 @@
 //! No `protoc` is needed: protos are compiled by protox, and protogate's own, wire-compatible
 //! copies of `google/api/{annotations,http,httpbody,field_behavior,client,resource,launch_stage,
 //! field_info,routing}.proto`, `google/rpc/{status,code,error_details}.proto` and
-//! `google/longrunning/operations.proto` are built in, looked up after your own include paths.
+//! `google/longrunning/operations.proto` are built in, looked up after your own include paths,
+//! and so is protogate's `protogate/api/policy.proto`: with it a method (or a service, for all
+//! its methods) declares its edge policy — `option (protogate.api.policy) = { access:
+//! AUTHENTICATED scopes: "books.write" rate_limit: { requests: 10 period: { seconds: 1 } } };`
+//! — which reaches the generated `ServiceInfo::policies` and the OpenAPI document
+//! (`x-protogate-policy`).
 //!
 //! The generated code is mounted with `protogate::include_gateway!()`, which creates one module
 //! per proto package (`acme::library::v1`) holding prost's messages, tonic's client and server,
