@@ -50,6 +50,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../proto/google/api/routing.proto"),
     ),
     (
+        "protogate/api/auth.proto",
+        include_str!("../../proto/protogate/api/auth.proto"),
+    ),
+    (
         "protogate/api/policy.proto",
         include_str!("../../proto/protogate/api/policy.proto"),
     ),

@@ -8,6 +8,7 @@ mod declared;
 mod drain;
 mod error;
 mod error_body;
+mod external_auth;
 mod gateway;
 mod json;
 mod metadata;
@@ -31,6 +32,10 @@ pub use declared::{Access, DeclaredPolicy, DeclaredRateLimit};
 pub use drain::Drain;
 pub use error::{BoxError, GatewayError, QueryNameError};
 pub use error_body::ErrorBody;
+pub use external_auth::{
+    CheckRequest, CheckResponse, CredentialSource, ExternalAuth, ExternalAuthBuilder,
+    ExternalAuthService,
+};
 pub use gateway::{Gateway, RouteService};
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
 pub use metadata::{HeaderMapping, MetadataError};
