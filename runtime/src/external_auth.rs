@@ -270,7 +270,7 @@ impl ExternalAuth {
     /// A checker calling `Check` over `transport` (an [`Upstream`](crate::Upstream), a tonic
     /// `Channel`, or any tower stack).
     pub fn builder<T: GrpcTransport>(transport: T) -> ExternalAuthBuilder {
-        let check: Arc<Check> = Arc::new(move |request: CheckRequest| {
+        ExternalAuth::with_check(move |request: CheckRequest| {
             let mut client = tonic::client::Grpc::new(transport.clone());
             Box::pin(async move {
                 client.ready().await.map_err(|error| {
@@ -286,7 +286,17 @@ impl ExternalAuth {
                     .await
                     .map(tonic::Response::into_inner)
             })
-        });
+        })
+    }
+
+    /// A checker that asks `check` instead of a gRPC service: a session store, an auth API of
+    /// another kind. An `Err` means the check could not be made (fail closed or open, as set).
+    pub fn with_check<F, Fut>(check: F) -> ExternalAuthBuilder
+    where
+        F: Fn(CheckRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<CheckResponse, tonic::Status>> + Send + 'static,
+    {
+        let check: Arc<Check> = Arc::new(move |request| Box::pin(check(request)));
         ExternalAuthBuilder {
             check,
             source: CredentialSource::Header {
@@ -541,7 +551,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Upstream;
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut request = Request::new(());
@@ -587,24 +596,20 @@ mod tests {
     ) -> (ExternalAuthBuilder, Arc<std::sync::atomic::AtomicU64>) {
         let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = Arc::clone(&calls);
-        let check: Arc<Check> = Arc::new(move |request: CheckRequest| {
+        let builder = ExternalAuth::with_check(move |request: CheckRequest| {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async move {
+            async move {
                 Ok(CheckResponse {
                     allowed: true,
                     subject: request.credential,
                     cache_for: cache_for.map(|d| prost_types::Duration {
-                        seconds: d.as_secs() as i64,
-                        nanos: d.subsec_nanos() as i32,
+                        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
                     }),
                     ..CheckResponse::default()
                 })
-            })
+            }
         });
-        let builder = ExternalAuthBuilder {
-            check,
-            ..ExternalAuth::builder(Upstream::lazy("http://127.0.0.1:1").expect("upstream"))
-        };
         (builder, calls)
     }
 
