@@ -12,6 +12,7 @@ mod metadata;
 mod percent;
 mod principal;
 mod query;
+mod ratelimit;
 mod respond;
 mod route;
 mod select;
@@ -30,6 +31,10 @@ pub use gateway::{Gateway, RouteService};
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
 pub use metadata::MetadataError;
 pub use principal::Principal;
+pub use ratelimit::{
+    ClientKey, IpNetwork, Limit, NetworkError, OnRedisFailure, RATELIMIT, RATELIMIT_POLICY,
+    RateLimit, RateLimitBuilder, RateLimitError, RateLimitService, RateLimitStats, RedisLimits,
+};
 pub use route::Conflict;
 pub use select::{PerRoute, RouteSelector, SelectorError};
 pub use service::{Local, Route, Service, ServiceInfo, UnknownMethod};
