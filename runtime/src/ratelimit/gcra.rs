@@ -3,7 +3,7 @@
 //!
 //! A limit of `requests` per `period` with a burst of `burst` has an emission interval
 //! `T = period / requests` and a tolerance `τ = burst · T`. A request at `now` is allowed when
-//! `max(TAT, now) + T - τ <= now`, and then moves the TAT to `max(TAT, now) + T`. It behaves as a
+//! `max(TAT, now) + T - now <= τ`, and then moves the TAT to `max(TAT, now) + T`. It behaves as a
 //! token bucket of `burst` tokens refilled one every `T`, but keeps one number instead of two
 //! and needs no refill step, which is what lets the Redis script (`redis.rs`) be a single GET and
 //! SET: the arithmetic here and in that script is the same, step for step.
@@ -48,24 +48,26 @@ impl Gcra {
     pub fn decide(&self, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
         let tat = tat.unwrap_or(now).max(now);
         let new_tat = tat.saturating_add(self.interval);
-        let allow_at = new_tat.saturating_sub(self.tolerance);
-        if allow_at > now {
+        // How far ahead of the clock the bucket would be: allowed within the tolerance. (Kept
+        // as a difference, so that a clock that starts at 0 works as well as any other.)
+        let ahead = new_tat - now;
+        if ahead > self.tolerance {
             let decision = Decision {
                 allowed: false,
                 remaining: 0,
-                wait: Duration::from_micros(allow_at - now),
+                wait: Duration::from_micros(ahead - self.tolerance),
             };
             return (decision, None);
         }
-        let earned = now - allow_at;
-        let remaining = earned / self.interval;
+        let slack = self.tolerance - ahead;
+        let remaining = slack / self.interval;
         let decision = Decision {
             allowed: true,
             remaining,
             wait: Duration::from_micros(
                 (remaining + 1)
                     .saturating_mul(self.interval)
-                    .saturating_sub(earned),
+                    .saturating_sub(slack),
             ),
         };
         (decision, Some(new_tat))
@@ -205,6 +207,15 @@ mod tests {
         let remembered = bucket.gcra.decide(bucket.tat, bucket.now);
         let forgotten = bucket.gcra.decide(None, bucket.now);
         assert_eq!(remembered, forgotten);
+    }
+
+    #[test]
+    fn a_clock_that_starts_at_zero_decides_like_any_other() {
+        let gcra = Gcra::new(3, Duration::from_secs(60), 3);
+        let (first, _) = gcra.decide(None, 1);
+        assert_eq!((first.allowed, first.remaining), (true, 2));
+        let (later, _) = gcra.decide(None, 1_700_000_000 * SECOND);
+        assert_eq!(first, later);
     }
 
     #[test]

@@ -36,14 +36,14 @@ if tat < now then
   tat = now
 end
 local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, 0, allow_at - now}
+local ahead = new_tat - now
+if ahead > tolerance then
+  return {0, 0, ahead - tolerance}
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-local earned = now - allow_at
-local remaining = math.floor(earned / interval)
-return {1, remaining, (remaining + 1) * interval - earned}
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000))
+local slack = tolerance - ahead
+local remaining = math.floor(slack / interval)
+return {1, remaining, (remaining + 1) * interval - slack}
 ";
 
 /// Where rate limits are shared: a Redis server every replica talks to, and how patiently.
