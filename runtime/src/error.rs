@@ -148,6 +148,18 @@ pub enum GatewayError {
     /// The upstream's answer could not be written as JSON.
     #[error("failed to write the response as JSON: {0}")]
     Encode(#[source] JsonError),
+    /// A rate limit refused the request.
+    #[error("rate limit {limit} exceeded; retry in {}s", crate::status::whole_seconds(*.retry_after))]
+    RateLimited {
+        /// The limit, named and described.
+        limit: String,
+        /// How long until the request would be allowed.
+        retry_after: std::time::Duration,
+    },
+    /// Rate limits could not be decided (their shared store does not answer, and the layer is
+    /// told to refuse then).
+    #[error("rate limits cannot be checked: {0}")]
+    RateLimitUnavailable(String),
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
     Upstream(#[source] Status),
@@ -177,15 +189,17 @@ impl GatewayError {
             | GatewayError::WebSocket(_)
             | GatewayError::Metadata(_) => Code::InvalidArgument,
             GatewayError::StreamMessage { error, .. } => error.code(),
-            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
-                Code::ResourceExhausted
-            }
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::MessageTooLarge { .. }
+            | GatewayError::RateLimited { .. } => Code::ResourceExhausted,
             GatewayError::StreamIdle { .. } | GatewayError::StreamTooLong { .. } => {
                 Code::DeadlineExceeded
             }
             GatewayError::ClientClosed => Code::Cancelled,
             GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
-            GatewayError::NoUpstream(_) => Code::Unavailable,
+            GatewayError::NoUpstream(_) | GatewayError::RateLimitUnavailable(_) => {
+                Code::Unavailable
+            }
             GatewayError::Encode(_) => Code::Internal,
             GatewayError::Upstream(status) => status.code(),
         }
@@ -205,6 +219,10 @@ impl GatewayError {
 
     /// This failure as a gRPC status.
     pub fn into_status(self) -> Status {
+        if let GatewayError::RateLimited { retry_after, .. } = &self {
+            // With a google.rpc.RetryInfo, which the response turns into `Retry-After`.
+            return crate::status::retry_later(self.code(), self.to_string(), *retry_after);
+        }
         match self {
             GatewayError::Upstream(status) => status,
             other => Status::new(other.code(), other.to_string()),

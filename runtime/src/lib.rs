@@ -16,6 +16,7 @@ mod openapi;
 mod percent;
 mod principal;
 mod query;
+mod ratelimit;
 mod respond;
 mod route;
 mod select;
@@ -40,6 +41,10 @@ pub use gateway::{Gateway, RouteService};
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
 pub use metadata::{HeaderMapping, MetadataError};
 pub use principal::Principal;
+pub use ratelimit::{
+    ClientKey, IpNetwork, Limit, NetworkError, OnRedisFailure, RATELIMIT, RATELIMIT_POLICY,
+    RateLimit, RateLimitBuilder, RateLimitError, RateLimitService, RateLimitStats, RedisLimits,
+};
 pub use route::Conflict;
 pub use select::{PerRoute, RouteSelector, SelectorError};
 pub use service::{Local, Route, Service, ServiceInfo, UnknownMethod};

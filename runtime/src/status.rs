@@ -80,6 +80,11 @@ fn details_of(status: &tonic::Status) -> Vec<prost_types::Any> {
         .unwrap_or_default()
 }
 
+/// Whole seconds, rounded up: what `Retry-After` says for a delay.
+pub(crate) fn whole_seconds(delay: std::time::Duration) -> u64 {
+    delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+}
+
 /// The whole seconds a RetryInfo among `details` asks the client to wait, rounded up.
 fn retry_after(details: &[prost_types::Any]) -> Option<u64> {
     let detail = details

@@ -1,0 +1,336 @@
+//! Who a request is counted against: its client's address (behind trusted proxies, read from
+//! `X-Forwarded-For`), the principal an authentication layer established, or nobody in
+//! particular (one bucket per route).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use axum::extract::ConnectInfo;
+
+use crate::call::RouteInfo;
+use crate::principal::Principal;
+
+/// Whose requests share a bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// The client's IP address: the peer of the connection, or, when the peer is a trusted
+    /// proxy, the right-most address of `X-Forwarded-For` that is not one (see
+    /// [`RateLimitBuilder::trusted_proxies`](super::RateLimitBuilder::trusted_proxies)).
+    #[default]
+    Ip,
+    /// The principal's subject ([`Principal::of`]: an API key's name, a token's `sub`), with
+    /// the scheme that established it; a request without a principal is counted by its IP
+    /// address instead.
+    Principal,
+    /// Nobody in particular: one bucket per route (binding), shared by every client.
+    Route,
+}
+
+impl ClientKey {
+    /// The name used in configs and messages: `ip`, `principal`, `route`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKey::Ip => "ip",
+            ClientKey::Principal => "principal",
+            ClientKey::Route => "route",
+        }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A network of addresses, `10.0.0.0/8` or `2001:db8::/32`; an address alone is a network of
+/// one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpNetwork {
+    address: IpAddr,
+    prefix: u8,
+}
+
+/// Why a network's text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{text}` is not a network (write `10.0.0.0/8`, `2001:db8::/32` or one address): {problem}"
+)]
+pub struct NetworkError {
+    text: String,
+    problem: &'static str,
+}
+
+impl IpNetwork {
+    /// The network of `address` with a prefix of `prefix` bits; `None` when the prefix is longer
+    /// than the address.
+    pub fn new(address: IpAddr, prefix: u8) -> Option<IpNetwork> {
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        (prefix <= bits).then_some(IpNetwork { address, prefix })
+    }
+
+    /// Whether `address` is in this network. An IPv4 address mapped into IPv6
+    /// (`::ffff:10.0.0.1`) is the IPv4 address it maps.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.address, address.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                prefix_matches(&network.octets(), &address.octets(), self.prefix)
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                prefix_matches(&network.octets(), &address.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(network: &[u8], address: &[u8], prefix: u8) -> bool {
+    let (whole, rest) = (usize::from(prefix / 8), prefix % 8);
+    if network[..whole] != address[..whole] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    network[whole] & mask == address[whole] & mask
+}
+
+impl FromStr for IpNetwork {
+    type Err = NetworkError;
+
+    fn from_str(text: &str) -> Result<Self, NetworkError> {
+        let error = |problem| NetworkError {
+            text: text.to_owned(),
+            problem,
+        };
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (
+                address,
+                Some(
+                    prefix
+                        .parse::<u8>()
+                        .map_err(|_| error("the prefix length is not a number"))?,
+                ),
+            ),
+            None => (text.trim(), None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| error("the address is not an IP address"))?;
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        IpNetwork::new(address, prefix.unwrap_or(bits))
+            .ok_or_else(|| error("the prefix is longer than the address"))
+    }
+}
+
+impl fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// The networks whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TrustedProxies(pub Vec<IpNetwork>);
+
+impl TrustedProxies {
+    fn trusts(&self, address: IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(address))
+    }
+
+    /// The client of a request from `peer` that carries the `X-Forwarded-For` values
+    /// `forwarded` (in order): `peer` itself unless it is trusted; else, walking the list from
+    /// the right, the first address that is not trusted. A list of trusted addresses only gives
+    /// its left-most; an entry that is not an address stops the walk at the hop that added it
+    /// (the last trusted address passed), since nothing left of it can be believed.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl Iterator<Item = &'a http::HeaderValue>,
+    ) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let entries: Vec<&str> = forwarded
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for entry in entries.iter().rev() {
+            let Some(address) = parse_forwarded(entry) else {
+                break;
+            };
+            client = address;
+            if !self.trusts(address) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|socket| socket.ip()))
+        .ok()
+        .map(|address| address.to_canonical())
+}
+
+/// The client key of `request` under `kind`, as text (`ip:…`, `principal:scheme:…`,
+/// `route:…`).
+pub(crate) fn client_key<B>(
+    kind: ClientKey,
+    request: &http::Request<B>,
+    trusted: &TrustedProxies,
+) -> String {
+    match kind {
+        ClientKey::Principal => match Principal::of(request) {
+            Some(principal) => format!("principal:{}:{}", principal.scheme, principal.subject),
+            None => ip_key(request, trusted),
+        },
+        ClientKey::Ip => ip_key(request, trusted),
+        ClientKey::Route => match RouteInfo::of(request) {
+            Some(route) => format!("route:{} {}", route.method, route.template.text),
+            None => format!("route:{} {}", request.method(), request.uri().path()),
+        },
+    }
+}
+
+fn ip_key<B>(request: &http::Request<B>, trusted: &TrustedProxies) -> String {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => {
+            let forwarded = request.headers().get_all("x-forwarded-for").iter();
+            format!("ip:{}", trusted.client(peer.ip(), forwarded))
+        }
+        // Served without the peer's address: every such request is one client.
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn networks(texts: &[&str]) -> TrustedProxies {
+        TrustedProxies(texts.iter().map(|t| t.parse().expect(t)).collect())
+    }
+
+    fn client(trusted: &TrustedProxies, peer: &str, forwarded: &[&str]) -> String {
+        let values: Vec<http::HeaderValue> = forwarded
+            .iter()
+            .map(|v| http::HeaderValue::from_str(v).expect("header"))
+            .collect();
+        trusted
+            .client(peer.parse().expect("peer"), values.iter())
+            .to_string()
+    }
+
+    #[test]
+    fn networks_parse_and_contain() {
+        let net: IpNetwork = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let odd: IpNetwork = "192.168.0.128/25".parse().unwrap();
+        assert!(odd.contains("192.168.0.200".parse().unwrap()));
+        assert!(!odd.contains("192.168.0.127".parse().unwrap()));
+        let v6: IpNetwork = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let one: IpNetwork = "127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        let all: IpNetwork = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0/8", "10.0.0.0/33", "10.0.0.0/x", "::/129", "proxy"] {
+            let error = bad.parse::<IpNetwork>().expect_err(bad).to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let trusted = networks(&["10.0.0.0/8"]);
+        assert_eq!(client(&trusted, "203.0.113.9", &["1.1.1.1"]), "203.0.113.9");
+        assert_eq!(client(&trusted, "203.0.113.9", &[]), "203.0.113.9");
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_address() {
+        let trusted = networks(&["10.0.0.0/8", "192.168.1.1"]);
+        // A spoofed entry on the left is not believed: the proxies' own additions are.
+        assert_eq!(
+            client(
+                &trusted,
+                "10.0.0.1",
+                &["6.6.6.6, 198.51.100.7, 192.168.1.1"]
+            ),
+            "198.51.100.7"
+        );
+        // Several headers are one list, in order.
+        assert_eq!(
+            client(
+                &trusted,
+                "10.0.0.1",
+                &["6.6.6.6", "198.51.100.7", "10.9.9.9"]
+            ),
+            "198.51.100.7"
+        );
+        // Ports and brackets are ignored.
+        assert_eq!(
+            client(&trusted, "10.0.0.1", &["[2001:db8::5]:443, 10.0.0.2:80"]),
+            "2001:db8::5"
+        );
+        // Only proxies in the list: the left-most.
+        assert_eq!(
+            client(&trusted, "10.0.0.1", &["10.0.0.7, 10.0.0.8"]),
+            "10.0.0.7"
+        );
+        // No header: the proxy itself.
+        assert_eq!(client(&trusted, "10.0.0.1", &[]), "10.0.0.1");
+        // Garbage stops the walk at the hop that passed it on.
+        assert_eq!(
+            client(&trusted, "10.0.0.1", &["1.2.3.4, unknown, 10.0.0.3"]),
+            "10.0.0.3"
+        );
+    }
+
+    #[test]
+    fn keys_by_kind() {
+        let trusted = networks(&[]);
+        let mut request = http::Request::get("/v1/x").body(()).unwrap();
+        assert_eq!(client_key(ClientKey::Ip, &request, &trusted), "ip:unknown");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        assert_eq!(
+            client_key(ClientKey::Ip, &request, &trusted),
+            "ip:127.0.0.1"
+        );
+        // No principal: counted by address.
+        assert_eq!(
+            client_key(ClientKey::Principal, &request, &trusted),
+            "ip:127.0.0.1"
+        );
+        Principal {
+            subject: "alice".into(),
+            scheme: "api_key",
+            scopes: Vec::new().into(),
+            claims: serde_json::Value::Null.into(),
+        }
+        .attach(&mut request);
+        assert_eq!(
+            client_key(ClientKey::Principal, &request, &trusted),
+            "principal:api_key:alice"
+        );
+        assert_eq!(
+            client_key(ClientKey::Route, &request, &trusted),
+            "route:GET /v1/x"
+        );
+    }
+}
