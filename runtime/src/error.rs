@@ -148,6 +148,16 @@ pub enum GatewayError {
     /// The upstream's answer could not be written as JSON.
     #[error("failed to write the response as JSON: {0}")]
     Encode(#[source] JsonError),
+    /// The request carries no credentials, or credentials that do not check out (the auth
+    /// layer says which, never quoting them).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credentials check out but do not grant this route (a scope or claim is missing).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The keys to check the credentials with cannot be had (an issuer's JWKS never fetched).
+    #[error("{0}")]
+    AuthUnavailable(String),
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
     Upstream(#[source] Status),
@@ -185,7 +195,9 @@ impl GatewayError {
             }
             GatewayError::ClientClosed => Code::Cancelled,
             GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
-            GatewayError::NoUpstream(_) => Code::Unavailable,
+            GatewayError::NoUpstream(_) | GatewayError::AuthUnavailable(_) => Code::Unavailable,
+            GatewayError::Unauthenticated(_) => Code::Unauthenticated,
+            GatewayError::PermissionDenied(_) => Code::PermissionDenied,
             GatewayError::Encode(_) => Code::Internal,
             GatewayError::Upstream(status) => status.code(),
         }
