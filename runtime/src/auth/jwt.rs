@@ -351,7 +351,6 @@ impl JwtProvider {
             }
         };
         let mut validation = Validation::new(algorithms[0].inner());
-        validation.algorithms = algorithms.iter().map(|alg| alg.inner()).collect();
         validation.leeway = self.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
@@ -364,11 +363,20 @@ impl JwtProvider {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
+        // One validation per algorithm: jsonwebtoken wants every algorithm of a validation to
+        // be of its key's family, and the token's own is the one to check.
+        let validations = algorithms
+            .iter()
+            .map(|alg| {
+                let mut one = validation.clone();
+                one.algorithms = vec![alg.inner()];
+                (*alg, one)
+            })
+            .collect();
         Ok(Verifier {
             issuer,
-            algorithms,
+            validations,
             source,
-            validation,
         })
     }
 }
@@ -376,9 +384,9 @@ impl JwtProvider {
 /// A built provider.
 pub(crate) struct Verifier {
     pub(crate) issuer: String,
-    algorithms: Vec<JwtAlgorithm>,
+    /// The algorithms accepted, each with the checks of a token signed with it.
+    validations: Vec<(JwtAlgorithm, Validation)>,
     source: KeySource,
-    validation: Validation,
 }
 
 /// Why a token is refused, in words that never quote it.
@@ -457,16 +465,16 @@ impl Verifier {
         token: &str,
         peek: &Peek,
     ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
-        let Some(alg) = JwtAlgorithm::from_str(&peek.alg)
+        let found = JwtAlgorithm::from_str(&peek.alg)
             .ok()
-            .filter(|alg| self.algorithms.contains(alg))
-        else {
+            .and_then(|alg| self.validations.iter().find(|(own, _)| *own == alg));
+        let Some((alg, validation)) = found else {
             return Err(invalid(format!(
                 "the token's algorithm `{}` is not one this issuer uses ({})",
                 shown(&peek.alg),
-                self.algorithms
+                self.validations
                     .iter()
-                    .map(ToString::to_string)
+                    .map(|(alg, _)| alg.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
@@ -503,9 +511,7 @@ impl Verifier {
         let mut last = invalid("the token's signature does not verify");
         for key in candidates {
             match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-                token,
-                &key.key,
-                &self.validation,
+                token, &key.key, validation,
             ) {
                 Ok(data) => return Ok(data.claims),
                 Err(error) => {
