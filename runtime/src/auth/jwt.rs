@@ -118,6 +118,7 @@ impl FromStr for JwtAlgorithm {
     }
 }
 
+#[derive(Clone)]
 enum Keys {
     JwksUrl {
         url: String,
@@ -140,6 +141,7 @@ enum Keys {
 ///     .algorithms([JwtAlgorithm::RS256, JwtAlgorithm::ES256])
 ///     .leeway(Duration::from_secs(30));
 /// ```
+#[derive(Clone)]
 pub struct JwtProvider {
     issuer: String,
     audiences: Vec<String>,
