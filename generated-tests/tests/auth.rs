@@ -414,6 +414,62 @@ async fn a_jwks_server_that_goes_down_keeps_the_cached_keys_working() {
 }
 
 #[tokio::test]
+async fn jwks_fetches_are_bounded_in_size_and_time() {
+    let signer = Signer::ed25519("ed-1");
+    let mut big = jwks(&[&signer]);
+    big["padding"] = json!("x".repeat(64 * 1024));
+    let router = axum::Router::new()
+        .route(
+            "/big.json",
+            axum::routing::get(move || {
+                let body = big.to_string();
+                async move { body }
+            }),
+        )
+        .route(
+            "/slow.json",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                "{}"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let client = reqwest::Client::new();
+    let token = signer.sign(&claims(json!({})));
+    for (what, path) in [("too large", "big.json"), ("too slow", "slow.json")] {
+        let auth = builder()
+            .jwt(
+                JwtProvider::new(ISSUER)
+                    .jwks_url(format!("http://{address}/{path}"))
+                    .algorithms([JwtAlgorithm::EdDSA])
+                    .max_jwks_bytes(16 * 1024)
+                    .fetch_timeout(Duration::from_millis(300)),
+            )
+            .build()
+            .expect("auth");
+        let base = gateway(auth).await;
+        let started = std::time::Instant::now();
+        let response = send(client.get(format!("{base}/v1/echo/x")).bearer_auth(&token)).await;
+        // The keys were never had: UNAVAILABLE, not a verdict on the token.
+        assert_eq!(response.status(), 503, "{what}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        let body = json_of(response).await;
+        assert_eq!(body["code"], 14, "{what}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("could not be fetched")),
+            "{what}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn attacks_get_401_with_a_challenge_and_status_16() {
     let signer = Signer::rsa("rsa-1");
     let jwks = JwksServer::start(jwks(&[&signer])).await;

@@ -13,7 +13,7 @@ pub struct Principal {
     pub scheme: &'static str,
     /// The scopes granted.
     pub scopes: Arc<[String]>,
-    /// Every claim, as JSON (an object; empty for an API key).
+    /// Every claim, as JSON (an object; for an API key, `{"sub": name}`).
     pub claims: Arc<serde_json::Value>,
 }
 

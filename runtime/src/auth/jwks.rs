@@ -453,23 +453,83 @@ mod tests {
         assert_eq!(kids(&f.set.cached().expect("keys")), ["two"]);
     }
 
+    /// Counts the events logged at each level (on this thread: the tests' runtimes are
+    /// single-threaded).
+    #[derive(Default)]
+    struct Levels {
+        warn: AtomicUsize,
+        info: AtomicUsize,
+    }
+
+    struct Counting(Arc<Levels>);
+
+    impl tracing::Subscriber for Counting {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let level = *event.metadata().level();
+            if level == tracing::Level::WARN {
+                self.0.warn.fetch_add(1, Ordering::SeqCst);
+            } else if level == tracing::Level::INFO {
+                self.0.info.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_failing_source_keeps_the_cached_keys() {
+    async fn a_failing_source_keeps_the_cached_keys_and_warns_once() {
+        let levels = Arc::new(Levels::default());
+        let _logging = tracing::subscriber::set_default(Counting(Arc::clone(&levels)));
         let f = fixture(Duration::from_secs(60), Duration::from_secs(1));
         f.set.keys().await.expect("keys");
         *f.document.lock().expect("lock") = Err("connection refused".to_owned());
-        // Three background refreshes fail; the keys stay.
+        // Three background refreshes fail; the keys stay, and one warning says so.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_secs(61)).await;
         }
         assert_eq!(f.fetches.load(Ordering::SeqCst), 4);
         assert_eq!(kids(&f.set.cached().expect("keys")), ["one"]);
         assert!(f.set.failing.load(Ordering::SeqCst));
-        // And once it answers again, its new keys come in.
+        assert_eq!(levels.warn.load(Ordering::SeqCst), 1, "once per streak");
+        // And once it answers again, its new keys come in, and that is said once too.
         *f.document.lock().expect("lock") = Ok(jwks("two"));
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(kids(&f.set.cached().expect("keys")), ["two"]);
         assert!(!f.set.failing.load(Ordering::SeqCst));
+        assert_eq!(levels.info.load(Ordering::SeqCst), 1);
+        // A new streak is a new warning.
+        *f.document.lock().expect("lock") = Err("connection refused".to_owned());
+        tokio::time::sleep(Duration::from_secs(122)).await;
+        assert_eq!(levels.warn.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_jwks_file_larger_than_the_limit_is_refused() {
+        let path =
+            std::env::temp_dir().join(format!("protogate-jwks-limit-{}.json", std::process::id()));
+        std::fs::write(&path, jwks("one")).expect("written");
+        let fetch = |max_bytes| FileFetch {
+            path: path.clone(),
+            text: "test".to_owned(),
+            max_bytes,
+        };
+        let small = fetch(16).fetch().await;
+        let large = fetch(1 << 20).fetch().await;
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            small
+                .expect_err("too large")
+                .contains("larger than 16 bytes")
+        );
+        assert!(parse_jwks(&large.expect("read")).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
