@@ -319,7 +319,8 @@ impl KeySet {
     /// Starts the background refresh, once, on the runtime of the first request. It stops by
     /// itself when the key set is dropped (a reloaded config builds a new one).
     fn start(self: &Arc<Self>) {
-        if self.started.swap(true, Ordering::AcqRel) {
+        // A load first: every request passes here, and only the first needs to write.
+        if self.started.load(Ordering::Acquire) || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let weak: Weak<KeySet> = Arc::downgrade(self);

@@ -120,10 +120,7 @@ impl FromStr for JwtAlgorithm {
 
 #[derive(Clone)]
 enum Keys {
-    JwksUrl {
-        url: String,
-        tls: Option<UpstreamTls>,
-    },
+    JwksUrl(String),
     JwksFile(PathBuf),
     Secret(Vec<u8>),
 }
@@ -147,6 +144,7 @@ pub struct JwtProvider {
     audiences: Vec<String>,
     algorithms: Vec<JwtAlgorithm>,
     keys: Option<Keys>,
+    jwks_tls: Option<UpstreamTls>,
     leeway: Duration,
     refresh: Duration,
     min_refresh: Duration,
@@ -157,7 +155,7 @@ pub struct JwtProvider {
 impl fmt::Debug for JwtProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let keys = match &self.keys {
-            Some(Keys::JwksUrl { url, .. }) => url.clone(),
+            Some(Keys::JwksUrl(url)) => url.clone(),
             Some(Keys::JwksFile(path)) => path.display().to_string(),
             Some(Keys::Secret(_)) => "a shared secret".to_owned(),
             None => "none".to_owned(),
@@ -184,6 +182,7 @@ impl JwtProvider {
             audiences: Vec::new(),
             algorithms: Vec::new(),
             keys: None,
+            jwks_tls: None,
             leeway: Duration::from_secs(60),
             refresh: Duration::from_secs(300),
             min_refresh: Duration::from_secs(30),
@@ -194,19 +193,14 @@ impl JwtProvider {
 
     /// The keys are the JWKS at `url` (`https://` or `http://`).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.keys = Some(Keys::JwksUrl {
-            url: url.into(),
-            tls: None,
-        });
+        self.keys = Some(Keys::JwksUrl(url.into()));
         self
     }
 
     /// Who to trust when fetching an `https://` JWKS URL (the system's authorities by
     /// default).
     pub fn jwks_tls(mut self, tls: UpstreamTls) -> Self {
-        if let Some(Keys::JwksUrl { tls: slot, .. }) = &mut self.keys {
-            *slot = Some(tls);
-        }
+        self.jwks_tls = Some(tls);
         self
     }
 
@@ -281,6 +275,9 @@ impl JwtProvider {
             ));
         };
         let secret = matches!(keys, Keys::Secret(_));
+        if self.jwks_tls.is_some() && !matches!(keys, Keys::JwksUrl(_)) {
+            return Err(fail("TLS settings are for a JWKS URL".to_owned()));
+        }
         let mut algorithms = self.algorithms;
         if algorithms.is_empty() {
             algorithms.push(if secret {
@@ -321,7 +318,7 @@ impl JwtProvider {
                 };
                 KeySource::Fetched(KeySet::new(Box::new(fetch), issuer.clone(), timing))
             }
-            Keys::JwksUrl { url, tls } => {
+            Keys::JwksUrl(url) => {
                 let parsed = reqwest::Url::parse(&url)
                     .map_err(|e| fail(format!("the JWKS URL `{url}` is not valid: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
@@ -329,7 +326,8 @@ impl JwtProvider {
                         "the JWKS URL `{url}` is neither http:// nor https://"
                     )));
                 }
-                let tls = tls
+                let tls = self
+                    .jwks_tls
                     .unwrap_or_default()
                     .client_config()
                     .map_err(|e| fail(format!("TLS for the JWKS URL: {e}")))?;
@@ -629,6 +627,16 @@ mod tests {
             .err()
             .expect("ftp");
         assert!(bad_url.to_string().contains("http"), "{bad_url}");
+        let tls_for_a_file = JwtProvider::new("i")
+            .jwks_tls(UpstreamTls::new())
+            .jwks_file("/nonexistent")
+            .build()
+            .err()
+            .expect("TLS for a file");
+        assert!(
+            tls_for_a_file.to_string().contains("JWKS URL"),
+            "{tls_for_a_file}"
+        );
     }
 
     #[test]
