@@ -12,6 +12,8 @@ use crate::config::Config;
 pub struct Edge {
     /// The `[[routes]]` selectors, in order, parsed.
     selectors: Vec<RouteSelector>,
+    /// `[auth]` and the rules' `auth`: one layer (its key caches) for every worker.
+    auth: Option<protogate::Auth>,
 }
 
 /// A mistake in the edge policy of a config: the key it is at, and what is wrong.
@@ -49,7 +51,8 @@ impl Edge {
             }
             selectors.push(selector);
         }
-        Ok(Edge { selectors })
+        let auth = crate::auth::build(config.auth.as_ref(), &config.routes, &selectors)?;
+        Ok(Edge { selectors, auth })
     }
 
     /// The selector of rule `index` of `[[routes]]`.
@@ -58,7 +61,10 @@ impl Edge {
     }
 
     /// `gateway` wearing every policy, in the order they apply to a request.
-    pub fn wear(&self, gateway: Gateway) -> Gateway {
+    pub fn wear(&self, mut gateway: Gateway) -> Gateway {
+        if let Some(auth) = &self.auth {
+            gateway = gateway.route_layer(auth.clone());
+        }
         gateway
     }
 }

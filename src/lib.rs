@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod docs;
 pub mod edge;

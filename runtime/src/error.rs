@@ -160,6 +160,16 @@ pub enum GatewayError {
     /// told to refuse then).
     #[error("rate limits cannot be checked: {0}")]
     RateLimitUnavailable(String),
+    /// The request carries no credentials, or credentials that do not check out (the auth
+    /// layer says which, never quoting them).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credentials check out but do not grant this route (a scope or claim is missing).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The keys to check the credentials with cannot be had (an issuer's JWKS never fetched).
+    #[error("{0}")]
+    AuthUnavailable(String),
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
     Upstream(#[source] Status),
@@ -197,9 +207,11 @@ impl GatewayError {
             }
             GatewayError::ClientClosed => Code::Cancelled,
             GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
-            GatewayError::NoUpstream(_) | GatewayError::RateLimitUnavailable(_) => {
-                Code::Unavailable
-            }
+            GatewayError::NoUpstream(_)
+            | GatewayError::RateLimitUnavailable(_)
+            | GatewayError::AuthUnavailable(_) => Code::Unavailable,
+            GatewayError::Unauthenticated(_) => Code::Unauthenticated,
+            GatewayError::PermissionDenied(_) => Code::PermissionDenied,
             GatewayError::Encode(_) => Code::Internal,
             GatewayError::Upstream(status) => status.code(),
         }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod abort;
+mod auth;
 mod binding;
 mod call;
 mod deadline;
@@ -26,6 +27,10 @@ mod stream;
 mod unary;
 mod upstream;
 
+pub use auth::{
+    ApiKey, ApiKeys, Auth, AuthBuilder, AuthError, AuthService, JwtAlgorithm, JwtProvider,
+    Requirement,
+};
 pub use binding::RawBody;
 pub use call::RouteInfo;
 pub use deadline::Deadlines;

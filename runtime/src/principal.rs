@@ -7,13 +7,14 @@ use std::sync::Arc;
 /// logs) and the handlers read it with [`Principal::of`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Principal {
-    /// Who the client is: a token's `sub`, an API key's name, what an external check answered.
+    /// Who the client is: a token's `sub` (empty when it has none), an API key's name, what an
+    /// external check answered.
     pub subject: Arc<str>,
     /// How it was established: `"jwt"`, `"api_key"`, `"external"`, `"session"`.
     pub scheme: &'static str,
     /// The scopes granted.
     pub scopes: Arc<[String]>,
-    /// Every claim, as JSON (an object; empty for an API key).
+    /// Every claim, as JSON (an object; for an API key, `{"sub": name}`).
     pub claims: Arc<serde_json::Value>,
 }
 

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::RouteAuth;
+
 /// `[[routes]]`: a selector and the policies of the routes it covers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -16,4 +18,8 @@ pub struct RouteRule {
     /// a path pattern (`/v1/books/**`, `GET /v1/*/x`), or `*` (see `protogate::RouteSelector`).
     #[serde(rename = "match")]
     pub selector: String,
+    /// What these routes require of a request's credentials (`[auth]` must be present):
+    /// `"public"`, `"authenticated"`, or `{ scopes = […], claims = {…} }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RouteAuth>,
 }

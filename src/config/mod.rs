@@ -11,6 +11,7 @@
 //! value that does not fit, so a mistake is reported with its key, line and column. We chose
 //! plain serde over figment or config-rs because those lose the line and column of an error.
 
+mod auth;
 mod duration;
 mod edge;
 mod load;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::auth::{ApiKeyEntry, ApiKeysSection, AuthSection, JwtSection, Needs, RouteAuth};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
@@ -49,6 +51,8 @@ pub struct Config {
     /// sets some policies; for each policy the first rule that covers a request and sets it
     /// wins, and the policy's own section gives the default.
     pub routes: Vec<RouteRule>,
+    /// Who may call (`[auth]`): JWT providers, API keys, forwarded claims; off without it.
+    pub auth: Option<AuthSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.

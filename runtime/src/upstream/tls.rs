@@ -93,6 +93,27 @@ impl UpstreamTls {
 
     /// Reads the files and builds the client configuration.
     pub(crate) fn load(&self) -> Result<Connector, UpstreamTlsError> {
+        let mut config = self.client_config()?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let server_name = self
+            .server_name
+            .as_deref()
+            .map(|name| {
+                ServerName::try_from(name.to_owned()).map_err(|_| UpstreamTlsError::BadServerName {
+                    name: name.to_owned(),
+                })
+            })
+            .transpose()?;
+        Ok(Connector {
+            inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+
+    /// The rustls client configuration these settings make (trust and client identity; no
+    /// ALPN, no server name override): the upstreams' and, for an HTTPS client, the auth
+    /// layer's key set fetches.
+    pub(crate) fn client_config(&self) -> Result<rustls::ClientConfig, UpstreamTlsError> {
         let mut roots = rustls::RootCertStore::empty();
         if self.uses_system_roots() {
             let found = rustls_native_certs::load_native_certs();
@@ -119,7 +140,7 @@ impl UpstreamTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| UpstreamTlsError::Config(e.to_string()))?
             .with_root_certificates(roots);
-        let mut config = match &self.identity {
+        let config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((certificate, key)) => {
                 let chain = read_certificates(certificate)?;
@@ -137,20 +158,7 @@ impl UpstreamTls {
                     })?
             }
         };
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let server_name = self
-            .server_name
-            .as_deref()
-            .map(|name| {
-                ServerName::try_from(name.to_owned()).map_err(|_| UpstreamTlsError::BadServerName {
-                    name: name.to_owned(),
-                })
-            })
-            .transpose()?;
-        Ok(Connector {
-            inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            server_name,
-        })
+        Ok(config)
     }
 }
 
