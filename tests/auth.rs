@@ -201,12 +201,12 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "no-section.toml",
             "[[routes]]\nmatch = \"/demo/**\"\nauth = \"public\"\n",
-            "`routes[0].auth`: there is no [auth] section",
+            "no-section.toml:3:1: `routes[0].auth`: there is no [auth] section",
         ),
         (
             "algorithm.toml",
             "[[auth.jwt]]\nissuer = \"i\"\njwks_url = \"http://127.0.0.1:1/jwks\"\nalgorithms = [\"none\"]\n",
-            "`auth.jwt[0].algorithms`: unknown JWT algorithm `none`",
+            "algorithm.toml:4:1: `auth.jwt[0].algorithms`: unknown JWT algorithm `none`",
         ),
         (
             "confusion.toml",
@@ -221,7 +221,7 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "hash.toml",
             "[auth.api_keys]\nkeys = [{ name = \"ci\", sha256 = \"abc\" }]\n",
-            "`auth.api_keys.keys[0].sha256`: API key `ci`: the SHA-256 must be 64",
+            "hash.toml:2:24: `auth.api_keys.keys[0].sha256`: API key `ci`: the SHA-256 must be 64",
         ),
         (
             "claim.toml",
@@ -231,7 +231,7 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "route.toml",
             "[auth.api_keys]\n[[routes]]\nmatch = \"/demo/**\"\nauth = \"private\"\n",
-            "`routes[0].auth`",
+            "route.toml:4:8: `routes[0].auth`: invalid value: string \"private\"",
         ),
         (
             "secret.toml",
