@@ -334,6 +334,20 @@ async fn ten_thousand_requests_make_one_jwks_fetch() {
         &failed[..1]
     );
     assert_eq!(jwks.fetches(), 1, "one fetch for 10,000 requests");
+
+    // A flood of unknown key ids within the minimum interval (30 s by default) fetches
+    // nothing more: each is refused with the keys at hand.
+    let statuses: Vec<u16> = futures_util::stream::iter(0..500usize)
+        .map(|n| {
+            let token = signer.sign_as(&format!("forged-{n}"), &claims(json!({})));
+            let request = client.get(format!("{base}/v1/echo/x")).bearer_auth(token);
+            async move { send(request).await.status().as_u16() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|status| *status == 401));
+    assert_eq!(jwks.fetches(), 1, "unknown key ids within the interval");
 }
 
 #[tokio::test]
