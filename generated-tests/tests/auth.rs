@@ -382,6 +382,38 @@ async fn a_rotated_key_is_picked_up() {
 }
 
 #[tokio::test]
+async fn a_jwks_file_is_read_and_read_again_for_a_new_key() {
+    let (first, second) = (Signer::p256("ec-1"), Signer::p256("ec-2"));
+    let path = std::env::temp_dir().join(format!(
+        "protogate-auth-test-{}-jwks.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, jwks(&[&first]).to_string()).expect("JWKS file");
+    let auth = builder()
+        .jwt(
+            JwtProvider::new(ISSUER)
+                .jwks_file(&path)
+                .audience(AUDIENCE)
+                .algorithms([JwtAlgorithm::ES256])
+                .min_refresh_interval(Duration::ZERO),
+        )
+        .build()
+        .expect("auth");
+    let base = gateway(auth).await;
+    let client = reqwest::Client::new();
+    let status = |token: String| {
+        let request = client.get(format!("{base}/v1/echo/x")).bearer_auth(token);
+        async move { send(request).await.status().as_u16() }
+    };
+    let before = status(first.sign(&claims(json!({})))).await;
+    // The file is rotated in place; a token under the new kid has it read again.
+    std::fs::write(&path, jwks(&[&first, &second]).to_string()).expect("JWKS file");
+    let after = status(second.sign(&claims(json!({})))).await;
+    let _ = std::fs::remove_file(&path);
+    assert_eq!((before, after), (200, 200));
+}
+
+#[tokio::test]
 async fn a_jwks_server_that_goes_down_keeps_the_cached_keys_working() {
     let signer = Signer::rsa("rsa-1");
     let jwks = JwksServer::start(jwks(&[&signer])).await;
