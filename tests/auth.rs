@@ -1,6 +1,6 @@
 //! `[auth]` through the real binary: a config with a JWT provider (its JWKS served by this test
 //! on 127.0.0.1), an API key and per-route requirements; tokens accepted and refused, the key
-//! accepted, and mistakes in the section placed at their keys.
+//! accepted, a reloaded file's keys taking over, and mistakes in the section placed at their keys.
 
 mod support;
 
@@ -201,12 +201,12 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "no-section.toml",
             "[[routes]]\nmatch = \"/demo/**\"\nauth = \"public\"\n",
-            "`routes[0].auth`: there is no [auth] section",
+            "no-section.toml:3:1: `routes[0].auth`: there is no [auth] section",
         ),
         (
             "algorithm.toml",
             "[[auth.jwt]]\nissuer = \"i\"\njwks_url = \"http://127.0.0.1:1/jwks\"\nalgorithms = [\"none\"]\n",
-            "`auth.jwt[0].algorithms`: unknown JWT algorithm `none`",
+            "algorithm.toml:4:1: `auth.jwt[0].algorithms`: unknown JWT algorithm `none`",
         ),
         (
             "confusion.toml",
@@ -221,7 +221,7 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "hash.toml",
             "[auth.api_keys]\nkeys = [{ name = \"ci\", sha256 = \"abc\" }]\n",
-            "`auth.api_keys.keys[0].sha256`: API key `ci`: the SHA-256 must be 64",
+            "hash.toml:2:24: `auth.api_keys.keys[0].sha256`: API key `ci`: the SHA-256 must be 64",
         ),
         (
             "claim.toml",
@@ -231,7 +231,7 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         (
             "route.toml",
             "[auth.api_keys]\n[[routes]]\nmatch = \"/demo/**\"\nauth = \"private\"\n",
-            "`routes[0].auth`",
+            "route.toml:4:8: `routes[0].auth`: invalid value: string \"private\"",
         ),
         (
             "secret.toml",
@@ -250,4 +250,36 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_reloaded_config_brings_its_keys() {
+    let config_with = |key: &str| {
+        format!(
+            "[auth.api_keys]\nkeys = [{{ name = \"ci\", sha256 = \"{}\" }}]\n",
+            sha256_hex(key)
+        )
+    };
+    let config = file("reload.toml", &config_with("old-key"));
+    let running = support::start(&["--config", config.to_str().expect("UTF-8")]);
+    let shelves = format!("{}/demo/v1/shelves", running.base);
+    let client = reqwest::Client::new();
+    let status = |key: &'static str| {
+        let request = client.get(&shelves).header("x-api-key", key);
+        async move { send(request).await.status().as_u16() }
+    };
+    assert_eq!(status("old-key").await, 200);
+    assert_eq!(status("new-key").await, 401);
+
+    // The file changes: the next plan's auth layer holds the new key only.
+    std::fs::write(&config, config_with("new-key")).expect("rewritten");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status("new-key").await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status("old-key").await, 401);
 }

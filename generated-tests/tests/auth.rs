@@ -334,6 +334,20 @@ async fn ten_thousand_requests_make_one_jwks_fetch() {
         &failed[..1]
     );
     assert_eq!(jwks.fetches(), 1, "one fetch for 10,000 requests");
+
+    // A flood of unknown key ids within the minimum interval (30 s by default) fetches
+    // nothing more: each is refused with the keys at hand.
+    let statuses: Vec<u16> = futures_util::stream::iter(0..500usize)
+        .map(|n| {
+            let token = signer.sign_as(&format!("forged-{n}"), &claims(json!({})));
+            let request = client.get(format!("{base}/v1/echo/x")).bearer_auth(token);
+            async move { send(request).await.status().as_u16() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|status| *status == 401));
+    assert_eq!(jwks.fetches(), 1, "unknown key ids within the interval");
 }
 
 #[tokio::test]
@@ -365,6 +379,38 @@ async fn a_rotated_key_is_picked_up() {
     // Cached from then on.
     assert_eq!(send(get(&token)).await.status(), 200);
     assert_eq!(jwks_server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn a_jwks_file_is_read_and_read_again_for_a_new_key() {
+    let (first, second) = (Signer::p256("ec-1"), Signer::p256("ec-2"));
+    let path = std::env::temp_dir().join(format!(
+        "protogate-auth-test-{}-jwks.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, jwks(&[&first]).to_string()).expect("JWKS file");
+    let auth = builder()
+        .jwt(
+            JwtProvider::new(ISSUER)
+                .jwks_file(&path)
+                .audience(AUDIENCE)
+                .algorithms([JwtAlgorithm::ES256])
+                .min_refresh_interval(Duration::ZERO),
+        )
+        .build()
+        .expect("auth");
+    let base = gateway(auth).await;
+    let client = reqwest::Client::new();
+    let status = |token: String| {
+        let request = client.get(format!("{base}/v1/echo/x")).bearer_auth(token);
+        async move { send(request).await.status().as_u16() }
+    };
+    let before = status(first.sign(&claims(json!({})))).await;
+    // The file is rotated in place; a token under the new kid has it read again.
+    std::fs::write(&path, jwks(&[&first, &second]).to_string()).expect("JWKS file");
+    let after = status(second.sign(&claims(json!({})))).await;
+    let _ = std::fs::remove_file(&path);
+    assert_eq!((before, after), (200, 200));
 }
 
 #[tokio::test]

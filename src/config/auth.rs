@@ -45,8 +45,10 @@ pub struct JwtSection {
     /// The `iss` of its tokens.
     pub issuer: String,
     /// The `aud` values accepted (any one suffices); none: the audience is not checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
     /// The algorithms accepted (`RS256` by default; `HS256` with a secret).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub algorithms: Vec<String>,
     /// Its keys: a JWKS URL …
     pub jwks_url: Option<String>,
@@ -57,6 +59,7 @@ pub struct JwtSection {
     /// … or from this file.
     pub secret_file: Option<PathBuf>,
     /// Certificate authorities for an `https://` JWKS URL (the system's by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jwks_ca: Vec<PathBuf>,
     /// How far `exp` and `nbf` may be off the clock (60 s by default).
     pub leeway: Option<Span>,
