@@ -277,3 +277,81 @@ async fn an_auth_service_that_is_down_fails_closed_unless_told_otherwise() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-subject").is_none());
 }
+
+#[tokio::test]
+async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
+    use protogate::{Auth, PerRoute, Requirement, RouteSelector};
+
+    let service = AuthService::default();
+    let auth_service = serve_auth(service.clone()).await;
+    let sessions = checker_for(auth_service)
+        .source(CredentialSource::Cookie("session".to_owned()))
+        .build();
+    let auth = Auth::builder()
+        .external(sessions)
+        .requirements(
+            PerRoute::new(Requirement::authenticated().scope("read")).rule(
+                "GET /v1/alt/*".parse::<RouteSelector>().expect("selector"),
+                Requirement::public(),
+            ),
+        )
+        .forward_claim("sub", "x-user")
+        .build()
+        .expect("auth");
+    let backend = start_backend().await.expect("backend");
+    let base = gateway_to(backend, binding_service_gateway::remote, move |gateway| {
+        gateway.route_layer(auth)
+    })
+    .await
+    .expect("gateway");
+    let client = reqwest::Client::new();
+
+    let response = client
+        .get(format!("{base}/v1/metadata"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`session` cookie")),
+        "{body}"
+    );
+
+    let response = client
+        .get(format!("{base}/v1/metadata"))
+        .header("cookie", "theme=dark; session=ok-erin")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["received"]["x-user"], "erin", "{body}");
+    // The session stays at the gateway; other cookies go on.
+    assert!(!body.to_string().contains("ok-erin"), "{body}");
+    assert_eq!(body["received"]["grpcgateway-cookie"], "theme=dark");
+
+    let response = client
+        .get(format!("{base}/v1/metadata"))
+        .header("cookie", "session=stolen")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 401);
+
+    // A public route lets a refused credential through, unauthenticated.
+    let response = client
+        .get(format!("{base}/v1/alt/x"))
+        .header("cookie", "session=stolen")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        service.calls.load(Ordering::SeqCst),
+        2,
+        "each credential checked once"
+    );
+}

@@ -222,8 +222,10 @@ impl ExternalAuthBuilder {
     }
 }
 
-/// Resolves credentials through a team's `protogate.api.ExternalAuth` service; a tower layer
-/// for `Gateway::route_layer` (before the authentication layer that checks requirements).
+/// Resolves credentials through a team's `protogate.api.ExternalAuth` service. Give it to
+/// `AuthBuilder::external`, where it is one more source of credentials beside JWTs and API
+/// keys and the routes' requirements apply; or wear it alone as a tower layer (it then only
+/// attaches the principal of a valid credential and refuses an invalid one).
 ///
 /// ```no_run
 /// # fn auth_upstream() -> protogate::Upstream { unimplemented!() }
@@ -238,6 +240,16 @@ impl ExternalAuthBuilder {
 #[derive(Clone)]
 pub struct ExternalAuth {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ExternalAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalAuth")
+            .field("source", &self.inner.source)
+            .field("ttl", &self.inner.ttl)
+            .field("fail_open", &self.inner.fail_open)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -319,6 +331,76 @@ impl ExternalAuth {
     }
 }
 
+/// What an [`ExternalAuth`] makes of a request's credential.
+pub(crate) enum Identified {
+    /// The request carries no credential this checker reads.
+    Nothing,
+    /// The credential belongs to this principal.
+    Principal(Principal),
+    /// The credential was refused, or could not be checked: the response to send.
+    Refused(Response),
+}
+
+impl ExternalAuth {
+    /// The credential this checker reads in `request`, if any.
+    pub(crate) fn credential<B>(&self, request: &Request<B>) -> Option<String> {
+        self.inner.source.find(request)
+    }
+
+    /// Takes the credential this checker reads off `request` (the header, or the one cookie),
+    /// so that it stays at the gateway.
+    pub(crate) fn take_credential<B>(&self, request: &mut Request<B>) {
+        match &self.inner.source {
+            CredentialSource::Header { name, .. } => {
+                request.headers_mut().remove(name);
+            }
+            CredentialSource::Cookie(wanted) => {
+                let kept: Vec<String> = request
+                    .headers()
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .flat_map(|value| value.split(';'))
+                    .map(str::trim)
+                    .filter(|pair| {
+                        !pair.is_empty()
+                            && pair.split_once('=').is_none_or(|(name, _)| name != wanted)
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                let headers = request.headers_mut();
+                headers.remove(header::COOKIE);
+                if let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+                    && !kept.is_empty()
+                {
+                    headers.insert(header::COOKIE, value);
+                }
+            }
+        }
+    }
+
+    /// Where this checker reads credentials, for messages.
+    pub(crate) fn describe_source(&self) -> String {
+        match &self.inner.source {
+            CredentialSource::Header { name, .. } => format!("a credential in the `{name}` header"),
+            CredentialSource::Cookie(name) => format!("a `{name}` cookie"),
+        }
+    }
+
+    /// What the auth service says of `credential` (from the cache when it can).
+    pub(crate) async fn identify(&self, credential: String) -> Identified {
+        match self.inner.resolve(credential).await {
+            Ok(Answer::Allowed(principal)) => Identified::Principal(principal),
+            Ok(Answer::Refused) => Identified::Refused(self.inner.refusal()),
+            Err(reason) if self.inner.fail_open => {
+                tracing::warn!(reason = %reason.0, "the auth service could not check a credential; let through without a principal");
+                Identified::Nothing
+            }
+            Err(reason) => Identified::Refused(unavailable(&reason)),
+        }
+    }
+}
+
 impl Inner {
     /// What the auth service says of `credential`: from the cache, from a check already in
     /// flight, or from a check of its own.
@@ -393,10 +475,15 @@ impl Inner {
             ))
         });
         let ttl = asked.map_or(self.ttl, |asked| asked.min(self.ttl));
-        let claims = answer.claims.map_or_else(
-            || serde_json::Value::Object(serde_json::Map::new()),
-            |s| struct_json(&s),
-        );
+        // `sub` is the subject, as for every principal, unless the service says otherwise.
+        let mut claims = match answer.claims.as_ref().map(struct_json) {
+            Some(serde_json::Value::Object(claims)) => claims,
+            _ => serde_json::Map::new(),
+        };
+        claims
+            .entry("sub")
+            .or_insert_with(|| serde_json::Value::String(answer.subject.clone()));
+        let claims = serde_json::Value::Object(claims);
         Cached {
             answer: Answer::Allowed(Principal {
                 subject: answer.subject.into(),
@@ -526,21 +613,17 @@ where
         // next one.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let auth = Arc::clone(&self.auth.inner);
+        let auth = self.auth.clone();
         Box::pin(async move {
-            let credential = if Principal::of(&request).is_some() {
-                None
-            } else {
-                auth.source.find(&request)
+            let credential = match Principal::of(&request) {
+                Some(_) => None,
+                None => auth.credential(&request),
             };
             if let Some(credential) = credential {
-                match auth.resolve(credential).await {
-                    Ok(Answer::Allowed(principal)) => principal.attach(&mut request),
-                    Ok(Answer::Refused) => return Ok(auth.refusal()),
-                    Err(reason) if auth.fail_open => {
-                        tracing::warn!(reason = %reason.0, "the auth service could not check a credential; let through without a principal");
-                    }
-                    Err(reason) => return Ok(unavailable(&reason)),
+                match auth.identify(credential).await {
+                    Identified::Nothing => {}
+                    Identified::Principal(principal) => principal.attach(&mut request),
+                    Identified::Refused(response) => return Ok(response),
                 }
             }
             inner.call(request).await

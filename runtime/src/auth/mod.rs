@@ -27,6 +27,7 @@ pub use self::jwt::{JwtAlgorithm, JwtProvider};
 use self::api_key::KeyTable;
 use self::jwt::{TokenError, Verifier};
 use crate::error::GatewayError;
+use crate::external_auth::{ExternalAuth, Identified};
 use crate::json::Registry;
 use crate::metadata::METADATA_PREFIX;
 use crate::principal::Principal;
@@ -229,6 +230,7 @@ pub(crate) fn scopes_of(claims: &serde_json::Map<String, serde_json::Value>) -> 
 pub struct AuthBuilder {
     providers: Vec<JwtProvider>,
     api_keys: Option<ApiKeys>,
+    external: Vec<ExternalAuth>,
     requirements: PerRoute<Requirement>,
     forward: Vec<(String, String)>,
     forward_authorization: bool,
@@ -237,6 +239,14 @@ pub struct AuthBuilder {
 }
 
 impl AuthBuilder {
+    /// Accepts the credentials `checker` reads (an opaque token, a session cookie), asking the
+    /// team's own auth service through it (repeatable; checked in the order given, before JWTs
+    /// and API keys). Its refusals are 401, and 503 when it cannot answer and fails closed.
+    pub fn external(mut self, checker: ExternalAuth) -> Self {
+        self.external.push(checker);
+        self
+    }
+
     /// Accepts bearer tokens of `provider`'s issuer (repeatable; a token goes to the provider
     /// of its `iss`).
     pub fn jwt(mut self, provider: JwtProvider) -> Self {
@@ -295,7 +305,7 @@ impl AuthBuilder {
     /// by the first request that needs it, which also starts its background refresh on that
     /// request's runtime.
     pub fn build(self) -> Result<Auth, AuthError> {
-        if self.providers.is_empty() && self.api_keys.is_none() {
+        if self.providers.is_empty() && self.api_keys.is_none() && self.external.is_empty() {
             return Err(AuthError::NoCredentials);
         }
         let mut verifiers: Vec<Verifier> = Vec::with_capacity(self.providers.len());
@@ -329,11 +339,12 @@ impl AuthBuilder {
         let realm = self
             .realm
             .map(|realm| format!(" realm=\"{}\"", quoted(&realm)));
-        let missing = missing_message(!verifiers.is_empty(), keys.as_ref());
+        let missing = missing_message(!verifiers.is_empty(), keys.as_ref(), &self.external);
         Ok(Auth {
             policy: Arc::new(Policy {
                 verifiers,
                 keys,
+                external: self.external,
                 requirements: self.requirements,
                 forward,
                 forward_authorization: self.forward_authorization,
@@ -346,8 +357,8 @@ impl AuthBuilder {
 }
 
 /// What a request without credentials is told to send.
-fn missing_message(bearer: bool, keys: Option<&KeyTable>) -> String {
-    let mut ways = Vec::new();
+fn missing_message(bearer: bool, keys: Option<&KeyTable>, external: &[ExternalAuth]) -> String {
+    let mut ways: Vec<String> = external.iter().map(ExternalAuth::describe_source).collect();
     if bearer {
         ways.push("a bearer token in the `Authorization` header".to_owned());
     }
@@ -458,6 +469,7 @@ impl Auth {
         AuthBuilder {
             providers: Vec::new(),
             api_keys: None,
+            external: Vec::new(),
             requirements: PerRoute::new(Requirement::authenticated()),
             forward: Vec::new(),
             forward_authorization: false,
@@ -480,6 +492,7 @@ impl Auth {
 struct Policy {
     verifiers: Vec<Verifier>,
     keys: Option<KeyTable>,
+    external: Vec<ExternalAuth>,
     requirements: PerRoute<Requirement>,
     forward: Vec<Forward>,
     forward_authorization: bool,
@@ -502,6 +515,8 @@ enum Rejection {
     Forbidden { forbidden: Forbidden, bearer: bool },
     /// The keys to check a token with cannot be had.
     Unavailable(String),
+    /// An external check refused the credential, or could not check it: its answer.
+    External(Response),
 }
 
 /// The credentials a request presents.
@@ -527,9 +542,25 @@ impl Policy {
             return Ok(());
         }
         let requirement = self.requirements.get(request);
+        // The first external checker that finds its credential in the request decides.
+        let found = self
+            .external
+            .iter()
+            .find_map(|checker| Some((checker, checker.credential(request)?)));
+        let external = match found {
+            None => None,
+            Some((checker, credential)) => match checker.identify(credential).await {
+                Identified::Nothing => None,
+                Identified::Principal(principal) => Some(Ok(Some(principal))),
+                Identified::Refused(response) => Some(Err(Rejection::External(response))),
+            },
+        };
         let presented = self.presented(request, query_key);
         let bearer = matches!(presented, Presented::Bearer(_));
-        let outcome = self.authenticate(presented).await;
+        let outcome = match external {
+            Some(outcome) => outcome,
+            None => self.authenticate(presented).await,
+        };
         if !self.forward_authorization {
             self.take_credentials(request);
         }
@@ -670,6 +701,9 @@ impl Policy {
         if let Some(name) = self.keys.as_ref().and_then(|keys| keys.header.as_ref()) {
             request.headers_mut().remove(name);
         }
+        for checker in &self.external {
+            checker.take_credential(request);
+        }
     }
 
     fn forward_claims<B>(&self, principal: &Principal, request: &mut Request<B>) {
@@ -723,6 +757,7 @@ impl Policy {
                 )
             }
             Rejection::Unavailable(message) => (GatewayError::AuthUnavailable(message), vec![]),
+            Rejection::External(response) => return response,
         };
         let mut response = error.into_response(&Registry::EMPTY);
         for challenge in challenge {
