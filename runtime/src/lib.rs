@@ -29,7 +29,7 @@ mod upstream;
 
 pub use auth::{
     ApiKey, ApiKeys, Auth, AuthBuilder, AuthError, AuthService, JwtAlgorithm, JwtProvider,
-    Requirement,
+    RedisSessions, Requirement,
 };
 pub use binding::RawBody;
 pub use call::RouteInfo;

@@ -10,6 +10,7 @@
 mod api_key;
 mod jwks;
 mod jwt;
+mod session;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -23,6 +24,7 @@ use http::{HeaderName, HeaderValue, Request, header};
 
 pub use self::api_key::{ApiKey, ApiKeys};
 pub use self::jwt::{JwtAlgorithm, JwtProvider};
+pub use self::session::RedisSessions;
 
 use self::api_key::KeyTable;
 use self::jwt::{TokenError, Verifier};
