@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::RouteRateLimit;
+
 /// `[[routes]]`: a selector and the policies of the routes it covers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -16,4 +18,7 @@ pub struct RouteRule {
     /// a path pattern (`/v1/books/**`, `GET /v1/*/x`), or `*` (see `protogate::RouteSelector`).
     #[serde(rename = "match")]
     pub selector: String,
+    /// The routes' rate limit (`{ requests = 10, per = "1s" }`), or `false` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RouteRateLimit>,
 }

@@ -14,6 +14,7 @@
 mod duration;
 mod edge;
 mod load;
+mod rate_limit;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
+pub use self::rate_limit::{
+    KeyName, RateLimitSection, RedisFailure, RedisSection, RouteLimit, RouteRateLimit,
+};
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -49,6 +53,11 @@ pub struct Config {
     /// sets some policies; for each policy the first rule that covers a request and sets it
     /// wins, and the policy's own section gives the default.
     pub routes: Vec<RouteRule>,
+    /// Rate limits: the default limit, whose requests are counted together, trusted proxies;
+    /// on when present or when a `[[routes]]` rule sets a `rate_limit`.
+    pub rate_limit: Option<RateLimitSection>,
+    /// The Redis server replicas share state through (rate limits).
+    pub redis: Option<RedisSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.
