@@ -66,7 +66,9 @@ pub enum RedisFailure {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`. Printed (`config show`, the admin `/config`)
+    /// with its password hidden.
+    #[serde(serialize_with = "without_password")]
     pub url: String,
     /// How long connecting may take (1 s by default).
     #[serde(default)]
@@ -74,6 +76,26 @@ pub struct RedisSection {
     /// How long a command may take (250 ms by default); a request waits at most both.
     #[serde(default)]
     pub command_timeout: Option<Span>,
+}
+
+/// `url` with the password of its user part, if any, written `***`.
+fn without_password<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hide_password(url))
+}
+
+fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let Some((name, _password)) = rest[..at].split_once(':') else {
+        // A user name alone: nothing secret.
+        return url.to_owned();
+    };
+    format!("{scheme}://{name}:***{}", &rest[at..])
 }
 
 /// A `[[routes]]` rule's `rate_limit`: a limit of its own, or `false` for none.
@@ -135,5 +157,23 @@ impl<'de> Deserialize<'de> for RouteRateLimit {
         }
 
         deserializer.deserialize_any(Either)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_password;
+
+    #[test]
+    fn printed_redis_urls_hide_their_password() {
+        for (url, printed) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:s3cret@cache:6379/2", "redis://:***@cache:6379/2"),
+            ("rediss://app:p@ss@cache", "rediss://app:***@cache"),
+            ("redis://app@cache", "redis://app@cache"),
+            ("redis://cache/0?x=a@b", "redis://cache/0?x=a@b"),
+        ] {
+            assert_eq!(hide_password(url), printed, "{url}");
+        }
     }
 }
