@@ -4,9 +4,13 @@
 //! State that must outlive a worker's router (key caches, rate-limit counters, connections to
 //! Redis) is built here once and shared by every worker.
 
-use protogate::{Gateway, RouteSelector};
+use std::time::Duration;
 
-use crate::config::Config;
+use protogate::{
+    ClientKey, Gateway, Limit, OnRedisFailure, PerRoute, RateLimit, RedisLimits, RouteSelector,
+};
+
+use crate::config::{Config, KeyName, RedisFailure, RouteLimit, RouteRateLimit, Span};
 
 /// Every edge policy of a config, ready to wear.
 pub struct Edge {
@@ -14,6 +18,9 @@ pub struct Edge {
     selectors: Vec<RouteSelector>,
     /// `[auth]` and the rules' `auth`: one layer (its key caches) for every worker.
     auth: Option<protogate::Auth>,
+    /// Rate limits (`[rate_limit]`, `[redis]`, the rules' `rate_limit`): one layer whose
+    /// buckets (and Redis connection) every worker shares.
+    rate_limit: Option<RateLimit>,
 }
 
 /// A mistake in the edge policy of a config: the key it is at, and what is wrong.
@@ -52,7 +59,12 @@ impl Edge {
             selectors.push(selector);
         }
         let auth = crate::auth::build(config.auth.as_ref(), &config.routes, &selectors)?;
-        Ok(Edge { selectors, auth })
+        let rate_limit = rate_limit(config, &selectors)?;
+        Ok(Edge {
+            selectors,
+            auth,
+            rate_limit,
+        })
     }
 
     /// The selector of rule `index` of `[[routes]]`.
@@ -65,6 +77,156 @@ impl Edge {
         if let Some(auth) = &self.auth {
             gateway = gateway.route_layer(auth.clone());
         }
+        if let Some(rate_limit) = &self.rate_limit {
+            gateway = gateway.route_layer(rate_limit.clone());
+        }
         gateway
     }
+
+    /// The rate limit layer, when the config has rate limits.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
+    }
+}
+
+fn mistake(key: impl Into<String>, message: impl Into<String>) -> EdgeError {
+    EdgeError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The rate limit layer of `config`: `None` without `[rate_limit]` or a rule's `rate_limit`.
+fn rate_limit(
+    config: &Config,
+    selectors: &[RouteSelector],
+) -> Result<Option<RateLimit>, EdgeError> {
+    let ruled = config.routes.iter().any(|rule| rule.rate_limit.is_some());
+    if config.rate_limit.is_none() && !ruled {
+        return Ok(None);
+    }
+    let section = config.rate_limit.clone().unwrap_or_default();
+    let key = section.key.map_or(ClientKey::Ip, client_key);
+    let default = match section.requests {
+        Some(requests) => Some(limit(
+            "rate_limit",
+            &RouteLimit {
+                requests,
+                per: section.per,
+                burst: section.burst,
+                key: None,
+                name: None,
+            },
+            key,
+        )?),
+        None if section.per.is_some() || section.burst.is_some() => {
+            return Err(mistake(
+                "rate_limit.requests",
+                "`per` and `burst` describe the default limit: give `requests` too",
+            ));
+        }
+        None => None,
+    };
+    let mut limits = PerRoute::new(default);
+    for (index, rule) in config.routes.iter().enumerate() {
+        let value = match &rule.rate_limit {
+            None => continue,
+            Some(RouteRateLimit::Off(_)) => None,
+            Some(RouteRateLimit::Limit(own)) => {
+                Some(limit(&format!("routes[{index}].rate_limit"), own, key)?)
+            }
+        };
+        limits = limits.rule(selectors[index].clone(), value);
+    }
+    let mut trusted = Vec::with_capacity(section.trusted_proxies.len());
+    for (index, network) in section.trusted_proxies.iter().enumerate() {
+        trusted.push(network.parse().map_err(|error: protogate::NetworkError| {
+            mistake(
+                format!("rate_limit.trusted_proxies[{index}]"),
+                error.to_string(),
+            )
+        })?);
+    }
+    let mut builder = RateLimit::builder().limits(limits).trusted_proxies(trusted);
+    match &config.redis {
+        Some(redis) => {
+            let mut store = RedisLimits::new(&redis.url)
+                .map_err(|error| mistake("redis.url", error.to_string()))?;
+            if let Some(Span(timeout)) = redis.connect_timeout {
+                store = store.connect_timeout(timeout);
+            }
+            if let Some(Span(timeout)) = redis.command_timeout {
+                store = store.command_timeout(timeout);
+            }
+            if let Some(prefix) = &section.redis_key_prefix {
+                store = store.key_prefix(prefix.clone());
+            }
+            builder = builder
+                .redis(store)
+                .on_redis_failure(match section.on_redis_failure {
+                    Some(RedisFailure::Refuse) => OnRedisFailure::Refuse,
+                    Some(RedisFailure::Local) | None => OnRedisFailure::Local,
+                });
+        }
+        None => {
+            for (given, name) in [
+                (section.on_redis_failure.is_some(), "on_redis_failure"),
+                (section.redis_key_prefix.is_some(), "redis_key_prefix"),
+            ] {
+                if given {
+                    return Err(mistake(
+                        format!("rate_limit.{name}"),
+                        "there is no [redis] section: limits are counted in memory",
+                    ));
+                }
+            }
+        }
+    }
+    builder
+        .build()
+        .map(Some)
+        .map_err(|error| mistake("rate_limit", error.to_string()))
+}
+
+fn client_key(name: KeyName) -> ClientKey {
+    match name {
+        KeyName::Ip => ClientKey::Ip,
+        KeyName::Principal => ClientKey::Principal,
+        KeyName::Route => ClientKey::Route,
+    }
+}
+
+/// The limit at `key` (`rate_limit` or `routes[N].rate_limit`), checked; `default_key` when it
+/// names none.
+fn limit(key: &str, limit: &RouteLimit, default_key: ClientKey) -> Result<Limit, EdgeError> {
+    if limit.requests == 0 {
+        return Err(mistake(
+            format!("{key}.requests"),
+            "allows no request: give at least 1",
+        ));
+    }
+    if limit.burst == Some(0) {
+        return Err(mistake(
+            format!("{key}.burst"),
+            "a burst of 0 allows no request: give at least 1",
+        ));
+    }
+    let per = limit.per.map_or(Duration::from_secs(1), |Span(per)| per);
+    if per < Duration::from_millis(1) {
+        return Err(mistake(
+            format!("{key}.per"),
+            "the period is shorter than 1 ms",
+        ));
+    }
+    if limit.name.as_deref().is_some_and(str::is_empty) {
+        return Err(mistake(format!("{key}.name"), "the name is empty"));
+    }
+    let mut built = Limit::new(limit.requests, per).key(limit.key.map_or(default_key, client_key));
+    if let Some(burst) = limit.burst {
+        built = built.burst(burst);
+    }
+    if let Some(name) = &limit.name {
+        built = built.named(name.clone());
+    }
+    Ok(built)
 }

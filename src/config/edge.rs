@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RouteAuth;
+use super::{RouteAuth, RouteRateLimit};
 
 /// `[[routes]]`: a selector and the policies of the routes it covers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -22,4 +22,7 @@ pub struct RouteRule {
     /// `"public"`, `"authenticated"`, or `{ scopes = […], claims = {…} }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<RouteAuth>,
+    /// The routes' rate limit (`{ requests = 10, per = "1s" }`), or `false` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RouteRateLimit>,
 }

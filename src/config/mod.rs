@@ -15,6 +15,7 @@ mod auth;
 mod duration;
 mod edge;
 mod load;
+mod rate_limit;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ pub use self::auth::{ApiKeyEntry, ApiKeysSection, AuthSection, JwtSection, Needs
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
+pub use self::rate_limit::{
+    KeyName, RateLimitSection, RedisFailure, RedisSection, RouteLimit, RouteRateLimit,
+};
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -53,6 +57,11 @@ pub struct Config {
     pub routes: Vec<RouteRule>,
     /// Who may call (`[auth]`): JWT providers, API keys, forwarded claims; off without it.
     pub auth: Option<AuthSection>,
+    /// Rate limits: the default limit, whose requests are counted together, trusted proxies;
+    /// on when present or when a `[[routes]]` rule sets a `rate_limit`.
+    pub rate_limit: Option<RateLimitSection>,
+    /// The Redis server replicas share state through (rate limits).
+    pub redis: Option<RedisSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.

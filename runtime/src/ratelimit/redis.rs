@@ -329,3 +329,74 @@ impl RedisStore {
         self.up.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Counts the warnings logged on the thread it is the default of.
+    struct Warnings(Arc<AtomicUsize>);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a port")
+            .port()
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_counted_every_time_and_logged_once_per_interval() {
+        let settings = RedisLimits::new(&format!("redis://127.0.0.1:{}", closed_port()))
+            .expect("URL")
+            .connect_timeout(Duration::from_millis(200))
+            .retry_interval(Duration::ZERO)
+            .log_interval(Duration::from_secs(3600));
+        let stats = Arc::new(RateLimitStats::default());
+        let store = Arc::new(RedisStore::new(settings, Arc::clone(&stats)));
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let _default = tracing::subscriber::set_default(Warnings(Arc::clone(&warnings)));
+        let gcra = Gcra::new(10, Duration::from_secs(1), 10);
+        for attempt in 1..=5 {
+            let started = Instant::now();
+            assert_eq!(store.decide(store.key("k"), gcra).await, None);
+            assert!(started.elapsed() < Duration::from_secs(2));
+            assert_eq!(stats.redis_errors(), attempt);
+        }
+        assert!(!store.is_up());
+        assert_eq!(warnings.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_redis_is_not_tried_until_the_retry_interval_passes() {
+        let settings = RedisLimits::new(&format!("redis://127.0.0.1:{}", closed_port()))
+            .expect("URL")
+            .retry_interval(Duration::from_secs(3600));
+        let stats = Arc::new(RateLimitStats::default());
+        let store = Arc::new(RedisStore::new(settings, Arc::clone(&stats)));
+        let gcra = Gcra::new(10, Duration::from_secs(1), 10);
+        assert_eq!(store.decide(store.key("k"), gcra).await, None);
+        assert_eq!(store.decide(store.key("k"), gcra).await, None);
+        assert_eq!(stats.redis_errors(), 1, "the second decision did not try");
+    }
+}
