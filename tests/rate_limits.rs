@@ -118,7 +118,10 @@ async fn a_route_rule_lifts_or_sets_the_limit_in_memory() {
     let books = format!("{}/demo/v1/shelves/fiction/books", gateway.base);
     let response = client.get(&books).send().await.expect("answered");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["ratelimit-policy"], "\"books\";q=1;w=3600");
+    assert_eq!(
+        response.headers()["ratelimit-policy"],
+        "\"books\";q=1;w=3600"
+    );
     let refused = client.get(&books).send().await.expect("answered");
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
