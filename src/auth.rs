@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use protogate::{
-    ApiKey, ApiKeys, Auth, JwtAlgorithm, JwtProvider, PerRoute, Requirement, RouteSelector,
-    UpstreamTls,
+    Access, ApiKey, ApiKeys, Auth, CredentialSource, DeclaredPolicy, ExternalAuth, JwtAlgorithm,
+    JwtProvider, PerRoute, RedisSessions, Requirement, RouteSelector, UpstreamTls,
 };
 
-use crate::config::{AuthSection, JwtSection, RouteAuth, RouteRule};
+use crate::config::{Config, ExternalSection, JwtSection, RouteAuth, SessionsSection, Span};
 use crate::edge::EdgeError;
 
 fn mistake(key: impl Into<String>, message: impl Into<String>) -> EdgeError {
@@ -19,19 +19,30 @@ fn mistake(key: impl Into<String>, message: impl Into<String>) -> EdgeError {
     }
 }
 
-/// The auth layer `section` describes, with the requirement of each `[[routes]]` rule that sets
-/// one (`selectors` are the rules' selectors, parsed, in order). `None` without a section; an
-/// error when a rule sets `auth` without one.
+/// The auth layer `config`'s `[auth]` describes, with the requirement of each `[[routes]]`
+/// rule that sets one (`selectors` are the rules' selectors, parsed, in order), then what the
+/// protos declare (`declared`), then `[auth] default`. `None` without a section; an error when
+/// a rule sets `auth`, or a proto asks for credentials, without one.
 pub fn build(
-    section: Option<&AuthSection>,
-    rules: &[RouteRule],
+    config: &Config,
     selectors: &[RouteSelector],
+    declared: &[DeclaredPolicy],
 ) -> Result<Option<Auth>, EdgeError> {
-    let Some(section) = section else {
+    let rules = &config.routes;
+    let Some(section) = config.auth.as_ref() else {
         if let Some(index) = rules.iter().position(|rule| rule.auth.is_some()) {
             return Err(mistake(
                 format!("routes[{index}].auth"),
                 "there is no [auth] section: add one with JWT providers or API keys",
+            ));
+        }
+        if let Some(policy) = declared.iter().find(|policy| policy.requires_credentials()) {
+            return Err(mistake(
+                "auth",
+                format!(
+                    "`{}` declares in its proto that it needs credentials: add an [auth] section that can check them",
+                    policy.rpc
+                ),
             ));
         }
         return Ok(None);
@@ -54,6 +65,21 @@ pub fn build(
             }
             requirements = requirements.rule(selector.clone(), auth.requirement());
         }
+    }
+    // What the protos declare, under the config's own rules.
+    for policy in declared {
+        let requirement = match policy.access {
+            _ if !policy.scopes.is_empty() => policy
+                .scopes
+                .iter()
+                .fold(Requirement::authenticated(), |needs, scope| {
+                    needs.scope(*scope)
+                }),
+            Access::Public => Requirement::public(),
+            Access::Authenticated => Requirement::authenticated(),
+            Access::Unspecified => continue,
+        };
+        requirements = requirements.rule(rpc_selector(policy.rpc), requirement);
     }
 
     let mut builder = Auth::builder()
@@ -91,6 +117,12 @@ pub fn build(
     if let Some(bytes) = section.max_token_bytes {
         builder = builder.max_token_bytes(bytes);
     }
+    if let Some(external) = &section.external {
+        builder = builder.external(external_checker(config, external)?);
+    }
+    if let Some(sessions) = &section.sessions {
+        builder = builder.external(session_checker(config, sessions)?);
+    }
     builder.build().map(Some).map_err(|error| {
         let key = match error {
             protogate::AuthError::NoCredentials => "auth",
@@ -99,6 +131,101 @@ pub fn build(
         };
         mistake(key, error.to_string())
     })
+}
+
+/// The selector of one RPC, by its full name.
+pub(crate) fn rpc_selector(rpc: &str) -> RouteSelector {
+    rpc.parse().unwrap_or_else(|_| RouteSelector::any())
+}
+
+/// `[auth.external]`: a checker over the upstream it names.
+fn external_checker(config: &Config, section: &ExternalSection) -> Result<ExternalAuth, EdgeError> {
+    let key = "auth.external";
+    let Some(settings) = config.upstreams.get(&section.upstream) else {
+        return Err(mistake(
+            format!("{key}.upstream"),
+            format!("no upstream `{}` is defined", section.upstream),
+        ));
+    };
+    let settings = settings.over(&config.defaults.upstream_settings);
+    let upstream =
+        crate::upstream::build(&section.upstream, &settings).map_err(|(part, message)| {
+            mistake(format!("upstreams.{}.{part}", section.upstream), message)
+        })?;
+    let source = match (&section.cookie, &section.header) {
+        (Some(_), Some(_)) => {
+            return Err(mistake(key, "give `header` or `cookie`, not both"));
+        }
+        (Some(cookie), None) => CredentialSource::Cookie(cookie.clone()),
+        (None, header) => {
+            let header = header.as_deref().unwrap_or("authorization");
+            let name = axum::http::HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+                .map_err(|_| {
+                mistake(
+                    format!("{key}.header"),
+                    format!("`{header}` is not a header name"),
+                )
+            })?;
+            let scheme = section.scheme.clone().or_else(|| {
+                (name == axum::http::header::AUTHORIZATION).then(|| "Bearer".to_owned())
+            });
+            CredentialSource::Header { name, scheme }
+        }
+    };
+    let mut checker = ExternalAuth::builder(upstream).source(source);
+    if let Some(Span(ttl)) = section.cache {
+        checker = checker.ttl(ttl);
+    }
+    if let Some(Span(ttl)) = section.refused_cache {
+        checker = checker.refused_ttl(ttl);
+    }
+    if let Some(Span(timeout)) = section.timeout {
+        checker = checker.timeout(timeout);
+    }
+    if let Some(calls) = section.max_concurrent {
+        checker = checker.max_concurrent(calls);
+    }
+    if let Some(open) = section.fail_open {
+        checker = checker.fail_open(open);
+    }
+    Ok(checker.build())
+}
+
+/// `[auth.sessions]`: a checker of session cookies against the `[redis]` server.
+fn session_checker(config: &Config, section: &SessionsSection) -> Result<ExternalAuth, EdgeError> {
+    let Some(redis) = &config.redis else {
+        return Err(mistake(
+            "auth.sessions",
+            "sessions live in Redis: add a [redis] section with its url",
+        ));
+    };
+    let mut sessions =
+        RedisSessions::new(&redis.url).map_err(|error| mistake("redis.url", error.to_string()))?;
+    if let Some(prefix) = &section.prefix {
+        sessions = sessions.prefix(prefix.clone());
+    }
+    if let Some(Span(timeout)) = redis.connect_timeout {
+        sessions = sessions.connect_timeout(timeout);
+    }
+    if let Some(Span(timeout)) = redis.command_timeout {
+        sessions = sessions.command_timeout(timeout);
+    }
+    let cookie = section.cookie.as_deref().unwrap_or("session");
+    if cookie.is_empty()
+        || !cookie
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b))
+    {
+        return Err(mistake(
+            "auth.sessions.cookie",
+            format!("`{cookie}` is not a cookie name"),
+        ));
+    }
+    let mut checker = sessions.checker(cookie);
+    if let Some(Span(ttl)) = section.cache {
+        checker = checker.ttl(ttl);
+    }
+    Ok(checker.build())
 }
 
 fn provider(section: &JwtSection, key: &str) -> Result<JwtProvider, EdgeError> {

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use protogate::{
-    ClientKey, Gateway, Limit, OnRedisFailure, PerRoute, RateLimit, RedisLimits, RouteSelector,
+    ClientKey, DeclaredPolicy, Gateway, Limit, OnRedisFailure, PerRoute, RateLimit, RedisLimits,
+    RouteSelector,
 };
 
 use crate::config::{Config, KeyName, RedisFailure, RouteLimit, RouteRateLimit, Span};
@@ -34,8 +35,13 @@ pub struct EdgeError {
 
 impl Edge {
     /// Checks and builds the edge policies of `config`; `rpcs` are the full names of the RPCs
-    /// this build serves, which an RPC selector must cover one of.
-    pub fn new(config: &Config, rpcs: &[&str]) -> Result<Edge, EdgeError> {
+    /// this build serves, which an RPC selector must cover one of, and `declared` the policies
+    /// their protos declare, which apply under the config's own rules.
+    pub fn new(
+        config: &Config,
+        rpcs: &[&str],
+        declared: &[DeclaredPolicy],
+    ) -> Result<Edge, EdgeError> {
         let mut selectors = Vec::with_capacity(config.routes.len());
         for (index, rule) in config.routes.iter().enumerate() {
             let key = format!("routes[{index}].match");
@@ -58,8 +64,8 @@ impl Edge {
             }
             selectors.push(selector);
         }
-        let auth = crate::auth::build(config.auth.as_ref(), &config.routes, &selectors)?;
-        let rate_limit = rate_limit(config, &selectors)?;
+        let auth = crate::auth::build(config, &selectors, declared)?;
+        let rate_limit = rate_limit(config, &selectors, declared)?;
         Ok(Edge {
             selectors,
             auth,
@@ -100,8 +106,10 @@ fn mistake(key: impl Into<String>, message: impl Into<String>) -> EdgeError {
 fn rate_limit(
     config: &Config,
     selectors: &[RouteSelector],
+    declared: &[DeclaredPolicy],
 ) -> Result<Option<RateLimit>, EdgeError> {
-    let ruled = config.routes.iter().any(|rule| rule.rate_limit.is_some());
+    let ruled = config.routes.iter().any(|rule| rule.rate_limit.is_some())
+        || declared.iter().any(|policy| policy.rate_limit.is_some());
     if config.rate_limit.is_none() && !ruled {
         return Ok(None);
     }
@@ -137,6 +145,21 @@ fn rate_limit(
             }
         };
         limits = limits.rule(selectors[index].clone(), value);
+    }
+    // What the protos declare, under the config's own rules.
+    for policy in declared {
+        let Some(declared_limit) = policy.rate_limit else {
+            continue;
+        };
+        let own = RouteLimit {
+            requests: declared_limit.requests,
+            per: Some(Span(declared_limit.period)),
+            burst: (declared_limit.burst > 0).then_some(declared_limit.burst),
+            key: None,
+            name: Some(policy.rpc.to_owned()),
+        };
+        let built = limit(&format!("the proto of {}", policy.rpc), &own, key)?;
+        limits = limits.rule(crate::auth::rpc_selector(policy.rpc), Some(built));
     }
     let mut trusted = Vec::with_capacity(section.trusted_proxies.len());
     for (index, network) in section.trusted_proxies.iter().enumerate() {
@@ -229,4 +252,97 @@ fn limit(key: &str, limit: &RouteLimit, default_key: ClientKey) -> Result<Limit,
         built = built.named(name.clone());
     }
     Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use protogate::{Access, DeclaredPolicy, DeclaredRateLimit};
+
+    use super::*;
+
+    const RPC: &str = "acme.library.v1.Library.DeleteShelf";
+
+    fn config(text: &str) -> Config {
+        crate::config::load_text(text, crate::config::Format::Toml, "gw.toml", Vec::new())
+            .expect("a valid config")
+    }
+
+    fn declared(access: Access, rate_limit: Option<DeclaredRateLimit>) -> [DeclaredPolicy; 1] {
+        [DeclaredPolicy {
+            rpc: RPC,
+            access,
+            scopes: &[],
+            rate_limit,
+        }]
+    }
+
+    const KEYS: &str = "[auth.api_keys]\nkeys = [{ name = \"ci\", sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }]\n";
+
+    #[test]
+    fn a_proto_that_asks_for_credentials_needs_an_auth_section() {
+        let error = Edge::new(&config(""), &[RPC], &declared(Access::Authenticated, None))
+            .err()
+            .expect("refused");
+        assert_eq!(error.key, "auth");
+        assert!(error.message.contains(RPC), "{}", error.message);
+        // Public and undeclared access need nothing.
+        Edge::new(&config(""), &[RPC], &declared(Access::Public, None)).expect("built");
+        let edge = Edge::new(
+            &config(KEYS),
+            &[RPC],
+            &declared(Access::Authenticated, None),
+        )
+        .expect("built");
+        assert!(edge.auth.is_some());
+    }
+
+    #[test]
+    fn a_declared_rate_limit_turns_rate_limits_on() {
+        let limit = DeclaredRateLimit {
+            requests: 5,
+            period: Duration::from_secs(1),
+            burst: 0,
+        };
+        let edge = Edge::new(
+            &config(""),
+            &[RPC],
+            &declared(Access::Unspecified, Some(limit)),
+        )
+        .expect("built");
+        assert!(edge.rate_limit().is_some());
+        assert!(
+            Edge::new(&config(""), &[RPC], &[])
+                .expect("built")
+                .rate_limit()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn sessions_and_the_external_check_say_what_they_lack() {
+        let sessions = format!("{KEYS}[auth.sessions]\ncookie = \"sid\"\n");
+        let error = Edge::new(&config(&sessions), &[RPC], &[])
+            .err()
+            .expect("refused");
+        assert_eq!(error.key, "auth.sessions");
+        assert!(error.message.contains("[redis]"), "{}", error.message);
+        let with_redis = format!("{sessions}[redis]\nurl = \"redis://127.0.0.1:1\"\n");
+        Edge::new(&config(&with_redis), &[RPC], &[]).expect("built without connecting");
+
+        let external = "[auth.external]\nupstream = \"idp\"\n";
+        let error = Edge::new(&config(external), &[RPC], &[])
+            .err()
+            .expect("refused");
+        assert_eq!(error.key, "auth.external.upstream");
+        let defined = format!("{external}[upstreams.idp]\nendpoints = [\"http://127.0.0.1:1\"]\n");
+        Edge::new(&config(&defined), &[RPC], &[]).expect("an external check alone is enough");
+        let both = defined.replace(
+            "upstream = \"idp\"\n",
+            "upstream = \"idp\"\nheader = \"x-token\"\ncookie = \"a\"\n",
+        );
+        let error = Edge::new(&config(&both), &[RPC], &[]).err();
+        assert!(error.is_some_and(|e| e.message.contains("not both")));
+    }
 }

@@ -176,7 +176,12 @@ impl Plan {
                 || config
                     .services
                     .values()
-                    .any(|service| service.upstream.as_deref() == Some(name.as_str()));
+                    .any(|service| service.upstream.as_deref() == Some(name.as_str()))
+                || config
+                    .auth
+                    .as_ref()
+                    .and_then(|auth| auth.external.as_ref())
+                    .is_some_and(|external| external.upstream == *name);
             if !referred {
                 return Err(error(
                     &key,
@@ -200,7 +205,11 @@ impl Plan {
             .iter()
             .flat_map(|service| service.routes.iter().map(|route| route.rpc))
             .collect();
-        let edge = Edge::new(config, &rpcs).map_err(|e| error(&e.key, e.message))?;
+        let declared: Vec<protogate::DeclaredPolicy> = pb::SERVICES
+            .iter()
+            .flat_map(|service| service.policies.iter().copied())
+            .collect();
+        let edge = Edge::new(config, &rpcs, &declared).map_err(|e| error(&e.key, e.message))?;
         let headers =
             header_mapping(&config.gateway).map_err(|(key, message)| error(&key, message))?;
         Ok(Plan {
@@ -402,7 +411,7 @@ fn deadlines(timeout: Option<config::Span>, max: Option<config::Span>) -> Deadli
 
 /// The upstream `name` with `settings` (defaults merged in); a mistake names the part of the
 /// section it is in.
-fn build(
+pub(crate) fn build(
     name: &str,
     settings: &config::UpstreamSettings,
 ) -> Result<Upstream, (&'static str, String)> {

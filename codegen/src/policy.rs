@@ -48,14 +48,14 @@ impl Access {
     }
 }
 
-/// `requests` per `period`, bursts of `burst` more.
+/// `requests` per `period`, `burst` at once (0: `requests`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Calls per period.
     pub requests: u32,
     /// The period.
     pub period: Duration,
-    /// Calls beyond the steady rate.
+    /// Calls at once after a quiet spell (0: `requests`).
     pub burst: u32,
 }
 

@@ -36,13 +36,13 @@ pub enum Access {
     Authenticated,
 }
 
-/// `requests` per `period` for each client, with bursts of up to `burst` more.
+/// `requests` per `period` for each client, `burst` of them at once (`requests` when 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeclaredRateLimit {
     /// Calls allowed per period (more than zero).
     pub requests: u32,
     /// The period (more than zero).
     pub period: Duration,
-    /// Calls a client may make at once beyond the steady rate.
+    /// Calls a client may make at once after a quiet spell; 0 for `requests`.
     pub burst: u32,
 }

@@ -36,6 +36,48 @@ pub struct AuthSection {
     pub realm: Option<String>,
     /// The longest bearer token read, in bytes (8192 by default).
     pub max_token_bytes: Option<usize>,
+    /// Session cookies resolved through the `[redis]` server, shared by every replica.
+    pub sessions: Option<SessionsSection>,
+    /// Credentials checked by the team's own `protogate.api.ExternalAuth` service.
+    pub external: Option<ExternalSection>,
+}
+
+/// `[auth.sessions]`: a session cookie whose value names a key in Redis holding the session's
+/// JSON (`{"sub": …, "scope": …, …claims}`), written there by the team's login service.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// The cookie (`session` by default).
+    pub cookie: Option<String>,
+    /// The prefix of session keys (`session:` by default).
+    pub prefix: Option<String>,
+    /// How long each replica keeps an answer (5 s by default): a logout takes this long to
+    /// reach every replica.
+    pub cache: Option<Span>,
+}
+
+/// `[auth.external]`: the team's auth service, one of `[upstreams]`, asked once per credential.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalSection {
+    /// The `[upstreams.NAME]` serving `protogate.api.ExternalAuth`.
+    pub upstream: String,
+    /// The header holding the credential (`authorization` by default) …
+    pub header: Option<String>,
+    /// … after this scheme (`Bearer` for `authorization`, none otherwise) …
+    pub scheme: Option<String>,
+    /// … or the cookie holding it, instead of a header.
+    pub cookie: Option<String>,
+    /// How long an answer is kept (60 s by default; the service's `cache_for` may shorten it).
+    pub cache: Option<Span>,
+    /// How long a refusal is kept (10 s by default).
+    pub refused_cache: Option<Span>,
+    /// How long one check may take (2 s by default).
+    pub timeout: Option<Span>,
+    /// Checks in flight towards the service at most (32 by default).
+    pub max_concurrent: Option<usize>,
+    /// Let requests through unauthenticated when the service cannot answer, instead of 503.
+    pub fail_open: Option<bool>,
 }
 
 /// `[[auth.jwt]]`: one issuer.

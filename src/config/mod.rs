@@ -24,7 +24,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::auth::{ApiKeyEntry, ApiKeysSection, AuthSection, JwtSection, Needs, RouteAuth};
+pub use self::auth::{
+    ApiKeyEntry, ApiKeysSection, AuthSection, ExternalSection, JwtSection, Needs, RouteAuth,
+    SessionsSection,
+};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
