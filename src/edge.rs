@@ -89,6 +89,11 @@ impl Edge {
         gateway
     }
 
+    /// The auth layer, when the config has `[auth]`.
+    pub fn auth(&self) -> Option<&protogate::Auth> {
+        self.auth.as_ref()
+    }
+
     /// The rate limit layer, when the config has rate limits.
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.rate_limit.as_ref()

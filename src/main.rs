@@ -396,11 +396,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         let server = gateway_live.server();
         let plan = gateway_live.plan();
         let gateway = plan.gateway()?.drain_on(&gateway_drain);
-        // The document says what this gateway answers: statuses, headers, error bodies.
-        let mut document = gateway.openapi(docs::openapi());
+        // The document says what this gateway answers: statuses, headers, credentials, errors.
+        let document = plan.openapi(&gateway, docs::openapi());
         let mut router = gateway.into_router();
         if let Some(error_body) = plan.error_body() {
-            document = error_body.openapi(&document);
             router = router.layer(error_body.layer());
         }
         if server.serves_docs() {

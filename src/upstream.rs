@@ -305,6 +305,19 @@ impl Plan {
         Ok(service)
     }
 
+    /// The OpenAPI document as the gateway built for this plan serves it: the answers its
+    /// methods give (`gateway`), its credentials and each route's requirement, its error body.
+    pub fn openapi(&self, gateway: &Gateway, document: &str) -> String {
+        let mut document = gateway.openapi(document);
+        if let Some(auth) = self.edge.auth() {
+            document = auth.openapi(&document, gateway.routes());
+        }
+        if let Some(error_body) = self.error_body() {
+            document = error_body.openapi(&document);
+        }
+        document
+    }
+
     /// How error responses are written, when not as google.rpc.Status.
     pub fn error_body(&self) -> Option<protogate::ErrorBody> {
         match self.gateway.error_format {

@@ -283,3 +283,45 @@ async fn a_reloaded_config_brings_its_keys() {
     }
     assert_eq!(status("old-key").await, 401);
 }
+
+/// The served document names the credentials the gateway takes and what each operation needs.
+#[tokio::test]
+async fn the_document_carries_the_security_schemes_and_each_operations_requirement() {
+    let config = format!(
+        "[auth.api_keys]\nheader = \"x-api-key\"\nquery = \"key\"\nkeys = [{{ name = \"ci\", sha256 = \"{}\" }}]\n\n[[routes]]\nmatch = \"GET /demo/v1/shelves\"\nauth = \"public\"\n\n[[routes]]\nmatch = \"protogate.demo.v1.LibraryService.DeleteShelf\"\nauth = {{ scopes = [\"shelves.admin\"] }}\n",
+        sha256_hex(API_KEY)
+    );
+    let path = file("security.toml", &config);
+    let gateway = support::start(&["--config", path.to_str().expect("UTF-8 path")]);
+    let document = reqwest::get(format!("{}/openapi.json", gateway.base))
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("body");
+    let parsed: Value = serde_json::from_str(&document).expect("JSON");
+    assert_eq!(
+        parsed["components"]["securitySchemes"],
+        json!({
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+        })
+    );
+    let paths = &parsed["paths"];
+    assert_eq!(
+        paths["/demo/v1/shelves"]["get"]["security"],
+        json!([{}, {"apiKeyHeader": []}, {"apiKeyQuery": []}]),
+        "public: credentials optional"
+    );
+    assert_eq!(
+        paths["/demo/v1/shelves"]["post"]["security"],
+        json!([{"apiKeyHeader": []}, {"apiKeyQuery": []}])
+    );
+    assert_eq!(
+        paths["/demo/v1/shelves/{shelf}"]["delete"]["security"],
+        json!([{"apiKeyHeader": ["shelves.admin"]}, {"apiKeyQuery": ["shelves.admin"]}])
+    );
+    if let Err(problems) = support::tools::validate_openapi(&document) {
+        panic!("the document with security is not valid OpenAPI:\n{problems}");
+    }
+}

@@ -379,6 +379,27 @@ impl ExternalAuth {
         }
     }
 
+    /// The OpenAPI security scheme of the credentials this checker reads, with its name.
+    pub(crate) fn security_scheme(&self) -> (String, serde_json::Value) {
+        match &self.inner.source {
+            CredentialSource::Header {
+                name,
+                scheme: Some(scheme),
+            } if *name == header::AUTHORIZATION => (
+                "externalAuth".to_owned(),
+                serde_json::json!({"type": "http", "scheme": scheme.to_ascii_lowercase()}),
+            ),
+            CredentialSource::Header { name, .. } => (
+                "externalAuth".to_owned(),
+                serde_json::json!({"type": "apiKey", "in": "header", "name": name.as_str()}),
+            ),
+            CredentialSource::Cookie(name) => (
+                "sessionCookie".to_owned(),
+                serde_json::json!({"type": "apiKey", "in": "cookie", "name": name}),
+            ),
+        }
+    }
+
     /// Where this checker reads credentials, for messages.
     pub(crate) fn describe_source(&self) -> String {
         match &self.inner.source {

@@ -78,6 +78,52 @@ pub(crate) fn describe_answers(document: &str, answer: impl Fn(&str) -> Answer) 
     })
 }
 
+/// `document` with `schemes` among its security schemes and each operation's `security` as
+/// `security_of` says (given the RPC's full name and the operation's HTTP method, lower case);
+/// operations it says nothing of are left alone.
+pub(crate) fn describe_security(
+    document: &str,
+    schemes: Map<String, Value>,
+    security_of: impl Fn(&str, &str) -> Option<Value>,
+) -> String {
+    if schemes.is_empty() {
+        return document.to_owned();
+    }
+    edit(document, |root| {
+        let Some(paths) = root.get_mut("paths").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for (method, operation) in item.iter_mut() {
+                if !METHODS.contains(&method.as_str()) {
+                    continue;
+                }
+                let Some(operation) = operation.as_object_mut() else {
+                    continue;
+                };
+                let rpc = operation.get("x-protogate-rpc").and_then(Value::as_str);
+                if let Some(security) = rpc.and_then(|rpc| security_of(rpc, method)) {
+                    operation.insert("security".to_owned(), security);
+                }
+            }
+        }
+        let described = root
+            .as_object_mut()
+            .map(|root| root.entry("components").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .map(|components| {
+                components
+                    .entry("securitySchemes")
+                    .or_insert_with(|| json!({}))
+            })
+            .and_then(Value::as_object_mut);
+        if let Some(described) = described {
+            described.extend(schemes);
+        }
+        true
+    })
+}
+
 /// `document` with every error response (`default`) written as RFC 9457 problem details.
 pub(crate) fn describe_problem_errors(document: &str) -> String {
     edit(document, |root| {

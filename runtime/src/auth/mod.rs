@@ -28,6 +28,7 @@ pub use self::session::RedisSessions;
 
 use self::api_key::KeyTable;
 use self::jwt::{TokenError, Verifier};
+use crate::call::RouteInfo;
 use crate::error::GatewayError;
 use crate::external_auth::{ExternalAuth, Identified};
 use crate::json::Registry;
@@ -465,6 +466,37 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
+    /// The OpenAPI document `document` with this layer's credentials as security schemes
+    /// (`bearerAuth`, `apiKeyHeader`, `apiKeyQuery`, and one per external checker) and each
+    /// operation's `security` as its route's requirement says: the schemes (with the scopes
+    /// required) for a route that needs credentials, the same plus `{}` (none) for a public
+    /// one. `routes` are the gateway's bindings (`Gateway::routes`),
+    /// which tie an operation's RPC and method to the route the requirements are chosen by.
+    pub fn openapi(&self, document: &str, routes: &[&'static RouteInfo]) -> String {
+        let policy = &self.policy;
+        let schemes = policy.security_schemes();
+        let names: Vec<String> = schemes.keys().cloned().collect();
+        crate::openapi::describe_security(document, schemes, |rpc, method| {
+            let route = routes
+                .iter()
+                .find(|route| route.rpc == rpc && route.method.eq_ignore_ascii_case(method))?;
+            let http_method = http::Method::from_bytes(route.method.as_bytes()).ok()?;
+            let requirement =
+                policy
+                    .requirements
+                    .get_parts(Some(route), &http_method, &sample_path(route));
+            let scopes = requirement.scopes();
+            let mut alternatives: Vec<serde_json::Value> = names
+                .iter()
+                .map(|name| serde_json::json!({ name.as_str(): scopes }))
+                .collect();
+            if requirement.is_public() {
+                alternatives.insert(0, serde_json::json!({}));
+            }
+            Some(serde_json::Value::Array(alternatives))
+        })
+    }
+
     /// A builder with no credentials yet, every route requiring authentication, no claim
     /// forwarded and credentials kept from the upstream.
     pub fn builder() -> AuthBuilder {
@@ -530,7 +562,62 @@ enum Presented {
     Unreadable(String),
 }
 
+/// A path `route`'s template matches: its literals, `x` for each variable segment.
+fn sample_path(route: &RouteInfo) -> String {
+    let mut path = String::new();
+    for segment in route.template.segments {
+        path.push('/');
+        path.push_str(match segment {
+            crate::route::Seg::Literal(text) => text,
+            crate::route::Seg::Any | crate::route::Seg::Rest => "x",
+        });
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(verb) = route.template.verb {
+        path.push(':');
+        path.push_str(verb);
+    }
+    path
+}
+
 impl Policy {
+    /// The OpenAPI security schemes of the credentials this layer reads.
+    fn security_schemes(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut schemes = serde_json::Map::new();
+        if !self.verifiers.is_empty() {
+            schemes.insert(
+                "bearerAuth".to_owned(),
+                serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+            );
+        }
+        if let Some(keys) = &self.keys {
+            if let Some(header) = &keys.header {
+                schemes.insert(
+                    "apiKeyHeader".to_owned(),
+                    serde_json::json!({"type": "apiKey", "in": "header", "name": header.as_str()}),
+                );
+            }
+            if let Some(query) = &keys.query {
+                schemes.insert(
+                    "apiKeyQuery".to_owned(),
+                    serde_json::json!({"type": "apiKey", "in": "query", "name": query}),
+                );
+            }
+        }
+        for (index, checker) in self.external.iter().enumerate() {
+            let (name, scheme) = checker.security_scheme();
+            let name = if index == 0 {
+                name
+            } else {
+                format!("{name}{}", index + 1)
+            };
+            schemes.insert(name, scheme);
+        }
+        schemes
+    }
+
     async fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
         for forward in &self.forward {
             request.headers_mut().remove(&forward.header);
