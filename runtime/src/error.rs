@@ -148,6 +148,40 @@ pub enum GatewayError {
     /// The upstream's answer could not be written as JSON.
     #[error("failed to write the response as JSON: {0}")]
     Encode(#[source] JsonError),
+    /// A CORS preflight, or a WebSocket upgrade from a browser, that the route's CORS policy
+    /// does not allow.
+    #[error("CORS: {0}")]
+    CorsRefused(String),
+    /// The request's headers, names and values together, are larger than the route's limit.
+    #[error("request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request's URL (path and query) is longer than the route's limit.
+    #[error("request URL exceeds the limit of {limit} bytes")]
+    UrlTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A request stream sent more bytes in all than the route's limit.
+    #[error("request stream exceeds the limit of {limit} bytes in all")]
+    StreamTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request body is in a content coding the gateway does not decode.
+    #[error("unsupported Content-Encoding `{0}`; supported: gzip, br, zstd")]
+    UnsupportedEncoding(String),
+    /// The request body is not valid in its content coding.
+    #[error("the request body is not valid {encoding}: {error}")]
+    BadEncoding {
+        /// The content coding.
+        encoding: &'static str,
+        /// What the decoder found.
+        #[source]
+        error: std::io::Error,
+    },
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
     Upstream(#[source] Status),
@@ -175,11 +209,16 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::StreamSyntax(_)
             | GatewayError::WebSocket(_)
+            | GatewayError::UnsupportedEncoding(_)
+            | GatewayError::BadEncoding { .. }
             | GatewayError::Metadata(_) => Code::InvalidArgument,
+            GatewayError::CorsRefused(_) => Code::PermissionDenied,
             GatewayError::StreamMessage { error, .. } => error.code(),
-            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
-                Code::ResourceExhausted
-            }
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::MessageTooLarge { .. }
+            | GatewayError::HeadersTooLarge { .. }
+            | GatewayError::UrlTooLong { .. }
+            | GatewayError::StreamTooLarge { .. } => Code::ResourceExhausted,
             GatewayError::StreamIdle { .. } | GatewayError::StreamTooLong { .. } => {
                 Code::DeadlineExceeded
             }
@@ -195,9 +234,14 @@ impl GatewayError {
     fn http_override(&self) -> Option<StatusCode> {
         match self {
             GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
-            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
-                Some(StatusCode::PAYLOAD_TOO_LARGE)
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::MessageTooLarge { .. }
+            | GatewayError::StreamTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            GatewayError::HeadersTooLarge { .. } => {
+                Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             }
+            GatewayError::UrlTooLong { .. } => Some(StatusCode::URI_TOO_LONG),
+            GatewayError::UnsupportedEncoding(_) => Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
             GatewayError::StreamMessage { error, .. } => error.http_override(),
             _ => None,
         }

@@ -3,6 +3,7 @@
 mod abort;
 mod binding;
 mod call;
+mod cors;
 mod deadline;
 mod drain;
 mod error;
@@ -23,6 +24,7 @@ mod upstream;
 
 pub use binding::RawBody;
 pub use call::RouteInfo;
+pub use cors::{Cors, CorsBuilder, CorsError, CorsLayer, CorsService};
 pub use deadline::Deadlines;
 pub use drain::Drain;
 pub use error::{BoxError, GatewayError, QueryNameError};
