@@ -270,6 +270,21 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The failure a request body reported while it was read: the gateway's own, when a layer
+    /// (limits, decompression) put one there, else [`GatewayError::BodyRead`].
+    pub(crate) fn from_body(error: BoxError) -> GatewayError {
+        let error = match error.downcast::<axum::Error>() {
+            Ok(wrapped) => wrapped.into_inner(),
+            Err(error) => error,
+        };
+        match error.downcast::<GatewayError>() {
+            Ok(own) => *own,
+            Err(error) => GatewayError::BodyRead(error),
+        }
+    }
+}
+
 impl From<Status> for GatewayError {
     fn from(status: Status) -> Self {
         GatewayError::Upstream(status)
