@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{HeaderValue, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::call::{RouteInfo, Settings};
+use crate::call::{BodyLimits, RouteInfo, Settings};
 use crate::deadline::Deadlines;
 use crate::error::GatewayError;
 use crate::json::{self, Codec, JsonError, JsonMessage, MapKey, MapLike, Reader, Writer};
@@ -105,6 +105,12 @@ pub(crate) struct MessageSource<Req: 'static, Resp: 'static> {
     uri: Uri,
     captures: Captures,
     content_type: Option<HeaderValue>,
+    /// The request's `Content-Length`, if it gave one.
+    content_length: Option<u64>,
+    /// The largest body of a call that sends one message: the route's, else the gateway's.
+    pub body_limit: usize,
+    /// The most bytes a request stream may send in all: the route's, if it sets one.
+    pub stream_limit: Option<usize>,
 }
 
 impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
@@ -114,23 +120,58 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
         captures: Captures,
         settings: Arc<Settings>,
     ) -> Self {
+        let limits = parts
+            .extensions
+            .get::<BodyLimits>()
+            .copied()
+            .unwrap_or_default();
         MessageSource {
             binding,
-            settings,
             uri: parts.uri.clone(),
             captures,
             content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            content_length: parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse().ok()),
+            body_limit: limits.body.unwrap_or(settings.max_body_bytes),
+            stream_limit: limits.stream,
+            settings,
         }
     }
 
     /// The one message of a call whose client sends one: the whole body (up to the body limit,
-    /// not read at all when the binding takes none), the query and the path.
+    /// refused unread when its `Content-Length` says it is larger, not read at all when the
+    /// binding takes none), the query and the path.
     pub(crate) async fn read_one(&self, body: Body) -> Result<Req, GatewayError> {
         let body = match self.binding.body {
             BodyRule::None => Bytes::new(),
-            _ => read_body(body, self.settings.max_body_bytes).await?,
+            _ => {
+                let limit = self.body_limit;
+                if self.declares_more_than(limit) {
+                    return Err(GatewayError::BodyTooLarge { limit });
+                }
+                read_body(body, limit).await?
+            }
         };
         self.message(&body)
+    }
+
+    /// Refuses a request stream whose `Content-Length` is beyond the stream limit, before the
+    /// call starts.
+    pub(crate) fn check_stream_length(&self) -> Result<(), GatewayError> {
+        match self.stream_limit {
+            Some(limit) if self.declares_more_than(limit) => {
+                Err(GatewayError::StreamTooLarge { limit })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the request's `Content-Length` is beyond `limit`.
+    fn declares_more_than(&self, limit: usize) -> bool {
+        self.content_length
+            .is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX))
     }
 
     /// A message from one body value (for a message stream, one element of it), the query and
@@ -246,7 +287,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
-        Err(error) => Err(GatewayError::BodyRead(error)),
+        Err(error) => Err(GatewayError::from_body(error)),
     }
 }
 

@@ -67,6 +67,16 @@ pub(crate) struct Call {
     pub success: Option<http::StatusCode>,
 }
 
+/// A route's own request size limits, which `LimitsLayer` puts in the request's extensions for
+/// the handler that reads the body; where one is `None`, the gateway's applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BodyLimits {
+    /// The largest body of a call that sends one message, over `Settings::max_body_bytes`.
+    pub body: Option<usize>,
+    /// The most bytes a request stream may send in all (no limit when `None`).
+    pub stream: Option<usize>,
+}
+
 /// Settings every handler sees.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {

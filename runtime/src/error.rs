@@ -170,6 +170,40 @@ pub enum GatewayError {
     /// The keys to check the credentials with cannot be had (an issuer's JWKS never fetched).
     #[error("{0}")]
     AuthUnavailable(String),
+    /// A CORS preflight, or a WebSocket upgrade from a browser, that the route's CORS policy
+    /// does not allow.
+    #[error("CORS: {0}")]
+    CorsRefused(String),
+    /// The request's headers, names and values together, are larger than the route's limit.
+    #[error("request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request's URL (path and query) is longer than the route's limit.
+    #[error("request URL exceeds the limit of {limit} bytes")]
+    UrlTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A request stream sent more bytes in all than the route's limit.
+    #[error("request stream exceeds the limit of {limit} bytes in all")]
+    StreamTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request body is in a content coding the gateway does not decode.
+    #[error("unsupported Content-Encoding `{0}`; supported: gzip, br, zstd")]
+    UnsupportedEncoding(String),
+    /// The request body is not valid in its content coding.
+    #[error("the request body is not valid {encoding}: {error}")]
+    BadEncoding {
+        /// The content coding.
+        encoding: &'static str,
+        /// What the decoder found.
+        #[source]
+        error: std::io::Error,
+    },
     /// The upstream answered with an error status (or could not be reached).
     #[error("{}", .0.message())]
     Upstream(#[source] Status),
@@ -197,11 +231,17 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::StreamSyntax(_)
             | GatewayError::WebSocket(_)
+            | GatewayError::UnsupportedEncoding(_)
+            | GatewayError::BadEncoding { .. }
             | GatewayError::Metadata(_) => Code::InvalidArgument,
+            GatewayError::CorsRefused(_) => Code::PermissionDenied,
             GatewayError::StreamMessage { error, .. } => error.code(),
             GatewayError::BodyTooLarge { .. }
             | GatewayError::MessageTooLarge { .. }
-            | GatewayError::RateLimited { .. } => Code::ResourceExhausted,
+            | GatewayError::RateLimited { .. }
+            | GatewayError::HeadersTooLarge { .. }
+            | GatewayError::UrlTooLong { .. }
+            | GatewayError::StreamTooLarge { .. } => Code::ResourceExhausted,
             GatewayError::StreamIdle { .. } | GatewayError::StreamTooLong { .. } => {
                 Code::DeadlineExceeded
             }
@@ -221,9 +261,14 @@ impl GatewayError {
     fn http_override(&self) -> Option<StatusCode> {
         match self {
             GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
-            GatewayError::BodyTooLarge { .. } | GatewayError::MessageTooLarge { .. } => {
-                Some(StatusCode::PAYLOAD_TOO_LARGE)
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::MessageTooLarge { .. }
+            | GatewayError::StreamTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            GatewayError::HeadersTooLarge { .. } => {
+                Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             }
+            GatewayError::UrlTooLong { .. } => Some(StatusCode::URI_TOO_LONG),
+            GatewayError::UnsupportedEncoding(_) => Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
             GatewayError::StreamMessage { error, .. } => error.http_override(),
             _ => None,
         }
@@ -253,6 +298,21 @@ impl GatewayError {
             response.headers_mut().insert(header::ALLOW, allow);
         }
         response
+    }
+}
+
+impl GatewayError {
+    /// The failure a request body reported while it was read: the gateway's own, when a layer
+    /// (limits, decompression) put one there, else [`GatewayError::BodyRead`].
+    pub(crate) fn from_body(error: BoxError) -> GatewayError {
+        let error = match error.downcast::<axum::Error>() {
+            Ok(wrapped) => wrapped.into_inner(),
+            Err(error) => error,
+        };
+        match error.downcast::<GatewayError>() {
+            Ok(own) => *own,
+            Err(error) => GatewayError::BodyRead(error),
+        }
     }
 }
 

@@ -98,14 +98,19 @@ impl Gateway {
         self
     }
 
-    /// The largest request body accepted (4 MiB by default); larger ones get 413.
+    /// The largest request body of a call that sends one message (4 MiB by default); a larger
+    /// one gets 413, unread when its `Content-Length` says so. A route whose
+    /// [`Limits`](crate::Limits) (in a [`LimitsLayer`](crate::LimitsLayer)) set a body limit
+    /// has that one instead: this is the limit of every other route. Request streams have
+    /// their own total limit ([`Limits::stream_bytes`](crate::Limits::stream_bytes)).
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.settings.max_body_bytes = limit;
         self
     }
 
     /// The largest message of a request stream (4 MiB by default), over HTTP or WebSocket: a
-    /// larger one fails the call with RESOURCE_EXHAUSTED. Request streams have no total limit.
+    /// larger one fails the call with RESOURCE_EXHAUSTED. Request streams have no total limit
+    /// unless a route's [`Limits::stream_bytes`](crate::Limits::stream_bytes) sets one.
     pub fn max_message_bytes(mut self, limit: usize) -> Self {
         self.settings.max_message_bytes = limit;
         self

@@ -4,6 +4,7 @@ mod abort;
 mod auth;
 mod binding;
 mod call;
+mod cors;
 mod deadline;
 mod declared;
 mod drain;
@@ -12,6 +13,7 @@ mod error_body;
 mod external_auth;
 mod gateway;
 mod json;
+mod limits;
 mod metadata;
 mod openapi;
 mod percent;
@@ -33,6 +35,7 @@ pub use auth::{
 };
 pub use binding::RawBody;
 pub use call::RouteInfo;
+pub use cors::{Cors, CorsBuilder, CorsError, CorsLayer, CorsService};
 pub use deadline::Deadlines;
 pub use declared::{Access, DeclaredPolicy, DeclaredRateLimit};
 pub use drain::Drain;
@@ -44,6 +47,7 @@ pub use external_auth::{
 };
 pub use gateway::{Gateway, RouteService};
 pub use json::{JsonError, JsonMessage, JsonOptions, decode_message, encode_message};
+pub use limits::{Limits, LimitsLayer, LimitsService};
 pub use metadata::{HeaderMapping, MetadataError};
 pub use principal::Principal;
 pub use ratelimit::{

@@ -62,6 +62,9 @@ pub(crate) struct BodyMessages<Req: 'static, Resp: 'static> {
     failure: Failure,
     activity: Activity,
     index: usize,
+    /// Bytes of the body so far, and the most it may send in all.
+    received: usize,
+    stream_limit: Option<usize>,
     state: State,
 }
 
@@ -83,6 +86,8 @@ impl<Req: JsonMessage, Resp> BodyMessages<Req, Resp> {
         BodyMessages {
             body,
             splitter,
+            stream_limit: source.stream_limit,
+            received: 0,
             source,
             failure,
             activity,
@@ -144,6 +149,12 @@ impl<Req: JsonMessage, Resp> Stream for BodyMessages<Req, Resp> {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    this.received = this.received.saturating_add(data.len());
+                    if let Some(limit) = this.stream_limit
+                        && this.received > limit
+                    {
+                        return this.fail(GatewayError::StreamTooLarge { limit }, cx);
+                    }
                     match &mut this.splitter {
                         Some(splitter) => splitter.push(&data),
                         None if data.is_empty() => {}
@@ -151,7 +162,7 @@ impl<Req: JsonMessage, Resp> Stream for BodyMessages<Req, Resp> {
                     }
                 }
                 Some(Err(error)) => {
-                    return this.fail(GatewayError::BodyRead(error.into()), cx);
+                    return this.fail(GatewayError::from_body(error.into()), cx);
                 }
                 None => {
                     this.state = State::Ended;

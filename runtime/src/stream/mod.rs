@@ -193,6 +193,7 @@ where
     let rpc_name = binding.route.rpc;
 
     let (request, guards) = if rpc.streams_requests() {
+        source.check_stream_length()?;
         body_stream(upstream, body, source, limits, activity)
     } else {
         let message = source.read_one(body).await?;
