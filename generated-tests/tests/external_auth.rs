@@ -83,6 +83,30 @@ fn subject_header() -> impl tower::Layer<RouteService, Service = RouteService> +
     })
 }
 
+/// What a request carries.
+enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+/// `GET {base}{path}` with `credential`, on a client of the test's own (a new one for each
+/// test: its connections live on the test's runtime).
+async fn get(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    credential: Credential<'_>,
+) -> reqwest::Response {
+    let request = client.get(format!("{base}{path}"));
+    let request = match credential {
+        Credential::None => request,
+        Credential::Bearer(token) => request.bearer_auth(token),
+        Credential::Cookie(cookies) => request.header("cookie", cookies),
+    };
+    request.send().await.expect("answered")
+}
+
 async fn gateway(checker: ExternalAuth) -> String {
     let backend = start_backend().await.expect("backend");
     gateway_to(backend, binding_service_gateway::remote, move |gateway| {
@@ -98,23 +122,24 @@ fn checker_for(auth: std::net::SocketAddr) -> protogate::ExternalAuthBuilder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_requests_with_a_hundred_credentials_make_a_hundred_checks() {
+    let client = reqwest::Client::new();
     let service = AuthService::default();
     let auth = serve_auth(service.clone()).await;
     let checker = checker_for(auth).build();
     let base = gateway(checker.clone()).await;
-    let client = reqwest::Client::new();
 
     let answers = futures_util::stream::iter(0..10_000)
         .map(|n| {
             let (client, base) = (client.clone(), base.clone());
             async move {
                 let subject = format!("user{}", n % 100);
-                let response = client
-                    .get(format!("{base}/v1/echo/x"))
-                    .bearer_auth(format!("ok-{subject}"))
-                    .send()
-                    .await
-                    .expect("answered");
+                let response = get(
+                    &client,
+                    &base,
+                    "/v1/echo/x",
+                    Credential::Bearer(&format!("ok-{subject}")),
+                )
+                .await;
                 let seen = response
                     .headers()
                     .get("x-subject")
@@ -147,12 +172,7 @@ async fn a_refused_credential_gets_401_and_is_remembered() {
     let base = gateway(checker_for(auth).build()).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        let response = client
-            .get(format!("{base}/v1/echo/x"))
-            .bearer_auth("forged")
-            .send()
-            .await
-            .expect("answered");
+        let response = get(&client, &base, "/v1/echo/x", Credential::Bearer("forged")).await;
         assert_eq!(response.status(), 401);
         assert_eq!(
             response.headers()["www-authenticate"],
@@ -168,29 +188,27 @@ async fn a_refused_credential_gets_401_and_is_remembered() {
     assert_eq!(service.calls.load(Ordering::SeqCst), 1);
 
     // No credential: let through without a principal, for the requirements to decide.
-    let response = client
-        .get(format!("{base}/v1/echo/x"))
-        .send()
-        .await
-        .expect("answered");
+    let response = get(&client, &base, "/v1/echo/x", Credential::None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-subject").is_none());
 }
 
 #[tokio::test]
 async fn session_cookies_are_credentials_too() {
+    let client = reqwest::Client::new();
     let service = AuthService::default();
     let auth = serve_auth(service.clone()).await;
     let checker = checker_for(auth)
         .source(CredentialSource::Cookie("session".to_owned()))
         .build();
     let base = gateway(checker).await;
-    let response = reqwest::Client::new()
-        .get(format!("{base}/v1/echo/x"))
-        .header("cookie", "theme=dark; session=ok-carol")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(
+        &client,
+        &base,
+        "/v1/echo/x",
+        Credential::Cookie("theme=dark; session=ok-carol"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-subject"], "carol");
     assert!(
@@ -204,24 +222,25 @@ async fn session_cookies_are_credentials_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_in_flight_are_bounded() {
+    let client = reqwest::Client::new();
     let service = AuthService {
         delay: Duration::from_millis(100),
         ..AuthService::default()
     };
     let auth = serve_auth(service.clone()).await;
     let base = gateway(checker_for(auth).max_concurrent(2).build()).await;
-    let client = reqwest::Client::new();
     let statuses = futures_util::future::join_all((0..10).map(|n| {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            client
-                .get(format!("{base}/v1/echo/x"))
-                .bearer_auth(format!("ok-{n}"))
-                .send()
-                .await
-                .expect("answered")
-                .status()
-                .as_u16()
+            get(
+                &client,
+                &base,
+                "/v1/echo/x",
+                Credential::Bearer(&format!("ok-{n}")),
+            )
+            .await
+            .status()
+            .as_u16()
         }
     }))
     .await;
@@ -232,12 +251,12 @@ async fn checks_in_flight_are_bounded() {
 
 #[tokio::test]
 async fn an_auth_service_that_is_down_fails_closed_unless_told_otherwise() {
+    let client = reqwest::Client::new();
     // A port nothing listens on.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("address")
     };
-    let client = reqwest::Client::new();
 
     let base = gateway(
         checker_for(closed)
@@ -245,12 +264,7 @@ async fn an_auth_service_that_is_down_fails_closed_unless_told_otherwise() {
             .build(),
     )
     .await;
-    let response = client
-        .get(format!("{base}/v1/echo/x"))
-        .bearer_auth("ok-dave")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(&client, &base, "/v1/echo/x", Credential::Bearer("ok-dave")).await;
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], 14);
@@ -268,18 +282,14 @@ async fn an_auth_service_that_is_down_fails_closed_unless_told_otherwise() {
             .build(),
     )
     .await;
-    let response = client
-        .get(format!("{base}/v1/echo/x"))
-        .bearer_auth("ok-dave")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(&client, &base, "/v1/echo/x", Credential::Bearer("ok-dave")).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-subject").is_none());
 }
 
 #[tokio::test]
 async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
+    let client = reqwest::Client::new();
     use protogate::{Auth, PerRoute, Requirement, RouteSelector};
 
     let service = AuthService::default();
@@ -304,13 +314,8 @@ async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
     })
     .await
     .expect("gateway");
-    let client = reqwest::Client::new();
 
-    let response = client
-        .get(format!("{base}/v1/metadata"))
-        .send()
-        .await
-        .expect("answered");
+    let response = get(&client, &base, "/v1/metadata", Credential::None).await;
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert!(
@@ -320,12 +325,13 @@ async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
         "{body}"
     );
 
-    let response = client
-        .get(format!("{base}/v1/metadata"))
-        .header("cookie", "theme=dark; session=ok-erin")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(
+        &client,
+        &base,
+        "/v1/metadata",
+        Credential::Cookie("theme=dark; session=ok-erin"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["received"]["x-user"], "erin", "{body}");
@@ -333,21 +339,23 @@ async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
     assert!(!body.to_string().contains("ok-erin"), "{body}");
     assert_eq!(body["received"]["grpcgateway-cookie"], "theme=dark");
 
-    let response = client
-        .get(format!("{base}/v1/metadata"))
-        .header("cookie", "session=stolen")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(
+        &client,
+        &base,
+        "/v1/metadata",
+        Credential::Cookie("session=stolen"),
+    )
+    .await;
     assert_eq!(response.status(), 401);
 
     // A public route lets a refused credential through, unauthenticated.
-    let response = client
-        .get(format!("{base}/v1/alt/x"))
-        .header("cookie", "session=stolen")
-        .send()
-        .await
-        .expect("answered");
+    let response = get(
+        &client,
+        &base,
+        "/v1/alt/x",
+        Credential::Cookie("session=stolen"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         service.calls.load(Ordering::SeqCst),
