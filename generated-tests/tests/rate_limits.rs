@@ -142,6 +142,11 @@ async fn limits_by_client_address_with_the_fields_and_a_status_on_refusal() {
         message.contains("rate limit \"default\" (3 per 60s, per ip) exceeded"),
         "{message}"
     );
+    // When to come back, in the body too, rendered with the gateway's type registry.
+    assert_eq!(
+        body["details"][0]["@type"], "type.googleapis.com/google.rpc.RetryInfo",
+        "{body}"
+    );
 
     // Another address has a bucket of its own.
     let second = client_from("127.0.0.2");

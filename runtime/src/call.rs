@@ -45,15 +45,29 @@ impl RouteInfo {
             .map(|matched| matched.0)
     }
 
-    /// Marks `request` as routed to `self`; see [`RouteInfo::of`].
-    pub(crate) fn mark<B>(&'static self, request: &mut http::Request<B>) {
-        request.extensions_mut().insert(Matched(self));
+    /// Marks `request` as routed to `self` by a gateway whose type registry is `registry`;
+    /// see [`RouteInfo::of`] and [`registry_of`].
+    pub(crate) fn mark<B>(
+        &'static self,
+        registry: &'static Registry,
+        request: &mut http::Request<B>,
+    ) {
+        request.extensions_mut().insert(Matched(self, registry));
     }
 }
 
-/// The request extension [`RouteInfo::of`] reads.
+/// The type registry of the gateway that routed `request` (the empty one outside a gateway's
+/// route layers): what a route layer renders the details of its refusals with.
+pub(crate) fn registry_of<B>(request: &http::Request<B>) -> &'static Registry {
+    request
+        .extensions()
+        .get::<Matched>()
+        .map_or(&Registry::EMPTY, |matched| matched.1)
+}
+
+/// The request extension [`RouteInfo::of`] and [`registry_of`] read.
 #[derive(Clone, Copy)]
-struct Matched(&'static RouteInfo);
+struct Matched(&'static RouteInfo, &'static Registry);
 
 /// A request as a handler receives it: the HTTP request, the path captures, the gateway's
 /// settings, the deadline rules of its method (its own, its service's, its upstream's and the

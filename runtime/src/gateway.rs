@@ -371,7 +371,7 @@ impl Inner {
         let Lookup::Found { value, captures } = lookup else {
             return self.unrouted(&request, lookup);
         };
-        value.info.mark(&mut request);
+        value.info.mark(self.settings.registry, &mut request);
         let routed = Routed {
             handler: Arc::clone(&value.handler),
             captures,

@@ -516,10 +516,11 @@ impl Auth {
     /// request is ready to go on (principal attached, claims forwarded, credentials taken off
     /// as configured); otherwise the response to send instead.
     pub async fn check<B>(&self, request: &mut Request<B>) -> Result<(), Response> {
+        let registry = crate::call::registry_of(request);
         self.policy
             .check(request)
             .await
-            .map_err(|rejection| self.policy.respond(rejection))
+            .map_err(|rejection| self.policy.respond(rejection, registry))
     }
 }
 
@@ -812,7 +813,7 @@ impl Policy {
         }
     }
 
-    fn respond(&self, rejection: Rejection) -> Response {
+    fn respond(&self, rejection: Rejection, registry: &Registry) -> Response {
         let (error, challenge) = match rejection {
             Rejection::Missing => (
                 GatewayError::Unauthenticated(self.missing.clone()),
@@ -848,7 +849,7 @@ impl Policy {
             Rejection::Unavailable(message) => (GatewayError::AuthUnavailable(message), vec![]),
             Rejection::External(response) => return response,
         };
-        let mut response = error.into_response(&Registry::EMPTY);
+        let mut response = error.into_response(registry);
         for challenge in challenge {
             if let Ok(value) = HeaderValue::try_from(challenge) {
                 response

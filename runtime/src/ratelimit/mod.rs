@@ -399,7 +399,7 @@ impl Limiter {
         micros(self.epoch.elapsed()).saturating_add(1)
     }
 
-    async fn decide(&self, rule: Arc<Rule>, bucket: String) -> Verdict {
+    async fn decide(&self, rule: Arc<Rule>, bucket: String, registry: &Registry) -> Verdict {
         let decision = match &self.redis {
             None => self.local.decide(&bucket, rule.gcra, self.now()),
             Some(redis) => match redis.decide(redis.key(&bucket), rule.gcra).await {
@@ -412,7 +412,7 @@ impl Limiter {
                             let error = GatewayError::RateLimitUnavailable(
                                 "the shared store (Redis) does not answer".to_owned(),
                             );
-                            let mut response = error.into_response(&Registry::EMPTY);
+                            let mut response = error.into_response(registry);
                             response
                                 .headers_mut()
                                 .insert(RATELIMIT_POLICY, rule.policy.clone());
@@ -429,7 +429,7 @@ impl Limiter {
             limit: rule.to_string(),
             retry_after: decision.wait,
         };
-        let mut response = error.into_response(&Registry::EMPTY);
+        let mut response = error.into_response(registry);
         mark(&mut response, &rule, &decision);
         Verdict::Refused(response)
     }
@@ -472,8 +472,9 @@ where
             return Box::pin(inner.oneshot(request));
         };
         let limiter = Arc::clone(&self.limiter);
+        let registry = crate::call::registry_of(&request);
         Box::pin(async move {
-            match limiter.decide(rule, bucket).await {
+            match limiter.decide(rule, bucket, registry).await {
                 Verdict::Allowed(rule, decision) => {
                     let mut response = inner.oneshot(request).await?;
                     mark(&mut response, &rule, &decision);
