@@ -60,6 +60,9 @@ enum Cmd {
         /// Envoy's binary; without it the Envoy rows are left out.
         #[arg(long)]
         envoy: Option<PathBuf>,
+        /// redis-server's binary, for the shared rate limit's setup.
+        #[arg(long)]
+        redis_server: Option<PathBuf>,
         /// Run only these scenarios (`a`, `b`, `c`, `d`); all when absent.
         #[arg(long = "only", value_name = "LETTER")]
         only: Vec<char>,
@@ -86,17 +89,112 @@ enum Setup {
     Tls,
     /// Three backends (plaintext), the calls balanced over them.
     Three,
+    /// One plaintext backend; every request carries an HS256 JWT that the gateway verifies
+    /// (protogate's `[auth]`, Envoy's `jwt_authn`).
+    Jwt,
+    /// One plaintext backend; every request passes a rate limit too high to refuse it, counted
+    /// in the gateway's memory (protogate's `[rate_limit]`, Envoy's `local_ratelimit`).
+    RateLimit,
+    /// As [`Setup::RateLimit`], protogate counting in a Redis server shared by replicas (Envoy
+    /// has no shared limit of its own without a separate rate limit service: its row is the
+    /// in-memory one).
+    RateLimitRedis,
 }
 
+/// The HS256 secret of the [`Setup::Jwt`] tokens.
+const JWT_SECRET: &[u8] = b"protogate-bench-secret-of-32-bytes!";
+/// The issuer of the [`Setup::Jwt`] tokens.
+const JWT_ISSUER: &str = "https://bench.invalid/";
+
 impl Setup {
-    const ALL: [Setup; 3] = [Setup::Plain, Setup::Tls, Setup::Three];
+    const ALL: [Setup; 6] = [
+        Setup::Plain,
+        Setup::Tls,
+        Setup::Three,
+        Setup::Jwt,
+        Setup::RateLimit,
+        Setup::RateLimitRedis,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Setup::Plain => "one backend, plaintext",
             Setup::Tls => "TLS to the backend",
             Setup::Three => "three backend endpoints",
+            Setup::Jwt => "JWT verified at the gateway",
+            Setup::RateLimit => "rate limited, in memory",
+            Setup::RateLimitRedis => "rate limited, shared through Redis",
         }
+    }
+
+    /// The config file protogate serves with in this setup, if any (`redis` the URL of the
+    /// harness's Redis server).
+    fn protogate_config(self, redis: Option<&str>) -> Option<String> {
+        const GENEROUS: &str = "[rate_limit]\nrequests = 100000000\nper = \"1s\"\nkey = \"ip\"\n";
+        match self {
+            Setup::Jwt => Some(format!(
+                "[auth]\n[[auth.jwt]]\nissuer = \"{JWT_ISSUER}\"\nalgorithms = [\"HS256\"]\nsecret_env = \"BENCH_JWT_SECRET\"\n"
+            )),
+            Setup::RateLimit => Some(GENEROUS.to_owned()),
+            Setup::RateLimitRedis => Some(format!(
+                "{GENEROUS}\n[redis]\nurl = \"{}\"\n",
+                redis.unwrap_or_default()
+            )),
+            Setup::Plain | Setup::Tls | Setup::Three => None,
+        }
+    }
+
+    /// Envoy's HTTP filters of this setup, before the transcoder, in YAML at the indentation
+    /// of `http_filters:` items.
+    fn envoy_filters(self) -> String {
+        match self {
+            Setup::Jwt => format!(
+                concat!(
+                    "          - name: envoy.filters.http.jwt_authn\n",
+                    "            typed_config:\n",
+                    "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n",
+                    "              providers:\n",
+                    "                bench:\n",
+                    "                  issuer: \"{issuer}\"\n",
+                    "                  local_jwks:\n",
+                    "                    inline_string: '{{\"keys\":[{{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"{key}\"}}]}}'\n",
+                    "              rules:\n",
+                    "              - match: {{prefix: \"/\"}}\n",
+                    "                requires: {{provider_name: bench}}\n",
+                ),
+                issuer = JWT_ISSUER,
+                key = base64url(JWT_SECRET),
+            ),
+            Setup::RateLimit | Setup::RateLimitRedis => concat!(
+                "          - name: envoy.filters.http.local_ratelimit\n",
+                "            typed_config:\n",
+                "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit\n",
+                "              stat_prefix: bench\n",
+                "              token_bucket: {max_tokens: 100000000, tokens_per_fill: 100000000, fill_interval: 1s}\n",
+                "              filter_enabled: {default_value: {numerator: 100, denominator: HUNDRED}}\n",
+                "              filter_enforced: {default_value: {numerator: 100, denominator: HUNDRED}}\n",
+            )
+            .to_owned(),
+            Setup::Plain | Setup::Tls | Setup::Three => String::new(),
+        }
+    }
+
+    /// The `Authorization` every request of this setup carries, if any: a bearer token signed
+    /// with [`JWT_SECRET`], valid for a day.
+    fn authorization(self) -> Option<http::HeaderValue> {
+        if self != Setup::Jwt {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = serde_json::json!({"iss": JWT_ISSUER, "sub": "bench", "exp": now + 86_400});
+        let payload = base64url(claims.to_string().as_bytes());
+        let signed = format!("{header}.{payload}");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET);
+        let signature = base64url(ring::hmac::sign(&key, signed.as_bytes()).as_ref());
+        http::HeaderValue::from_str(&format!("Bearer {signed}.{signature}")).ok()
     }
 
     fn backends(self) -> usize {
@@ -109,6 +207,7 @@ impl Setup {
 
     /// The scenarios this setup runs, of those asked for: the small ones, but for plaintext.
     fn scenarios(self, asked: &[Scenario]) -> Vec<Scenario> {
+        // The edge setups measure their policy's cost per request: the small scenarios say it.
         asked
             .iter()
             .copied()
@@ -375,12 +474,20 @@ async fn wait_for(what: &str, address: SocketAddr) -> Result<(), String> {
     Err(format!("{what}: nothing listens on {address} after 30 s"))
 }
 
-/// HTTP/1.1 keep-alive load: `connections` connections, each with one request in flight.
+/// Base64url without padding, as JWTs and JWKs write bytes.
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// HTTP/1.1 keep-alive load: `connections` connections, each with one request in flight, each
+/// request with `authorization` when given.
 async fn http_load(
     address: SocketAddr,
     scenario: Scenario,
     limits: &Limits,
     connections: usize,
+    authorization: Option<http::HeaderValue>,
 ) -> Figures {
     let (method, path, body) = scenario.http();
     let body = Bytes::from(body);
@@ -389,11 +496,12 @@ async fn http_load(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (method, path, body, remaining) = (
+        let (method, path, body, remaining, authorization) = (
             method.clone(),
             path.clone(),
             body.clone(),
             remaining.clone(),
+            authorization.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -413,12 +521,15 @@ async fn http_load(
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
             {
-                let request = http::Request::builder()
+                let mut request = http::Request::builder()
                     .method(method.clone())
                     .uri(path.as_str())
                     .header("host", "127.0.0.1")
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()));
+                    .header("content-type", "application/json");
+                if let Some(authorization) = &authorization {
+                    request = request.header(http::header::AUTHORIZATION, authorization.clone());
+                }
+                let request = request.body(Full::new(body.clone()));
                 let Ok(request) = request else {
                     errors += 1;
                     continue;
@@ -642,7 +753,7 @@ impl Drop for Proc {
     }
 }
 
-fn envoy_config(listen: u16, cluster: &str, descriptor: &std::path::Path) -> String {
+fn envoy_config(listen: u16, cluster: &str, filters: &str, descriptor: &std::path::Path) -> String {
     format!(
         r#"static_resources:
   listeners:
@@ -664,7 +775,7 @@ fn envoy_config(listen: u16, cluster: &str, descriptor: &std::path::Path) -> Str
               - match: {{prefix: "/"}}
                 route: {{cluster: backend, timeout: 30s}}
           http_filters:
-          - name: envoy.filters.http.grpc_json_transcoder
+{filters}          - name: envoy.filters.http.grpc_json_transcoder
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
               proto_descriptor: "{descriptor}"
@@ -699,6 +810,7 @@ impl Target {
 async fn run(
     protogate: &std::path::Path,
     envoy: Option<&std::path::Path>,
+    redis_server: Option<&std::path::Path>,
     setup: Setup,
     scenarios: &[Scenario],
     workers: usize,
@@ -710,18 +822,47 @@ async fn run(
 
     let backends = Backends::start(&this, setup, &work).await?;
 
+    // The Redis server of the shared rate limit, on a port of its own, writing nothing.
+    let mut _redis = None;
+    let mut redis_url = None;
+    if setup == Setup::RateLimitRedis {
+        let binary = redis_server.ok_or("the shared rate limit needs --redis-server")?;
+        let port = free_port();
+        _redis = Some(Proc::spawn(Command::new(binary).args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]))?);
+        wait_for("Redis", SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    }
+
     let gateway_port = free_port();
-    let gateway = Proc::spawn(
-        Command::new(protogate)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{gateway_port}"),
-                "--workers",
-                &workers.to_string(),
-            ])
-            .args(backends.protogate_args()),
-    )?;
+    let mut command = Command::new(protogate);
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{gateway_port}"),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .args(backends.protogate_args())
+        .env(
+            "BENCH_JWT_SECRET",
+            std::str::from_utf8(JWT_SECRET).unwrap_or_default(),
+        );
+    if let Some(config) = setup.protogate_config(redis_url.as_deref()) {
+        let file = work.join("protogate.toml");
+        std::fs::write(&file, config)?;
+        command.arg("--config").arg(&file);
+    }
+    let gateway = Proc::spawn(&mut command)?;
     wait_for(
         "protogate",
         SocketAddr::from(([127, 0, 0, 1], gateway_port)),
@@ -736,7 +877,12 @@ async fn run(
             let config = work.join("envoy.yaml");
             std::fs::write(
                 &config,
-                envoy_config(envoy_port, &backends.envoy_cluster(), &descriptor),
+                envoy_config(
+                    envoy_port,
+                    &backends.envoy_cluster(),
+                    &setup.envoy_filters(),
+                    &descriptor,
+                ),
             )?;
             let proc = Proc::spawn(Command::new(binary).args([
                 "-c",
@@ -838,11 +984,29 @@ impl Stand<'_> {
             Target::Direct => self.direct(scenario, limits, connections)?,
             Target::Envoy => {
                 let pid = self.envoy.map(Proc::pid).unwrap_or_default();
-                gateway_run(self.envoy_port, &pid, scenario, limits, connections).await
+                let authorization = self.backends.setup.authorization();
+                gateway_run(
+                    self.envoy_port,
+                    &pid,
+                    scenario,
+                    limits,
+                    connections,
+                    authorization,
+                )
+                .await
             }
             Target::Protogate => {
                 let pid = self.gateway.pid();
-                gateway_run(self.gateway_port, &pid, scenario, limits, connections).await
+                let authorization = self.backends.setup.authorization();
+                gateway_run(
+                    self.gateway_port,
+                    &pid,
+                    scenario,
+                    limits,
+                    connections,
+                    authorization,
+                )
+                .await
             }
         };
         figures.backend_cpu_seconds = self.backends.cpu_seconds() - backend_before;
@@ -891,6 +1055,7 @@ async fn gateway_run(
     scenario: Scenario,
     limits: &Limits,
     connections: usize,
+    authorization: Option<http::HeaderValue>,
 ) -> Figures {
     let before = cpu_seconds(pid);
     let mut figures = http_load(
@@ -898,6 +1063,7 @@ async fn gateway_run(
         scenario,
         limits,
         connections,
+        authorization,
     )
     .await;
     figures.cpu_seconds = cpu_seconds(pid) - before;
@@ -1096,6 +1262,7 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Run {
             protogate,
             envoy,
+            redis_server,
             only,
             workers,
             setups,
@@ -1117,6 +1284,7 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     runtime.block_on(run(
                         &protogate,
                         envoy.as_deref(),
+                        redis_server.as_deref(),
                         setup,
                         &scenarios,
                         workers,
