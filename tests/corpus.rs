@@ -10,7 +10,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::{Buf, BufMut, Bytes};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
@@ -76,21 +75,8 @@ fn copy_if_changed(from: &Path, to: &Path) {
 /// workspace's build is left alone. The demo is asked for too (`PROTOGATE_DEMO=1`), which a build
 /// with a proto directory otherwise leaves out: this build shows that it comes back.
 fn build_gateway() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("target/corpus");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--bin", "protogate", "--quiet"])
-        .current_dir(manifest)
-        .env("PROTOGATE_PROTO_DIR", corpus())
-        .env("PROTOGATE_DEMO", "1")
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building the gateway with the corpus failed"
-    );
-    target.join("debug/protogate")
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus");
+    support::build_gateway_with(&corpus(), &target, &[("PROTOGATE_DEMO", "1")])
 }
 
 /// The bindings of the corpus, read independently of protogate: (METHOD, template, rpc). Of two

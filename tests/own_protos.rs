@@ -66,19 +66,7 @@ fn build_gateway() -> PathBuf {
         std::fs::create_dir_all(file.parent().expect("a parent")).expect("proto dir");
         std::fs::write(&file, NOTES_PROTO).expect("proto written");
     }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--bin", "protogate", "--quiet"])
-        .current_dir(manifest)
-        .env("PROTOGATE_PROTO_DIR", &protos)
-        .env_remove("PROTOGATE_DEMO")
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building the gateway with the notes proto failed"
-    );
-    target.join("debug/protogate")
+    support::build_gateway_with(&protos, &target, &[])
 }
 
 #[test]

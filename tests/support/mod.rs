@@ -7,7 +7,7 @@ pub mod library;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A certificate authority made on the spot, and a certificate it issued for `name`: the CA's
@@ -184,4 +184,29 @@ pub fn start_with_admin(args: &[&str]) -> Administered {
         base,
         admin,
     }
+}
+
+/// `cargo build --bin protogate` of this workspace with `PROTOGATE_PROTO_DIR` set to `protos`,
+/// into `target` (a target dir of its own, so the workspace's build is left alone), with
+/// `envs` too; the binary built. Without debug info or incremental state: such a build is run
+/// once and only executed, and at full size it fills gigabytes.
+pub fn build_gateway_with(protos: &Path, target: &Path, envs: &[(&str, &str)]) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--bin", "protogate", "--quiet"])
+        .current_dir(manifest)
+        .env("PROTOGATE_PROTO_DIR", protos)
+        .env_remove("PROTOGATE_DEMO")
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("CARGO_INCREMENTAL", "0")
+        .envs(envs.iter().copied())
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the gateway with the protos under {} failed",
+        protos.display()
+    );
+    target.join("debug/protogate")
 }
