@@ -3,6 +3,7 @@
 mod abort;
 mod binding;
 mod call;
+mod compression;
 mod cors;
 mod deadline;
 mod drain;
@@ -25,6 +26,9 @@ mod upstream;
 
 pub use binding::RawBody;
 pub use call::RouteInfo;
+pub use compression::{
+    Compression, CompressionLayer, CompressionService, Encoding, UnknownEncoding,
+};
 pub use cors::{Cors, CorsBuilder, CorsError, CorsLayer, CorsService};
 pub use deadline::Deadlines;
 pub use drain::Drain;
