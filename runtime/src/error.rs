@@ -305,13 +305,18 @@ impl GatewayError {
     /// The failure a request body reported while it was read: the gateway's own, when a layer
     /// (limits, decompression) put one there, else [`GatewayError::BodyRead`].
     pub(crate) fn from_body(error: BoxError) -> GatewayError {
-        let error = match error.downcast::<axum::Error>() {
-            Ok(wrapped) => wrapped.into_inner(),
-            Err(error) => error,
-        };
-        match error.downcast::<GatewayError>() {
-            Ok(own) => *own,
-            Err(error) => GatewayError::BodyRead(error),
+        let mut error = error;
+        // Each body that passes an error on may have wrapped it once more.
+        loop {
+            error = match error.downcast::<axum::Error>() {
+                Ok(wrapped) => wrapped.into_inner(),
+                Err(error) => {
+                    return match error.downcast::<GatewayError>() {
+                        Ok(own) => *own,
+                        Err(error) => GatewayError::BodyRead(error),
+                    };
+                }
+            };
         }
     }
 }

@@ -4,6 +4,7 @@ mod abort;
 mod auth;
 mod binding;
 mod call;
+mod compression;
 mod cors;
 mod deadline;
 mod declared;
@@ -35,6 +36,9 @@ pub use auth::{
 };
 pub use binding::RawBody;
 pub use call::RouteInfo;
+pub use compression::{
+    Compression, CompressionLayer, CompressionService, Encoding, UnknownEncoding,
+};
 pub use cors::{Cors, CorsBuilder, CorsError, CorsLayer, CorsService};
 pub use deadline::Deadlines;
 pub use declared::{Access, DeclaredPolicy, DeclaredRateLimit};

@@ -20,7 +20,7 @@
 //!   by [`Gateway::max_message_bytes`](crate::Gateway::max_message_bytes).
 //!
 //! Sizes count what the handler reads: behind a decompressing layer
-//! (the request side of compression), the decompressed bytes.
+//! ([`CompressionLayer`](crate::CompressionLayer)), the decompressed bytes.
 
 use std::convert::Infallible;
 use std::fmt;
