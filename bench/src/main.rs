@@ -980,33 +980,19 @@ impl Stand<'_> {
         connections: usize,
     ) -> Result<Figures, Box<dyn std::error::Error>> {
         let backend_before = self.backends.cpu_seconds();
-        let mut figures = match target {
-            Target::Direct => self.direct(scenario, limits, connections)?,
-            Target::Envoy => {
-                let pid = self.envoy.map(Proc::pid).unwrap_or_default();
+        let gateway = match target {
+            Target::Direct => None,
+            Target::Envoy => Some((
+                self.envoy_port,
+                self.envoy.map(Proc::pid).unwrap_or_default(),
+            )),
+            Target::Protogate => Some((self.gateway_port, self.gateway.pid())),
+        };
+        let mut figures = match gateway {
+            None => self.direct(scenario, limits, connections)?,
+            Some((port, pid)) => {
                 let authorization = self.backends.setup.authorization();
-                gateway_run(
-                    self.envoy_port,
-                    &pid,
-                    scenario,
-                    limits,
-                    connections,
-                    authorization,
-                )
-                .await
-            }
-            Target::Protogate => {
-                let pid = self.gateway.pid();
-                let authorization = self.backends.setup.authorization();
-                gateway_run(
-                    self.gateway_port,
-                    &pid,
-                    scenario,
-                    limits,
-                    connections,
-                    authorization,
-                )
-                .await
+                gateway_run(port, &pid, scenario, limits, connections, authorization).await
             }
         };
         figures.backend_cpu_seconds = self.backends.cpu_seconds() - backend_before;
