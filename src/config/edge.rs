@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{LimitsSection, RouteCors};
+
 /// `[[routes]]`: a selector and the policies of the routes it covers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -16,4 +18,10 @@ pub struct RouteRule {
     /// a path pattern (`/v1/books/**`, `GET /v1/*/x`), or `*` (see `protogate::RouteSelector`).
     #[serde(rename = "match")]
     pub selector: String,
+    /// CORS on these routes: `false` for none, or a table over `[cors]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<RouteCors>,
+    /// Size limits on these routes: a table over `[limits]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSection>,
 }

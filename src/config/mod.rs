@@ -11,6 +11,7 @@
 //! value that does not fit, so a mistake is reported with its key, line and column. We chose
 //! plain serde over figment or config-rs because those lose the line and column of an error.
 
+mod cors;
 mod duration;
 mod edge;
 mod load;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::cors::{CompressionSection, CorsSection, LimitsSection, RouteCors};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
@@ -49,6 +51,12 @@ pub struct Config {
     /// sets some policies; for each policy the first rule that covers a request and sets it
     /// wins, and the policy's own section gives the default.
     pub routes: Vec<RouteRule>,
+    /// CORS for every route (`[cors]`), on when present or when a `[[routes]]` rule sets it.
+    pub cors: Option<CorsSection>,
+    /// Request size limits for every route (`[limits]`).
+    pub limits: Option<LimitsSection>,
+    /// Response compression and request decoding (`[compression]`), on when present.
+    pub compression: Option<CompressionSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.
