@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{RouteAuth, RouteRateLimit};
+use super::{LimitsSection, RouteAuth, RouteCors, RouteRateLimit};
 
 /// `[[routes]]`: a selector and the policies of the routes it covers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -18,6 +18,12 @@ pub struct RouteRule {
     /// a path pattern (`/v1/books/**`, `GET /v1/*/x`), or `*` (see `protogate::RouteSelector`).
     #[serde(rename = "match")]
     pub selector: String,
+    /// CORS on these routes: `false` for none, or a table over `[cors]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<RouteCors>,
+    /// Size limits on these routes: a table over `[limits]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSection>,
     /// What these routes require of a request's credentials (`[auth]` must be present):
     /// `"public"`, `"authenticated"`, or `{ scopes = […], claims = {…} }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,7 @@
 //! plain serde over figment or config-rs because those lose the line and column of an error.
 
 mod auth;
+mod cors;
 mod duration;
 mod edge;
 mod load;
@@ -28,6 +29,7 @@ pub use self::auth::{
     ApiKeyEntry, ApiKeysSection, AuthSection, ExternalSection, JwtSection, Needs, RouteAuth,
     SessionsSection,
 };
+pub use self::cors::{CompressionSection, CorsSection, LimitsSection, RouteCors};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
@@ -65,6 +67,12 @@ pub struct Config {
     pub rate_limit: Option<RateLimitSection>,
     /// The Redis server replicas share state through (rate limits).
     pub redis: Option<RedisSection>,
+    /// CORS for every route (`[cors]`), on when present or when a `[[routes]]` rule sets it.
+    pub cors: Option<CorsSection>,
+    /// Request size limits for every route (`[limits]`).
+    pub limits: Option<LimitsSection>,
+    /// Response compression and request decoding (`[compression]`), on when present.
+    pub compression: Option<CompressionSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.
