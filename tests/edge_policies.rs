@@ -1,92 +1,109 @@
-//! CORS, request limits and compression from the config file, through the real binary: a
-//! preflight answered by the gateway, a refused origin, a compressed answer, a URL over its
-//! limit.
+//! The stock gateway's `[cors]`, `[limits]` and `[compression]` sections through the real
+//! binary: a preflight answered, a compressed response, a route's own limit, and a mistake
+//! named by its key.
 
 mod support;
 
 use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("edge-policies");
+    std::fs::create_dir_all(&dir).expect("directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("written");
+    path
+}
 
 const CONFIG: &str = r#"
 [cors]
-allow_origins = ["http://app.test"]
+allow_origins = ["https://app.example.com"]
+allow_headers = ["content-type", "x-request-id"]
 max_age = "10m"
 
-[limits]
-url_bytes = 512
-
 [compression]
-min_bytes = 16
+min_bytes = 0
 encodings = ["gzip"]
+
+[limits]
+url_bytes = 2048
+
+[[routes]]
+match = "/demo/v1/shelves/*/books/**"
+limits = { url_bytes = 40 }
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_answers_preflights_compresses_and_limits() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("edge-policy-tests");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join("edge.toml");
-    std::fs::write(&path, CONFIG).expect("written");
-    let gateway = support::start(&["--config", path.to_str().expect("UTF-8 path")]);
-    let base = &gateway.base;
-    // No automatic decompression: the test reads the encoding the gateway chose.
-    let client = reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .expect("client");
-    let shelves = format!("{base}/demo/v1/shelves");
+#[tokio::test]
+async fn the_config_sections_shape_the_answers() {
+    let config = file("edge.toml", CONFIG);
+    let gateway = support::start(&["--config", config.to_str().expect("a path")]);
+    let client = reqwest::Client::new();
 
     let preflight = client
-        .request(reqwest::Method::OPTIONS, &shelves)
-        .header("origin", "http://app.test")
+        .request(
+            http::Method::OPTIONS,
+            format!("{}/demo/v1/shelves", gateway.base),
+        )
+        .header("origin", "https://app.example.com")
         .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-request-id")
         .send()
         .await
         .expect("answered");
     assert_eq!(preflight.status(), 204);
+    let headers = preflight.headers();
     assert_eq!(
-        preflight.headers()["access-control-allow-origin"],
-        "http://app.test"
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
     );
-    let refused = client
-        .request(reqwest::Method::OPTIONS, &shelves)
-        .header("origin", "http://elsewhere.test")
-        .header("access-control-request-method", "GET")
-        .send()
-        .await
-        .expect("answered");
-    assert!(
-        refused
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert_eq!(headers["access-control-max-age"], "600");
 
-    let compressed = client
-        .get(&shelves)
-        .header("origin", "http://app.test")
+    let response = client
+        .get(format!("{}/demo/v1/shelves", gateway.base))
+        .header("origin", "https://app.example.com")
         .header("accept-encoding", "gzip")
         .send()
         .await
         .expect("answered");
-    assert_eq!(compressed.status(), 200);
-    assert_eq!(compressed.headers()["content-encoding"], "gzip");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
     assert_eq!(
-        compressed.headers()["access-control-allow-origin"],
-        "http://app.test"
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
     );
-    let bytes = compressed.bytes().await.expect("body");
-    let mut json = String::new();
-    flate2::read::GzDecoder::new(bytes.as_ref())
-        .read_to_string(&mut json)
+    let compressed = response.bytes().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
         .expect("gzip");
-    let body: serde_json::Value = serde_json::from_str(&json).expect("JSON");
-    assert!(body["shelves"].is_array(), "{body}");
+    let shelves: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert!(shelves["shelves"].is_array(), "{shelves}");
 
-    let long = client
-        .get(format!("{shelves}?pageToken={}", "x".repeat(600)))
+    // The rule's URL limit on its routes, and the section's elsewhere.
+    let response = client
+        .get(format!(
+            "{}/demo/v1/shelves/fiction/books?pageSize=100&x=1",
+            gateway.base
+        ))
         .send()
         .await
         .expect("answered");
-    assert_eq!(long.status(), 414);
-    let body: serde_json::Value = long.json().await.expect("JSON");
-    assert_eq!(body["code"], 8, "{body}");
+    assert_eq!(response.status(), 414);
+    let body: serde_json::Value = response.json().await.expect("a Status");
+    assert_eq!(body["message"], "request URL exceeds the limit of 40 bytes");
+}
+
+#[test]
+fn a_mistake_is_named_by_its_key() {
+    let config = file(
+        "bad-edge.toml",
+        "[cors]\nallow_origins = [\"*\"]\nallow_credentials = true\n",
+    );
+    let output = std::process::Command::new(support::binary())
+        .args(["config", "check", config.to_str().expect("a path")])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("cors.allow_credentials"), "{said}");
 }
