@@ -227,15 +227,18 @@ impl ExternalAuthBuilder {
 /// keys and the routes' requirements apply; or wear it alone as a tower layer (it then only
 /// attaches the principal of a valid credential and refuses an invalid one).
 ///
-/// ```no_run
-/// # fn auth_upstream() -> protogate::Upstream { unimplemented!() }
-/// use protogate::{CredentialSource, ExternalAuth};
+/// ```
+/// use protogate::{Auth, CredentialSource, ExternalAuth, Upstream};
 ///
-/// let sessions = ExternalAuth::builder(auth_upstream())
+/// // The team's auth service, which implements protogate.api.ExternalAuth.
+/// let auth_service = Upstream::lazy("http://127.0.0.1:50052")?;
+/// let sessions = ExternalAuth::builder(auth_service)
 ///     .source(CredentialSource::Cookie("session".into()))
 ///     .ttl(std::time::Duration::from_secs(30))
 ///     .build();
-/// let gateway = protogate::Gateway::new().route_layer(sessions);
+/// let auth = Auth::builder().external(sessions).build()?;
+/// let gateway = protogate::Gateway::new().route_layer(auth);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct ExternalAuth {
