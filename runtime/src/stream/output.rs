@@ -79,7 +79,15 @@ where
         }
         None => (encoder.transport.content_type(), None),
     };
-    let mapping = encoder.settings.headers.clone();
+    // The headers first, while the encoder (and the settings' header mapping) is at hand.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if events {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    // Proxies in front must not hold messages back.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    crate::metadata::write_response_headers(metadata, &mut headers, &encoder.settings.headers);
     let body = MessageBody {
         encoder,
         pending,
@@ -89,14 +97,7 @@ where
     };
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    if events {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
-    // Proxies in front must not hold messages back.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    crate::metadata::write_response_headers(metadata, headers, &mapping);
+    *response.headers_mut() = headers;
     Ok(response)
 }
 
