@@ -774,3 +774,210 @@ async fn calls_refused_before_processing_are_sent_to_another_endpoint() {
     let (status, body, _) = get(&client(), &format!("{base}/v1/echo/x")).await;
     assert_eq!((status, body["code"].clone()), (503, json!(14)), "{body}");
 }
+
+/// One canned unary answer of [`answering`]: its HTTP status, the headers, the data and the
+/// trailers (none: the stream ends with the headers or the data).
+struct Canned {
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+    data: Vec<u8>,
+    trailers: Option<&'static [(&'static str, &'static str)]>,
+}
+
+/// A gRPC message frame around `payload`, `flag` its compression flag.
+fn frame(flag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![flag];
+    frame.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An HTTP/2 server that answers its calls with `answers`, one each, in order.
+async fn answering(answers: Vec<Canned>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    let Some(canned) = answers.lock().expect("answers").next() else {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    };
+                    let mut head = http::Response::builder().status(canned.status);
+                    for (name, value) in canned.headers {
+                        head = head.header(*name, *value);
+                    }
+                    let ends_now = canned.data.is_empty() && canned.trailers.is_none();
+                    let Ok(mut send) =
+                        respond.send_response(head.body(()).expect("head"), ends_now)
+                    else {
+                        continue;
+                    };
+                    if !canned.data.is_empty() {
+                        let _ = send.send_data(canned.data.into(), canned.trailers.is_none());
+                    }
+                    if let Some(trailers) = canned.trailers {
+                        let mut map = http::HeaderMap::new();
+                        for (name, value) in trailers {
+                            map.insert(*name, http::HeaderValue::from_static(value));
+                        }
+                        let _ = send.send_trailers(map);
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn malformed_unary_answers_are_errors_that_say_what_was_wrong() {
+    const GRPC: &[(&str, &str)] = &[("content-type", "application/grpc")];
+    const OK: Option<&[(&str, &str)]> = Some(&[("grpc-status", "0")]);
+    // What each answer is, and the status, code and words the client gets for it.
+    let cases: Vec<(Canned, u16, i32, &str)> = vec![
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: [frame(0, b""), frame(0, b"")].concat(),
+                trailers: OK,
+            },
+            500,
+            13,
+            "more than one message",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: frame(0, b"\xff"),
+                trailers: OK,
+            },
+            500,
+            13,
+            "not valid protobuf",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: frame(1, b"\x0a\x01x"),
+                trailers: OK,
+            },
+            500,
+            13,
+            "compressed",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: frame(0, b"")[..3].to_vec(),
+                trailers: OK,
+            },
+            500,
+            13,
+            "inside a frame header",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: frame(0, b""),
+                trailers: None,
+            },
+            500,
+            13,
+            "without a grpc-status",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: Vec::new(),
+                trailers: OK,
+            },
+            500,
+            13,
+            "without a message",
+        ),
+        (
+            Canned {
+                status: 503,
+                headers: &[],
+                data: Vec::new(),
+                trailers: None,
+            },
+            503,
+            14,
+            "HTTP 503",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: &[
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "5"),
+                    ("grpc-message", "no such thing"),
+                ],
+                data: Vec::new(),
+                trailers: None,
+            },
+            404,
+            5,
+            "no such thing",
+        ),
+        (
+            Canned {
+                status: 200,
+                headers: GRPC,
+                data: frame(0, b""),
+                trailers: Some(&[("grpc-status", "9"), ("grpc-message", "not now")]),
+            },
+            400,
+            9,
+            "not now",
+        ),
+    ];
+    let mut expected = Vec::new();
+    let mut answers = Vec::new();
+    for (canned, status, code, words) in cases {
+        answers.push(canned);
+        expected.push((status, code, words));
+    }
+    let address = answering(answers).await;
+    let upstream = Upstream::lazy(&format!("http://{address}")).expect("upstream");
+    let base = gateway_for(upstream).await;
+    let client = client();
+    for (status, code, words) in expected {
+        let (got, body, _) = get(&client, &format!("{base}/v1/echo/x")).await;
+        assert_eq!(
+            (got, body["code"].clone()),
+            (status, json!(code)),
+            "{words}: {body}"
+        );
+        let message = body["message"].as_str().expect("a message");
+        assert!(message.contains(words), "{words}: {message}");
+    }
+    // The same server answering well-formed: a success, so the cases above fail for what
+    // they hold, not for how the server sends them.
+    let address = answering(vec![Canned {
+        status: 200,
+        headers: GRPC,
+        data: frame(0, b""),
+        trailers: OK,
+    }])
+    .await;
+    let base = gateway_for(Upstream::lazy(&format!("http://{address}")).expect("upstream")).await;
+    let (got, body, _) = get(&client, &format!("{base}/v1/echo/x")).await;
+    assert_eq!(got, 200, "{body}");
+}

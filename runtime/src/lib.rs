@@ -108,5 +108,5 @@ pub mod __codegen {
     pub use crate::stream::{
         RequestStream, ResponseStream, StreamFuture, boxed_response, local_request,
     };
-    pub use crate::upstream::{GrpcTransport, Upstream};
+    pub use crate::upstream::{GrpcTransport, Remote, Upstream};
 }

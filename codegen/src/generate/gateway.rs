@@ -38,6 +38,7 @@ pub fn service_module(
     let mut statics = Vec::new();
     let mut trait_methods = Vec::new();
     let mut client_methods = Vec::new();
+    let mut remote_methods = Vec::new();
     let mut local_methods = Vec::new();
     let mut routes = Vec::new();
     let mut infos = Vec::new();
@@ -48,6 +49,7 @@ pub fn service_module(
         let calls = BackendCalls::new(depth, method, &client, &server);
         trait_methods.push(calls.trait_method);
         client_methods.push(calls.client_method);
+        remote_methods.push(calls.remote_method);
         local_methods.push(calls.local_method);
         let input = naming::rpc_type(depth, &md.input());
         let output = naming::rpc_type(depth, &md.output());
@@ -127,14 +129,17 @@ pub fn service_module(
                 #(#client_methods)*
             }
 
+            impl #backend for __codegen::Remote {
+                #(#remote_methods)*
+            }
+
             #local
 
             /// Routes forwarding every binding to the service at `upstream`, under its
             /// deadlines (the upstream holds response messages to its own size limit).
             pub fn remote(upstream: __codegen::Upstream) -> __codegen::Service {
                 let deadlines = upstream.deadlines();
-                service(#client::new(upstream).max_decoding_message_size(usize::MAX))
-                    .upstream_deadlines(deadlines)
+                service(__codegen::Remote::new(upstream)).upstream_deadlines(deadlines)
             }
 
             /// Routes forwarding every binding over `transport`: a tonic `Channel`, or any
@@ -243,7 +248,11 @@ fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
 /// service, by streaming shape.
 struct BackendCalls {
     trait_method: TokenStream,
+    /// Over any tonic transport, through tonic's client.
     client_method: TokenStream,
+    /// Over the built-in upstream: unary calls straight onto it, streams through tonic's
+    /// client (the upstream holds response messages to its own size limit).
+    remote_method: TokenStream,
     local_method: TokenStream,
 }
 
@@ -272,7 +281,26 @@ impl BackendCalls {
             (quote!(__codegen::UnaryFuture<#output>), quote!())
         };
         let doc = format!(" Calls `{}`.", md.full_name());
+        let remote_method = if shape == Shape::Unary {
+            let path = format!("/{}/{}", md.parent_service().full_name(), md.name());
+            quote! {
+                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
+                    __codegen::Remote::unary(self, #path, request)
+                }
+            }
+        } else {
+            quote! {
+                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
+                    let upstream = ::core::clone::Clone::clone(__codegen::Remote::upstream(self));
+                    let mut client = #client::new(upstream).max_decoding_message_size(usize::MAX);
+                    ::std::boxed::Box::pin(async move {
+                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await #adapt
+                    })
+                }
+            }
+        };
         BackendCalls {
+            remote_method,
             trait_method: quote! {
                 #[doc = #doc]
                 fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer;

@@ -9,7 +9,8 @@
 //! Its modules, from the wire up: `address` (URLs and peers), `tls`, `dial` (connecting and
 //! keepalive), `connection` (one self-renewing connection), `exchange` (one call on a stream),
 //! `endpoint` (health), `directory` (discovery), `balance` (the choice of endpoint), `limits`
-//! (bulkhead and retry budget), `health` (active checks); this file assembles them.
+//! (bulkhead and retry budget), `health` (active checks), `unary` (unary calls without tonic's
+//! client codec); this file assembles them.
 //!
 //! tonic merges a unary response's trailers into its metadata. The gateway sends headers back as
 //! `Grpc-Metadata-<key>` and trailers as `Grpc-Trailer-<key>`, so the upstream copies the
@@ -25,6 +26,7 @@ mod exchange;
 mod health;
 mod limits;
 mod tls;
+mod unary;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,6 +47,7 @@ pub use self::endpoint::Ejection;
 pub use self::health::HealthCheck;
 pub use self::limits::{Bulkhead, RetryBudget};
 pub use self::tls::{UpstreamTls, UpstreamTlsError};
+pub use self::unary::Remote;
 
 use self::address::Address;
 use self::balance::Pool;
