@@ -36,6 +36,7 @@
 
 mod id;
 mod layer;
+mod metrics;
 mod scope;
 
 use std::any::Any;
@@ -43,6 +44,8 @@ use std::sync::Arc;
 
 pub use id::{REQUEST_ID, RequestId};
 pub use layer::{ObserveFuture, ObserveLayer, ObserveService, ObservedBody};
+pub(crate) use metrics::BulkheadMetrics;
+pub use metrics::{Metrics, UpstreamMetrics};
 pub use scope::{
     Hold, RateLimitDecision, Scope, StreamTransport, UpstreamTarget, code_name, code_of_status,
 };

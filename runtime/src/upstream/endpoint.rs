@@ -65,6 +65,8 @@ pub(crate) struct PeerState {
     ejected: AtomicBool,
     down: Mutex<Option<Down>>,
     checked: AtomicU8,
+    /// 1 while it takes calls, 0 while it does not, for metrics.
+    up: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 #[derive(Debug)]
@@ -84,6 +86,21 @@ impl PeerState {
             ejected: AtomicBool::new(false),
             down: Mutex::new(None),
             checked: AtomicU8::new(UNCHECKED),
+            up: None,
+        }
+    }
+
+    /// The same state, saying in `up` whether it takes calls.
+    pub(crate) fn watched_by(mut self, up: prometheus_client::metrics::gauge::Gauge) -> Self {
+        up.set(1);
+        self.up = Some(up);
+        self
+    }
+
+    /// Tells the gauge whether it takes calls now.
+    fn show(&self, up: bool) {
+        if let Some(gauge) = &self.up {
+            gauge.set(i64::from(up));
         }
     }
 
@@ -124,6 +141,7 @@ impl PeerState {
             self.ejected.store(false, Ordering::Relaxed);
             self.ejections.store(0, Ordering::Relaxed);
             *self.lock_down() = None;
+            self.show(self.checked.load(Ordering::Relaxed) != NOT_SERVING);
             tracing::info!(endpoint = %self.peer, "upstream endpoint is back");
         }
     }
@@ -154,6 +172,7 @@ impl PeerState {
             reason,
         });
         self.ejected.store(true, Ordering::Relaxed);
+        self.show(false);
     }
 
     /// Records what its health check said.
@@ -161,6 +180,7 @@ impl PeerState {
         let now = if serving { SERVING } else { NOT_SERVING };
         let before = self.checked.swap(now, Ordering::Relaxed);
         if before != now {
+            self.show(serving && !self.ejected.load(Ordering::Relaxed));
             if serving {
                 tracing::info!(endpoint = %self.peer, "upstream endpoint passes its health check");
             } else {
