@@ -266,7 +266,6 @@ struct Inner {
     rate_limit: Family<RateLimitLabels, Counter>,
     redis_errors: Counter,
     reloads: Family<OutcomeLabels, Counter>,
-    log_dropped: Counter,
     upstream: UpstreamFamilies,
 }
 
@@ -387,12 +386,6 @@ impl Metrics {
             "Config reloads, by outcome (ok, failed)",
             reloads.clone(),
         );
-        let log_dropped = Counter::default();
-        registry.register(
-            "access_log_dropped",
-            "Access log lines dropped because the writer fell behind",
-            log_dropped.clone(),
-        );
         let upstream = UpstreamFamilies::register(&mut registry);
         Metrics(Arc::new(Inner {
             registry: Mutex::new(registry),
@@ -409,7 +402,6 @@ impl Metrics {
             rate_limit,
             redis_errors,
             reloads,
-            log_dropped,
             upstream,
         }))
     }
@@ -434,9 +426,15 @@ impl Metrics {
             .inc();
     }
 
-    /// The counter of access log lines dropped, for an access log to count into.
-    pub fn access_log_dropped(&self) -> Counter {
-        self.0.log_dropped.clone()
+    /// Adds a counter whose value `read` gives at each scrape, named `protogate_{name}_total`:
+    /// for counts kept elsewhere (log lines a writer dropped).
+    pub fn polled_counter(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.registry().register(name, help, Polled(Box::new(read)));
     }
 
     /// Every metric in the OpenMetrics text format ([`Metrics::CONTENT_TYPE`]).
@@ -722,6 +720,28 @@ impl UpstreamMetrics {
     }
 }
 
+/// A counter read at each scrape.
+struct Polled(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for Polled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Polled").field(&(self.0)()).finish()
+    }
+}
+
+impl prometheus_client::encoding::EncodeMetric for Polled {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&(self.0)(), None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Counter
+    }
+}
+
 /// What a bulkhead counts into.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BulkheadMetrics {
@@ -760,6 +780,7 @@ mod tests {
         metrics.config_reloaded(true);
         metrics.config_reloaded(false);
         metrics.config_reloaded(false);
+        metrics.polled_counter("lines_dropped", "Lines a writer dropped", || 7);
         let upstream = metrics.upstream("orders");
         let endpoint: Arc<str> = "10.0.0.7:50051".into();
         upstream.connected(&endpoint, true);
@@ -771,6 +792,7 @@ mod tests {
             "protogate_build_info{version=\"1.2.3\",protos=\"4\",rpcs=\"17\"} 1",
             "protogate_config_reloads_total{outcome=\"ok\"} 1",
             "protogate_config_reloads_total{outcome=\"failed\"} 2",
+            "protogate_lines_dropped_total 7",
             "protogate_upstream_connections_opened_total{upstream=\"orders\",endpoint=\"10.0.0.7:50051\"} 1",
             "protogate_upstream_retry_budget_exhausted_total{upstream=\"orders\"} 1",
             "protogate_upstream_call_duration_seconds_count{upstream=\"orders\",endpoint=\"10.0.0.7:50051\"} 1",

@@ -34,6 +34,7 @@
 //! taken from the client, which copies it), a clock read at each end, and atomic counters; no
 //! lock, and no text formatted unless an observer writes some.
 
+mod access;
 mod id;
 mod layer;
 mod metrics;
@@ -42,6 +43,7 @@ mod scope;
 use std::any::Any;
 use std::sync::Arc;
 
+pub use access::{ACCESS_TARGET, AccessLog};
 pub use id::{REQUEST_ID, RequestId};
 pub use layer::{ObserveFuture, ObserveLayer, ObserveService, ObservedBody};
 pub(crate) use metrics::BulkheadMetrics;
