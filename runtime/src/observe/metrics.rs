@@ -773,6 +773,57 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_observed_request_is_counted_by_what_its_record_says() {
+        use axum::body::Body;
+        use http_body_util::BodyExt as _;
+        use tower::{Layer as _, ServiceExt as _};
+
+        let metrics = Metrics::new();
+        let app = tower::service_fn(|request: http::Request<Body>| async move {
+            let scope = Scope::of(&request).expect("a scope");
+            scope.stream_opened(crate::observe::StreamTransport::WebSocket);
+            scope.message_in();
+            scope.set_auth_failure("forbidden");
+            scope.set_rate_limit(crate::observe::RateLimitDecision {
+                allowed: true,
+                redis: false,
+                redis_error: true,
+            });
+            scope.set_code(tonic::Code::Aborted);
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("abc")))
+        });
+        let service = crate::observe::ObserveLayer::new()
+            .observer(metrics.clone())
+            .layer(app);
+        let method = http::Method::from_bytes(b"BREW").unwrap();
+        let request = http::Request::builder().method(method).uri("/pot/42");
+        let response = service
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        drop(response.into_body().collect().await.unwrap());
+
+        let text = metrics.encode();
+        for line in [
+            "protogate_http_requests_total{route=\"unrouted\",method=\"OTHER\",status=\"200\",code=\"ABORTED\"} 1",
+            "protogate_streams_open{transport=\"websocket\"} 0",
+            "protogate_streams_ended_total{transport=\"websocket\",code=\"ABORTED\"} 1",
+            "protogate_stream_messages_total{transport=\"websocket\",direction=\"in\"} 1",
+            "protogate_auth_failures_total{reason=\"forbidden\"} 1",
+            "protogate_rate_limit_decisions_total{decision=\"allowed\",store=\"local\"} 1",
+            "protogate_rate_limit_redis_errors_total 1",
+            "protogate_http_response_size_bytes_sum{route=\"unrouted\",method=\"OTHER\"} 3.0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("/pot/42"), "no raw path: {text}");
+        assert!(
+            !text.contains("protogate_http_request_duration_seconds_count{"),
+            "a stream is not a request's latency: {text}"
+        );
+    }
+
     #[test]
     fn the_registry_encodes_openmetrics_with_the_protogate_prefix() {
         let metrics = Metrics::new();
