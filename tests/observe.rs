@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,11 +16,7 @@ use support::tools::{Sample, parse_metrics};
 const API_KEY: &str = "the-observed-key";
 
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("observe");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("written");
-    path
+    support::test_file("observe", name, text)
 }
 
 /// A gateway in front of the library backend at `backend`, with JSON access logs, an API key

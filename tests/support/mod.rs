@@ -26,6 +26,16 @@ pub fn issue(name: &str) -> (String, String, String) {
     (ca_pem, certificate.pem(), key.serialize_pem())
 }
 
+/// Writes `text` to the file `name` in the directory `dir` of the tests' own (under the target
+/// directory), and returns its path.
+pub fn test_file(dir: &str, name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).expect("directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("written");
+    path
+}
+
 /// A child process, killed and reaped when dropped.
 pub struct Process(pub Child);
 

@@ -4,9 +4,6 @@
 //! Shared by the workspace's test crates (`#[path]`-included where it is not under
 //! `tests/support`).
 
-// Each test crate that includes this file uses a part of it.
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
