@@ -684,6 +684,10 @@ impl Policy {
             return Err(Rejection::Forbidden { forbidden, bearer });
         }
         self.forward_claims(&principal, request);
+        // Who the client is, for the access log.
+        if let Some(scope) = crate::observe::Scope::of(request) {
+            scope.set_subject(std::sync::Arc::clone(&principal.subject));
+        }
         principal.attach(request);
         Ok(())
     }

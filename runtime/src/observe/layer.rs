@@ -15,7 +15,7 @@ use http_body::Frame;
 
 use super::id::REQUEST_ID;
 use super::scope::{Hold, Scope};
-use super::{Observer, Observers};
+use super::{FailureCode, Observer, Observers};
 
 /// Opens a [`Scope`] for every request and tells its observers; see the [module](super) docs.
 /// Wear it outermost (`axum::Router::layer`, after every merge and other layer), so that requests
@@ -188,8 +188,8 @@ where
         };
         let scope = hold.scope();
         scope.set_status(response.status());
-        if let Some(failure) = crate::status::Failure::of(&response) {
-            scope.set_code_if_unset(failure.status().code());
+        if let Some(failure) = response.extensions().get::<FailureCode>() {
+            scope.set_code_if_unset(failure.0);
         }
         response.headers_mut().insert(
             HeaderName::from_static(REQUEST_ID),
@@ -358,11 +358,14 @@ mod tests {
                     .expect("body")
                     .to_bytes();
                 let response = match path.as_str() {
-                    "/fail" => crate::status::status_response(
-                        &tonic::Status::unavailable("down"),
-                        None,
-                        &crate::json::Registry::EMPTY,
-                    ),
+                    "/fail" => {
+                        let mut response = http::Response::new(Body::from("down"));
+                        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        response
+                            .extensions_mut()
+                            .insert(FailureCode(tonic::Code::Unavailable));
+                        response
+                    }
                     "/stream" => {
                         scope.stream_opened(StreamTransport::Sse);
                         http::Response::new(Body::from(body))

@@ -119,8 +119,13 @@ impl<T: Observer + ?Sized> Observer for Arc<T> {
     }
 }
 
+/// The gRPC code of a failure the gateway answered with, in the response's extensions: what the
+/// observe layer reads a failed answer's code from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FailureCode(pub tonic::Code);
+
 /// Records in `request`'s scope (if it has one) that it was routed to `route`.
-pub(crate) fn routed<B>(request: &http::Request<B>, route: &'static crate::call::RouteInfo) {
+pub(crate) fn routed<B>(request: &http::Request<B>, route: &'static crate::route::RouteInfo) {
     if let Some(scope) = Scope::of(request) {
         scope.set_route(route);
     }

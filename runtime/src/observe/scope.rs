@@ -14,7 +14,7 @@ use tonic::Code;
 
 use super::id::{REQUEST_ID, RequestId};
 use super::{Event, Observers};
-use crate::call::RouteInfo;
+use crate::route::RouteInfo;
 
 /// The record of one request, shared by every part that serves it: the observe layer puts it in
 /// the request's extensions as an `Arc<Scope>` ([`Scope::of`]), the gateway, the edge layers,
