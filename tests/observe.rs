@@ -1,8 +1,8 @@
 //! What the gateway says about itself, through the real binary in front of a real tonic
 //! backend: mixed traffic (two unary routes, an unrouted path, a gRPC error, an auth refusal, a
-//! server stream), then `/metrics` scraped from the admin listener and parsed with
-//! prometheus_client's OpenMetrics parser, the access log read off stdout, and request ids
-//! followed from the client to the backend and back.
+//! server stream as NDJSON and as SSE), then `/metrics` scraped from the admin listener and
+//! parsed with prometheus_client's OpenMetrics parser, the access log read off stdout, request
+//! ids followed from the client to the backend and back, and reloads counted.
 
 mod support;
 
@@ -181,11 +181,19 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         call(&format!("{base}/demo/v1/shelves/ending/books:stream"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(body.lines().count(), 1, "{body}");
+    let events = [("accept", "text/event-stream")];
+    let (status, _, body) = call(
+        &format!("{base}/demo/v1/shelves/ending/books:stream"),
+        &events,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.ends_with("event: end\ndata: {}\n\n"), "{body}");
 
     let requests = "protogate_http_requests_total";
     let (text, samples) = scrape(&gateway.admin, |samples| {
-        value(samples, requests, &[]) >= 9.0
-            && value(samples, "protogate_streams_ended_total", &[]) >= 1.0
+        value(samples, requests, &[]) >= 10.0
+            && value(samples, "protogate_streams_ended_total", &[]) >= 2.0
     })
     .await;
     let get_shelf = "/demo/v1/{name=shelves/*}";
@@ -211,8 +219,8 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         count(get_shelf, &[("status", "404"), ("code", "NOT_FOUND")]),
         1.0
     );
-    assert_eq!(count(stream, &ok), 1.0);
-    assert_eq!(value(&samples, requests, &[]), 9.0, "nothing else: {text}");
+    assert_eq!(count(stream, &ok), 2.0);
+    assert_eq!(value(&samples, requests, &[]), 10.0, "nothing else: {text}");
 
     // Latency and sizes of the same requests; streams apart.
     let duration = "protogate_http_request_duration_seconds_count";
@@ -220,7 +228,7 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     assert_eq!(value(&samples, duration, &[("route", stream)]), 0.0);
     assert_eq!(
         value(&samples, "protogate_http_response_size_bytes_count", &[]),
-        9.0
+        10.0
     );
     assert!(
         value(
@@ -254,6 +262,14 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     assert_eq!(
         value(
             &samples,
+            "protogate_streams_ended_total",
+            &[("transport", "sse"), ("code", "OK")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
             "protogate_auth_failures_total",
             &[("reason", "missing")]
         ),
@@ -269,7 +285,7 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
             "protogate_upstream_call_duration_seconds_count",
             &at
         ),
-        7.0,
+        8.0,
         "{text}"
     );
     assert!(value(&samples, "protogate_upstream_connections_opened_total", &at) >= 1.0);
@@ -312,8 +328,8 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     }
 
     // One access line per request, with its fields.
-    let lines = access_lines(&gateway, 9);
-    assert_eq!(lines.len(), 9, "{lines:#?}");
+    let lines = access_lines(&gateway, 10);
+    assert_eq!(lines.len(), 10, "{lines:#?}");
     let by_id: BTreeMap<&str, &Value> = lines
         .iter()
         .map(|line| (line["request_id"].as_str().expect("an id"), line))
@@ -359,5 +375,39 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     assert!(
         by_id[made.as_str()].get("subject").is_none(),
         "no key, no subject"
+    );
+    let transports: BTreeSet<&str> = lines
+        .iter()
+        .filter_map(|line| line["transport"].as_str())
+        .collect();
+    assert_eq!(transports, BTreeSet::from(["ndjson", "sse"]));
+
+    // Reloads are counted: one that takes, one that does not.
+    let reloads = "protogate_config_reloads_total";
+    let touched = format!("{}\n# touched\n", self::config(backend));
+    std::fs::write(&config, touched).expect("written");
+    let (text, samples) = scrape(&gateway.admin, |samples| {
+        value(samples, reloads, &[("outcome", "ok")]) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&samples, reloads, &[("outcome", "ok")]),
+        1.0,
+        "{text}"
+    );
+    std::fs::write(&config, "[server]\nno_such_key = 1\n").expect("written");
+    let (text, samples) = scrape(&gateway.admin, |samples| {
+        value(samples, reloads, &[("outcome", "failed")]) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&samples, reloads, &[("outcome", "failed")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, requests, &[]),
+        10.0,
+        "counts survive the reload"
     );
 }
