@@ -382,32 +382,18 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         .collect();
     assert_eq!(transports, BTreeSet::from(["ndjson", "sse"]));
 
-    // Reloads are counted: one that takes, one that does not.
+    // Reloads are counted: one that takes, one that does not; the counts survive them.
     let reloads = "protogate_config_reloads_total";
     let touched = format!("{}\n# touched\n", self::config(backend));
-    std::fs::write(&config, touched).expect("written");
-    let (text, samples) = scrape(&gateway.admin, |samples| {
-        value(samples, reloads, &[("outcome", "ok")]) >= 1.0
-    })
-    .await;
-    assert_eq!(
-        value(&samples, reloads, &[("outcome", "ok")]),
-        1.0,
-        "{text}"
-    );
-    std::fs::write(&config, "[server]\nno_such_key = 1\n").expect("written");
-    let (text, samples) = scrape(&gateway.admin, |samples| {
-        value(samples, reloads, &[("outcome", "failed")]) >= 1.0
-    })
-    .await;
-    assert_eq!(
-        value(&samples, reloads, &[("outcome", "failed")]),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        value(&samples, requests, &[]),
-        10.0,
-        "counts survive the reload"
-    );
+    let refused = "[server]\nno_such_key = 1\n".to_owned();
+    for (contents, outcome) in [(touched, "ok"), (refused, "failed")] {
+        std::fs::write(&config, contents).expect("written");
+        let counted = [("outcome", outcome)];
+        let (text, samples) = scrape(&gateway.admin, |samples| {
+            value(samples, reloads, &counted) >= 1.0
+        })
+        .await;
+        assert_eq!(value(&samples, reloads, &counted), 1.0, "{text}");
+        assert_eq!(value(&samples, requests, &[]), 10.0, "{text}");
+    }
 }

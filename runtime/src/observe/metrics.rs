@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::scope::{Scope, code_name};
 use super::{Event, Observer};
@@ -303,90 +303,71 @@ impl Metrics {
     /// Every metric, at zero, in a registry of its own (names start with `protogate_`).
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("protogate");
-        let requests = Family::default();
-        registry.register(
+        let mut add = Registering(&mut registry);
+        let requests = add.metric(
             "http_requests",
             "Requests answered, by route template, method, HTTP status and gRPC code",
-            requests.clone(),
+            Family::default(),
         );
-        let duration = Histograms::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register_with_unit(
+        let duration = add.timed(
             "http_request_duration",
             "Time from a request's arrival to the end of its answer (streams excluded)",
-            Unit::Seconds,
-            duration.clone(),
+            latency_histogram,
         );
-        let request_size = Histograms::new_with_constructor(size_histogram as fn() -> Histogram);
-        registry.register_with_unit(
+        let request_size = add.sized(
             "http_request_size",
             "Request body sizes, by route template and method",
-            Unit::Bytes,
-            request_size.clone(),
         );
-        let response_size = Histograms::new_with_constructor(size_histogram as fn() -> Histogram);
-        registry.register_with_unit(
+        let response_size = add.sized(
             "http_response_size",
             "Response body sizes, by route template and method",
-            Unit::Bytes,
-            response_size.clone(),
         );
-        let in_flight = Family::default();
-        registry.register(
+        let in_flight = add.metric(
             "http_requests_in_flight",
             "Routed requests under way, by route template and method",
-            in_flight.clone(),
+            Family::default(),
         );
-        let streams_open = Family::default();
-        registry.register(
+        let streams_open = add.metric(
             "streams_open",
             "Streaming calls under way, by transport",
-            streams_open.clone(),
+            Family::default(),
         );
-        let stream_messages = Family::default();
-        registry.register(
+        let stream_messages = add.metric(
             "stream_messages",
             "Messages of streaming calls, by transport and direction (in: from the client)",
-            stream_messages.clone(),
+            Family::default(),
         );
-        let streams_ended = Family::default();
-        registry.register(
+        let streams_ended = add.metric(
             "streams_ended",
             "Streaming calls ended, by transport and the gRPC code they ended with",
-            streams_ended.clone(),
+            Family::default(),
         );
-        let stream_duration =
-            Histograms::new_with_constructor(stream_histogram as fn() -> Histogram);
-        registry.register_with_unit(
+        let stream_duration = add.timed(
             "stream_duration",
             "How long streaming calls lasted, by transport",
-            Unit::Seconds,
-            stream_duration.clone(),
+            stream_histogram,
         );
-        let auth_failures = Family::default();
-        registry.register(
+        let auth_failures = add.metric(
             "auth_failures",
             "Requests an auth layer refused, by reason",
-            auth_failures.clone(),
+            Family::default(),
         );
-        let rate_limit = Family::default();
-        registry.register(
+        let rate_limit = add.metric(
             "rate_limit_decisions",
             "Rate limit decisions, by decision (allowed, limited) and store (local, redis)",
-            rate_limit.clone(),
+            Family::default(),
         );
-        let redis_errors = Counter::default();
-        registry.register(
+        let redis_errors = add.metric(
             "rate_limit_redis_errors",
             "Rate limit decisions for which Redis failed",
-            redis_errors.clone(),
+            Counter::default(),
         );
-        let reloads = Family::default();
-        registry.register(
+        let reloads = add.metric(
             "config_reloads",
             "Config reloads, by outcome (ok, failed)",
-            reloads.clone(),
+            Family::default(),
         );
-        let upstream = UpstreamFamilies::register(&mut registry);
+        let upstream = UpstreamFamilies::register(&mut add);
         Metrics(Arc::new(Inner {
             registry: Mutex::new(registry),
             requests,
@@ -563,71 +544,91 @@ fn route_labels(scope: &Scope) -> RouteLabels {
 }
 
 impl UpstreamFamilies {
-    fn register(registry: &mut Registry) -> UpstreamFamilies {
-        let families = UpstreamFamilies {
-            call_duration: Histograms::new_with_constructor(latency_histogram as fn() -> Histogram),
-            opened: Family::default(),
-            closed: Family::default(),
-            connect_failures: Family::default(),
-            endpoint_up: Family::default(),
-            bulkhead_in_flight: Family::default(),
-            bulkhead_queued: Family::default(),
-            bulkhead_shed: Family::default(),
-            retries: Family::default(),
-            budget_exhausted: Family::default(),
-        };
-        registry.register_with_unit(
-            "upstream_call_duration",
-            "Time from sending an upstream call to its response's headers, by upstream and endpoint",
-            Unit::Seconds,
-            families.call_duration.clone(),
-        );
-        registry.register(
-            "upstream_connections_opened",
-            "Upstream connections opened, by upstream and endpoint",
-            families.opened.clone(),
-        );
-        registry.register(
-            "upstream_connections_closed",
-            "Upstream connections that ended, by upstream and endpoint",
-            families.closed.clone(),
-        );
-        registry.register(
-            "upstream_connect_failures",
-            "Upstream connections that could not be opened, by upstream and endpoint",
-            families.connect_failures.clone(),
-        );
-        registry.register(
-            "upstream_endpoint_up",
-            "1 while an upstream endpoint takes calls, 0 while it is ejected or fails its health check",
-            families.endpoint_up.clone(),
-        );
-        registry.register(
-            "upstream_bulkhead_in_flight",
-            "Calls holding a place in an upstream's bulkhead",
-            families.bulkhead_in_flight.clone(),
-        );
-        registry.register(
-            "upstream_bulkhead_queued",
-            "Calls waiting for a place in an upstream's bulkhead",
-            families.bulkhead_queued.clone(),
-        );
-        registry.register(
-            "upstream_bulkhead_shed",
-            "Calls an upstream's bulkhead shed",
-            families.bulkhead_shed.clone(),
-        );
-        registry.register(
-            "upstream_retries",
-            "Upstream calls sent again to another endpoint",
-            families.retries.clone(),
-        );
-        registry.register(
-            "upstream_retry_budget_exhausted",
-            "Upstream calls not sent again because the retry budget was spent",
-            families.budget_exhausted.clone(),
-        );
-        families
+    fn register(add: &mut Registering<'_>) -> UpstreamFamilies {
+        UpstreamFamilies {
+            call_duration: add.timed(
+                "upstream_call_duration",
+                "Time from sending an upstream call to its response's headers, by upstream and endpoint",
+                latency_histogram,
+            ),
+            opened: add.metric(
+                "upstream_connections_opened",
+                "Upstream connections opened, by upstream and endpoint",
+                Family::default(),
+            ),
+            closed: add.metric(
+                "upstream_connections_closed",
+                "Upstream connections that ended, by upstream and endpoint",
+                Family::default(),
+            ),
+            connect_failures: add.metric(
+                "upstream_connect_failures",
+                "Upstream connections that could not be opened, by upstream and endpoint",
+                Family::default(),
+            ),
+            endpoint_up: add.metric(
+                "upstream_endpoint_up",
+                "1 while an upstream endpoint takes calls, 0 while it is ejected or fails its health check",
+                Family::default(),
+            ),
+            bulkhead_in_flight: add.metric(
+                "upstream_bulkhead_in_flight",
+                "Calls holding a place in an upstream's bulkhead",
+                Family::default(),
+            ),
+            bulkhead_queued: add.metric(
+                "upstream_bulkhead_queued",
+                "Calls waiting for a place in an upstream's bulkhead",
+                Family::default(),
+            ),
+            bulkhead_shed: add.metric(
+                "upstream_bulkhead_shed",
+                "Calls an upstream's bulkhead shed",
+                Family::default(),
+            ),
+            retries: add.metric(
+                "upstream_retries",
+                "Upstream calls sent again to another endpoint",
+                Family::default(),
+            ),
+            budget_exhausted: add.metric(
+                "upstream_retry_budget_exhausted",
+                "Upstream calls not sent again because the retry budget was spent",
+                Family::default(),
+            ),
+        }
+    }
+}
+
+/// Adds metrics to a registry, handing back a handle of each.
+struct Registering<'a>(&'a mut Registry);
+
+impl Registering<'_> {
+    fn metric<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+
+    /// A family of histograms in seconds, with the buckets `histogram` makes.
+    fn timed<L>(&mut self, name: &str, help: &str, histogram: fn() -> Histogram) -> Histograms<L>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let family = Histograms::new_with_constructor(histogram);
+        self.0
+            .register_with_unit(name, help, Unit::Seconds, family.clone());
+        family
+    }
+
+    /// A family of histograms of body sizes, in bytes.
+    fn sized<L>(&mut self, name: &str, help: &str) -> Histograms<L>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let family = Histograms::new_with_constructor(size_histogram as fn() -> Histogram);
+        self.0
+            .register_with_unit(name, help, Unit::Bytes, family.clone());
+        family
     }
 }
 
