@@ -1,6 +1,6 @@
 //! What the gateway says about itself, through the real binary in front of a real tonic
 //! backend: mixed traffic (two unary routes, an unrouted path, a gRPC error, an auth refusal, a
-//! server stream as NDJSON and as SSE), then `/metrics` scraped from the admin listener and
+//! server stream as NDJSON, SSE and WebSocket), then `/metrics` scraped from the admin listener and
 //! parsed with prometheus_client's OpenMetrics parser, the access log read off stdout, request
 //! ids followed from the client to the backend and back, and reloads counted.
 
@@ -130,6 +130,39 @@ fn access_lines(gateway: &support::Administered, count: usize) -> Vec<Value> {
     lines
 }
 
+/// Opens a WebSocket at `url` and reads it to its close: the request id of its 101 answer, and
+/// the messages received.
+async fn websocket_messages(url: &str) -> (String, usize) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let connecting = tokio_tungstenite::connect_async(url);
+    let (mut socket, response) = tokio::time::timeout(Duration::from_secs(30), connecting)
+        .await
+        .expect("in time")
+        .expect("upgraded");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let mut messages = 0;
+    let reading = async {
+        while let Some(frame) = socket.next().await {
+            match frame.expect("a frame") {
+                Message::Text(_) => messages += 1,
+                Message::Close(close) => {
+                    assert_eq!(close.map(|close| u16::from(close.code)), Some(1000));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("closed in time");
+    (id, messages)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     let backend = support::library::serve().await;
@@ -189,11 +222,16 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     .await;
     assert_eq!(status, 200);
     assert!(body.ends_with("event: end\ndata: {}\n\n"), "{body}");
+    let socketed = websocket_messages(&format!(
+        "{}/demo/v1/shelves/ending/books:stream",
+        base.replacen("http://", "ws://", 1)
+    ))
+    .await;
 
     let requests = "protogate_http_requests_total";
     let (text, samples) = scrape(&gateway.admin, |samples| {
-        value(samples, requests, &[]) >= 10.0
-            && value(samples, "protogate_streams_ended_total", &[]) >= 2.0
+        value(samples, requests, &[]) >= 11.0
+            && value(samples, "protogate_streams_ended_total", &[]) >= 3.0
     })
     .await;
     let get_shelf = "/demo/v1/{name=shelves/*}";
@@ -220,7 +258,9 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         1.0
     );
     assert_eq!(count(stream, &ok), 2.0);
-    assert_eq!(value(&samples, requests, &[]), 10.0, "nothing else: {text}");
+    let upgraded = [("status", "101"), ("code", "OK")];
+    assert_eq!(count(stream, &upgraded), 1.0, "{text}");
+    assert_eq!(value(&samples, requests, &[]), 11.0, "nothing else: {text}");
 
     // Latency and sizes of the same requests; streams apart.
     let duration = "protogate_http_request_duration_seconds_count";
@@ -228,7 +268,7 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     assert_eq!(value(&samples, duration, &[("route", stream)]), 0.0);
     assert_eq!(
         value(&samples, "protogate_http_response_size_bytes_count", &[]),
-        10.0
+        11.0
     );
     assert!(
         value(
@@ -267,6 +307,25 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         ),
         1.0
     );
+    assert_eq!(socketed.1, 1, "one book over the WebSocket");
+    let websocket = [("transport", "websocket")];
+    assert_eq!(value(&samples, "protogate_streams_open", &websocket), 0.0);
+    assert_eq!(
+        value(
+            &samples,
+            "protogate_streams_ended_total",
+            &[("transport", "websocket"), ("code", "OK")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "protogate_stream_messages_total",
+            &[("transport", "websocket"), ("direction", "out")]
+        ),
+        1.0
+    );
     assert_eq!(
         value(
             &samples,
@@ -285,7 +344,7 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
             "protogate_upstream_call_duration_seconds_count",
             &at
         ),
-        8.0,
+        9.0,
         "{text}"
     );
     assert!(value(&samples, "protogate_upstream_connections_opened_total", &at) >= 1.0);
@@ -304,7 +363,14 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         .chain(["unrouted".to_owned()])
         .collect();
     let ids = [
-        &made, &kept, &replaced, &refused, &unrouted, &missing, &streamed,
+        &made,
+        &kept,
+        &replaced,
+        &refused,
+        &unrouted,
+        &missing,
+        &streamed,
+        &socketed.0,
     ];
     for sample in &samples {
         for (name, label) in &sample.labels {
@@ -328,8 +394,8 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
     }
 
     // One access line per request, with its fields.
-    let lines = access_lines(&gateway, 10);
-    assert_eq!(lines.len(), 10, "{lines:#?}");
+    let lines = access_lines(&gateway, 11);
+    assert_eq!(lines.len(), 11, "{lines:#?}");
     let by_id: BTreeMap<&str, &Value> = lines
         .iter()
         .map(|line| (line["request_id"].as_str().expect("an id"), line))
@@ -380,7 +446,14 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         .iter()
         .filter_map(|line| line["transport"].as_str())
         .collect();
-    assert_eq!(transports, BTreeSet::from(["ndjson", "sse"]));
+    assert_eq!(transports, BTreeSet::from(["ndjson", "sse", "websocket"]));
+    let line = by_id[socketed.0.as_str()];
+    assert_eq!(
+        (line["status"].as_u64(), line["code"].as_str()),
+        (Some(101), Some("OK"))
+    );
+    assert_eq!(line["messages_out"], 1);
+    assert!(line["bytes_out"].as_u64().expect("bytes") > 0);
 
     // Reloads are counted: one that takes, one that does not; the counts survive them.
     let reloads = "protogate_config_reloads_total";
@@ -394,6 +467,6 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         })
         .await;
         assert_eq!(value(&samples, reloads, &counted), 1.0, "{text}");
-        assert_eq!(value(&samples, requests, &[]), 10.0, "{text}");
+        assert_eq!(value(&samples, requests, &[]), 11.0, "{text}");
     }
 }
