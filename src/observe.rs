@@ -25,11 +25,13 @@ pub struct Observing {
 }
 
 impl Observing {
-    /// What `config` asks for: metrics unless `[metrics] enabled = false`, the access log when
-    /// `[log] access = true`. Request ids are always given.
+    /// What `config` asks for: metrics where there is an admin listener to serve them, unless
+    /// `[metrics] enabled = false`; the access log when `[log] access = true`. Request ids are
+    /// always given.
     pub fn new(config: &Config) -> Observing {
         let mut layer = ObserveLayer::new();
-        let metrics = config.metrics.on().then(|| {
+        let served = config.admin.is_some();
+        let metrics = (config.metrics.on() && served).then(|| {
             let metrics = Metrics::new();
             let rpcs: std::collections::BTreeSet<&str> = crate::pb::SERVICES
                 .iter()

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Count and serve metrics (on by default; served only where there is an admin listener).
+    /// Count and serve metrics (on by default; counted only where there is an admin listener to
+    /// serve them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
