@@ -281,59 +281,29 @@ async fn metrics_access_logs_and_request_ids_follow_the_traffic() {
         value(&samples, "protogate_http_requests_in_flight", &[]),
         0.0
     );
-    let ndjson = [("transport", "ndjson")];
-    assert_eq!(value(&samples, "protogate_streams_open", &ndjson), 0.0);
-    assert_eq!(
-        value(
-            &samples,
-            "protogate_streams_ended_total",
-            &[("transport", "ndjson"), ("code", "OK")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        value(
-            &samples,
-            "protogate_stream_messages_total",
-            &[("transport", "ndjson"), ("direction", "out")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        value(
-            &samples,
-            "protogate_streams_ended_total",
-            &[("transport", "sse"), ("code", "OK")]
-        ),
-        1.0
-    );
     assert_eq!(socketed.1, 1, "one book over the WebSocket");
-    let websocket = [("transport", "websocket")];
-    assert_eq!(value(&samples, "protogate_streams_open", &websocket), 0.0);
-    assert_eq!(
-        value(
+    // Each transport's stream: none open now, one ended well, its one message out.
+    for transport in ["ndjson", "sse", "websocket"] {
+        let open = value(
             &samples,
-            "protogate_streams_ended_total",
-            &[("transport", "websocket"), ("code", "OK")]
-        ),
-        1.0
+            "protogate_streams_open",
+            &[("transport", transport)],
+        );
+        assert_eq!(open, 0.0, "{transport}");
+        let ended = [("transport", transport), ("code", "OK")];
+        let ended = value(&samples, "protogate_streams_ended_total", &ended);
+        assert_eq!(ended, 1.0, "{transport}");
+        let out = [("transport", transport), ("direction", "out")];
+        let sent = value(&samples, "protogate_stream_messages_total", &out);
+        // SSE's closing `end` event is not a message.
+        assert_eq!(sent, 1.0, "{transport}");
+    }
+    let refusals = value(
+        &samples,
+        "protogate_auth_failures_total",
+        &[("reason", "missing")],
     );
-    assert_eq!(
-        value(
-            &samples,
-            "protogate_stream_messages_total",
-            &[("transport", "websocket"), ("direction", "out")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        value(
-            &samples,
-            "protogate_auth_failures_total",
-            &[("reason", "missing")]
-        ),
-        1.0
-    );
+    assert_eq!(refusals, 1.0);
 
     // The upstream: one call per request that reached it, on one connection, its one endpoint up.
     let endpoint = backend.to_string();
