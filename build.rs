@@ -36,6 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     includes.push(PathBuf::from("proto"));
+    // For the build info the gateway reports (`protogate_build_info`).
+    println!("cargo:rustc-env=PROTOGATE_PROTOS_COMPILED={}", protos.len());
 
     if let Err(error) = protogate_build::configure().compile(&protos, &includes) {
         // Print the error as it is (file:line: message) rather than as a Debug dump.

@@ -1,7 +1,8 @@
 //! The admin listener, on an address of its own (nothing of it on the public port): `/healthz`
 //! (the process is alive), `/readyz` (the config is loaded and every upstream a service uses has
 //! an endpoint that can take calls, and the gateway is not shutting down) and `/config` (the
-//! config in effect).
+//! config in effect), and `/metrics` (Prometheus metrics, in the OpenMetrics text format) when
+//! metrics are on.
 
 use std::sync::Arc;
 
@@ -13,10 +14,32 @@ use crate::reload::Live;
 use crate::upstream::Plan;
 
 /// The admin routes of the gateway whose config in effect is `live`; readiness fails once
-/// `drain` starts.
-pub fn router(live: Arc<Live>, drain: protogate::Drain) -> Router {
+/// `drain` starts; `/metrics` serves `metrics`, when given.
+pub fn router(
+    live: Arc<Live>,
+    drain: protogate::Drain,
+    metrics: Option<protogate::observe::Metrics>,
+) -> Router {
     let config = Arc::clone(&live);
-    Router::new()
+    let router = match metrics {
+        Some(metrics) => Router::new().route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            protogate::observe::Metrics::CONTENT_TYPE,
+                        )],
+                        text,
+                    )
+                }
+            }),
+        ),
+        None => Router::new(),
+    };
+    router
         .route("/healthz", get(|| async { (StatusCode::OK, "alive\n") }))
         .route(
             "/readyz",

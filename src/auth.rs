@@ -149,7 +149,7 @@ fn external_checker(config: &Config, section: &ExternalSection) -> Result<Extern
     };
     let settings = settings.over(&config.defaults.upstream_settings);
     let upstream =
-        crate::upstream::build(&section.upstream, &settings).map_err(|(part, message)| {
+        crate::upstream::build(&section.upstream, &settings, None).map_err(|(part, message)| {
             mistake(format!("upstreams.{}.{part}", section.upstream), message)
         })?;
     let source = match (&section.cookie, &section.header) {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod docs;
 pub mod edge;
 pub mod listen;
+pub mod observe;
 pub mod reload;
 pub mod server;
 pub mod upstream;

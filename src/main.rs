@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use protogate::observe::Metrics;
 use protogate_gateway::config::{self, Config};
-use protogate_gateway::{admin, docs, reload, server, upstream};
+use protogate_gateway::{admin, docs, observe, reload, server, upstream};
 
 #[cfg(protogate_demo)]
 mod demo;
@@ -126,10 +127,12 @@ impl ServeArgs {
         Ok((config, document))
     }
 
-    /// The config, checked against this build, and the plan it makes.
-    fn plan(&self) -> Result<(Config, upstream::Plan), String> {
+    /// The config, checked against this build, and the plan it makes (its upstreams counting
+    /// into `metrics`).
+    fn plan(&self, metrics: Option<&Metrics>) -> Result<(Config, upstream::Plan), String> {
         let (config, document) = self.config()?;
-        let plan = upstream::Plan::new(&config, document.as_ref()).map_err(|e| e.to_string())?;
+        let plan = upstream::Plan::counted(&config, document.as_ref(), metrics)
+            .map_err(|e| e.to_string())?;
         Ok((config, plan))
     }
 }
@@ -252,12 +255,11 @@ fn seconds_of(flag: &str, value: f64) -> Result<std::time::Duration, String> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The runtime's events (an endpoint ejected, a health check failing, a response too large)
-    // go to stderr; stdout keeps the banner and the printed documents.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .init();
+    // go to stderr; stdout keeps the banner, the printed documents and the access log. `serve`
+    // sets its logs up as its config's [log] says.
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        observe::init_logging(&config::LogSection::default(), None);
+    }
     let result = match cli.command {
         None => default_serve_args()
             .map_err(server::Error::from)
@@ -300,7 +302,7 @@ fn default_serve_args() -> Result<ServeArgs, clap::Error> {
 /// `config check FILE`.
 fn check(file: PathBuf) -> Result<(), server::Error> {
     let args = ServeArgs::for_file(file)?;
-    args.plan()?;
+    args.plan(None)?;
     let _ = writeln!(
         std::io::stdout(),
         "{}: valid",
@@ -311,7 +313,7 @@ fn check(file: PathBuf) -> Result<(), server::Error> {
 
 /// `config show`.
 fn show(args: &ServeArgs) -> Result<(), server::Error> {
-    let (config, _) = args.plan()?;
+    let (config, _) = args.plan(None)?;
     let _ = std::io::stdout().write_all(config::effective(&config).as_bytes());
     Ok(())
 }
@@ -325,9 +327,10 @@ impl ServeArgs {
     }
 }
 
-/// The config the flags (and the file they name) make, checked, and its plan.
-fn build(args: &ServeArgs) -> Result<(Config, upstream::Plan), String> {
-    let (config, plan) = args.plan()?;
+/// The config the flags (and the file they name) make, checked, and its plan (its upstreams
+/// counting into `metrics`).
+fn build(args: &ServeArgs, metrics: Option<&Metrics>) -> Result<(Config, upstream::Plan), String> {
+    let (config, plan) = args.plan(metrics)?;
     #[cfg(protogate_demo)]
     let plan = if config.server.serves_demo() {
         demo::serve_in_process(plan)?
@@ -338,7 +341,13 @@ fn build(args: &ServeArgs) -> Result<(Config, upstream::Plan), String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
-    let (config, plan) = build(&args)?;
+    // What the gateway says about itself is set up first, so the plan's upstreams count into the
+    // metrics; [metrics] and [log] take effect at start.
+    let (first, _) = args.config()?;
+    let observing = observe::Observing::new(&first);
+    let _log = observe::init_logging(&first.log, observing.metrics());
+    let metrics = observing.metrics().cloned();
+    let (config, plan) = build(&args, metrics.as_ref())?;
     let live = Arc::new(reload::Live::new(plan, &config));
     let drain = protogate::Drain::new();
     let admin = match &config.admin {
@@ -376,22 +385,29 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     }
     if let Some(admin) = admin {
         let admin_address = admin.local_addr()?;
-        banner.push_str(&format!(
-            "  admin on http://{admin_address} (/healthz, /readyz, /config)\n"
-        ));
-        serve_admin(admin, admin::router(Arc::clone(&live), drain.clone()))?;
+        let paths = if metrics.is_some() {
+            "/healthz, /readyz, /config, /metrics"
+        } else {
+            "/healthz, /readyz, /config"
+        };
+        banner.push_str(&format!("  admin on http://{admin_address} ({paths})\n"));
+        let router = admin::router(Arc::clone(&live), drain.clone(), metrics.clone());
+        serve_admin(admin, router)?;
     }
     for line in live.plan().describe() {
         banner.push_str(&format!("  {line}\n"));
     }
     banner.push_str(&try_lines(address, config.server.serves_demo()));
+    let started = addresses.join(", ");
     let announce = move || {
+        tracing::info!(listening = %started, version = env!("CARGO_PKG_VERSION"), "protogate started");
         let mut stdout = std::io::stdout();
         let _ = stdout
             .write_all(banner.as_bytes())
             .and_then(|()| stdout.flush());
     };
     let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
+    let observe_layer = observing.layer();
     let app: Arc<server::MakeApp> = Arc::new(move || {
         let server = gateway_live.server();
         let plan = gateway_live.plan();
@@ -409,7 +425,8 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         if server.serves_demo() {
             router = router.merge(demo::page());
         }
-        Ok(router)
+        // Outermost: every request is observed, routed or not.
+        Ok(router.layer(observe_layer.clone()))
     });
     let shutdown_timeout = config
         .server
@@ -418,7 +435,9 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let file = args.config.clone();
     server::run(listeners, options, app, announce, async move {
         // Reloads go on until a stop signal.
-        let reloads = reload::watch(live, file, move || build(&args));
+        let reloads = reload::watch(live, file, metrics.clone(), move || {
+            build(&args, metrics.as_ref())
+        });
         tokio::select! {
             () = stop_signal() => {}
             () = reloads => {}

@@ -77,11 +77,12 @@ impl Live {
     }
 }
 
-/// Reloads `live` with what `build` makes, on SIGHUP and when `file` changes; runs until the
-/// process ends.
+/// Reloads `live` with what `build` makes, on SIGHUP and when `file` changes, counting the
+/// reloads into `metrics`; runs until the process ends.
 pub async fn watch(
     live: Arc<Live>,
     file: Option<PathBuf>,
+    metrics: Option<protogate::observe::Metrics>,
     build: impl Fn() -> Result<(Config, Plan), String>,
 ) {
     let read = || file.as_ref().and_then(|file| std::fs::read(file).ok());
@@ -97,7 +98,11 @@ pub async fn watch(
             continue;
         }
         last = now;
-        match build() {
+        let built = build();
+        if let Some(metrics) = &metrics {
+            metrics.config_reloaded(built.is_ok());
+        }
+        match built {
             Ok((config, plan)) => {
                 live.swap(plan, &config);
                 tracing::info!("config reloaded");

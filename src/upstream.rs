@@ -93,6 +93,15 @@ impl Plan {
     /// (and, in a file, its line and column): a service or method this build does not serve, an
     /// upstream no one refers to or that is not defined, a bad address, an unusable TLS file.
     pub fn new(config: &Config, document: Option<&Document>) -> Result<Plan, ConfigError> {
+        Plan::counted(config, document, None)
+    }
+
+    /// [`Plan::new`], with the upstreams counting into `metrics`.
+    pub fn counted(
+        config: &Config,
+        document: Option<&Document>,
+        metrics: Option<&protogate::observe::Metrics>,
+    ) -> Result<Plan, ConfigError> {
         let error = |key: &str, message: String| Document::error(document, key, message);
         if config.server.listen.is_some() && !config.listeners.is_empty() {
             return Err(error(
@@ -191,7 +200,7 @@ impl Plan {
                 ));
             }
             let settings = section.over(&config.defaults.upstream_settings);
-            let upstream = build(name, &settings)
+            let upstream = build(name, &settings, metrics)
                 .map_err(|(part, message)| error(&format!("{key}.{part}"), message))?;
             upstreams.insert(
                 name.clone(),
@@ -427,6 +436,7 @@ fn deadlines(timeout: Option<config::Span>, max: Option<config::Span>) -> Deadli
 pub(crate) fn build(
     name: &str,
     settings: &config::UpstreamSettings,
+    metrics: Option<&protogate::observe::Metrics>,
 ) -> Result<Upstream, (&'static str, String)> {
     if settings.endpoints.is_empty() {
         return Err(("endpoints", format!("upstream `{name}` has no endpoint")));
@@ -506,6 +516,9 @@ pub(crate) fn build(
     }
     if let Some(limit) = settings.max_response_bytes {
         builder = builder.max_response_bytes(limit);
+    }
+    if let Some(metrics) = metrics {
+        builder = builder.metrics(metrics);
     }
     builder.build().map_err(|e| {
         let part = match e {

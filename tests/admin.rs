@@ -1,6 +1,6 @@
 //! The admin listener, through the real binary: alive, ready while the upstream in use has an
-//! endpoint that can take calls and not once it has none, the config in effect, and none of it
-//! on the public port.
+//! endpoint that can take calls and not once it has none, the metrics that say why, the config
+//! in effect, and none of it on the public port.
 
 mod support;
 
@@ -46,6 +46,20 @@ async fn health_readiness_and_config_on_the_admin_listener_only() {
     );
     assert_eq!(get(format!("{}/healthz", gateway.admin)).await.0, 200);
 
+    // The metrics say why: the endpoint refused its connection and is down.
+    let (status, text) = get(format!("{}/metrics", gateway.admin)).await;
+    assert_eq!(status, 200);
+    let endpoint = format!("upstream=\"main\",endpoint=\"127.0.0.1:{port}\"");
+    for sample in [
+        format!("protogate_upstream_connect_failures_total{{{endpoint}}} 1"),
+        format!("protogate_upstream_endpoint_up{{{endpoint}}} 0"),
+    ] {
+        assert!(
+            text.lines().any(|line| line == sample),
+            "{sample} in\n{text}"
+        );
+    }
+
     let (status, text) = get(format!("{}/config", gateway.admin)).await;
     assert_eq!(status, 200);
     let shown: toml::Table = toml::from_str(&text).expect("TOML");
@@ -54,7 +68,7 @@ async fn health_readiness_and_config_on_the_admin_listener_only() {
         Some(format!("http://127.0.0.1:{port}").as_str())
     );
 
-    for path in ["/healthz", "/readyz", "/config"] {
+    for path in ["/healthz", "/readyz", "/config", "/metrics"] {
         let (status, _) = get(format!("{}{path}", gateway.base)).await;
         assert_eq!(status, 404, "{path} on the public port");
     }

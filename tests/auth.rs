@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,11 +18,7 @@ const API_KEY: &str = "the-ci-key";
 
 /// Writes `text` to a file of this test's own.
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("auth-tests");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("written");
-    path
+    support::test_file("auth-tests", name, text)
 }
 
 /// An Ed25519 key: what signs tokens, and its JWK under `kid`.

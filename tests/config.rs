@@ -20,11 +20,7 @@ fn protogate(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Writes `text` to a file of this test's own.
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-tests");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("written");
-    path
+    support::test_file("config-tests", name, text)
 }
 
 /// `protogate serve` with `args` and `env`; killed when dropped.

@@ -5,14 +5,10 @@
 mod support;
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("edge-policies");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("written");
-    path
+    support::test_file("edge-policies", name, text)
 }
 
 const CONFIG: &str = r#"

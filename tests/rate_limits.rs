@@ -15,11 +15,7 @@ use redis_server::RedisServer;
 
 /// Writes `text` to a file of this test's own.
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rate-limit-tests");
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("written");
-    path
+    support::test_file("rate-limit-tests", name, text)
 }
 
 /// `protogate serve --config FILE` with `text` as the file.

@@ -4,6 +4,7 @@
 //! schemathesis against a backend that leaves REQUIRED fields unset.
 
 #[path = "../../tests/support/tools.rs"]
+#[allow(dead_code)]
 mod tools;
 
 use generated_tests::pb;

@@ -15,7 +15,7 @@ use crate::deadline::Deadlines;
 use crate::drain::DrainWatch;
 use crate::json::{JsonOptions, Registry};
 use crate::metadata::HeaderMapping;
-use crate::route::{Captures, Template};
+use crate::route::Captures;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -23,17 +23,10 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// What a backend returns for a unary call.
 pub type UnaryFuture<T> = BoxFuture<Result<tonic::Response<T>, tonic::Status>>;
 
-/// One binding as the route table and documentation see it.
-#[derive(Debug)]
-pub struct RouteInfo {
-    /// Upper-case HTTP method.
-    pub method: &'static str,
-    /// The RPC's full name, `package.Service.Method`.
-    pub rpc: &'static str,
-    /// The compiled path template.
-    pub template: Template,
-}
+pub use crate::route::RouteInfo;
 
+// Defined here rather than beside `RouteInfo` itself: the route table knows nothing of requests
+// routed through a gateway.
 impl RouteInfo {
     /// The binding a request was routed to. The gateway sets it before the layers given to
     /// `Gateway::route_layer` see the request, so an edge policy can decide by RPC or template;

@@ -30,6 +30,18 @@ use http::Method;
 
 use crate::percent::{self, PercentError, Plus, Slash};
 
+/// One binding as the route table and documentation see it (defined beside the templates so
+/// that the layers below the handlers can name a request's route).
+#[derive(Debug)]
+pub struct RouteInfo {
+    /// Upper-case HTTP method.
+    pub method: &'static str,
+    /// The RPC's full name, `package.Service.Method`.
+    pub rpc: &'static str,
+    /// The compiled path template.
+    pub template: Template,
+}
+
 /// One segment of a compiled template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Seg {

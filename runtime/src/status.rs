@@ -175,6 +175,9 @@ pub fn status_response(
         status: std::sync::Arc::new(status.clone()),
         json,
     });
+    response
+        .extensions_mut()
+        .insert(crate::observe::FailureCode(status.code()));
     *response.status_mut() = http.unwrap_or_else(|| http_status(status.code()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

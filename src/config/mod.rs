@@ -16,6 +16,7 @@ mod cors;
 mod duration;
 mod edge;
 mod load;
+mod observe;
 mod rate_limit;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub use self::cors::{CompressionSection, CorsSection, LimitsSection, RouteCors};
 pub use self::duration::Span;
 pub use self::edge::RouteRule;
 pub use self::load::{ConfigError, Format, load, load_text};
+pub use self::observe::{LogFormat, LogLevel, LogSection, MetricsSection};
 pub use self::rate_limit::{
     KeyName, RateLimitSection, RedisFailure, RedisSection, RouteLimit, RouteRateLimit,
 };
@@ -73,6 +75,10 @@ pub struct Config {
     pub limits: Option<LimitsSection>,
     /// Response compression and request decoding (`[compression]`), on when present.
     pub compression: Option<CompressionSection>,
+    /// Prometheus metrics (`[metrics]`), on by default, at `/metrics` on the admin listener.
+    pub metrics: MetricsSection,
+    /// Log level and format, and the access log (`[log]`).
+    pub log: LogSection,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.

@@ -26,6 +26,16 @@ pub fn issue(name: &str) -> (String, String, String) {
     (ca_pem, certificate.pem(), key.serialize_pem())
 }
 
+/// Writes `text` to the file `name` in the directory `dir` of the tests' own (under the target
+/// directory), and returns its path.
+pub fn test_file(dir: &str, name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).expect("directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("written");
+    path
+}
+
 /// A child process, killed and reaped when dropped.
 pub struct Process(pub Child);
 
@@ -162,6 +172,8 @@ pub struct Administered {
     pub base: String,
     /// The admin listener's base URL.
     pub admin: String,
+    /// What it prints on stdout after its banner (access log lines), line by line.
+    pub lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// `protogate serve` on free ports for the public and the admin listeners, with `args`.
@@ -177,12 +189,19 @@ pub fn start_with_admin(args: &[&str]) -> Administered {
     };
     let base = address("protogate listening on ");
     let admin = address("admin on ");
-    // Keep reading so the gateway never writes to a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // Keep reading so the gateway never writes to a closed pipe; the lines go to whoever wants
+    // them.
+    let (sender, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
     Administered {
         child: Process(child),
         base,
         admin,
+        lines: printed,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The tools the tests install for themselves with the scripts in `tests/support` (Chromium,
-//! openapi-spec-validator and schemathesis), and the OpenAPI validation they run.
+//! openapi-spec-validator, schemathesis and prometheus-client), the OpenAPI validation and the
+//! metrics parsing they run.
 //! Shared by the workspace's test crates (`#[path]`-included where it is not under
 //! `tests/support`).
 
@@ -58,4 +59,54 @@ pub fn validate_openapi(document: &str) -> Result<(), String> {
             String::from_utf8_lossy(&checked.stderr)
         ))
     }
+}
+
+/// One sample of a metrics text: its name, labels and value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The sample's name (`protogate_http_requests_total`, `…_bucket`, …).
+    pub name: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// Parses an OpenMetrics text with prometheus_client's own parser (which refuses a malformed
+/// one); every sample.
+pub fn parse_metrics(text: &str) -> Result<Vec<Sample>, String> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+samples = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        samples.append([s.name, s.labels, s.value])
+print(json.dumps(samples))
+"#;
+    let bin = python_tools()?;
+    let mut child = Command::new(bin.join("python"))
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    std::io::Write::write_all(&mut stdin, text.as_bytes()).map_err(|e| e.to_string())?;
+    drop(stdin);
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let parsed: Vec<(String, std::collections::BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok(parsed
+        .into_iter()
+        .map(|(name, labels, value)| Sample {
+            name,
+            labels,
+            value,
+        })
+        .collect())
 }

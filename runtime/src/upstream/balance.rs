@@ -161,6 +161,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             tls: None,
             keepalive: None,
+            metrics: None,
         });
         let pool = Pool::new(dial, balance);
         let peers = ports

@@ -92,7 +92,12 @@ impl Connection {
         // The task holds the connection weakly: once every handle to it is gone, the connection
         // closes and the task ends.
         let owner = Arc::downgrade(self);
+        let metrics = self.dial.metrics.clone();
+        let label = Arc::clone(&self.peer.label);
         let on_end = move |ended: Ended| {
+            if let Some(metrics) = &metrics {
+                metrics.disconnected(&label);
+            }
             if let Some(owner) = owner.upgrade() {
                 owner.retire(&attempt);
                 if ended == Ended::Unresponsive {
@@ -100,7 +105,11 @@ impl Connection {
                 }
             }
         };
-        match self.dial.open(&self.peer.peer, on_end).await {
+        let opened = self.dial.open(&self.peer.peer, on_end).await;
+        if let Some(metrics) = &self.dial.metrics {
+            metrics.connected(&self.peer.label, opened.is_ok());
+        }
+        match opened {
             Ok(sender) => Ok(sender),
             Err(error) => {
                 let reason = format!("cannot connect: {error}");

@@ -51,6 +51,8 @@ pub(crate) struct Dial {
     pub connect_timeout: Duration,
     pub tls: Option<tls::Connector>,
     pub keepalive: Option<Keepalive>,
+    /// Where connections opened, closed and failed are counted.
+    pub metrics: Option<crate::observe::UpstreamMetrics>,
 }
 
 impl Dial {

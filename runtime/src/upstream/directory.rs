@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::address::{Address, Peer};
 use super::endpoint::{Ejection, PeerState};
+use crate::observe::UpstreamMetrics;
 
 /// Finds the addresses of a host name. The gateway resolves through the system
 /// ([`SystemResolver`]) unless given another, for instance one that reads a service registry,
@@ -58,6 +59,7 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) struct Directory {
+    metrics: Option<UpstreamMetrics>,
     sources: Vec<Address>,
     /// Some source is a name to resolve.
     named: bool,
@@ -88,8 +90,10 @@ impl Directory {
         resolver: Arc<dyn Resolve>,
         every: Duration,
         ejection: Ejection,
+        metrics: Option<UpstreamMetrics>,
     ) -> Directory {
         let directory = Directory {
+            metrics,
             resolver,
             every: every.max(MIN_RESOLVE_INTERVAL),
             ejection,
@@ -107,12 +111,24 @@ impl Directory {
                 .sources
                 .iter()
                 .filter_map(Address::fixed_peer)
-                .map(|peer| Arc::new(PeerState::new(peer, ejection)))
+                .map(|peer| Arc::new(directory.peer_state(peer)))
                 .collect();
             directory.publish(peers, None);
             let _ = directory.initial.set(());
         }
         directory
+    }
+
+    /// The state of a peer seen for the first time, its health counted where metrics are.
+    fn peer_state(&self, peer: Peer) -> PeerState {
+        let state = PeerState::new(peer, self.ejection);
+        match &self.metrics {
+            Some(metrics) => {
+                let up = metrics.endpoint_up(&state.label);
+                state.watched_by(up)
+            }
+            None => state,
+        }
     }
 
     pub(crate) fn has_names(&self) -> bool {
@@ -214,7 +230,7 @@ impl Directory {
             .into_iter()
             .map(|peer| match known.get(&peer) {
                 Some(state) => Arc::clone(state),
-                None => Arc::new(PeerState::new(peer, self.ejection)),
+                None => Arc::new(self.peer_state(peer)),
             })
             .collect();
         let problem = (!problems.is_empty()).then(|| problems.join("; "));
@@ -303,6 +319,7 @@ mod tests {
             resolver,
             Duration::ZERO,
             Ejection::default(),
+            None,
         ));
         let first = directory.current(false).await;
         assert_eq!(
@@ -344,6 +361,7 @@ mod tests {
             resolver,
             Duration::from_secs(30),
             Ejection::default(),
+            None,
         ));
         assert_eq!(directory.version(), 1);
         assert_eq!(

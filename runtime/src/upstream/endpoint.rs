@@ -56,6 +56,8 @@ const NOT_SERVING: u8 = 2;
 #[derive(Debug)]
 pub(crate) struct PeerState {
     pub peer: Peer,
+    /// Its address as metrics and logs name it (`ip:port`, `unix:/path`), written once.
+    pub label: Arc<str>,
     ejection: Ejection,
     failures: AtomicU32,
     ejections: AtomicU32,
@@ -63,6 +65,8 @@ pub(crate) struct PeerState {
     ejected: AtomicBool,
     down: Mutex<Option<Down>>,
     checked: AtomicU8,
+    /// 1 while it takes calls, 0 while it does not, for metrics.
+    up: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 #[derive(Debug)]
@@ -74,6 +78,7 @@ struct Down {
 impl PeerState {
     pub(crate) fn new(peer: Peer, ejection: Ejection) -> Self {
         PeerState {
+            label: peer.address.to_string().into(),
             peer,
             ejection,
             failures: AtomicU32::new(0),
@@ -81,6 +86,21 @@ impl PeerState {
             ejected: AtomicBool::new(false),
             down: Mutex::new(None),
             checked: AtomicU8::new(UNCHECKED),
+            up: None,
+        }
+    }
+
+    /// The same state, saying in `up` whether it takes calls.
+    pub(crate) fn watched_by(mut self, up: prometheus_client::metrics::gauge::Gauge) -> Self {
+        up.set(1);
+        self.up = Some(up);
+        self
+    }
+
+    /// Tells the gauge whether it takes calls now.
+    fn show(&self, up: bool) {
+        if let Some(gauge) = &self.up {
+            gauge.set(i64::from(up));
         }
     }
 
@@ -121,6 +141,7 @@ impl PeerState {
             self.ejected.store(false, Ordering::Relaxed);
             self.ejections.store(0, Ordering::Relaxed);
             *self.lock_down() = None;
+            self.show(self.checked.load(Ordering::Relaxed) != NOT_SERVING);
             tracing::info!(endpoint = %self.peer, "upstream endpoint is back");
         }
     }
@@ -151,6 +172,7 @@ impl PeerState {
             reason,
         });
         self.ejected.store(true, Ordering::Relaxed);
+        self.show(false);
     }
 
     /// Records what its health check said.
@@ -158,6 +180,7 @@ impl PeerState {
         let now = if serving { SERVING } else { NOT_SERVING };
         let before = self.checked.swap(now, Ordering::Relaxed);
         if before != now {
+            self.show(serving && !self.ejected.load(Ordering::Relaxed));
             if serving {
                 tracing::info!(endpoint = %self.peer, "upstream endpoint passes its health check");
             } else {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::observe::BulkheadMetrics;
 
 /// A bound on an upstream's calls in flight, shared by every worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,33 +43,64 @@ pub(crate) struct Gate {
     limit: Bulkhead,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
+    metrics: BulkheadMetrics,
+}
+
+/// A call's place in a bulkhead, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    in_flight: Gauge,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
 }
 
 impl Gate {
-    pub(crate) fn new(limit: Bulkhead) -> Self {
+    pub(crate) fn new(limit: Bulkhead, metrics: BulkheadMetrics) -> Self {
         Gate {
             permits: Arc::new(Semaphore::new(limit.max_in_flight)),
             waiting: AtomicUsize::new(0),
             limit,
+            metrics,
         }
     }
 
     /// A place for one call, held until the call ends; `None` when the call is to be shed.
-    pub(crate) async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn enter(&self) -> Option<Place> {
+        let place = |permit| {
+            self.metrics.in_flight.inc();
+            Place {
+                _permit: permit,
+                in_flight: self.metrics.in_flight.clone(),
+            }
+        };
         if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-            return Some(permit);
+            return Some(place(permit));
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limit.queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.shed.inc();
             return None;
         }
+        self.metrics.queued.inc();
         let waited = tokio::time::timeout(
             self.limit.queue_timeout,
             Arc::clone(&self.permits).acquire_owned(),
         )
         .await;
+        self.metrics.queued.dec();
         self.waiting.fetch_sub(1, Ordering::AcqRel);
-        waited.ok().and_then(Result::ok)
+        match waited.ok().and_then(Result::ok) {
+            Some(permit) => Some(place(permit)),
+            None => {
+                self.metrics.shed.inc();
+                None
+            }
+        }
     }
 
     /// Why a call was shed.
@@ -203,11 +237,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_bulkhead_queues_a_few_calls_briefly_and_sheds_the_rest() {
-        let gate = Gate::new(Bulkhead {
-            max_in_flight: 2,
-            queue: 1,
-            queue_timeout: Duration::from_millis(50),
-        });
+        let metrics = BulkheadMetrics::default();
+        let gate = Gate::new(
+            Bulkhead {
+                max_in_flight: 2,
+                queue: 1,
+                queue_timeout: Duration::from_millis(50),
+            },
+            metrics.clone(),
+        );
         let first = gate.enter().await.expect("room");
         let _second = gate.enter().await.expect("room");
         // The queue holds one: a call waiting there gets the first place freed.
@@ -215,11 +253,15 @@ mod tests {
         tokio::pin!(waiting);
         let still_waiting = tokio::time::timeout(Duration::from_millis(10), &mut waiting).await;
         assert!(still_waiting.is_err(), "a place must free up first");
+        assert_eq!(metrics.queued.get(), 1);
         assert!(gate.enter().await.is_none(), "queue full: shed at once");
+        assert_eq!(metrics.in_flight.get(), 2);
         drop(first);
         let _third = waiting.await.expect("the freed place");
+        assert_eq!((metrics.in_flight.get(), metrics.queued.get()), (2, 0));
         // Nothing frees up in time: shed after the queue timeout.
         assert!(gate.enter().await.is_none());
+        assert_eq!(metrics.shed.get(), 2);
         assert!(gate.shed_message("orders").contains("`orders`"));
     }
 }

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
 pub use self::balance::Balance;
@@ -56,9 +56,10 @@ use self::dial::Dial;
 use self::directory::Directory;
 use self::endpoint::{Endpoint, InFlight};
 use self::exchange::{MessageLimit, Source};
-use self::limits::{Budget, Gate};
+use self::limits::{Budget, Gate, Place};
 use crate::abort::{AbortSignal, Abortable};
 use crate::deadline::Deadlines;
+use crate::observe::{Metrics, Scope, UpstreamMetrics, UpstreamTarget};
 
 /// Where the trailers of one response are copied to.
 #[derive(Clone, Default, Debug)]
@@ -125,6 +126,7 @@ struct Shared {
     deadlines: Deadlines,
     health: Option<HealthCheck>,
     health_task: OnceLock<AbortOnDrop>,
+    metrics: Option<UpstreamMetrics>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -295,6 +297,7 @@ impl Upstream {
 
         // A request stream the gateway abandons must fail upstream, not end cleanly.
         let signal = request.extensions().get::<AbortSignal>().cloned();
+        let scope = Scope::in_extensions(request.extensions()).cloned();
         let (head, body) = request.into_parts();
         let mut body = match signal {
             Some(signal) => Source::Streaming(tonic::body::Body::new(Abortable {
@@ -315,7 +318,7 @@ impl Upstream {
                 Err(NotSent(status)) => {
                     // Nothing left the gateway: any call may go elsewhere.
                     tried.push(endpoint);
-                    if retry_left && has_another(&list, &tried) && shared.budget.withdraw() {
+                    if retry_left && has_another(&list, &tried) && self.retry() {
                         continue;
                     }
                     return Err(self.named(&status));
@@ -333,8 +336,21 @@ impl Upstream {
             };
             let peer = &endpoint.state.peer;
             let authority = shared.authority.as_ref().unwrap_or(&peer.authority);
-            match exchange::send(sender, peer, authority, this_head, body).await {
-                Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit)),
+            let attempt = std::time::Instant::now();
+            let sent = exchange::send(sender, peer, authority, this_head, body).await;
+            if let (Some(metrics), Ok(_)) = (&shared.metrics, &sent) {
+                metrics.answered(&endpoint.state.label, attempt.elapsed());
+            }
+            if let Some(scope) = &scope
+                && (sent.is_ok() || replay.is_none())
+            {
+                scope.set_upstream(UpstreamTarget {
+                    upstream: Arc::clone(&shared.name),
+                    endpoint: Arc::clone(&endpoint.state.label),
+                });
+            }
+            match sent {
+                Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit, scope)),
                 Err(failed) => {
                     if failed.broken {
                         endpoint.state.failed("its connection broke");
@@ -342,7 +358,7 @@ impl Upstream {
                     let again = replay.filter(|_| failed.refused);
                     tried.push(endpoint);
                     match again {
-                        Some(again) if has_another(&list, &tried) && shared.budget.withdraw() => {
+                        Some(again) if has_another(&list, &tried) && self.retry() => {
                             tracing::debug!(upstream = %shared.name, "call refused; sending it elsewhere");
                             body = again;
                         }
@@ -353,12 +369,22 @@ impl Upstream {
         }
     }
 
+    /// Takes a retry from the budget, if it has one, counting either way.
+    fn retry(&self) -> bool {
+        let sent = self.shared.budget.withdraw();
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.retry(sent);
+        }
+        sent
+    }
+
     /// The response of a call that reached its endpoint.
     fn respond(
         &self,
         exchange: exchange::Exchange,
         in_flight: InFlight,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Place>,
+        scope: Option<Arc<Scope>>,
     ) -> Response {
         let state = &in_flight.endpoint().state;
         match exchange.response.headers().get("grpc-status") {
@@ -375,6 +401,7 @@ impl Upstream {
                 upstream: Arc::clone(&self.shared.name),
                 in_flight,
                 _permit: permit,
+                scope,
             },
             _request: exchange.request,
         });
@@ -424,6 +451,7 @@ pub struct UpstreamBuilder {
     retry_budget: RetryBudget,
     max_response_bytes: usize,
     deadlines: Deadlines,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for UpstreamBuilder {
@@ -454,6 +482,7 @@ impl UpstreamBuilder {
             retry_budget: RetryBudget::default(),
             max_response_bytes: Upstream::DEFAULT_MAX_RESPONSE_BYTES,
             deadlines: Deadlines::NONE,
+            metrics: None,
         }
     }
 
@@ -555,6 +584,13 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Counts its calls, connections, endpoints' health, bulkhead and retries into `metrics`,
+    /// under its name.
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The upstream; reads its TLS files now. Connections open with the first calls.
     pub fn build(self) -> Result<Upstream, UpstreamError> {
         let name = self.name;
@@ -594,29 +630,36 @@ impl UpstreamBuilder {
             (false, None) => None,
             (false, Some(_)) => return Err(UpstreamError::TlsWithoutHttps { name }),
         };
+        let metrics = self.metrics.map(|metrics| metrics.upstream(&name));
         let dial = Arc::new(Dial {
             connect_timeout: self.connect_timeout,
             tls,
             keepalive: self.keepalive,
+            metrics: metrics.clone(),
         });
         let directory = Arc::new(Directory::new(
             sources,
             self.resolver,
             self.resolve_every,
             self.ejection,
+            metrics.clone(),
         ));
         let shared = Arc::new(Shared {
             name: name.into(),
             authority,
             directory,
             balance: self.balance,
-            gate: self.bulkhead.map(Gate::new),
+            gate: self.bulkhead.map(|bulkhead| {
+                let counted = metrics.as_ref().map(UpstreamMetrics::bulkhead);
+                Gate::new(bulkhead, counted.unwrap_or_default())
+            }),
             budget: Budget::new(self.retry_budget),
             max_response_bytes: self.max_response_bytes,
             deadlines: self.deadlines,
             health: self.health,
             health_task: OnceLock::new(),
             dial,
+            metrics,
         });
         Ok(Upstream {
             pool: Arc::new(Pool::new(Arc::clone(&shared.dial), shared.balance)),
@@ -722,7 +765,17 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
 struct Held {
     upstream: Arc<str>,
     in_flight: InFlight,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Place>,
+    /// The record of the request the call serves, told when the call ends.
+    scope: Option<Arc<Scope>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(scope) = &self.scope {
+            scope.upstream_done();
+        }
+    }
 }
 
 /// The body of an upstream response: its data as the upstream sends it, each message held to
