@@ -8,6 +8,7 @@ pub mod edge;
 pub mod listen;
 pub mod reload;
 pub mod server;
+pub mod traces;
 pub mod upstream;
 
 /// Everything protogate-build generated for this binary.

@@ -339,6 +339,9 @@ fn build(args: &ServeArgs) -> Result<(Config, upstream::Plan), String> {
 
 fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let (config, plan) = build(&args)?;
+    // Spans are exported from a thread of their own, started once: `[tracing]` changed by a
+    // reload takes effect at the next start.
+    let traces = plan.tracing().map(|plan| plan.start()).transpose()?;
     let live = Arc::new(reload::Live::new(plan, &config));
     let drain = protogate::Drain::new();
     let admin = match &config.admin {
@@ -416,7 +419,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         .shutdown_timeout
         .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |span| span.0);
     let file = args.config.clone();
-    server::run(listeners, options, app, announce, async move {
+    let served = server::run(listeners, options, app, announce, async move {
         // Reloads go on until a stop signal.
         let reloads = reload::watch(live, file, move || build(&args));
         tokio::select! {
@@ -424,8 +427,22 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             () = reloads => {}
         }
         shut_down(&drain, shutdown_timeout);
-    })
+    });
+    // Every request is done: the spans still queued go out before the process ends.
+    if let Some(traces) = traces {
+        let stats = traces.shut_down(SPAN_FLUSH_TIMEOUT.min(shutdown_timeout));
+        tracing::info!(
+            exported = stats.exported,
+            dropped = stats.dropped,
+            failed = stats.failed,
+            "spans exported"
+        );
+    }
+    served
 }
+
+/// How long the spans queued at shutdown may take to be exported.
+const SPAN_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The public listeners the config asks for, bound (TLS files read): its `[[listeners]]`, or
 /// the one `[server] listen` (127.0.0.1:8080 by default).

@@ -27,6 +27,7 @@ mod select;
 mod service;
 mod status;
 mod stream;
+pub mod trace;
 mod unary;
 mod upstream;
 

@@ -17,6 +17,7 @@ mod duration;
 mod edge;
 mod load;
 mod rate_limit;
+mod traces;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub use self::load::{ConfigError, Format, load, load_text};
 pub use self::rate_limit::{
     KeyName, RateLimitSection, RedisFailure, RedisSection, RouteLimit, RouteRateLimit,
 };
+pub use self::traces::TracingSection;
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -73,6 +75,8 @@ pub struct Config {
     pub limits: Option<LimitsSection>,
     /// Response compression and request decoding (`[compression]`), on when present.
     pub compression: Option<CompressionSection>,
+    /// OpenTelemetry traces exported over OTLP (`[tracing]`), on when present.
+    pub tracing: Option<TracingSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.
