@@ -111,6 +111,8 @@ pub(crate) struct MessageSource<Req: 'static, Resp: 'static> {
     pub body_limit: usize,
     /// The most bytes a request stream may send in all: the route's, if it sets one.
     pub stream_limit: Option<usize>,
+    /// The request's record, when an observe layer watches it: streams count their messages.
+    pub scope: Option<Arc<crate::observe::Scope>>,
 }
 
 impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
@@ -136,6 +138,7 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
                 .and_then(|value| value.to_str().ok()?.parse().ok()),
             body_limit: limits.body.unwrap_or(settings.max_body_bytes),
             stream_limit: limits.stream,
+            scope: crate::observe::Scope::in_extensions(&parts.extensions).cloned(),
             settings,
         }
     }
@@ -275,6 +278,13 @@ pub(crate) fn upstream_request<T>(
         .map(|info| info.0);
     let mut upstream = tonic::Request::new(message);
     *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote, mapping)?;
+    // The request's record goes along: the metadata it adds (its id, a trace context), and to
+    // the transport, which tonic hands the request's extensions (the built-in upstream notes
+    // its endpoint there).
+    if let Some(scope) = crate::observe::Scope::in_extensions(&parts.extensions) {
+        scope.write_upstream_metadata(upstream.metadata_mut());
+        upstream.extensions_mut().insert(Arc::clone(scope));
+    }
     let timeout = deadlines.resolve(crate::metadata::grpc_timeout(&parts.headers)?);
     if let Some(timeout) = timeout {
         upstream.set_timeout(timeout);

@@ -343,6 +343,7 @@ impl Inner {
     async fn dispatch(&self, request: http::Request<Body>) -> Response {
         match self.find(&request) {
             Lookup::Found { value, captures } => {
+                crate::observe::routed(&request, value.info);
                 let routed = Routed {
                     handler: Arc::clone(&value.handler),
                     captures,
@@ -372,6 +373,7 @@ impl Inner {
             return self.unrouted(&request, lookup);
         };
         value.info.mark(self.settings.registry, &mut request);
+        crate::observe::routed(&request, value.info);
         let routed = Routed {
             handler: Arc::clone(&value.handler),
             captures,

@@ -16,6 +16,7 @@ mod gateway;
 mod json;
 mod limits;
 mod metadata;
+pub mod observe;
 mod openapi;
 mod percent;
 mod principal;

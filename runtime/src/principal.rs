@@ -24,8 +24,12 @@ impl Principal {
         request.extensions().get::<Principal>()
     }
 
-    /// Sets `self` as the principal of `request`.
+    /// Sets `self` as the principal of `request` (and its subject as the request's in its
+    /// [`Scope`](crate::observe::Scope), for access logs).
     pub fn attach<B>(self, request: &mut http::Request<B>) {
+        if let Some(scope) = crate::observe::Scope::of(request) {
+            scope.set_subject(Arc::clone(&self.subject));
+        }
         request.extensions_mut().insert(self);
     }
 }

@@ -517,10 +517,15 @@ impl Auth {
     /// as configured); otherwise the response to send instead.
     pub async fn check<B>(&self, request: &mut Request<B>) -> Result<(), Response> {
         let registry = crate::call::registry_of(request);
-        self.policy
-            .check(request)
-            .await
-            .map_err(|rejection| self.policy.respond(rejection, registry))
+        match self.policy.check(request).await {
+            Ok(()) => Ok(()),
+            Err(rejection) => {
+                if let Some(scope) = crate::observe::Scope::of(request) {
+                    scope.set_auth_failure(rejection.reason());
+                }
+                Err(self.policy.respond(rejection, registry))
+            }
+        }
     }
 }
 
@@ -552,6 +557,20 @@ enum Rejection {
     Unavailable(String),
     /// An external check refused the credential, or could not check it: its answer.
     External(Response),
+}
+
+impl Rejection {
+    /// Its reason as metrics and logs name it.
+    fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::InvalidKey(_) => "invalid_key",
+            Rejection::Forbidden { .. } => "forbidden",
+            Rejection::Unavailable(_) => "unavailable",
+            Rejection::External(_) => "external",
+        }
+    }
 }
 
 /// The credentials a request presents.

@@ -36,6 +36,7 @@ use self::redis::RedisStore;
 use crate::call::BoxFuture;
 use crate::error::GatewayError;
 use crate::json::Registry;
+use crate::observe::{RateLimitDecision, Scope};
 use crate::select::PerRoute;
 
 pub use self::key::{ClientKey, IpNetwork, NetworkError};
@@ -399,16 +400,41 @@ impl Limiter {
         micros(self.epoch.elapsed()).saturating_add(1)
     }
 
-    async fn decide(&self, rule: Arc<Rule>, bucket: String, registry: &Registry) -> Verdict {
-        let decision = match &self.redis {
-            None => self.local.decide(&bucket, rule.gcra, self.now()),
+    /// Decides for one request, and records the decision in its `scope`.
+    async fn decide(
+        &self,
+        rule: Arc<Rule>,
+        bucket: String,
+        registry: &Registry,
+        scope: Option<&Scope>,
+    ) -> Verdict {
+        let record = |allowed: bool, redis: bool, redis_error: bool| {
+            if let Some(scope) = scope {
+                scope.set_rate_limit(RateLimitDecision {
+                    allowed,
+                    redis,
+                    redis_error,
+                });
+            }
+        };
+        let (decision, redis, redis_error) = match &self.redis {
+            None => (
+                self.local.decide(&bucket, rule.gcra, self.now()),
+                false,
+                false,
+            ),
             Some(redis) => match redis.decide(redis.key(&bucket), rule.gcra).await {
-                Some(decision) => decision,
+                Some(decision) => (decision, true, false),
                 None => {
                     self.stats.unshared.fetch_add(1, Ordering::Relaxed);
                     match self.on_failure {
-                        OnRedisFailure::Local => self.local.decide(&bucket, rule.gcra, self.now()),
+                        OnRedisFailure::Local => (
+                            self.local.decide(&bucket, rule.gcra, self.now()),
+                            false,
+                            true,
+                        ),
                         OnRedisFailure::Refuse => {
+                            record(false, false, true);
                             let error = GatewayError::RateLimitUnavailable(
                                 "the shared store (Redis) does not answer".to_owned(),
                             );
@@ -422,6 +448,7 @@ impl Limiter {
                 }
             },
         };
+        record(decision.allowed, redis, redis_error);
         if decision.allowed {
             return Verdict::Allowed(rule, decision);
         }
@@ -473,8 +500,12 @@ where
         };
         let limiter = Arc::clone(&self.limiter);
         let registry = crate::call::registry_of(&request);
+        let scope = Scope::of(&request).cloned();
         Box::pin(async move {
-            match limiter.decide(rule, bucket, registry).await {
+            match limiter
+                .decide(rule, bucket, registry, scope.as_deref())
+                .await
+            {
                 Verdict::Allowed(rule, decision) => {
                     let mut response = inner.oneshot(request).await?;
                     mark(&mut response, &rule, &decision);

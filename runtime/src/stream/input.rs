@@ -101,6 +101,9 @@ impl<Req: JsonMessage, Resp> BodyMessages<Req, Resp> {
             Ok(message) => {
                 self.index += 1;
                 self.activity.touch();
+                if let Some(scope) = &self.source.scope {
+                    scope.message_in();
+                }
                 Poll::Ready(Some(message))
             }
             Err(error) => self.fail(

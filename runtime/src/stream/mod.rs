@@ -186,6 +186,10 @@ where
     let (parts, body) = request.into_parts();
     let transport = Transport::choose(&parts.headers, &binding.response);
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
+    let scope = source.scope.clone();
+    if let Some(scope) = &scope {
+        scope.stream_opened(transport.observed());
+    }
     let (upstream, deadline) =
         binding::upstream_request((), &parts, deadlines.for_streams(), &settings.headers)?;
     let limits = limits(&settings, deadline);
@@ -204,7 +208,7 @@ where
     match answer {
         Answer::One(answer) => crate::respond::respond(binding, answer, &settings, success),
         Answer::Stream(answer) => {
-            output::respond(binding, settings, transport, answer, guards).await
+            output::respond(binding, settings, transport, answer, guards, scope).await
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::binding::{self, Binding, RawBody, ResponseRule};
 use crate::call::Settings;
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
+use crate::observe::{Scope, StreamTransport};
 use crate::upstream::TrailerSlot;
 
 /// How response messages are framed.
@@ -59,6 +60,7 @@ pub(crate) async fn respond<Req, Resp>(
     transport: Transport<Resp>,
     answer: tonic::Response<ResponseStream<Resp>>,
     guards: Guards,
+    scope: Option<Arc<Scope>>,
 ) -> Result<Response, GatewayError>
 where
     Resp: JsonMessage + Send,
@@ -75,6 +77,9 @@ where
         Some(Err(error)) => return Err(error),
         Some(Ok(first)) => {
             let (content_type, frame) = encoder.first(first)?;
+            if let Some(scope) = &scope {
+                scope.message_out();
+            }
             (content_type, Some(frame))
         }
         None => (encoder.transport.content_type(), None),
@@ -94,6 +99,7 @@ where
         messages,
         trailers: extensions.get::<TrailerSlot>().cloned(),
         state: State::Messages,
+        scope,
     };
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = StatusCode::OK;
@@ -102,6 +108,15 @@ where
 }
 
 impl<Resp> Transport<Resp> {
+    /// The transport as observers name it.
+    pub(crate) fn observed(&self) -> StreamTransport {
+        match self {
+            Transport::Ndjson => StreamTransport::Ndjson,
+            Transport::Sse => StreamTransport::Sse,
+            Transport::Raw(_) => StreamTransport::Raw,
+        }
+    }
+
     /// The content type of a stream, for a raw one when there is no message to take it from.
     fn content_type(&self) -> HeaderValue {
         HeaderValue::from_static(match self {
@@ -184,6 +199,22 @@ struct MessageBody<Req: 'static, Resp: 'static> {
     messages: Guarded<ResponseStream<Resp>>,
     trailers: Option<TrailerSlot>,
     state: State,
+    /// The request's record: each message sent, and how the stream ended.
+    scope: Option<Arc<Scope>>,
+}
+
+impl<Req, Resp> MessageBody<Req, Resp> {
+    fn sent_one(&self) {
+        if let Some(scope) = &self.scope {
+            scope.message_out();
+        }
+    }
+
+    fn ended(&self, code: tonic::Code) {
+        if let Some(scope) = &self.scope {
+            scope.set_code(code);
+        }
+    }
 }
 
 impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
@@ -204,11 +235,15 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
                     let failure = match this.messages.poll_next_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(message))) => match this.encoder.message(message) {
-                            Ok(frame) => return Poll::Ready(Some(Ok(Frame::data(frame)))),
+                            Ok(frame) => {
+                                this.sent_one();
+                                return Poll::Ready(Some(Ok(Frame::data(frame))));
+                            }
                             Err(error) => error,
                         },
                         Poll::Ready(Some(Err(error))) => error,
                         Poll::Ready(None) => {
+                            this.ended(tonic::Code::Ok);
                             this.state = State::Trailers;
                             if let Some(frame) = this.encoder.end() {
                                 return Poll::Ready(Some(Ok(Frame::data(frame))));
@@ -217,6 +252,7 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
                         }
                     };
                     this.state = State::Done;
+                    this.ended(failure.code());
                     let message = failure.to_string();
                     return match this.encoder.failure(failure) {
                         Some(frame) => Poll::Ready(Some(Ok(Frame::data(frame)))),

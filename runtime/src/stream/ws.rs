@@ -27,6 +27,7 @@ use crate::binding::{self, Binding, BodyRule, Encoded, MessageSource};
 use crate::call::Call;
 use crate::error::GatewayError;
 use crate::json::JsonMessage;
+use crate::observe::{Hold, StreamTransport};
 
 /// Whether a request asks to become a WebSocket.
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -68,10 +69,16 @@ where
     };
     let (upstream, deadline) =
         binding::upstream_request((), &parts, deadlines.for_streams(), &settings.headers)?;
+    // The request goes on past its 101 answer, for as long as the session lasts.
+    let hold = source.scope.as_ref().map(|scope| {
+        scope.stream_opened(StreamTransport::WebSocket);
+        scope.hold()
+    });
     let session = Session {
         source: Arc::new(source),
         upstream,
         limits: limits(&settings, deadline),
+        hold,
     };
     Ok(upgrade
         .max_message_size(settings.max_message_bytes)
@@ -82,6 +89,8 @@ struct Session<Req: 'static, Resp: 'static> {
     source: Arc<MessageSource<Req, Resp>>,
     upstream: tonic::Request<()>,
     limits: Limits,
+    /// Keeps the request open until the session ends.
+    hold: Option<Hold>,
 }
 
 /// What ends a session: messages went through, or a failure to close with.
@@ -104,9 +113,17 @@ where
     Resp: JsonMessage + Send,
 {
     /// Runs the call; `opening` is its request message when it was built before the upgrade.
-    async fn run(self, socket: WebSocket, rpc: Rpc<Req, Resp>, opening: Option<Req>) {
+    async fn run(mut self, socket: WebSocket, rpc: Rpc<Req, Resp>, opening: Option<Req>) {
         let (mut sink, frames) = socket.split();
-        let close = match self.exchange(&mut sink, frames, rpc, opening).await {
+        let hold = self.hold.take();
+        let outcome = self.exchange(&mut sink, frames, rpc, opening).await;
+        if let Some(hold) = &hold {
+            hold.scope().set_code(match &outcome {
+                Ok(()) => tonic::Code::Ok,
+                Err(error) => error.code(),
+            });
+        }
+        let close = match outcome {
             Ok(()) => CloseFrame {
                 code: 1000,
                 reason: Utf8Bytes::from_static(""),
@@ -133,6 +150,7 @@ where
             source,
             upstream,
             limits,
+            hold: _,
         } = self;
         let rpc_name = source.binding.route.rpc;
         let activity = Activity::new(&limits);
@@ -160,7 +178,10 @@ where
             let message = match opening {
                 Some(message) => message,
                 None => match next_data(&mut frames).await {
-                    Some(body) => source.message(&body)?,
+                    Some(body) => {
+                        observe_in(&source, &body);
+                        source.message(&body)?
+                    }
                     None => return Err(GatewayError::ClientClosed),
                 },
             };
@@ -195,7 +216,15 @@ async fn send<Req, Resp: JsonMessage>(
     source: &MessageSource<Req, Resp>,
     message: Resp,
 ) -> Outcome {
-    let frame = match binding::encode(&source.binding.response, message, &source.settings)? {
+    let encoded = binding::encode(&source.binding.response, message, &source.settings)?;
+    if let Some(scope) = &source.scope {
+        scope.message_out();
+        scope.add_bytes_out(match &encoded {
+            Encoded::Json(json) => json.len(),
+            Encoded::Raw(raw) => raw.data.len(),
+        });
+    }
+    let frame = match encoded {
         Encoded::Json(json) => match String::from_utf8(json) {
             Ok(text) => Message::Text(text.into()),
             Err(error) => Message::Binary(error.into_bytes().into()),
@@ -205,6 +234,14 @@ async fn send<Req, Resp: JsonMessage>(
     sink.send(frame)
         .await
         .map_err(|error| GatewayError::WebSocket(error.into()))
+}
+
+/// Counts one request message of `data` into the request's record.
+fn observe_in<Req, Resp>(source: &MessageSource<Req, Resp>, data: &[u8]) {
+    if let Some(scope) = &source.scope {
+        scope.message_in();
+        scope.add_bytes_in(data.len());
+    }
 }
 
 /// The payload of the next data frame; `None` once the client closes or goes away.
@@ -242,6 +279,7 @@ async fn read_frames<Req: JsonMessage, Resp>(
             reader = Reader::Watch;
             continue;
         }
+        observe_in(&source, &data);
         let message = match source.message(&data) {
             Ok(message) => message,
             Err(error) => {

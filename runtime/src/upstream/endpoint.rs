@@ -56,6 +56,8 @@ const NOT_SERVING: u8 = 2;
 #[derive(Debug)]
 pub(crate) struct PeerState {
     pub peer: Peer,
+    /// Its address as metrics and logs name it (`ip:port`, `unix:/path`), written once.
+    pub label: Arc<str>,
     ejection: Ejection,
     failures: AtomicU32,
     ejections: AtomicU32,
@@ -74,6 +76,7 @@ struct Down {
 impl PeerState {
     pub(crate) fn new(peer: Peer, ejection: Ejection) -> Self {
         PeerState {
+            label: peer.address.to_string().into(),
             peer,
             ejection,
             failures: AtomicU32::new(0),

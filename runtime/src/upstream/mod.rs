@@ -56,6 +56,7 @@ use self::exchange::{MessageLimit, Source};
 use self::limits::{Budget, Gate};
 use crate::abort::{AbortSignal, Abortable};
 use crate::deadline::Deadlines;
+use crate::observe::{Scope, UpstreamTarget};
 
 /// Where the trailers of one response are copied to.
 #[derive(Clone, Default, Debug)]
@@ -292,6 +293,7 @@ impl Upstream {
 
         // A request stream the gateway abandons must fail upstream, not end cleanly.
         let signal = request.extensions().get::<AbortSignal>().cloned();
+        let scope = Scope::in_extensions(request.extensions()).cloned();
         let (head, body) = request.into_parts();
         let mut body = match signal {
             Some(signal) => Source::Streaming(tonic::body::Body::new(Abortable {
@@ -330,8 +332,17 @@ impl Upstream {
             };
             let peer = &endpoint.state.peer;
             let authority = shared.authority.as_ref().unwrap_or(&peer.authority);
-            match exchange::send(sender, peer, authority, this_head, body).await {
-                Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit)),
+            let sent = exchange::send(sender, peer, authority, this_head, body).await;
+            if let Some(scope) = &scope
+                && (sent.is_ok() || replay.is_none())
+            {
+                scope.set_upstream(UpstreamTarget {
+                    upstream: Arc::clone(&shared.name),
+                    endpoint: Arc::clone(&endpoint.state.label),
+                });
+            }
+            match sent {
+                Ok(exchange) => return Ok(self.respond(exchange, in_flight, permit, scope)),
                 Err(failed) => {
                     if failed.broken {
                         endpoint.state.failed("its connection broke");
@@ -356,6 +367,7 @@ impl Upstream {
         exchange: exchange::Exchange,
         in_flight: InFlight,
         permit: Option<OwnedSemaphorePermit>,
+        scope: Option<Arc<Scope>>,
     ) -> Response {
         let state = &in_flight.endpoint().state;
         match exchange.response.headers().get("grpc-status") {
@@ -372,6 +384,7 @@ impl Upstream {
                 upstream: Arc::clone(&self.shared.name),
                 in_flight,
                 _permit: permit,
+                scope,
             },
             _request: exchange.request,
         });
@@ -720,6 +733,16 @@ struct Held {
     upstream: Arc<str>,
     in_flight: InFlight,
     _permit: Option<OwnedSemaphorePermit>,
+    /// The record of the request the call serves, told when the call ends.
+    scope: Option<Arc<Scope>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(scope) = &self.scope {
+            scope.upstream_done();
+        }
+    }
 }
 
 /// The body of an upstream response: its data as the upstream sends it, each message held to
