@@ -395,6 +395,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .and_then(|()| stdout.flush());
     };
     let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
+    let tracer = traces.as_ref().map(|traces| traces.tracer().clone());
     let app: Arc<server::MakeApp> = Arc::new(move || {
         let server = gateway_live.server();
         let plan = gateway_live.plan();
@@ -411,6 +412,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         #[cfg(protogate_demo)]
         if server.serves_demo() {
             router = router.merge(demo::page());
+        }
+        // Outermost, so a request's spans cover everything the gateway does for it.
+        if let Some(tracer) = &tracer {
+            router = router.layer(protogate::observe::ObserveLayer::new().observer(tracer.clone()));
         }
         Ok(router)
     });

@@ -38,10 +38,10 @@ impl TraceService for Service {
         for resource in request.into_inner().resource_spans {
             let attributes = resource.resource.map(|r| r.attributes).unwrap_or_default();
             for attribute in attributes {
-                if attribute.key == "service.name" {
-                    if let Some(Value::StringValue(name)) = attribute.value.and_then(|v| v.value) {
-                        received.services.push(name);
-                    }
+                if attribute.key == "service.name"
+                    && let Some(Value::StringValue(name)) = attribute.value.and_then(|v| v.value)
+                {
+                    received.services.push(name);
                 }
             }
             for scope in resource.scope_spans {

@@ -15,6 +15,7 @@
 mod context;
 mod export;
 mod ids;
+mod observer;
 mod sampler;
 mod span;
 
