@@ -9,8 +9,30 @@
 //! `traceparent`, that is passed on with the sampled flag off, so the backend does not sample it
 //! either.
 //!
+//! A [`Tracer`] is an [`Observer`](crate::observe::Observer): wear it in the
+//! [`ObserveLayer`](crate::observe::ObserveLayer) outside the whole router.
+//!
+//! ```
+//! use protogate::observe::ObserveLayer;
+//! use protogate::trace::{OtlpExporter, Sampler, Tracer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let collector = protogate::Upstream::lazy("http://127.0.0.1:4317")?;
+//! let exporter = OtlpExporter::builder(collector).service_name("edge").start()?;
+//! let tracer = Tracer::new(Sampler::ratio(0.01), &exporter);
+//! let app: axum::Router = protogate::Gateway::new()
+//!     .into_router()
+//!     .layer(ObserveLayer::new().observer(tracer));
+//! # drop(app);
+//! // … serve `app`; once requests are done, export what is queued:
+//! let stats = exporter.shutdown(std::time::Duration::from_secs(5));
+//! assert_eq!(stats.dropped, 0);
+//! # Ok(()) }
+//! ```
+//!
 //! Its modules: `context` (the headers and ids), `ids` (the random numbers ids are made of),
-//! `sampler`, `span` (what is recorded) and `export` (the queue, the batches and OTLP).
+//! `sampler`, `span` (what is recorded), `observer` (spans from a request's scope) and `export`
+//! (the queue, the batches and OTLP).
 
 mod context;
 mod export;
