@@ -507,3 +507,40 @@ fn a_tracing_section_that_cannot_work_is_refused_with_its_key() {
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tracing_the_callers_context_reaches_the_backend_as_it_came() {
+    let (backend, calls) = recording_library().await;
+    let config = config_file(
+        "untraced.toml",
+        &format!(
+            "[defaults]\nupstream = \"library\"\n\n[upstreams.library]\nendpoints = [\"http://{backend}\"]\n"
+        ),
+    );
+    let gateway = support::start(&["--config", config.to_str().expect("UTF-8")]);
+    let client = reqwest::Client::new();
+    let parent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let answer = client
+        .get(format!("{}/demo/v1/shelves/3", gateway.base))
+        .header("traceparent", &parent)
+        .header("tracestate", "congo=t61rcWkgMzE")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+    let answer = client
+        .get(format!("{}/demo/v1/shelves/4", gateway.base))
+        .header("traceparent", "00-not-a-trace-01")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+    let first = sent(&calls, 0);
+    assert_eq!(first.traceparent, Some(parent));
+    assert_eq!(first.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+    assert_eq!(
+        sent(&calls, 1).traceparent,
+        None,
+        "an invalid one stays behind"
+    );
+}
