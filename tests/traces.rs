@@ -67,6 +67,23 @@ async fn spans_go_out_in_batches_by_size_and_the_rest_at_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_never_larger_than_the_queue() {
+    let collector = otlp::Collector::start().await;
+    let upstream = protogate::Upstream::lazy(&collector.endpoint()).expect("upstream");
+    let exporter = OtlpExporter::builder(upstream)
+        .batch_size(100)
+        .queue_size(4)
+        .interval(Duration::from_secs(3600))
+        .start()
+        .expect("started");
+    let tracer = Tracer::new(Sampler::always(), &exporter);
+    finish_spans(&tracer, 4);
+    let spans = collector.wait_for(4, Duration::from_secs(20)).await;
+    assert_eq!(spans.len(), 4, "a full queue is a full batch");
+    assert_eq!(collector.batches(), vec![4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_does_not_fill_goes_out_after_the_interval() {
     let collector = otlp::Collector::start().await;
     let upstream = protogate::Upstream::lazy(&collector.endpoint()).expect("upstream");

@@ -2,6 +2,9 @@
 //! dropped and counted: a request never waits for telemetry), and a thread of its own sends them
 //! in batches, when a batch is full or its interval has passed, to an OTLP/gRPC collector's
 //! `TraceService/Export`, through an [`Upstream`] like any other gRPC call of the gateway.
+//!
+//! The exporter does not wait on the queue itself, or each span would wake its thread: it
+//! sleeps until its interval is up or until a span fills a batch, which wakes it once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as otlp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::span::{SpanKind, SpanRecord, SpanStatus, Value};
 use crate::upstream::Upstream;
@@ -26,6 +29,9 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 pub(crate) struct SpanSink {
     queue: mpsc::Sender<SpanRecord>,
     stats: Arc<Counters>,
+    /// Wakes the exporter when a batch is waiting.
+    batch_ready: Arc<Notify>,
+    batch_size: usize,
 }
 
 impl SpanSink {
@@ -33,6 +39,8 @@ impl SpanSink {
     pub(crate) fn send(&self, span: SpanRecord) {
         if self.queue.try_send(span).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        } else if self.queue.max_capacity() - self.queue.capacity() >= self.batch_size {
+            self.batch_ready.notify_one();
         }
     }
 
@@ -43,6 +51,8 @@ impl SpanSink {
         let sink = SpanSink {
             queue,
             stats: Arc::default(),
+            batch_ready: Arc::default(),
+            batch_size: capacity,
         };
         (sink, receiver)
     }
@@ -164,7 +174,8 @@ impl OtlpBuilder {
         self
     }
 
-    /// The most spans sent in one export (512 by default; at least 1).
+    /// The most spans sent in one export (512 by default; at least 1, at most the queue's
+    /// size).
     pub fn batch_size(mut self, spans: usize) -> Self {
         self.batch_size = spans.max(1);
         self
@@ -194,19 +205,23 @@ impl OtlpBuilder {
     /// where its connection to the collector lives.
     pub fn start(self) -> std::io::Result<OtlpExporter> {
         let (queue, spans) = mpsc::channel(self.queue_size);
+        // A batch larger than the queue would never fill.
+        let batch_size = self.batch_size.min(self.queue_size);
         let (stop, stopped) = oneshot::channel();
         let (finished, done) = std::sync::mpsc::channel();
         let stats = Arc::<Counters>::default();
+        let batch_ready = Arc::<Notify>::default();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let batcher = Batcher {
             client: tonic::client::Grpc::new(self.upstream.for_worker()),
             resource: resource(&self.service_name),
-            batch_size: self.batch_size,
+            batch_size,
             interval: self.interval,
             export_timeout: self.export_timeout,
             stats: Arc::clone(&stats),
+            batch_ready: Arc::clone(&batch_ready),
             failing: false,
         };
         std::thread::Builder::new()
@@ -216,7 +231,12 @@ impl OtlpBuilder {
                 let _ = finished.send(());
             })?;
         Ok(OtlpExporter {
-            sink: SpanSink { queue, stats },
+            sink: SpanSink {
+                queue,
+                stats,
+                batch_ready,
+                batch_size,
+            },
             stop: Some(stop),
             done,
         })
@@ -231,6 +251,7 @@ struct Batcher {
     interval: Duration,
     export_timeout: Duration,
     stats: Arc<Counters>,
+    batch_ready: Arc<Notify>,
     /// Whether the last export failed (a failure is logged as a warning once, then quietly).
     failing: bool,
 }
@@ -240,38 +261,46 @@ impl Batcher {
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut due = tokio::time::Instant::now() + self.interval;
         loop {
-            let room = self.batch_size - batch.len();
-            tokio::select! {
+            let batch_ready = Arc::clone(&self.batch_ready);
+            let interval_up = tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                received = spans.recv_many(&mut batch, room) => {
-                    if received == 0 {
-                        break;
-                    }
-                    if batch.len() >= self.batch_size {
-                        self.export(&mut batch).await;
-                        due = tokio::time::Instant::now() + self.interval;
-                    }
-                }
-                () = tokio::time::sleep_until(due) => {
-                    self.export(&mut batch).await;
-                    due = tokio::time::Instant::now() + self.interval;
-                }
+                () = batch_ready.notified() => false,
+                () = tokio::time::sleep_until(due) => true,
+            };
+            let open = self.take_batches(&mut spans, &mut batch).await;
+            if interval_up {
+                self.export(&mut batch).await;
+                due = tokio::time::Instant::now() + self.interval;
+            }
+            if !open {
+                break;
             }
         }
         // What was queued before the stop goes out too, in batches.
         spans.close();
+        self.take_batches(&mut spans, &mut batch).await;
+        self.export(&mut batch).await;
+    }
+
+    /// Takes the queued spans into `batch`, exporting each batch that fills; the rest stays in
+    /// `batch`. Whether the queue is still open.
+    async fn take_batches(
+        &mut self,
+        spans: &mut mpsc::Receiver<SpanRecord>,
+        batch: &mut Vec<SpanRecord>,
+    ) -> bool {
         loop {
-            while batch.len() < self.batch_size {
-                match spans.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
+            match spans.try_recv() {
+                Ok(span) => {
+                    batch.push(span);
+                    if batch.len() >= self.batch_size {
+                        self.export(batch).await;
+                    }
                 }
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
-            if batch.is_empty() {
-                break;
-            }
-            self.export(&mut batch).await;
         }
     }
 
