@@ -102,6 +102,11 @@ impl Traces {
         &self.tracer
     }
 
+    /// What the exporter has done so far: spans exported, dropped (queue full), failed.
+    pub fn stats(&self) -> ExportStats {
+        self.exporter.stats()
+    }
+
     /// Exports what is queued (for at most `timeout`) and stops.
     pub fn shut_down(self, timeout: Duration) -> ExportStats {
         self.exporter.shutdown(timeout)

@@ -489,6 +489,34 @@ async fn at_ratio_zero_only_callers_sampled_traces_are_recorded_and_the_queue_go
     server_and_client(&spans, CALLER_TRACE);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_behind_tls_with_the_sections_ca() {
+    let (ca, certificate, key) = support::issue("collector.test");
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(&certificate, &key));
+    let collector = otlp::Collector::start_tls(tls).await;
+    let ca_file = config_file("collector-ca.pem", &ca);
+    let (backend, _) = recording_library().await;
+    let text = format!(
+        "[defaults]\nupstream = \"library\"\n\n[upstreams.library]\nendpoints = [\"http://{backend}\"]\n\n[tracing]\nendpoint = \"https://{}\"\nbatch_interval = \"50ms\"\n\n[tracing.tls]\nca = [\"{}\"]\nserver_name = \"collector.test\"\n",
+        collector.address,
+        ca_file.display()
+    );
+    let config = config_file("tls.toml", &text);
+    let gateway = support::start(&["--config", config.to_str().expect("UTF-8")]);
+    let answer = reqwest::get(format!("{}/demo/v1/shelves/5", gateway.base))
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+    let spans = collector.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(spans.len(), 2, "a server and a client span, over TLS");
+    let services = collector.services();
+    assert!(
+        !services.is_empty() && services.iter().all(|name| name == "protogate"),
+        "the default service.name: {services:?}"
+    );
+}
+
 #[test]
 fn a_tracing_section_that_cannot_work_is_refused_with_its_key() {
     let cases = [

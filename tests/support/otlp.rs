@@ -64,14 +64,27 @@ pub struct Collector {
 impl Collector {
     /// Starts one on a free 127.0.0.1 port, on the current tokio runtime.
     pub async fn start() -> Collector {
+        Collector::start_over(None).await
+    }
+
+    /// Starts one behind TLS with `tls`'s identity.
+    pub async fn start_tls(tls: tonic::transport::ServerTlsConfig) -> Collector {
+        Collector::start_over(Some(tls)).await
+    }
+
+    async fn start_over(tls: Option<tonic::transport::ServerTlsConfig>) -> Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let received = Service::default();
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).expect("TLS settings");
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            server
                 .add_service(TraceServiceServer::new(received.clone()))
                 .serve_with_incoming(incoming),
         );
