@@ -29,6 +29,7 @@ mod service;
 mod status;
 mod stream;
 pub mod trace;
+mod trace_context;
 mod unary;
 mod upstream;
 

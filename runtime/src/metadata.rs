@@ -162,16 +162,16 @@ pub fn request_metadata(
     // The caller's W3C trace context, when it is a valid one, so that the upstream's spans join
     // the caller's trace; a gateway that records traces puts its own span in its place
     // (`crate::trace`, through the observe seam).
-    if let Some(incoming) = crate::trace::Incoming::from_headers(headers) {
-        if let Some(value) = headers.get(crate::trace::TRACEPARENT) {
+    if let Some(incoming) = crate::trace_context::Incoming::from_headers(headers) {
+        if let Some(value) = headers.get(crate::trace_context::TRACEPARENT) {
             metadata.insert(
-                HeaderName::from_static(crate::trace::TRACEPARENT),
+                HeaderName::from_static(crate::trace_context::TRACEPARENT),
                 value.clone(),
             );
         }
         if let Some(state) = incoming.state {
             metadata.insert(
-                HeaderName::from_static(crate::trace::TRACESTATE),
+                HeaderName::from_static(crate::trace_context::TRACESTATE),
                 state.to_header(),
             );
         }

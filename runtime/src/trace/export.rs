@@ -463,8 +463,8 @@ pub(crate) fn span(record: SpanRecord) -> otlp::Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::context::{SpanId, TraceId, TraceState};
     use crate::trace::span::attr;
+    use crate::trace_context::{SpanId, TraceId, TraceState};
 
     fn record(kind: SpanKind, parent: Option<SpanId>, remote: bool) -> SpanRecord {
         let state = TraceState::parse([&http::HeaderValue::from_static("congo=t61")]);

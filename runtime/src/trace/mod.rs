@@ -30,25 +30,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Its modules: `context` (the headers and ids), `ids` (the random numbers ids are made of),
-//! `sampler`, `span` (what is recorded), `observer` (spans from a request's scope) and `export`
-//! (the queue, the batches and OTLP).
+//! Its modules: `sampler`, `span` (what is recorded), `observer` (spans from a request's scope)
+//! and `export` (the queue, the batches and OTLP). The headers and ids are the crate's
+//! `trace_context` module, below the metadata rules that pass a caller's context on.
 
-mod context;
 mod export;
-mod ids;
 mod observer;
 mod sampler;
 mod span;
 
 use http::HeaderMap;
 
-pub use self::context::{
-    Incoming, SpanId, TRACEPARENT, TRACESTATE, TraceId, TraceParent, TraceParentError, TraceState,
-};
 pub use self::export::{ExportStats, OtlpBuilder, OtlpExporter};
 pub use self::sampler::Sampler;
 pub use self::span::{SpanKind, SpanRecord, SpanStatus, Value, attr};
+pub use crate::trace_context::{
+    Incoming, SpanId, TRACEPARENT, TRACESTATE, TraceId, TraceParent, TraceParentError, TraceState,
+};
 
 use self::export::SpanSink;
 

@@ -10,10 +10,10 @@ use std::time::{Instant, SystemTime};
 use tonic::Code;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use super::context::{TRACEPARENT, TRACESTATE};
 use super::span::{SpanKind, SpanRecord, SpanStatus, Value, attr};
 use super::{Recording, RequestTrace, Tracer};
 use crate::observe::{Observer, Scope, code_name};
+use crate::trace_context::{TRACEPARENT, TRACESTATE};
 
 /// What the tracer keeps of a request it traces.
 struct Traced {
@@ -278,9 +278,9 @@ mod tests {
     use crate::call::RouteInfo;
     use crate::observe::{ObserveLayer, UpstreamTarget};
     use crate::route::Template;
-    use crate::trace::context::{TraceId, TraceParent};
     use crate::trace::export::SpanSink;
     use crate::trace::sampler::Sampler;
+    use crate::trace_context::{TraceId, TraceParent};
 
     static ROUTE: RouteInfo = RouteInfo {
         method: "GET",

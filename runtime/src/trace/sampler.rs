@@ -1,7 +1,7 @@
 //! Which requests are traced: the caller's decision when it sent one, the configured ratio for
 //! traces that start here.
 
-use super::context::{TraceId, TraceParent};
+use crate::trace_context::{TraceId, TraceParent};
 
 /// A parent-based ratio sampler: a request whose `traceparent` is sampled is sampled, one whose
 /// `traceparent` is not sampled is not, and a trace that starts at the gateway is sampled with
@@ -71,7 +71,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::context::SpanId;
+    use crate::trace_context::SpanId;
 
     fn parent(sampled: bool) -> TraceParent {
         TraceParent {

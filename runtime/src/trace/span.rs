@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use super::context::{SpanId, TraceId, TraceState};
+use crate::trace_context::{SpanId, TraceId, TraceState};
 
 /// The attribute names spans carry, from OpenTelemetry's semantic conventions: HTTP server
 /// spans (stable), and gRPC client spans as the RPC conventions of semconv 1.37 name them

@@ -6,12 +6,15 @@
 //! provided what follows is a `-`; version `ff`, ids of zeros, uppercase or short fields make the
 //! header invalid, and the request is then traced as if it had none. `tracestate` is carried
 //! through as the client sent it, bounded in members and in length.
+//!
+//! Below the metadata rules, which pass a valid context on, and the `trace` module, which
+//! records spans in it; its types are public as `protogate::trace::*`.
+
+mod ids;
 
 use std::fmt;
 
 use http::{HeaderMap, HeaderValue};
-
-use super::ids;
 
 /// The header naming the caller's trace and span.
 pub const TRACEPARENT: &str = "traceparent";
