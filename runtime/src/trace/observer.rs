@@ -104,15 +104,16 @@ fn split_rpc(rpc: &'static str) -> (&'static str, &'static str) {
     rpc.rsplit_once('.').unwrap_or(("", rpc))
 }
 
-/// The HTTP method's name, without a copy for the standard ones.
-fn method_name(method: &http::Method) -> Value {
+/// The HTTP method's name as the HTTP conventions write it: a standard method by its name,
+/// any other as `_OTHER` (the name itself then goes in `http.request.method_original`).
+fn method_name(method: &http::Method) -> Option<&'static str> {
     const STANDARD: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
     ];
-    match STANDARD.iter().find(|name| **name == method.as_str()) {
-        Some(name) => Value::from(*name),
-        None => Value::from(method.as_str().to_owned()),
-    }
+    STANDARD
+        .iter()
+        .find(|name| **name == method.as_str())
+        .copied()
 }
 
 /// Whether `code` says the server failed (the codes OpenTelemetry's gRPC conventions mark as
@@ -162,13 +163,20 @@ fn server_span(
     let route = scope.route();
     let name = match route {
         Some(route) => Cow::Owned(format!("{} {}", route.method, route.template.text)),
-        None => Cow::Owned(scope.method().as_str().to_owned()),
+        None => Cow::Borrowed(method_name(scope.method()).unwrap_or("HTTP")),
     };
     let mut span = span(recording, SpanKind::Server, name);
     span.start = clock.started_at;
     span.end = clock.at(clock.ended);
     let attributes = &mut span.attributes;
-    attributes.push((attr::HTTP_REQUEST_METHOD, method_name(scope.method())));
+    match method_name(scope.method()) {
+        Some(name) => attributes.push((attr::HTTP_REQUEST_METHOD, Value::from(name))),
+        None => {
+            attributes.push((attr::HTTP_REQUEST_METHOD, Value::from("_OTHER")));
+            let original = scope.method().as_str().to_owned();
+            attributes.push((attr::HTTP_REQUEST_METHOD_ORIGINAL, Value::from(original)));
+        }
+    }
     if let Some(path) = path {
         attributes.push((attr::URL_PATH, Value::from(path.to_owned())));
     }
@@ -474,6 +482,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_no_route_took_is_a_server_span_alone_named_by_its_method() {
+        let (tracer, mut spans) = tracer(Sampler::always());
+        let app = tower::service_fn(|_: http::Request<Body>| async {
+            let mut response = http::Response::new(Body::empty());
+            *response.status_mut() = http::StatusCode::NOT_FOUND;
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = ObserveLayer::new().observer(tracer).layer(app);
+        let request = http::Request::builder()
+            .method(http::Method::from_bytes(b"PROPFIND").expect("a method"))
+            .uri("/nowhere")
+            .body(Body::empty())
+            .expect("a request");
+        let response = service.oneshot(request).await.expect("answered");
+        drop(response.into_body().collect().await.expect("a body"));
+        let server = spans.try_recv().expect("a server span");
+        assert!(spans.try_recv().is_err(), "no call, no client span");
+        assert_eq!(server.name, "HTTP");
+        assert_eq!(
+            text(server.attribute(attr::HTTP_REQUEST_METHOD)).as_deref(),
+            Some("_OTHER")
+        );
+        assert_eq!(
+            text(server.attribute(attr::HTTP_REQUEST_METHOD_ORIGINAL)).as_deref(),
+            Some("PROPFIND")
+        );
+        assert_eq!(
+            text(server.attribute(attr::HTTP_RESPONSE_STATUS_CODE)).as_deref(),
+            Some("404")
+        );
+        assert_eq!(server.attribute(attr::HTTP_ROUTE), None);
+        assert_eq!(server.status, SpanStatus::Unset, "a 404 is the client's");
+    }
+
+    #[tokio::test]
     async fn an_unsampled_request_makes_no_span_and_passes_the_callers_context_on() {
         let (always, mut spans) = tracer(Sampler::always());
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -523,9 +566,9 @@ mod tests {
             split_rpc("protogate.demo.v1.LibraryService.GetShelf"),
             ("protogate.demo.v1.LibraryService", "GetShelf")
         );
-        assert_eq!(method_name(&http::Method::GET), Value::from("GET"));
+        assert_eq!(method_name(&http::Method::GET), Some("GET"));
         let custom = http::Method::from_bytes(b"PROPFIND").expect("a method");
-        assert_eq!(method_name(&custom), Value::from("PROPFIND".to_owned()));
+        assert_eq!(method_name(&custom), None);
         assert!(server_error(Code::Unavailable) && !server_error(Code::NotFound));
     }
 

@@ -12,6 +12,8 @@ use crate::trace_context::{SpanId, TraceId, TraceState};
 pub mod attr {
     /// The HTTP method of the request (`GET`).
     pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+    /// The method as the client sent it, when it is not a standard one (`_OTHER` above).
+    pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
     /// The HTTP status of the answer.
     pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
     /// The route template the request matched (`/v1/{name=shelves/*}`).
