@@ -9,6 +9,7 @@ pub mod listen;
 pub mod observe;
 pub mod reload;
 pub mod server;
+pub mod traces;
 pub mod upstream;
 
 /// Everything protogate-build generated for this binary.

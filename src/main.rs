@@ -348,6 +348,9 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     let _log = observe::init_logging(&first.log, observing.metrics());
     let metrics = observing.metrics().cloned();
     let (config, plan) = build(&args, metrics.as_ref())?;
+    // Spans are exported from a thread of their own, started once: `[tracing]` changed by a
+    // reload takes effect at the next start.
+    let traces = plan.tracing().map(|plan| plan.start()).transpose()?;
     let live = Arc::new(reload::Live::new(plan, &config));
     let drain = protogate::Drain::new();
     let admin = match &config.admin {
@@ -407,7 +410,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .and_then(|()| stdout.flush());
     };
     let (gateway_live, gateway_drain) = (Arc::clone(&live), drain.clone());
-    let observe_layer = observing.layer();
+    let mut observe_layer = observing.layer();
+    if let Some(traces) = &traces {
+        observe_layer = observe_layer.observer(traces.tracer().clone());
+    }
     let app: Arc<server::MakeApp> = Arc::new(move || {
         let server = gateway_live.server();
         let plan = gateway_live.plan();
@@ -425,7 +431,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         if server.serves_demo() {
             router = router.merge(demo::page());
         }
-        // Outermost: every request is observed, routed or not.
+        // Outermost: every request is observed (counted, logged, traced), routed or not.
         Ok(router.layer(observe_layer.clone()))
     });
     let shutdown_timeout = config
@@ -433,7 +439,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         .shutdown_timeout
         .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |span| span.0);
     let file = args.config.clone();
-    server::run(listeners, options, app, announce, async move {
+    let served = server::run(listeners, options, app, announce, async move {
         // Reloads go on until a stop signal.
         let reloads = reload::watch(live, file, metrics.clone(), move || {
             build(&args, metrics.as_ref())
@@ -443,8 +449,22 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             () = reloads => {}
         }
         shut_down(&drain, shutdown_timeout);
-    })
+    });
+    // Every request is done: the spans still queued go out before the process ends.
+    if let Some(traces) = traces {
+        let stats = traces.shut_down(SPAN_FLUSH_TIMEOUT.min(shutdown_timeout));
+        tracing::info!(
+            exported = stats.exported,
+            dropped = stats.dropped,
+            failed = stats.failed,
+            "spans exported"
+        );
+    }
+    served
 }
+
+/// How long the spans queued at shutdown may take to be exported.
+const SPAN_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The public listeners the config asks for, bound (TLS files read): its `[[listeners]]`, or
 /// the one `[server] listen` (127.0.0.1:8080 by default).

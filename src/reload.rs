@@ -71,6 +71,10 @@ impl Live {
                 "[server] listen, workers and header_read_timeout take effect at the next start"
             );
         }
+        let traced = |plan: &Plan| plan.tracing().map(|t| t.section().clone());
+        if traced(&self.plan()) != traced(&plan) {
+            tracing::warn!("[tracing] takes effect at the next start");
+        }
         *self.plan.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
         *self.text.write().unwrap_or_else(|e| e.into_inner()) = config::effective(config).into();
         self.generation.fetch_add(1, Ordering::AcqRel);

@@ -80,6 +80,8 @@ pub struct Plan {
     edge: Edge,
     /// `[gateway] request_headers` and `response_headers`.
     headers: HeaderMapping,
+    /// `[tracing]`, checked.
+    tracing: Option<crate::traces::TracingPlan>,
 }
 
 /// An upstream built from the config, with its endpoints as written.
@@ -221,6 +223,12 @@ impl Plan {
         let edge = Edge::new(config, &rpcs, &declared).map_err(|e| error(&e.key, e.message))?;
         let headers =
             header_mapping(&config.gateway).map_err(|(key, message)| error(&key, message))?;
+        let tracing = config
+            .tracing
+            .as_ref()
+            .map(crate::traces::plan)
+            .transpose()
+            .map_err(|(key, message)| error(&key, message))?;
         Ok(Plan {
             upstreams,
             default: config.defaults.upstream.clone(),
@@ -229,7 +237,13 @@ impl Plan {
             in_process: BTreeMap::new(),
             edge,
             headers,
+            tracing,
         })
+    }
+
+    /// `[tracing]`, checked, if the config has it.
+    pub fn tracing(&self) -> Option<&crate::traces::TracingPlan> {
+        self.tracing.as_ref()
     }
 
     /// Serves `service` with `routes` in this process when no upstream is given for it (neither

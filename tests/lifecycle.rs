@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -30,26 +29,6 @@ async fn gateway(name: &str, shutdown_timeout: &str) -> support::Administered {
         "--upstream",
         &format!("{SERVICE}=http://{backend}"),
     ])
-}
-
-fn terminate(gateway: &support::Administered) {
-    let status = Command::new("kill")
-        .args(["-TERM", &gateway.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-/// Waits for the gateway to exit, up to `limit`; its exit status.
-fn exit_within(gateway: &mut support::Administered, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = gateway.child.try_wait().expect("waits") {
-            return status;
-        }
-        assert!(started.elapsed() < limit, "still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +66,7 @@ async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    terminate(&gateway);
+    gateway.terminate();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ready = client
         .get(format!("{}/readyz", gateway.admin))
@@ -113,7 +92,7 @@ async fn sigterm_ends_streams_lets_unary_calls_finish_and_exits_cleanly() {
     let shelf: Value = answer.json().await.expect("JSON");
     assert_eq!(shelf["name"], "shelves/800");
 
-    let status = exit_within(&mut gateway, Duration::from_secs(8));
+    let status = gateway.exit_within(Duration::from_secs(8));
     assert!(status.success(), "{status:?}");
 }
 
@@ -128,8 +107,8 @@ async fn a_call_that_outlasts_the_shutdown_timeout_is_cut_and_the_exit_is_an_err
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    terminate(&gateway);
-    let status = exit_within(&mut gateway, Duration::from_secs(4));
+    gateway.terminate();
+    let status = gateway.exit_within(Duration::from_secs(4));
     assert!(!status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
     // The call was cut: the connection closed without an answer.

@@ -28,6 +28,8 @@ mod select;
 mod service;
 mod status;
 mod stream;
+pub mod trace;
+mod trace_context;
 mod unary;
 mod upstream;
 

@@ -8,6 +8,9 @@
 //!   `grpcgateway-authorization` and, unprefixed, as `authorization`.
 //! - `x-forwarded-host` is the incoming `X-Forwarded-Host`, or else `Host`; `x-forwarded-for` is
 //!   the incoming `X-Forwarded-For` chain with the client's address appended.
+//! - A valid W3C `traceparent` goes on as it came, with its `tracestate` (well-formed members
+//!   only), so the upstream's spans join the caller's trace; with traces recorded, the
+//!   gateway's own client span takes the parent's place (`crate::trace`).
 //! - Every other header stays behind, and so do keys gRPC reserves (`grpc-*`, `content-type`,
 //!   `te`, hop-by-hop headers), whichever way they travel.
 //! - `Grpc-Timeout` (`<1–8 digits><H|M|S|m|u|n>`) sets the call's deadline.
@@ -155,6 +158,23 @@ pub fn request_metadata(
             header: "x-forwarded-for".into(),
         })?;
         insert_static(&mut metadata, "x-forwarded-for", "x-forwarded-for", &value)?;
+    }
+    // The caller's W3C trace context, when it is a valid one, so that the upstream's spans join
+    // the caller's trace; a gateway that records traces puts its own span in its place
+    // (`crate::trace`, through the observe seam).
+    if let Some(incoming) = crate::trace_context::Incoming::from_headers(headers) {
+        if let Some(value) = headers.get(crate::trace_context::TRACEPARENT) {
+            metadata.insert(
+                HeaderName::from_static(crate::trace_context::TRACEPARENT),
+                value.clone(),
+            );
+        }
+        if let Some(state) = incoming.state {
+            metadata.insert(
+                HeaderName::from_static(crate::trace_context::TRACESTATE),
+                state.to_header(),
+            );
+        }
     }
     for (header, key) in &mapping.request {
         for value in headers.get_all(header) {
@@ -613,6 +633,38 @@ mod tests {
         // Without a known client the chain goes on as it came.
         let md = request_metadata(&map, None, &HeaderMapping::NONE).expect("metadata");
         assert_eq!(all(&md, "x-forwarded-for"), ["10.1.1.1, 10.2.2.2"]);
+    }
+
+    #[test]
+    fn a_valid_trace_context_goes_on_and_an_invalid_one_stays_behind() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let md = request_metadata(
+            &headers(&[
+                ("traceparent", parent),
+                ("tracestate", "rojo=1 , congo=2"),
+                ("grpc-metadata-traceparent", "forged"),
+            ]),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .unwrap();
+        assert_eq!(all(&md, "traceparent"), [parent]);
+        assert_eq!(all(&md, "tracestate"), ["rojo=1,congo=2"]);
+
+        let md = request_metadata(
+            &headers(&[
+                (
+                    "traceparent",
+                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                ),
+                ("tracestate", "rojo=1"),
+            ]),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .unwrap();
+        assert_eq!(text(&md, "traceparent"), None);
+        assert_eq!(text(&md, "tracestate"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod edge;
 mod load;
 mod observe;
 mod rate_limit;
+mod traces;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use self::observe::{LogFormat, LogLevel, LogSection, MetricsSection};
 pub use self::rate_limit::{
     KeyName, RateLimitSection, RedisFailure, RedisSection, RouteLimit, RouteRateLimit,
 };
+pub use self::traces::TracingSection;
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -79,6 +81,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// Log level and format, and the access log (`[log]`).
     pub log: LogSection,
+    /// OpenTelemetry traces exported over OTLP (`[tracing]`), on when present.
+    pub tracing: Option<TracingSection>,
 }
 
 /// `[[listeners]]`: an address, cleartext or TLS.

@@ -176,6 +176,29 @@ pub struct Administered {
     pub lines: std::sync::mpsc::Receiver<String>,
 }
 
+impl Administered {
+    /// Sends the gateway SIGTERM: the start of a graceful shutdown.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the gateway to exit, up to `limit`; its exit status.
+    pub fn exit_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// `protogate serve` on free ports for the public and the admin listeners, with `args`.
 pub fn start_with_admin(args: &[&str]) -> Administered {
     let mut all = vec!["--admin", "127.0.0.1:0"];
