@@ -7,6 +7,9 @@
 //! about a sixth of the gateway's own work per unary call. Streaming calls still go through
 //! tonic's client (see [`Remote::upstream`]).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
@@ -14,7 +17,10 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use super::{Response, Upstream};
-use crate::call::UnaryFuture;
+
+/// A unary call's answer to come (the same type as the generated backends' `UnaryFuture`,
+/// which lives above this layer).
+type UnaryFuture<T> = Pin<Box<dyn Future<Output = Result<tonic::Response<T>, Status>> + Send>>;
 
 /// Bytes before each gRPC message: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
