@@ -1,6 +1,8 @@
 //! The benchmark's service, its payloads, and the backend that answers them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tonic::{Request, Response, Status};
 
@@ -294,4 +296,78 @@ pub fn make_pki() -> Result<Pki, rcgen::Error> {
         cert: cert.pem(),
         key: key.serialize_pem(),
     })
+}
+
+/// An OTLP/gRPC trace collector that counts the spans it receives and keeps nothing: where the
+/// traced setups export to.
+pub struct OtlpCollector {
+    /// Where it listens, on 127.0.0.1.
+    pub address: SocketAddr,
+    spans: Arc<AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// The collector's `TraceService`.
+#[derive(Clone, Default)]
+struct SpanCounter(Arc<AtomicUsize>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for SpanCounter
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let spans: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum();
+        self.0.fetch_add(spans, Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+impl OtlpCollector {
+    /// Starts one on a free port, on the current tokio runtime; it stops when dropped.
+    pub async fn start() -> std::io::Result<OtlpCollector> {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let counter = SpanCounter::default();
+        let spans = Arc::clone(&counter.0);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(counter))
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        Ok(OtlpCollector {
+            address,
+            spans,
+            _task: task,
+        })
+    }
+
+    /// The spans received so far.
+    pub fn spans(&self) -> usize {
+        self.spans.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OtlpCollector {
+    fn drop(&mut self) {
+        self._task.abort();
+    }
 }

@@ -99,6 +99,12 @@ enum Setup {
     /// has no shared limit of its own without a separate rate limit service: its row is the
     /// in-memory one).
     RateLimitRedis,
+    /// One plaintext backend; protogate counts every request in its metrics (served on an admin
+    /// listener) and traces 1 % of them to an OTLP collector the harness runs: the issue's
+    /// "cheap enough to leave on". Envoy's row is its plain configuration.
+    Observed,
+    /// As [`Setup::Observed`], with every request traced and an access log line (JSON) for each.
+    ObservedAll,
 }
 
 /// The HS256 secret of the [`Setup::Jwt`] tokens.
@@ -107,13 +113,15 @@ const JWT_SECRET: &[u8] = b"protogate-bench-secret-of-32-bytes!";
 const JWT_ISSUER: &str = "https://bench.invalid/";
 
 impl Setup {
-    const ALL: [Setup; 6] = [
+    const ALL: [Setup; 8] = [
         Setup::Plain,
         Setup::Tls,
         Setup::Three,
         Setup::Jwt,
         Setup::RateLimit,
         Setup::RateLimitRedis,
+        Setup::Observed,
+        Setup::ObservedAll,
     ];
 
     fn label(self) -> &'static str {
@@ -124,12 +132,27 @@ impl Setup {
             Setup::Jwt => "JWT verified at the gateway",
             Setup::RateLimit => "rate limited, in memory",
             Setup::RateLimitRedis => "rate limited, shared through Redis",
+            Setup::Observed => "metrics and 1 % of requests traced",
+            Setup::ObservedAll => "metrics, every request traced and logged",
+        }
+    }
+
+    /// The share of requests traced, where the setup traces.
+    fn sample_ratio(self) -> Option<f64> {
+        match self {
+            Setup::Observed => Some(0.01),
+            Setup::ObservedAll => Some(1.0),
+            _ => None,
         }
     }
 
     /// The config file protogate serves with in this setup, if any (`redis` the URL of the
-    /// harness's Redis server).
-    fn protogate_config(self, redis: Option<&str>) -> Option<String> {
+    /// harness's Redis server, `collector` the address of its OTLP collector).
+    fn protogate_config(
+        self,
+        redis: Option<&str>,
+        collector: Option<SocketAddr>,
+    ) -> Option<String> {
         const GENEROUS: &str = "[rate_limit]\nrequests = 100000000\nper = \"1s\"\nkey = \"ip\"\n";
         match self {
             Setup::Jwt => Some(format!(
@@ -139,6 +162,14 @@ impl Setup {
             Setup::RateLimitRedis => Some(format!(
                 "{GENEROUS}\n[redis]\nurl = \"{}\"\n",
                 redis.unwrap_or_default()
+            )),
+            Setup::Observed | Setup::ObservedAll => Some(format!(
+                "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[log]\naccess = {access}\nformat = \"json\"\n\n\
+                 [tracing]\nendpoint = \"http://{collector}\"\nsample_ratio = {ratio}\n",
+                admin = free_port(),
+                access = self == Setup::ObservedAll,
+                collector = collector.map(|c| c.to_string()).unwrap_or_default(),
+                ratio = self.sample_ratio().unwrap_or_default(),
             )),
             Setup::Plain | Setup::Tls | Setup::Three => None,
         }
@@ -175,7 +206,9 @@ impl Setup {
                 "              filter_enforced: {default_value: {numerator: 100, denominator: HUNDRED}}\n",
             )
             .to_owned(),
-            Setup::Plain | Setup::Tls | Setup::Three => String::new(),
+            Setup::Plain | Setup::Tls | Setup::Three | Setup::Observed | Setup::ObservedAll => {
+                String::new()
+            }
         }
     }
 
@@ -815,7 +848,7 @@ async fn run(
     scenarios: &[Scenario],
     workers: usize,
     limits: &Limits,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
     let this = std::env::current_exe()?;
     let work = std::env::temp_dir().join(format!("protogate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -842,6 +875,13 @@ async fn run(
         redis_url = Some(format!("redis://127.0.0.1:{port}"));
     }
 
+    // The OTLP collector traced setups export to, in the harness (its work is not the
+    // gateway's).
+    let collector = match setup.sample_ratio() {
+        Some(_) => Some(protogate_bench::OtlpCollector::start().await?),
+        None => None,
+    };
+
     let gateway_port = free_port();
     let mut command = Command::new(protogate);
     command
@@ -857,7 +897,9 @@ async fn run(
             "BENCH_JWT_SECRET",
             std::str::from_utf8(JWT_SECRET).unwrap_or_default(),
         );
-    if let Some(config) = setup.protogate_config(redis_url.as_deref()) {
+    if let Some(config) =
+        setup.protogate_config(redis_url.as_deref(), collector.as_ref().map(|c| c.address))
+    {
         let file = work.join("protogate.toml");
         std::fs::write(&file, config)?;
         command.arg("--config").arg(&file);
@@ -946,9 +988,17 @@ async fn run(
         }
     }
     print_table(setup, scenarios, workers, limits.rounds, &rows);
+    if let Some(collector) = &collector {
+        // Spans leave in batches: the last one may still be on its way.
+        println!();
+        println!(
+            "The OTLP collector received {} spans (a server and a client span per traced request).",
+            collector.spans()
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
     if failures.is_empty() {
-        Ok(())
+        Ok(rows)
     } else {
         Err(format!(
             "{} run(s) with {workers} worker(s), {}, failed:\n  {}",
@@ -1108,13 +1158,10 @@ fn print_scenarios(scenarios: &[Scenario]) {
     }
 }
 
-fn print_table(
-    setup: Setup,
-    scenarios: &[Scenario],
-    workers: usize,
-    rounds: usize,
-    rows: &[(Scenario, usize, Target, Figures)],
-) {
+/// One row of a table: a scenario at a concurrency, a target, and what its median run measured.
+type Row = (Scenario, usize, Target, Figures);
+
+fn print_table(setup: Setup, scenarios: &[Scenario], workers: usize, rounds: usize, rows: &[Row]) {
     println!();
     println!(
         "### {}{workers} worker thread{} per gateway{}",
@@ -1194,6 +1241,34 @@ fn print_table(
     }
 }
 
+/// protogate's CPU per request in `setup` against the plaintext setup's, same scenario and
+/// concurrency, same run.
+fn print_extra_cost(setup: Setup, plain: &[Row], observed: &[Row]) {
+    println!();
+    println!(
+        "| scenario | conns | protogate CPU µs/req, plaintext | with {} | extra |",
+        setup.label()
+    );
+    println!("|---|---|---|---|---|");
+    for (scenario, connections, target, figures) in observed {
+        if *target != Target::Protogate {
+            continue;
+        }
+        let Some(base) = plain
+            .iter()
+            .find(|r| r.0 == *scenario && r.1 == *connections && r.2 == Target::Protogate)
+        else {
+            continue;
+        };
+        let (before, after) = (base.3.cpu_us_per_request(), figures.cpu_us_per_request());
+        println!(
+            "| {} | {connections} | {before:.1} | {after:.1} | {:+.0} % |",
+            scenario.label(),
+            100.0 * (after / before.max(1e-9) - 1.0)
+        );
+    }
+}
+
 fn main() -> std::process::ExitCode {
     match main_with(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -1262,12 +1337,14 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             print_scenarios(&scenarios);
             for workers in workers {
+                // The plaintext setup's rows, which the observed setups are measured against.
+                let mut plain = None;
                 for &setup in &setups {
                     let scenarios = setup.scenarios(&scenarios);
                     if scenarios.is_empty() {
                         continue;
                     }
-                    runtime.block_on(run(
+                    let rows = runtime.block_on(run(
                         &protogate,
                         envoy.as_deref(),
                         redis_server.as_deref(),
@@ -1276,6 +1353,13 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         workers,
                         &limits,
                     ))?;
+                    match (setup, &plain) {
+                        (Setup::Plain, _) => plain = Some(rows),
+                        (Setup::Observed | Setup::ObservedAll, Some(plain)) => {
+                            print_extra_cost(setup, plain, &rows);
+                        }
+                        _ => {}
+                    }
                 }
             }
         }

@@ -104,7 +104,7 @@ async fn read_answer<Resp: prost::Message + Default>(
 ) -> Result<tonic::Response<Resp>, Status> {
     let (parts, mut body) = response.into_parts();
     // A trailers-only answer carries its status in the headers.
-    let head_status = Status::from_header_map(&parts.headers);
+    let head_status = status_in(&parts.headers);
     if let Some(status) = head_status
         .as_ref()
         .filter(|status| status.code() != Code::Ok)
@@ -123,7 +123,7 @@ async fn read_answer<Resp: prost::Message + Default>(
             Err(frame) => trailers = frame.into_trailers().ok(),
         }
     }
-    match trailers.as_ref().and_then(Status::from_header_map) {
+    match trailers.as_ref().and_then(status_in) {
         Some(status) if status.code() != Code::Ok => return Err(status),
         Some(_) => {}
         None if head_status.is_some() => {}
@@ -139,6 +139,16 @@ async fn read_answer<Resp: prost::Message + Default>(
         message,
         parts.extensions,
     ))
+}
+
+/// The status `headers` carry, if any. OK, by far the most common, is read without building a
+/// `Status` (which parses the message and details too).
+fn status_in(headers: &http::HeaderMap) -> Option<Status> {
+    match headers.get("grpc-status") {
+        None => None,
+        Some(code) if code == "0" => Some(Status::new(Code::Ok, "")),
+        Some(_) => Status::from_header_map(headers),
+    }
 }
 
 /// The data of a body, kept without copying when it comes in one piece (as it mostly does).
