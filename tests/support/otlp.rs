@@ -1,6 +1,6 @@
 //! A small OTLP collector for tests: a tonic server of `opentelemetry.proto.collector.trace.v1.
-//! TraceService` on a free 127.0.0.1 port that keeps every span it receives. Shared by the
-//! workspace's test crates (`#[path]`-included where it is not under `support/`).
+//! TraceService` on a free 127.0.0.1 port that keeps every span it receives, served as the other
+//! test backends are (`support::serve_grpc`); `#[path]`-included beside `mod support`.
 
 #![allow(dead_code)]
 
@@ -73,21 +73,13 @@ impl Collector {
     }
 
     async fn start_over(tls: Option<tonic::transport::ServerTlsConfig>) -> Collector {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
         let received = Service::default();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            server = server.tls_config(tls).expect("TLS settings");
-        }
-        tokio::spawn(
-            server
-                .add_service(TraceServiceServer::new(received.clone()))
-                .serve_with_incoming(incoming),
-        );
+        let router = tonic::service::Routes::new(TraceServiceServer::new(received.clone()))
+            .into_axum_router();
+        let address = match tls {
+            None => crate::support::serve_grpc(router).await,
+            Some(tls) => crate::support::serve_grpc_tls(router, tls).await,
+        };
         Collector { address, received }
     }
 
