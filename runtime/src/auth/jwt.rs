@@ -394,6 +394,8 @@ pub(crate) struct Verifier {
 pub(crate) enum TokenError {
     /// Refused: 401.
     Invalid(String),
+    /// Refused because its `exp` has passed: 401, counted apart from other refusals.
+    Expired(String),
     /// The issuer's keys cannot be had: 503.
     KeysUnavailable(String),
 }
@@ -530,8 +532,10 @@ impl Verifier {
 
     fn explain(&self, kind: &ErrorKind) -> TokenError {
         invalid(match kind {
+            ErrorKind::ExpiredSignature => {
+                return TokenError::Expired("the token has expired".to_owned());
+            }
             ErrorKind::InvalidSignature => "the token's signature does not verify".to_owned(),
-            ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
             ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)".to_owned(),
             ErrorKind::InvalidIssuer => {
                 format!("the token's issuer is not `{}`", self.issuer)
@@ -682,14 +686,21 @@ mod tests {
             Err(TokenError::Invalid(message)) => message,
             other => panic!("expected a refusal, got {other:?}"),
         };
+        let expired_only = |result: Result<_, TokenError>| match result {
+            Err(TokenError::Expired(message)) => message,
+            other => panic!("expected an expired token, got {other:?}"),
+        };
         let message = refused(check(sign(Algorithm::HS512, b"top secret", &claims)).await);
         assert!(message.contains("`HS512` is not one"), "{message}");
         let message = refused(check(sign(Algorithm::HS256, b"other", &claims)).await);
         assert!(message.contains("signature"), "{message}");
         let mut expired = claims.clone();
         expired["exp"] = serde_json::json!(now - 3600);
-        let message = refused(check(sign(Algorithm::HS256, b"top secret", &expired)).await);
+        let message = expired_only(check(sign(Algorithm::HS256, b"top secret", &expired)).await);
         assert!(message.contains("expired"), "{message}");
+        // A bad signature is what it is, whatever the token's `exp` says.
+        let message = refused(check(sign(Algorithm::HS256, b"other", &expired)).await);
+        assert!(message.contains("signature"), "{message}");
         let mut no_aud = claims.clone();
         no_aud.as_object_mut().expect("object").remove("aud");
         let message = refused(check(sign(Algorithm::HS256, b"top secret", &no_aud)).await);

@@ -549,6 +549,8 @@ enum Rejection {
     Missing,
     /// A bearer token that does not check out.
     InvalidToken(String),
+    /// A bearer token that checked out once and has expired.
+    ExpiredToken(String),
     /// An API key that does not check out.
     InvalidKey(String),
     /// Credentials that do not grant the route.
@@ -565,10 +567,21 @@ impl Rejection {
         match self {
             Rejection::Missing => "missing",
             Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::ExpiredToken(_) => "expired_token",
             Rejection::InvalidKey(_) => "invalid_key",
             Rejection::Forbidden { .. } => "forbidden",
             Rejection::Unavailable(_) => "unavailable",
             Rejection::External(_) => "external",
+        }
+    }
+}
+
+impl From<TokenError> for Rejection {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Invalid(message) => Rejection::InvalidToken(message),
+            TokenError::Expired(message) => Rejection::ExpiredToken(message),
+            TokenError::KeysUnavailable(message) => Rejection::Unavailable(message),
         }
     }
 }
@@ -777,11 +790,7 @@ impl Policy {
                 self.max_token_bytes
             )));
         }
-        let token_error = |error: TokenError| match error {
-            TokenError::Invalid(message) => Rejection::InvalidToken(message),
-            TokenError::KeysUnavailable(message) => Rejection::Unavailable(message),
-        };
-        let peek = jwt::peek(token).map_err(token_error)?;
+        let peek = jwt::peek(token)?;
         let verifier = match self.verifiers.as_slice() {
             [only] => only,
             several => several
@@ -793,7 +802,7 @@ impl Policy {
                     )
                 })?,
         };
-        let claims = verifier.verify(token, &peek).await.map_err(token_error)?;
+        let claims = verifier.verify(token, &peek).await?;
         let subject = claims
             .get("sub")
             .and_then(serde_json::Value::as_str)
@@ -842,7 +851,7 @@ impl Policy {
                 GatewayError::Unauthenticated(self.missing.clone()),
                 self.challenges(None),
             ),
-            Rejection::InvalidToken(message) => {
+            Rejection::InvalidToken(message) | Rejection::ExpiredToken(message) => {
                 let challenge = format!(
                     "Bearer{}{} error=\"invalid_token\", error_description=\"{}\"",
                     self.realm,
@@ -979,6 +988,17 @@ mod tests {
 
     fn claims(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         value.as_object().cloned().expect("an object")
+    }
+
+    #[test]
+    fn an_expired_token_is_a_reason_of_its_own() {
+        let reason = |error| Rejection::from(error).reason();
+        assert_eq!(reason(TokenError::Expired("late".into())), "expired_token");
+        assert_eq!(reason(TokenError::Invalid("bad".into())), "invalid_token");
+        assert_eq!(
+            reason(TokenError::KeysUnavailable("down".into())),
+            "unavailable"
+        );
     }
 
     #[test]
