@@ -828,6 +828,9 @@ enum Target {
     Direct,
     Envoy,
     Protogate,
+    /// In the observed setups: a second protogate on the same backend with nothing observed,
+    /// run in the same rounds, which the observed one's extra CPU is measured against.
+    Unobserved,
 }
 
 impl Target {
@@ -836,6 +839,7 @@ impl Target {
             Target::Direct => "direct gRPC (tonic client)",
             Target::Envoy => "Envoy grpc_json_transcoder",
             Target::Protogate => "protogate",
+            Target::Unobserved => "protogate, nothing observed",
         }
     }
 }
@@ -911,6 +915,31 @@ async fn run(
     )
     .await?;
 
+    // The observed setups' baseline: the same gateway without a config, beside it.
+    let unobserved_port = free_port();
+    let unobserved = match setup.sample_ratio() {
+        Some(_) => {
+            let proc = Proc::spawn(
+                Command::new(protogate)
+                    .args([
+                        "serve",
+                        "--listen",
+                        &format!("127.0.0.1:{unobserved_port}"),
+                        "--workers",
+                        &workers.to_string(),
+                    ])
+                    .args(backends.protogate_args()),
+            )?;
+            wait_for(
+                "protogate (nothing observed)",
+                SocketAddr::from(([127, 0, 0, 1], unobserved_port)),
+            )
+            .await?;
+            Some(proc)
+        }
+        None => None,
+    };
+
     let envoy_port = free_port();
     let envoy = match &envoy {
         Some(binary) => {
@@ -944,6 +973,9 @@ async fn run(
     if envoy.is_some() {
         targets.insert(1, Target::Envoy);
     }
+    if unobserved.is_some() {
+        targets.push(Target::Unobserved);
+    }
     let stand = Stand {
         this: &this,
         backends: &backends,
@@ -951,6 +983,8 @@ async fn run(
         gateway: &gateway,
         envoy_port,
         envoy: envoy.as_ref(),
+        unobserved_port,
+        unobserved: unobserved.as_ref(),
     };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -1018,6 +1052,8 @@ struct Stand<'a> {
     gateway: &'a Proc,
     envoy_port: u16,
     envoy: Option<&'a Proc>,
+    unobserved_port: u16,
+    unobserved: Option<&'a Proc>,
 }
 
 impl Stand<'_> {
@@ -1037,6 +1073,10 @@ impl Stand<'_> {
                 self.envoy.map(Proc::pid).unwrap_or_default(),
             )),
             Target::Protogate => Some((self.gateway_port, self.gateway.pid())),
+            Target::Unobserved => Some((
+                self.unobserved_port,
+                self.unobserved.map(Proc::pid).unwrap_or_default(),
+            )),
         };
         let mut figures = match gateway {
             None => self.direct(scenario, limits, connections)?,
@@ -1241,28 +1281,28 @@ fn print_table(setup: Setup, scenarios: &[Scenario], workers: usize, rounds: usi
     }
 }
 
-/// protogate's CPU per request in `setup` against the plaintext setup's, same scenario and
-/// concurrency, same run.
-fn print_extra_cost(setup: Setup, plain: &[Row], observed: &[Row]) {
+/// The observed protogate's CPU per request in `setup` against the unobserved one's, same
+/// scenario, concurrency and rounds.
+fn print_extra_cost(setup: Setup, rows: &[Row]) {
     println!();
     println!(
-        "| scenario | conns | protogate CPU µs/req, plaintext | with {} | extra |",
+        "| scenario | conns | protogate CPU µs/req, nothing observed | with {} | extra |",
         setup.label()
     );
     println!("|---|---|---|---|---|");
-    for (scenario, connections, target, figures) in observed {
+    for (scenario, connections, target, figures) in rows {
         if *target != Target::Protogate {
             continue;
         }
-        let Some(base) = plain
+        let Some(base) = rows
             .iter()
-            .find(|r| r.0 == *scenario && r.1 == *connections && r.2 == Target::Protogate)
+            .find(|r| r.0 == *scenario && r.1 == *connections && r.2 == Target::Unobserved)
         else {
             continue;
         };
         let (before, after) = (base.3.cpu_us_per_request(), figures.cpu_us_per_request());
         println!(
-            "| {} | {connections} | {before:.1} | {after:.1} | {:+.0} % |",
+            "| {} | {connections} | {before:.1} | {after:.1} | {:+.1} % |",
             scenario.label(),
             100.0 * (after / before.max(1e-9) - 1.0)
         );
@@ -1337,8 +1377,6 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             print_scenarios(&scenarios);
             for workers in workers {
-                // The plaintext setup's rows, which the observed setups are measured against.
-                let mut plain = None;
                 for &setup in &setups {
                     let scenarios = setup.scenarios(&scenarios);
                     if scenarios.is_empty() {
@@ -1353,12 +1391,8 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         workers,
                         &limits,
                     ))?;
-                    match (setup, &plain) {
-                        (Setup::Plain, _) => plain = Some(rows),
-                        (Setup::Observed | Setup::ObservedAll, Some(plain)) => {
-                            print_extra_cost(setup, plain, &rows);
-                        }
-                        _ => {}
+                    if setup.sample_ratio().is_some() {
+                        print_extra_cost(setup, &rows);
                     }
                 }
             }
