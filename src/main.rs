@@ -258,7 +258,7 @@ fn main() -> std::process::ExitCode {
     // go to stderr; stdout keeps the banner, the printed documents and the access log. `serve`
     // sets its logs up as its config's [log] says.
     if !matches!(cli.command, None | Some(Command::Serve(_))) {
-        observe::init_logging(&config::LogSection::default(), None);
+        observe::init_logging(&config::LogSection::default());
     }
     let result = match cli.command {
         None => default_serve_args()
@@ -345,12 +345,15 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
     // metrics; [metrics] and [log] take effect at start.
     let (first, _) = args.config()?;
     let observing = observe::Observing::new(&first);
-    let _log = observe::init_logging(&first.log, observing.metrics());
+    observe::init_logging(&first.log);
     let metrics = observing.metrics().cloned();
     let (config, plan) = build(&args, metrics.as_ref())?;
     // Spans are exported from a thread of their own, started once: `[tracing]` changed by a
     // reload takes effect at the next start.
     let traces = plan.tracing().map(|plan| plan.start()).transpose()?;
+    if let (Some(traces), Some(metrics)) = (&traces, &metrics) {
+        traces.count_into(metrics);
+    }
     let live = Arc::new(reload::Live::new(plan, &config));
     let drain = protogate::Drain::new();
     let admin = match &config.admin {

@@ -108,6 +108,34 @@ impl Traces {
         self.exporter.stats()
     }
 
+    /// Counts the exporter's spans into `metrics`, read at each scrape:
+    /// `protogate_trace_spans_{exported,dropped,failed}_total`.
+    pub fn count_into(&self, metrics: &protogate::observe::Metrics) {
+        /// A counter's name, its help, and how it reads the exporter's counts.
+        type Counted = (&'static str, &'static str, fn(ExportStats) -> u64);
+        let counters: [Counted; 3] = [
+            (
+                "trace_spans_exported",
+                "Spans the OTLP collector took",
+                |stats| stats.exported,
+            ),
+            (
+                "trace_spans_dropped",
+                "Spans dropped because the export queue was full",
+                |stats| stats.dropped,
+            ),
+            (
+                "trace_spans_failed",
+                "Spans whose export failed or that the collector rejected",
+                |stats| stats.failed,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let counts = self.exporter.counts();
+            metrics.polled_counter(name, help, move || read(counts.get()));
+        }
+    }
+
     /// Exports what is queued (for at most `timeout`) and stops.
     pub fn shut_down(self, timeout: Duration) -> ExportStats {
         self.exporter.shutdown(timeout)

@@ -233,6 +233,31 @@ fn gateway(
     support::start_with_admin(&["--config", config.to_str().expect("UTF-8")])
 }
 
+/// The exporter's counters as `/metrics` on `admin` shows them (exported, dropped, failed),
+/// once `exported` spans are counted (or after 10 s).
+async fn exporter_counts(admin: &str, exported: u64) -> [u64; 3] {
+    let started = std::time::Instant::now();
+    loop {
+        let text = reqwest::get(format!("{admin}/metrics"))
+            .await
+            .expect("scraped")
+            .text()
+            .await
+            .expect("text");
+        let read = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("protogate_trace_spans_{name}_total ")))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        };
+        let counts = [read("exported"), read("dropped"), read("failed")];
+        if counts[0] >= exported || started.elapsed() > Duration::from_secs(10) {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The spans of trace `trace_id` (hex): its server span and its client span.
 fn server_and_client(spans: &[Span], trace_id: &str) -> (Span, Span) {
     let of_trace: Vec<&Span> = spans
@@ -417,6 +442,10 @@ async fn the_gateway_continues_traces_and_the_backend_joins_them() {
             otlp::hex(&client_span.span_id)
         ))
     );
+
+    // The exporter's counts are metrics: six spans out, none dropped or failed.
+    let exported = exporter_counts(&gateway.admin, 6).await;
+    assert_eq!(exported, [6, 0, 0], "exported, dropped, failed");
 
     // A caller's unsampled trace: no span, and the backend hears it is not sampled.
     let unsampled_trace = "11111111111111111111111111111111";

@@ -52,6 +52,7 @@ pub use message::{
 };
 pub use reader::{Peek, Reader};
 pub use text::TextField;
+pub(crate) use wkt::rfc3339;
 pub use wkt::{
     Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value,
 };

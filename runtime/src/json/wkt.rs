@@ -130,6 +130,22 @@ fn format_timestamp(value: &prost_types::Timestamp, out: &mut [u8; 40]) -> Optio
     Some(len + 1)
 }
 
+/// `time` as RFC 3339 text in UTC, to the microsecond (trailing groups of zeros left out, as
+/// for a Timestamp), appended to `out`: the time of a log line.
+pub(crate) fn rfc3339(time: std::time::SystemTime, out: &mut Vec<u8>) {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let value = prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: (since.subsec_micros() * 1_000) as i32,
+    };
+    let mut text = [0; 40];
+    if let Some(len) = format_timestamp(&value, &mut text) {
+        out.extend_from_slice(&text[..len]);
+    }
+}
+
 /// A cursor over ASCII text for the timestamp and duration grammars.
 struct Scan<'t> {
     text: &'t [u8],

@@ -6,9 +6,9 @@
 //! their names, upstreams and endpoints what the config names. No path, id or client address is
 //! ever a label value.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -18,8 +18,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use super::scope::{Scope, code_name};
+use super::scope::{Scope, StreamTransport, code_name};
 use super::{Event, Observer};
+use crate::route::RouteInfo;
 
 /// The bounds of the latency buckets, in seconds: 100 µs to 30 s.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -267,6 +268,24 @@ struct Inner {
     redis_errors: Counter,
     reloads: Family<OutcomeLabels, Counter>,
     upstream: UpstreamFamilies,
+    /// Each route's series, found once (see [`RouteSeries`]).
+    routes: RwLock<HashMap<RouteKey, Arc<RouteSeries>>>,
+}
+
+/// A route and a method as the cache of series knows them: the addresses of the route's
+/// `RouteInfo` and of the method label's text. Two keys may lead to the same series (the labels
+/// decide which series that is), never one key to two.
+type RouteKey = (usize, usize);
+
+/// The series a routed request counts into, found in the families once per route and method and
+/// kept: a request then counts without hashing a label or taking the families' locks.
+struct RouteSeries {
+    in_flight: Gauge,
+    request_size: Histogram,
+    response_size: Histogram,
+    /// The requests answered 200 with OK, and how long those took (streams excluded).
+    ok: Counter,
+    ok_duration: Histogram,
 }
 
 /// The upstreams' metrics.
@@ -384,7 +403,50 @@ impl Metrics {
             redis_errors,
             reloads,
             upstream,
+            routes: RwLock::default(),
         }))
+    }
+
+    /// The series of a request routed to `route` with `method`.
+    fn route_series(&self, route: &'static RouteInfo, method: MethodLabel) -> Arc<RouteSeries> {
+        let key = (
+            std::ptr::from_ref(route) as usize,
+            method.0.as_ptr() as usize,
+        );
+        let inner = &*self.0;
+        let found = inner
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(series) = found {
+            return series;
+        }
+        let labels = RouteLabels {
+            route: RouteLabel(Some(route.template.text)),
+            method,
+        };
+        let ok = RequestLabels {
+            route: labels.route,
+            method,
+            status: StatusLabel(200),
+            code: CodeLabel(tonic::Code::Ok),
+        };
+        let series = Arc::new(RouteSeries {
+            in_flight: inner.in_flight.get_or_create(&labels).clone(),
+            request_size: inner.request_size.get_or_create(&labels).clone(),
+            response_size: inner.response_size.get_or_create(&labels).clone(),
+            ok: inner.requests.get_or_create(&ok).clone(),
+            ok_duration: inner.duration.get_or_create(&ok).clone(),
+        });
+        inner
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_insert(series)
+            .clone()
     }
 
     /// Says what the build serves, as `protogate_build_info{version, protos, rpcs}`.
@@ -447,7 +509,10 @@ impl Observer for Metrics {
         let inner = &*self.0;
         match event {
             Event::Routed => {
-                inner.in_flight.get_or_create(&route_labels(scope)).inc();
+                if let Some(route) = scope.route() {
+                    let method = MethodLabel::of(scope.method());
+                    self.route_series(route, method).in_flight.inc();
+                }
             }
             Event::StreamOpened => {
                 if let Some(transport) = scope.stream() {
@@ -464,53 +529,37 @@ impl Observer for Metrics {
     fn on_end(&self, scope: &Scope) {
         let inner = &*self.0;
         let labels = RequestLabels::of(scope);
-        inner.requests.get_or_create(&labels).inc();
         let seconds = scope.duration().unwrap_or_default().as_secs_f64();
-        let route = RouteLabels {
-            route: labels.route,
-            method: labels.method,
-        };
-        match scope.stream() {
-            None => inner.duration.get_or_create(&labels).observe(seconds),
-            Some(transport) => {
-                let transport = Word(transport.name());
-                let labels = TransportLabels { transport };
-                inner.streams_open.get_or_create(&labels).dec();
-                inner
-                    .stream_duration
-                    .get_or_create(&labels)
-                    .observe(seconds);
-                for (direction, count) in
-                    [("in", scope.messages_in()), ("out", scope.messages_out())]
-                {
-                    if count > 0 {
-                        let direction = Word(direction);
-                        inner
-                            .stream_messages
-                            .get_or_create(&MessageLabels {
-                                transport,
-                                direction,
-                            })
-                            .inc_by(count);
+        let (bytes_in, bytes_out) = (scope.bytes_in() as f64, scope.bytes_out() as f64);
+        let answered_ok = labels.status.0 == 200 && labels.code.0 == tonic::Code::Ok;
+        let streamed = scope.stream().is_some();
+        match scope.route() {
+            Some(route) => {
+                let series = self.route_series(route, labels.method);
+                series.in_flight.dec();
+                series.request_size.observe(bytes_in);
+                series.response_size.observe(bytes_out);
+                if answered_ok {
+                    series.ok.inc();
+                    if !streamed {
+                        series.ok_duration.observe(seconds);
                     }
+                } else {
+                    self.count_request(&labels, streamed, seconds);
                 }
-                let code = CodeLabel(scope.code().unwrap_or(tonic::Code::Unknown));
-                inner
-                    .streams_ended
-                    .get_or_create(&StreamEndLabels { transport, code })
-                    .inc();
+            }
+            None => {
+                let route = RouteLabels {
+                    route: labels.route,
+                    method: labels.method,
+                };
+                inner.request_size.get_or_create(&route).observe(bytes_in);
+                inner.response_size.get_or_create(&route).observe(bytes_out);
+                self.count_request(&labels, streamed, seconds);
             }
         }
-        inner
-            .request_size
-            .get_or_create(&route)
-            .observe(scope.bytes_in() as f64);
-        inner
-            .response_size
-            .get_or_create(&route)
-            .observe(scope.bytes_out() as f64);
-        if scope.route().is_some() {
-            inner.in_flight.get_or_create(&route).dec();
+        if let Some(transport) = scope.stream() {
+            self.count_stream(scope, transport, seconds);
         }
         if let Some(reason) = scope.auth_failure() {
             let reason = Word(reason);
@@ -536,10 +585,43 @@ impl Observer for Metrics {
     }
 }
 
-fn route_labels(scope: &Scope) -> RouteLabels {
-    RouteLabels {
-        route: RouteLabel::of(scope),
-        method: MethodLabel::of(scope.method()),
+impl Metrics {
+    /// Counts a request by its labels, and its latency unless it was a stream.
+    fn count_request(&self, labels: &RequestLabels, streamed: bool, seconds: f64) {
+        let inner = &*self.0;
+        inner.requests.get_or_create(labels).inc();
+        if !streamed {
+            inner.duration.get_or_create(labels).observe(seconds);
+        }
+    }
+
+    /// Counts a stream that ended after `seconds`.
+    fn count_stream(&self, scope: &Scope, transport: StreamTransport, seconds: f64) {
+        let inner = &*self.0;
+        let transport = Word(transport.name());
+        let labels = TransportLabels { transport };
+        inner.streams_open.get_or_create(&labels).dec();
+        inner
+            .stream_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+        for (direction, count) in [("in", scope.messages_in()), ("out", scope.messages_out())] {
+            if count > 0 {
+                let direction = Word(direction);
+                inner
+                    .stream_messages
+                    .get_or_create(&MessageLabels {
+                        transport,
+                        direction,
+                    })
+                    .inc_by(count);
+            }
+        }
+        let code = CodeLabel(scope.code().unwrap_or(tonic::Code::Unknown));
+        inner
+            .streams_ended
+            .get_or_create(&StreamEndLabels { transport, code })
+            .inc();
     }
 }
 
@@ -652,7 +734,7 @@ impl UpstreamMetrics {
         &self.metrics.0.upstream
     }
 
-    fn endpoint(&self, endpoint: &Arc<str>) -> EndpointLabels {
+    fn endpoint_labels(&self, endpoint: &Arc<str>) -> EndpointLabels {
         EndpointLabels {
             upstream: self.name.clone(),
             endpoint: Name(Arc::clone(endpoint)),
@@ -665,14 +747,6 @@ impl UpstreamMetrics {
         }
     }
 
-    /// A call to `endpoint` got its response's headers after `elapsed`.
-    pub(crate) fn answered(&self, endpoint: &Arc<str>, elapsed: Duration) {
-        self.families()
-            .call_duration
-            .get_or_create(&self.endpoint(endpoint))
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// A connection to `endpoint` opened (`true`) or could not be opened (`false`).
     pub(crate) fn connected(&self, endpoint: &Arc<str>, ok: bool) {
         let family = if ok {
@@ -680,23 +754,25 @@ impl UpstreamMetrics {
         } else {
             &self.families().connect_failures
         };
-        family.get_or_create(&self.endpoint(endpoint)).inc();
+        family.get_or_create(&self.endpoint_labels(endpoint)).inc();
     }
 
     /// A connection to `endpoint` ended.
     pub(crate) fn disconnected(&self, endpoint: &Arc<str>) {
         self.families()
             .closed
-            .get_or_create(&self.endpoint(endpoint))
+            .get_or_create(&self.endpoint_labels(endpoint))
             .inc();
     }
 
-    /// The gauge that says whether `endpoint` takes calls.
-    pub(crate) fn endpoint_up(&self, endpoint: &Arc<str>) -> Gauge {
-        self.families()
-            .endpoint_up
-            .get_or_create(&self.endpoint(endpoint))
-            .clone()
+    /// The series of `endpoint` that its state keeps, so that counting into them hashes no label.
+    pub(crate) fn endpoint(&self, endpoint: &Arc<str>) -> EndpointMetrics {
+        let labels = self.endpoint_labels(endpoint);
+        let families = self.families();
+        EndpointMetrics {
+            up: families.endpoint_up.get_or_create(&labels).clone(),
+            call_duration: families.call_duration.get_or_create(&labels).clone(),
+        }
     }
 
     /// The bulkhead's gauges and counter.
@@ -743,6 +819,15 @@ impl prometheus_client::encoding::EncodeMetric for Polled {
     }
 }
 
+/// The series of one upstream endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct EndpointMetrics {
+    /// 1 while it takes calls, 0 while it does not.
+    pub up: Gauge,
+    /// Time from sending a call to its response's headers.
+    pub call_duration: Histogram,
+}
+
 /// What a bulkhead counts into.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BulkheadMetrics {
@@ -753,6 +838,8 @@ pub(crate) struct BulkheadMetrics {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -825,6 +912,79 @@ mod tests {
         );
     }
 
+    static ROUTE: RouteInfo = RouteInfo {
+        method: "POST",
+        rpc: "acme.shelf.v1.Shelves.CreateShelf",
+        template: crate::route::Template {
+            text: "/v1/shelves",
+            segments: &[],
+            verb: None,
+            vars: &[],
+        },
+    };
+
+    #[tokio::test]
+    async fn routed_requests_count_into_their_routes_series_whatever_the_outcome() {
+        use axum::body::Body;
+        use http_body_util::BodyExt as _;
+        use tower::{Layer as _, ServiceExt as _};
+
+        let metrics = Metrics::new();
+        let app = tower::service_fn(|request: http::Request<Body>| async move {
+            let scope = Scope::of(&request).expect("a scope");
+            scope.set_route(&ROUTE);
+            let fail = request.uri().path() == "/fail";
+            scope.set_code(if fail {
+                tonic::Code::NotFound
+            } else {
+                tonic::Code::Ok
+            });
+            let status = if fail { 404 } else { 200 };
+            let response = http::Response::builder()
+                .status(status)
+                .body(Body::from("12345678"))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = crate::observe::ObserveLayer::new()
+            .observer(metrics.clone())
+            .layer(app);
+        for path in ["/ok", "/ok", "/fail", "/ok"] {
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(path)
+                .body(Body::from("abc"))
+                .unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            drop(response.into_body().collect().await.unwrap());
+        }
+
+        let text = metrics.encode();
+        let labels = "route=\"/v1/shelves\",method=\"POST\"";
+        for line in [
+            format!("protogate_http_requests_total{{{labels},status=\"200\",code=\"OK\"}} 3"),
+            format!(
+                "protogate_http_requests_total{{{labels},status=\"404\",code=\"NOT_FOUND\"}} 1"
+            ),
+            format!(
+                "protogate_http_request_duration_seconds_count{{{labels},status=\"200\",code=\"OK\"}} 3"
+            ),
+            format!(
+                "protogate_http_request_duration_seconds_count{{{labels},status=\"404\",code=\"NOT_FOUND\"}} 1"
+            ),
+            format!("protogate_http_response_size_bytes_count{{{labels}}} 4"),
+            format!("protogate_http_response_size_bytes_sum{{{labels}}} 32.0"),
+            format!("protogate_http_requests_in_flight{{{labels}}} 0"),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert_eq!(
+            text.matches("protogate_http_requests_in_flight{").count(),
+            1,
+            "one series per route and method: {text}"
+        );
+    }
+
     #[test]
     fn the_registry_encodes_openmetrics_with_the_protogate_prefix() {
         let metrics = Metrics::new();
@@ -837,7 +997,10 @@ mod tests {
         let endpoint: Arc<str> = "10.0.0.7:50051".into();
         upstream.connected(&endpoint, true);
         upstream.retry(false);
-        upstream.answered(&endpoint, Duration::from_millis(3));
+        upstream
+            .endpoint(&endpoint)
+            .call_duration
+            .observe(Duration::from_millis(3).as_secs_f64());
         let text = metrics.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
         for line in [

@@ -43,10 +43,10 @@ mod scope;
 use std::any::Any;
 use std::sync::Arc;
 
-pub use access::{ACCESS_TARGET, AccessLog};
+pub use access::{AccessFormat, AccessLog, AccessLogBuilder, AccessLogWriter};
 pub use id::{REQUEST_ID, RequestId};
 pub use layer::{ObserveFuture, ObserveLayer, ObserveService, ObservedBody};
-pub(crate) use metrics::BulkheadMetrics;
+pub(crate) use metrics::{BulkheadMetrics, EndpointMetrics};
 pub use metrics::{Metrics, UpstreamMetrics};
 pub use scope::{
     Hold, RateLimitDecision, Scope, StreamTransport, UpstreamTarget, code_name, code_of_status,

@@ -70,6 +70,21 @@ struct Counters {
     failed: AtomicU64,
 }
 
+/// Reads an exporter's counts ([`OtlpExporter::counts`]); clones share them.
+#[derive(Clone, Debug)]
+pub struct ExportCounts(Arc<Counters>);
+
+impl ExportCounts {
+    /// What the exporter has done so far.
+    pub fn get(&self) -> ExportStats {
+        ExportStats {
+            exported: self.0.exported.load(Ordering::Relaxed),
+            dropped: self.0.dropped.load(Ordering::Relaxed),
+            failed: self.0.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What an exporter has done with the spans it was given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExportStats {
@@ -127,12 +142,12 @@ impl OtlpExporter {
 
     /// What it has done so far.
     pub fn stats(&self) -> ExportStats {
-        let stats = &self.sink.stats;
-        ExportStats {
-            exported: stats.exported.load(Ordering::Relaxed),
-            dropped: stats.dropped.load(Ordering::Relaxed),
-            failed: stats.failed.load(Ordering::Relaxed),
-        }
+        self.counts().get()
+    }
+
+    /// A handle on its counts that outlives it, for metrics read at each scrape.
+    pub fn counts(&self) -> ExportCounts {
+        ExportCounts(Arc::clone(&self.sink.stats))
     }
 
     pub(crate) fn sink(&self) -> SpanSink {

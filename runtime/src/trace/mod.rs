@@ -41,7 +41,7 @@ mod span;
 
 use http::HeaderMap;
 
-pub use self::export::{ExportStats, OtlpBuilder, OtlpExporter};
+pub use self::export::{ExportCounts, ExportStats, OtlpBuilder, OtlpExporter};
 pub use self::sampler::Sampler;
 pub use self::span::{SpanKind, SpanRecord, SpanStatus, Value, attr};
 pub use crate::trace_context::{

@@ -124,8 +124,8 @@ impl Directory {
         let state = PeerState::new(peer, self.ejection);
         match &self.metrics {
             Some(metrics) => {
-                let up = metrics.endpoint_up(&state.label);
-                state.watched_by(up)
+                let series = metrics.endpoint(&state.label);
+                state.watched_by(series)
             }
             None => state,
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::address::Peer;
 use super::connection::Connection;
 use super::dial::Dial;
+use crate::observe::EndpointMetrics;
 
 /// When an endpoint is taken out of rotation after failing, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +66,8 @@ pub(crate) struct PeerState {
     ejected: AtomicBool,
     down: Mutex<Option<Down>>,
     checked: AtomicU8,
-    /// 1 while it takes calls, 0 while it does not, for metrics.
-    up: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// Its series, where the upstream counts metrics.
+    metrics: Option<EndpointMetrics>,
 }
 
 #[derive(Debug)]
@@ -86,21 +87,28 @@ impl PeerState {
             ejected: AtomicBool::new(false),
             down: Mutex::new(None),
             checked: AtomicU8::new(UNCHECKED),
-            up: None,
+            metrics: None,
         }
     }
 
-    /// The same state, saying in `up` whether it takes calls.
-    pub(crate) fn watched_by(mut self, up: prometheus_client::metrics::gauge::Gauge) -> Self {
-        up.set(1);
-        self.up = Some(up);
+    /// The same state, counted into `metrics` (it takes calls from now).
+    pub(crate) fn watched_by(mut self, metrics: EndpointMetrics) -> Self {
+        metrics.up.set(1);
+        self.metrics = Some(metrics);
         self
     }
 
     /// Tells the gauge whether it takes calls now.
     fn show(&self, up: bool) {
-        if let Some(gauge) = &self.up {
-            gauge.set(i64::from(up));
+        if let Some(metrics) = &self.metrics {
+            metrics.up.set(i64::from(up));
+        }
+    }
+
+    /// A call it took got its response's headers `elapsed` after it was sent.
+    pub(crate) fn answered(&self, elapsed: Duration) {
+        if let Some(metrics) = &self.metrics {
+            metrics.call_duration.observe(elapsed.as_secs_f64());
         }
     }
 

@@ -338,8 +338,8 @@ impl Upstream {
             let authority = shared.authority.as_ref().unwrap_or(&peer.authority);
             let attempt = std::time::Instant::now();
             let sent = exchange::send(sender, peer, authority, this_head, body).await;
-            if let (Some(metrics), Ok(_)) = (&shared.metrics, &sent) {
-                metrics.answered(&endpoint.state.label, attempt.elapsed());
+            if sent.is_ok() {
+                endpoint.state.answered(attempt.elapsed());
             }
             if let Some(scope) = &scope
                 && (sent.is_ok() || replay.is_none())
