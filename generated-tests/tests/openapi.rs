@@ -30,8 +30,17 @@ fn streaming_operations_document_their_transports() {
         "#/components/schemas/protogate.tests.v1.Tick"
     );
     assert!(count["text/event-stream"].is_object());
-    let chat = &paths["/v1/streams/rooms/{room}:chat"]["post"]["requestBody"]["content"];
+    let chat_body = &paths["/v1/streams/rooms/{room}:chat"]["post"]["requestBody"];
+    let chat = &chat_body["content"];
     assert_eq!(chat["application/json"]["schema"]["type"], "array");
+    // NDJSON is told in an extension, which generators of clients leave alone.
+    assert!(chat.get("application/x-ndjson").is_none(), "{chat}");
+    let streaming = &chat_body["x-protogate-streaming"];
+    assert_eq!(streaming["contentType"], "application/x-ndjson");
+    assert_eq!(
+        streaming["itemSchema"],
+        chat["application/json"]["schema"]["items"]
+    );
     // The room comes from the path: it is not in the messages' schema.
     let item = serde_json::to_string(&chat["application/json"]["schema"]["items"]).expect("JSON");
     assert!(!item.contains("\"room\""), "{item}");

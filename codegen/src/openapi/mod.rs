@@ -297,18 +297,19 @@ fn request_body(
             _ => schemas.field(field, Form::Request),
         },
     };
-    let content = if method.shape().streams_requests() {
-        json!({
-            "application/x-ndjson": {"schema": {
-                "description": "A stream of messages, one JSON value each, newline-delimited (or simply concatenated).",
-                "allOf": [schema.clone()],
-            }},
-            "application/json": {"schema": {"type": "array", "items": schema}},
-        })
-    } else {
-        json!({"application/json": {"schema": schema}})
-    };
-    Some(json!({"required": true, "content": content}))
+    if method.shape().streams_requests() {
+        // OpenAPI 3.1 has no schema for a body of many JSON values, and client generators
+        // refuse `application/x-ndjson` bodies: the document gives the array form, which every
+        // client can send, and says in words (and in an extension tools may read) that the same
+        // messages may stream as NDJSON.
+        return Some(json!({
+            "required": true,
+            "description": "The stream's messages: a JSON array, sent whole; or, with `Content-Type: application/x-ndjson`, one JSON value each, newline-delimited (or simply concatenated), each passed on as soon as it arrives.",
+            "content": {"application/json": {"schema": {"type": "array", "items": schema.clone()}}},
+            "x-protogate-streaming": {"contentType": "application/x-ndjson", "itemSchema": schema},
+        }));
+    }
+    Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}))
 }
 
 fn raw_request() -> Value {
