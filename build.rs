@@ -39,7 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // For the build info the gateway reports (`protogate_build_info`).
     println!("cargo:rustc-env=PROTOGATE_PROTOS_COMPILED={}", protos.len());
 
-    if let Err(error) = protogate_build::configure().compile(&protos, &includes) {
+    // RPCs without http rules get unbound routes, which the gateway serves only when its config
+    // says so (`[gateway] unbound_methods`).
+    if let Err(error) = protogate_build::configure()
+        .unbound_methods(true)
+        .compile(&protos, &includes)
+    {
         // Print the error as it is (file:line: message) rather than as a Debug dump.
         eprintln!("{error}");
         return Err("protogate-build failed; see the message above".into());

@@ -7,7 +7,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protogate's own external auth service, built in to protogate-build: the tests implement
     // it with the tonic server generated here.
     protos.push("protogate/api/auth.proto".into());
-    if let Err(error) = protogate_build::configure().compile(&protos, &["proto"]) {
+    // The RPCs without rules (protogate/tests/unbound) get unbound routes, which a gateway
+    // serves only when its switch is on.
+    if let Err(error) = protogate_build::configure()
+        .unbound_methods(true)
+        .compile(&protos, &["proto"])
+    {
         eprintln!("{error}");
         return Err("protogate-build failed; see the message above".into());
     }

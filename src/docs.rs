@@ -28,9 +28,18 @@ const ASSETS: &[&str] = &[
     "swagger-ui.css.map",
 ];
 
-/// The document, as protogate-build generated it for this binary.
+/// The document, as protogate-build generated it for this binary: every route, unbound ones
+/// included (marked `x-protogate-unbound`).
 pub fn openapi() -> &'static str {
     crate::pb::OPENAPI
+}
+
+/// The document of a gateway that serves unbound routes or not: without their operations when
+/// it does not (`protogate openapi`, and what `/openapi.json` starts from).
+pub fn openapi_of(unbound_methods: bool) -> String {
+    protogate::Gateway::new()
+        .unbound_methods(unbound_methods)
+        .openapi(openapi())
 }
 
 /// The documentation page, its assets under `assets` (a URL prefix ending in `/`).
@@ -86,10 +95,10 @@ async fn asset(swagger_ui: axum::Router, file: &str, request: Request) -> Respon
     }
 }
 
-/// The document as YAML: block style, every string and key double-quoted (JSON's quoting is
-/// YAML's), so nothing needs guessing.
-pub fn openapi_yaml() -> String {
-    let document: serde_json::Value = serde_json::from_str(openapi()).unwrap_or_default();
+/// `document` (JSON) as YAML: block style, every string and key double-quoted (JSON's quoting
+/// is YAML's), so nothing needs guessing.
+pub fn openapi_yaml(document: &str) -> String {
+    let document: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
     let mut out = String::new();
     yaml(&document, 0, &mut out);
     out

@@ -27,12 +27,14 @@ enum Command {
     /// Serve the REST/JSON API.
     Serve(Box<ServeArgs>),
     /// Print the route table: HTTP method, path template, RPC.
-    Routes,
+    Routes(UnboundArgs),
     /// Print the OpenAPI 3.1 document of every compiled service (also served at /openapi.json).
     Openapi {
         /// YAML instead of JSON.
         #[arg(long)]
         yaml: bool,
+        #[command(flatten)]
+        unbound: UnboundArgs,
     },
     /// Check a config file, or print the effective config.
     #[command(subcommand)]
@@ -49,6 +51,34 @@ enum ConfigCommand {
     /// Print the effective config: the file, the environment's PROTOGATE_… variables and the
     /// flags merged, each upstream with the defaults applied.
     Show(Box<ServeArgs>),
+}
+
+/// Whether `routes` and `openapi` include the unbound routes, as a gateway serving them does.
+#[derive(clap::Args)]
+struct UnboundArgs {
+    /// Include the unbound routes (RPCs without an http rule, at POST /package.Service/Method),
+    /// as `serve --unbound-methods` serves them.
+    #[arg(long)]
+    unbound_methods: bool,
+    /// Include them when this config file's `[gateway] unbound_methods` says so.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl UnboundArgs {
+    /// Whether the unbound routes are in: the flag, or the config file (with the environment's
+    /// overrides).
+    fn wanted(&self) -> Result<bool, String> {
+        if self.unbound_methods {
+            return Ok(true);
+        }
+        match &self.config {
+            Some(path) => config::load(path, std::env::vars())
+                .map(|(config, _)| config.gateway.serves_unbound())
+                .map_err(|e| e.to_string()),
+            None => Ok(false),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -81,6 +111,10 @@ struct ServeArgs {
     /// connection may stay idle, before the connection is closed (30 by default).
     #[arg(long, value_name = "SECONDS")]
     header_read_timeout: Option<f64>,
+    /// Serve the RPCs without an http rule too, each at POST /package.Service/Method with the
+    /// whole request message as the body (`[gateway] unbound_methods = true`).
+    #[arg(long)]
+    unbound_methods: bool,
 }
 
 impl ServeArgs {
@@ -116,6 +150,9 @@ impl ServeArgs {
             config.admin = Some(config::Admin {
                 listen: Some(admin),
             });
+        }
+        if self.unbound_methods {
+            config.gateway.unbound_methods = Some(true);
         }
         if let Some(seconds) = self.header_read_timeout {
             config.server.header_read_timeout =
@@ -266,20 +303,21 @@ fn main() -> std::process::ExitCode {
             .and_then(serve),
         Some(Command::Serve(args)) => serve(*args),
         // `protogate routes | head` closes the pipe early: that is not an error.
-        Some(Command::Routes) => {
-            let _ = std::io::stdout().write_all(upstream::route_table().as_bytes());
-            Ok(())
-        }
+        Some(Command::Routes(unbound)) => unbound.wanted().map_err(Into::into).map(|unbound| {
+            let _ = std::io::stdout().write_all(upstream::route_table_of(unbound).as_bytes());
+        }),
         Some(Command::Config(ConfigCommand::Check { file })) => check(file),
         Some(Command::Config(ConfigCommand::Show(args))) => show(&args),
-        Some(Command::Openapi { yaml }) => {
-            let document = if yaml {
-                docs::openapi_yaml()
-            } else {
-                docs::openapi().to_owned()
-            };
-            let _ = std::io::stdout().write_all(document.as_bytes());
-            Ok(())
+        Some(Command::Openapi { yaml, unbound }) => {
+            unbound.wanted().map_err(Into::into).map(|unbound| {
+                let document = docs::openapi_of(unbound);
+                let document = if yaml {
+                    docs::openapi_yaml(&document)
+                } else {
+                    document
+                };
+                let _ = std::io::stdout().write_all(document.as_bytes());
+            })
         }
     };
     match result {

@@ -82,6 +82,8 @@ pub struct Plan {
     headers: HeaderMapping,
     /// `[tracing]`, checked.
     tracing: Option<crate::traces::TracingPlan>,
+    /// `[gateway] unbound_methods`: the unbound routes are served.
+    unbound: bool,
 }
 
 /// An upstream built from the config, with its endpoints as written.
@@ -105,6 +107,7 @@ impl Plan {
         metrics: Option<&protogate::observe::Metrics>,
     ) -> Result<Plan, ConfigError> {
         let error = |key: &str, message: String| Document::error(document, key, message);
+        let unbound = config.gateway.serves_unbound();
         if config.server.listen.is_some() && !config.listeners.is_empty() {
             return Err(error(
                 "listeners",
@@ -141,17 +144,23 @@ impl Plan {
             }
             let mut methods = Vec::new();
             for (method, rules) in &section.methods {
-                let bound = info
+                let mut routes = info
                     .routes
                     .iter()
-                    .any(|route| route.rpc.rsplit('.').next() == Some(method.as_str()));
-                if !bound {
-                    return Err(error(
-                        &format!("{key}.methods.{method}"),
+                    .filter(|route| route.rpc.rsplit('.').next() == Some(method.as_str()))
+                    .peekable();
+                let compiled = routes.peek().is_some();
+                if !routes.any(|route| served(route, unbound)) {
+                    let message = if compiled {
+                        format!(
+                            "`{name}` has no HTTP binding for `{method}` unless unbound methods are served (`[gateway] unbound_methods = true`)"
+                        )
+                    } else {
                         format!(
                             "`{name}` has no method `{method}` with an HTTP binding in this build (routes are compiled in: a config cannot add one)"
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(error(&format!("{key}.methods.{method}"), message));
                 }
                 let status = match rules.status {
                     None => None,
@@ -212,13 +221,17 @@ impl Plan {
                 },
             );
         }
+        // Route rules and declared policies concern the RPCs served: unbound ones only when on.
         let rpcs: Vec<&str> = pb::SERVICES
             .iter()
-            .flat_map(|service| service.routes.iter().map(|route| route.rpc))
+            .flat_map(|service| service.routes.iter())
+            .filter(|route| served(route, unbound))
+            .map(|route| route.rpc)
             .collect();
         let declared: Vec<protogate::DeclaredPolicy> = pb::SERVICES
             .iter()
             .flat_map(|service| service.policies.iter().copied())
+            .filter(|policy| rpcs.contains(&policy.rpc))
             .collect();
         let edge = Edge::new(config, &rpcs, &declared).map_err(|e| error(&e.key, e.message))?;
         let headers =
@@ -238,6 +251,7 @@ impl Plan {
             edge,
             headers,
             tracing,
+            unbound,
         })
     }
 
@@ -260,6 +274,15 @@ impl Plan {
         }
         self.in_process.insert(service, routes);
         Ok(())
+    }
+
+    /// The compiled services with at least one route served: every annotated one, and with
+    /// `[gateway] unbound_methods` those whose RPCs have no rule too.
+    fn served_services(&self) -> impl Iterator<Item = &'static ServiceInfo> + '_ {
+        pb::SERVICES
+            .iter()
+            .copied()
+            .filter(|info| info.routes.iter().any(|route| served(route, self.unbound)))
     }
 
     /// Where `service` is served from, if anywhere.
@@ -333,7 +356,7 @@ impl Plan {
     pub fn openapi(&self, gateway: &Gateway, document: &str) -> String {
         let mut document = gateway.openapi(document);
         if let Some(auth) = self.edge.auth() {
-            document = auth.openapi(&document, gateway.routes());
+            document = auth.openapi(&document, &gateway.routes());
         }
         if let Some(error_body) = self.error_body() {
             document = error_body.openapi(&document);
@@ -381,6 +404,7 @@ impl Plan {
             gateway = gateway.empty_as_no_content(yes);
         }
         gateway
+            .unbound_methods(self.unbound)
             .header_mapping(self.headers.clone())
             .deadlines(deadlines(options.timeout, options.max_timeout))
     }
@@ -390,7 +414,7 @@ impl Plan {
         self.upstreams
             .iter()
             .filter(|(name, _)| {
-                pb::SERVICES.iter().any(
+                self.served_services().any(
                     |info| matches!(self.target(info), Target::Remote(used, _) if used == *name),
                 )
             })
@@ -398,10 +422,9 @@ impl Plan {
             .collect()
     }
 
-    /// One line per service saying where it is served from.
+    /// One line per service served saying where it is served from.
     pub fn describe(&self) -> Vec<String> {
-        pb::SERVICES
-            .iter()
+        self.served_services()
             .map(|info| match self.target(info) {
                 Target::Remote(name, built) if built.endpoints.join(",") == *name => {
                     format!("{} -> {name}", info.name)
@@ -607,14 +630,31 @@ fn normalize(url: &str) -> Result<String, String> {
     })
 }
 
-/// The route table of every compiled service, one binding per line.
+/// Whether a gateway serves `route`: an annotated one always, an unbound one when `unbound`.
+fn served(route: &protogate::RouteInfo, unbound: bool) -> bool {
+    unbound || !route.unbound
+}
+
+/// The route table of every compiled service, one binding per line, as a gateway that serves
+/// no unbound routes has it.
 pub fn route_table() -> String {
+    route_table_of(false)
+}
+
+/// The route table of every compiled service, one binding per line; with `unbound_methods`, the
+/// unbound routes too, marked `(unbound)`.
+pub fn route_table_of(unbound_methods: bool) -> String {
     let mut out = String::new();
     for service in pb::SERVICES {
-        for route in service.routes {
+        for route in service
+            .routes
+            .iter()
+            .filter(|route| served(route, unbound_methods))
+        {
+            let mark = if route.unbound { " (unbound)" } else { "" };
             let _ = writeln!(
                 out,
-                "{:<7} {:<60} {}",
+                "{:<7} {:<60} {}{mark}",
                 route.method, route.template.text, route.rpc
             );
         }

@@ -80,6 +80,11 @@ fn mistakes_stop_it_with_their_place_and_key() {
             ":2:11: `server.workers`: invalid type",
         ),
         (
+            "unbound.toml",
+            "[gateway]\nunbound_methods = \"yes\"\n",
+            ":2:19: `gateway.unbound_methods`: invalid type",
+        ),
+        (
             "service.toml",
             "[defaults]\nupstream = \"main\"\n[upstreams.main]\nendpoints = [\"http://127.0.0.1:1\"]\n\n[services.\"acme.NoSuch\"]\nupstream = \"main\"\n",
             "`services.acme.NoSuch`: no service `acme.NoSuch` in this build",

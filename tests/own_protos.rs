@@ -1,6 +1,8 @@
 //! The stock gateway built with a team's own protos (`PROTOGATE_PROTO_DIR`) and nothing else:
 //! it lists, documents and serves the team's service only, none of the demo's operations, and
-//! `--upstream URL` forwards nothing but the team's calls.
+//! `--upstream URL` forwards nothing but the team's calls. Its RPC without a rule is listed,
+//! documented and served at its gRPC path only when `[gateway] unbound_methods` (or
+//! `--unbound-methods`) turns unbound routes on.
 //!
 //! The gateway is built once, into a target dir of its own, from a tiny proto directory this
 //! test writes; every test here shares that build.
@@ -32,6 +34,8 @@ service NoteService {
   rpc ListNotes(ListNotesRequest) returns (ListNotesResponse) {
     option (google.api.http) = {get: "/v1/notes"};
   }
+  // Archives a note: no rule, so served only as an unbound route.
+  rpc ArchiveNote(GetNoteRequest) returns (Note);
 }
 
 message GetNoteRequest {
@@ -278,8 +282,171 @@ async fn tls_upstreams_with_several_endpoints_from_the_flags() {
     );
 }
 
+/// The unbound route of the RPC without a rule.
+const ARCHIVE: &str = "/acme.notes.v1.NoteService/ArchiveNote";
+
+/// `(method, template, rest)` of each line of `protogate routes` with `args`.
+fn routes(args: &[&str]) -> Vec<Vec<String>> {
+    let mut command = vec!["routes"];
+    command.extend(args);
+    support::printed(gateway(), &command)
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn routes_and_openapi_have_the_unbound_route_only_when_it_is_on() {
+    let on = support::test_file(
+        "own-protos",
+        "unbound-on.toml",
+        "[gateway]\nunbound_methods = true\n",
+    );
+    let off = support::test_file(
+        "own-protos",
+        "unbound-off.toml",
+        "[gateway]\nunbound_methods = false\n",
+    );
+    let unbound_row = vec![
+        "POST".to_owned(),
+        ARCHIVE.to_owned(),
+        "acme.notes.v1.NoteService.ArchiveNote".to_owned(),
+        "(unbound)".to_owned(),
+    ];
+    for (args, listed) in [
+        (vec![], false),
+        (vec!["--config", off.to_str().expect("UTF-8")], false),
+        (vec!["--config", on.to_str().expect("UTF-8")], true),
+        (vec!["--unbound-methods"], true),
+    ] {
+        let rows = routes(&args);
+        assert_eq!(rows.len(), if listed { 3 } else { 2 }, "{args:?}: {rows:?}");
+        assert_eq!(rows.contains(&unbound_row), listed, "{args:?}: {rows:?}");
+
+        let mut command = vec!["openapi"];
+        command.extend(&args);
+        let document: Value =
+            serde_json::from_str(&support::printed(gateway(), &command)).expect("JSON");
+        let operation = &document["paths"][ARCHIVE]["post"];
+        if listed {
+            assert_eq!(
+                operation["operationId"], "NoteService_ArchiveNote",
+                "{args:?}"
+            );
+            assert_eq!(operation["x-protogate-unbound"], true, "{args:?}");
+        } else {
+            assert!(operation.is_null(), "{args:?}: {operation}");
+        }
+    }
+}
+
+#[test]
+fn a_method_section_for_the_unbound_rpc_needs_unbound_routes_on() {
+    let method =
+        "\n[services.\"acme.notes.v1.NoteService\".methods.ArchiveNote]\ntimeout = \"1s\"\n";
+    for (on, valid) in [(false, false), (true, true)] {
+        let text = format!("[gateway]\nunbound_methods = {on}\n{method}");
+        let path = support::test_file("own-protos", &format!("method-{on}.toml"), &text);
+        let output = Command::new(gateway())
+            .args(["config", "check", path.to_str().expect("UTF-8")])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), valid, "{text}: {stderr}");
+        if !valid {
+            // Placed at the section's line (the fourth).
+            assert!(
+                stderr.contains(":4:")
+                    && stderr.contains("`services.acme.notes.v1.NoteService.methods.ArchiveNote`"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("unbound_methods = true"), "{stderr}");
+        }
+    }
+}
+
+/// `POST path` with a JSON body; the status and the answer.
+async fn post(url: String, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_key_turns_the_unbound_route_on_and_off() {
+    let binary = tokio::task::spawn_blocking(gateway)
+        .await
+        .expect("build task");
+    let backend = notes::Backend::default();
+    let address = backend.clone().serve().await;
+    let config = |on: bool| {
+        support::test_file(
+            "own-protos",
+            &format!("unbound-{on}.toml"),
+            &format!(
+                "[defaults]\nupstream = \"notes\"\n\n[upstreams.notes]\nendpoints = [\"http://{address}\"]\n\n[gateway]\nunbound_methods = {on}\n"
+            ),
+        )
+    };
+    let note = serde_json::json!({"name": "notes/n7"});
+
+    let on = config(true);
+    let served = support::start_binary(binary, &[&format!("--config={}", on.display())]);
+    let (status, body) = post(format!("{}{ARCHIVE}", served.base), note.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"name": "notes/n7", "text": "archived notes/n7"})
+    );
+    let document: Value = reqwest::get(format!("{}/openapi.json", served.base))
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        document["paths"][ARCHIVE]["post"]["x-protogate-unbound"],
+        true
+    );
+    // The annotated routes are served as ever beside it.
+    let (status, _) = get(format!("{}/v1/notes/n1", served.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        backend.calls(),
+        [ARCHIVE, "/acme.notes.v1.NoteService/GetNote"],
+        "what reached the upstream"
+    );
+
+    let off = config(false);
+    let unserved = support::start_binary(binary, &[&format!("--config={}", off.display())]);
+    let (status, body) = post(format!("{}{ARCHIVE}", unserved.base), note.clone()).await;
+    assert_eq!((status, &body["code"]), (404, &Value::from(5)), "{body}");
+    let document: Value = reqwest::get(format!("{}/openapi.json", unserved.base))
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(document["paths"][ARCHIVE].is_null(), "{document}");
+
+    // The flag turns it on over the file.
+    let flagged = support::start_binary(
+        binary,
+        &[&format!("--config={}", off.display()), "--unbound-methods"],
+    );
+    let (status, body) = post(format!("{}{ARCHIVE}", flagged.base), note).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(backend.calls().len(), 3, "{:?}", backend.calls());
+}
+
 /// A gRPC server for the notes service, written with prost messages by hand: it answers
-/// `GetNote` and records the path of every call it receives.
+/// `GetNote` and `ArchiveNote` and records the path of every call it receives.
 mod notes {
     use super::*;
 
@@ -323,16 +490,22 @@ mod notes {
                 async move {
                     let path = request.uri().path().to_owned();
                     calls.lock().expect("calls").push(path.clone());
-                    if path != "/acme.notes.v1.NoteService/GetNote" {
-                        return tonic::Status::unimplemented(path).into_http::<tonic::body::Body>();
-                    }
+                    let verb = match path.as_str() {
+                        "/acme.notes.v1.NoteService/GetNote" => "the text of",
+                        "/acme.notes.v1.NoteService/ArchiveNote" => "archived",
+                        _ => {
+                            return tonic::Status::unimplemented(path)
+                                .into_http::<tonic::body::Body>();
+                        }
+                    };
                     let codec = tonic_prost::ProstCodec::<Note, GetNoteRequest>::default();
-                    let get_note =
-                        tower::service_fn(|request: tonic::Request<GetNoteRequest>| async {
+                    let get_note = tower::service_fn(
+                        move |request: tonic::Request<GetNoteRequest>| async move {
                             let name = request.into_inner().name;
-                            let text = format!("the text of {name}");
+                            let text = format!("{verb} {name}");
                             Ok::<_, tonic::Status>(tonic::Response::new(Note { name, text }))
-                        });
+                        },
+                    );
                     tonic::server::Grpc::new(codec)
                         .unary(get_note, request)
                         .await

@@ -149,11 +149,16 @@ pub enum RuleError {
 /// Two bindings with the same HTTP method and the same path shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{method} {template} of `{rpc}` matches the same requests as {other_method} {other_template} of `{other_rpc}` (at {other_location})"
+    "{}{method} {template} of `{rpc}` matches the same requests as {other_method} {other_template} of `{other_rpc}` (at {other_location})",
+    if *.unbound { "the unbound route " } else { "" }
 )]
 pub struct BindingConflict {
-    /// The RPC whose binding was found second.
+    /// The RPC whose binding was found second (an unbound binding is always second to an
+    /// annotated one).
     pub rpc: String,
+    /// Whether its binding is the unbound route of an RPC without a rule
+    /// (see [`crate::Builder::unbound_methods`]).
+    pub unbound: bool,
     /// Its HTTP method.
     pub method: String,
     /// Its template.

@@ -62,6 +62,7 @@ pub struct Builder {
     emit_rerun_if_changed: bool,
     openapi_info: Option<openapi::OpenApiInfo>,
     strict_bindings: bool,
+    unbound_methods: bool,
 }
 
 impl Default for Builder {
@@ -74,6 +75,7 @@ impl Default for Builder {
             emit_rerun_if_changed: true,
             openapi_info: None,
             strict_bindings: false,
+            unbound_methods: false,
         }
     }
 }
@@ -130,6 +132,28 @@ impl Builder {
         self
     }
 
+    /// Whether RPCs without a `google.api.http` rule are served too (off by default): each at
+    /// `POST /{package}.{Service}/{Method}` (its gRPC path), with the whole request message as
+    /// the JSON body and the whole response as the answer, as Envoy's `auto_mapping` and
+    /// grpc-gateway's `generate_unbound_methods` do. Every streaming shape is served as an
+    /// annotated one is: request streams as NDJSON bodies or WebSocket messages, response streams
+    /// as NDJSON, Server-Sent Events or WebSocket messages. Services with no rule at all are
+    /// served too; an RPC with a rule keeps its rule's bindings only.
+    ///
+    /// The routes are generated marked as unbound (`RouteInfo::unbound`, and
+    /// `x-protogate-unbound: true` on their OpenAPI operations), and a gateway serves them only
+    /// when asked (`protogate::Gateway::unbound_methods(true)`), so one build can serve them or
+    /// not. An annotated binding always wins over an unbound one that matches the same requests:
+    /// the unbound one is left out with a warning, or is an error with
+    /// [`Builder::strict_bindings`]. protogate's own `protogate.api` services (the external auth
+    /// check, which the gateway calls) never get unbound routes, and an RPC whose request or
+    /// response is a well-known type other than `google.protobuf.Empty` is left out with a
+    /// warning (an error with `strict_bindings`).
+    pub fn unbound_methods(mut self, enable: bool) -> Self {
+        self.unbound_methods = enable;
+        self
+    }
+
     /// Whether to print `cargo:rerun-if-changed` for every proto read (on by default).
     pub fn emit_rerun_if_changed(mut self, enable: bool) -> Self {
         self.emit_rerun_if_changed = enable;
@@ -175,7 +199,8 @@ impl Builder {
 
     /// Like [`Builder::generate`], and also returns the warnings a build script would print:
     /// bindings left out because an earlier one matches the same requests
-    /// (see [`Builder::strict_bindings`]).
+    /// (see [`Builder::strict_bindings`]), and RPCs that cannot be served unbound
+    /// (see [`Builder::unbound_methods`]).
     pub fn generate_with_warnings(
         &self,
         protos: &[impl AsRef<Path>],
@@ -192,9 +217,12 @@ impl Builder {
         loaded: &load::Loaded,
         out_dir: Option<&str>,
     ) -> Result<(Vec<GeneratedFile>, Vec<LocatedError>), Error> {
-        let model =
-            model::Model::build(loaded.pool.clone(), &loaded.requested, self.strict_bindings)
-                .map_err(Error::Rules)?;
+        let options = model::Options {
+            strict_bindings: self.strict_bindings,
+            unbound_methods: self.unbound_methods,
+        };
+        let model = model::Model::build(loaded.pool.clone(), &loaded.requested, options)
+            .map_err(Error::Rules)?;
         let mut files = generate::generate(
             &model,
             generate::GatewayOptions {
@@ -233,7 +261,7 @@ impl Builder {
         // `TARGET` is set for build scripts only: elsewhere a `cargo:` line means nothing.
         if std::env::var_os("TARGET").is_some() {
             for warning in &warnings {
-                println!("cargo:warning={}", duplicate_warning(warning));
+                println!("cargo:warning={}", warning_text(warning));
             }
         }
 
@@ -257,12 +285,22 @@ impl Builder {
     }
 }
 
-/// The text of the `cargo:warning` for a binding left out as a duplicate.
-fn duplicate_warning(warning: &LocatedError) -> String {
-    format!(
-        "{warning}; the first declared serves and this one is left out \
-         (`strict_bindings(true)` makes this an error)"
-    )
+/// The text of the `cargo:warning` for a binding left out: as a duplicate, or an RPC that
+/// cannot be served unbound.
+fn warning_text(warning: &LocatedError) -> String {
+    match &warning.error {
+        RuleError::Conflict(conflict) if conflict.unbound => format!(
+            "{warning}; the annotated binding serves and this unbound one is left out \
+             (`strict_bindings(true)` makes this an error)"
+        ),
+        RuleError::Conflict(_) => format!(
+            "{warning}; the first declared serves and this one is left out \
+             (`strict_bindings(true)` makes this an error)"
+        ),
+        _ => format!(
+            "{warning}; it is not served unbound (`strict_bindings(true)` makes this an error)"
+        ),
+    }
 }
 
 /// Every `.proto` file under `root`, as paths relative to it (the form `compile` takes with `root`

@@ -202,6 +202,21 @@ pub fn prost_types_lacks(full_name: &str) -> bool {
     })
 }
 
+/// What the model is built with: the [`crate::Builder`] settings that change which bindings
+/// there are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Two bindings matching the same requests are an error rather than a warning.
+    pub strict_bindings: bool,
+    /// Every RPC without a `google.api.http` rule gets an unbound binding
+    /// ([`Binding::unbound`]).
+    pub unbound_methods: bool,
+}
+
+/// The package of protogate's own built-in services (`protogate/api/auth.proto`): the gateway
+/// calls them, clients never reach them through it, so they get no unbound binding.
+const OWN_PACKAGE: &str = "protogate.api";
+
 /// Every service of the build that has at least one HTTP binding.
 pub struct Model {
     /// The descriptors everything refers to.
@@ -286,8 +301,12 @@ pub struct Binding {
     pub response_body: Option<FieldDescriptor>,
     /// The template's variables, resolved to fields.
     pub variables: Vec<PathVariable>,
-    /// Where the rule is written.
+    /// Where the rule is written (for an unbound binding, the RPC's declaration).
     pub location: Location,
+    /// Synthesized for an RPC without a `google.api.http` rule (with
+    /// [`Options::unbound_methods`]): `POST /{package}.{Service}/{Method}`, the whole request
+    /// message as the body.
+    pub unbound: bool,
 }
 
 /// What the HTTP body holds.
@@ -316,27 +335,53 @@ impl Model {
     /// method and binding order) serves, the later one is left out of the model (so out of the
     /// route table and the OpenAPI document) and named in [`Model::warnings`]. A method left with
     /// no binding is left out too.
+    ///
+    /// With `unbound_methods`, every RPC without a rule (of every service declared in `files`,
+    /// but protogate's own `protogate.api` ones) gets an [unbound](Binding::unbound) binding.
+    /// An annotated binding always wins over an unbound one matching the same requests,
+    /// wherever either is declared: the unbound one is the one left out (or, with
+    /// `strict_bindings`, the error). An RPC whose request or response is a well-known type
+    /// other than Empty cannot be served unbound either: it is left out with a warning (an
+    /// error with `strict_bindings`), where an annotated one is always an error.
     pub fn build(
         pool: DescriptorPool,
         files: &[String],
-        strict_bindings: bool,
+        options: Options,
     ) -> Result<Model, Vec<LocatedError>> {
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         let mut services = Vec::new();
         let http = pool.get_extension_by_name("google.api.http");
         for file in pool.files().filter(|f| files.iter().any(|n| n == f.name())) {
             for descriptor in file.services() {
+                let unbound = options.unbound_methods && descriptor.package_name() != OWN_PACKAGE;
                 let mut methods = Vec::new();
                 for method in descriptor.methods() {
-                    let Some(http) = &http else { continue };
-                    let options = method.options();
-                    if !options.has_extension(http) {
-                        continue;
-                    }
-                    let Value::Message(rule) = options.get_extension(http).into_owned() else {
-                        continue;
+                    let rule = http.as_ref().and_then(|http| {
+                        let options = method.options();
+                        if !options.has_extension(http) {
+                            return None;
+                        }
+                        match options.get_extension(http).into_owned() {
+                            Value::Message(rule) => Some(rule),
+                            _ => None,
+                        }
+                    });
+                    let bindings = match rule {
+                        Some(rule) => read_rule(&method, &rule, &mut errors),
+                        None if unbound => match unbound_binding(&method) {
+                            Ok(binding) => vec![binding],
+                            Err(error) if options.strict_bindings => {
+                                errors.push(*error);
+                                continue;
+                            }
+                            Err(warning) => {
+                                warnings.push(*warning);
+                                continue;
+                            }
+                        },
+                        None => continue,
                     };
-                    let bindings = read_rule(&method, &rule, &mut errors);
                     let policy = crate::policy::declared(&pool, &method).unwrap_or_else(|error| {
                         errors.push(*error);
                         Policy::default()
@@ -357,17 +402,19 @@ impl Model {
                 }
             }
         }
-        let duplicates = find_duplicates(&services);
-        let mut warnings = Vec::new();
-        if strict_bindings {
+        let mut duplicates = find_duplicates(&services);
+        if options.strict_bindings {
             errors.extend(duplicates.into_iter().map(|(_, error)| error));
         } else {
+            let mut left_out = Vec::new();
             // Remove from the back so that earlier indices stay valid.
+            duplicates.sort_by_key(|(index, _)| *index);
             for ((service, method, binding), warning) in duplicates.into_iter().rev() {
                 services[service].methods[method].bindings.remove(binding);
-                warnings.push(warning);
+                left_out.push(warning);
             }
-            warnings.reverse();
+            left_out.reverse();
+            warnings.extend(left_out);
             for service in &mut services {
                 service.methods.retain(|m| !m.bindings.is_empty());
             }
@@ -383,6 +430,54 @@ impl Model {
             Err(errors)
         }
     }
+}
+
+/// The unbound binding of an RPC without a rule: `POST /{package}.{Service}/{Method}`, body `*`,
+/// placed at the RPC's declaration. An RPC whose messages cannot be served over JSON has none.
+fn unbound_binding(method: &MethodDescriptor) -> Result<Binding, Box<LocatedError>> {
+    let location = locate(method, method.path());
+    let rpc = method.full_name().to_owned();
+    let placed = |error| {
+        Box::new(LocatedError {
+            location: location.clone(),
+            error,
+        })
+    };
+    check_rpc_types(method).map_err(placed)?;
+    let template_text = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let template = template::parse(&template_text).map_err(|error| {
+        placed(RuleError::Template {
+            template: template_text.clone(),
+            error,
+        })
+    })?;
+    debug_assert!(template.variables().is_empty(), "{rpc}: a literal template");
+    Ok(Binding {
+        http_method: "POST".to_owned(),
+        template,
+        template_text,
+        body: Body::Whole,
+        response_body: None,
+        variables: Vec::new(),
+        location,
+        unbound: true,
+    })
+}
+
+/// Refuses an RPC whose request or response is a google.protobuf type other than Empty.
+fn check_rpc_types(method: &MethodDescriptor) -> Result<(), RuleError> {
+    for (role, message) in [("request", method.input()), ("response", method.output())] {
+        if message.package_name() == "google.protobuf"
+            && message.full_name() != "google.protobuf.Empty"
+        {
+            return Err(RuleError::UnsupportedRpcType {
+                rpc: method.full_name().to_owned(),
+                role,
+                type_name: message.full_name().to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads the primary rule and its additional bindings.
@@ -433,17 +528,7 @@ fn read_binding(
     location: Location,
 ) -> Result<Binding, RuleError> {
     let rpc = method.full_name().to_owned();
-    for (role, message) in [("request", method.input()), ("response", method.output())] {
-        if message.package_name() == "google.protobuf"
-            && message.full_name() != "google.protobuf.Empty"
-        {
-            return Err(RuleError::UnsupportedRpcType {
-                rpc,
-                role,
-                type_name: message.full_name().to_owned(),
-            });
-        }
-    }
+    check_rpc_types(method)?;
     let (http_method, template_text) = pattern(rule).ok_or_else(|| RuleError::MissingPattern {
         rpc: rpc.clone(),
         message: "the http rule sets no pattern (get, put, post, delete, patch or custom)".into(),
@@ -515,6 +600,7 @@ fn read_binding(
         response_body,
         variables,
         location,
+        unbound: false,
     })
 }
 
@@ -587,32 +673,40 @@ fn resolve_path_variable(
 }
 
 /// Bindings with the same HTTP method and template shape as an earlier one (they match the same
-/// requests), by (service, method, binding) index, each with the error naming both.
+/// requests), by (service, method, binding) index, each with the error naming both. Annotated
+/// bindings come first, in declaration order, then unbound ones: an unbound binding is always
+/// the later one of a pair.
 fn find_duplicates(services: &[Service]) -> Vec<((usize, usize, usize), LocatedError)> {
     let mut seen: HashMap<(String, String), (&Method, &Binding)> = HashMap::new();
     let mut duplicates = Vec::new();
-    for (s, service) in services.iter().enumerate() {
-        for (m, method) in service.methods.iter().enumerate() {
-            for (b, binding) in method.bindings.iter().enumerate() {
-                let key = (binding.http_method.clone(), binding.template.shape());
-                match seen.get(&key) {
-                    Some((other, first)) => duplicates.push((
-                        (s, m, b),
-                        LocatedError {
-                            location: binding.location.clone(),
-                            error: RuleError::Conflict(Box::new(BindingConflict {
-                                rpc: method.descriptor.full_name().to_owned(),
-                                method: binding.http_method.clone(),
-                                template: binding.template_text.clone(),
-                                other_rpc: other.descriptor.full_name().to_owned(),
-                                other_method: first.http_method.clone(),
-                                other_template: first.template_text.clone(),
-                                other_location: first.location.clone(),
-                            })),
-                        },
-                    )),
-                    None => {
-                        seen.insert(key, (method, binding));
+    for unbound in [false, true] {
+        for (s, service) in services.iter().enumerate() {
+            for (m, method) in service.methods.iter().enumerate() {
+                for (b, binding) in method.bindings.iter().enumerate() {
+                    if binding.unbound != unbound {
+                        continue;
+                    }
+                    let key = (binding.http_method.clone(), binding.template.shape());
+                    match seen.get(&key) {
+                        Some((other, first)) => duplicates.push((
+                            (s, m, b),
+                            LocatedError {
+                                location: binding.location.clone(),
+                                error: RuleError::Conflict(Box::new(BindingConflict {
+                                    rpc: method.descriptor.full_name().to_owned(),
+                                    unbound: binding.unbound,
+                                    method: binding.http_method.clone(),
+                                    template: binding.template_text.clone(),
+                                    other_rpc: other.descriptor.full_name().to_owned(),
+                                    other_method: first.http_method.clone(),
+                                    other_template: first.template_text.clone(),
+                                    other_location: first.location.clone(),
+                                })),
+                            },
+                        )),
+                        None => {
+                            seen.insert(key, (method, binding));
+                        }
                     }
                 }
             }
@@ -651,5 +745,205 @@ pub(crate) fn locate_in(file: prost_reflect::FileDescriptor, path: &[i32]) -> Lo
         file: file.name().to_owned(),
         line,
         column,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model of `body` (services and messages after a header that imports annotations.proto
+    /// and declares `Req` and `Resp`), as `test.proto`.
+    fn build(body: &str, options: Options) -> Result<Model, Vec<LocatedError>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = format!(
+            "syntax = \"proto3\";\npackage test.v1;\nimport \"google/api/annotations.proto\";\n\
+             import \"google/protobuf/wrappers.proto\";\n\
+             message Req {{ string name = 1; }}\nmessage Resp {{ string name = 1; }}\n{body}"
+        );
+        std::fs::write(dir.path().join("test.proto"), source).expect("write proto");
+        let loaded = crate::load::compile(&["test.proto".into()], &[dir.path().to_owned()])
+            .expect("compiles");
+        Model::build(loaded.pool, &loaded.requested, options)
+    }
+
+    const UNBOUND: Options = Options {
+        strict_bindings: false,
+        unbound_methods: true,
+    };
+
+    /// `(rpc, method, template, unbound)` of every binding.
+    fn bindings(model: &Model) -> Vec<(String, String, String, bool)> {
+        model
+            .services
+            .iter()
+            .flat_map(|s| &s.methods)
+            .flat_map(|m| {
+                m.bindings.iter().map(|b| {
+                    (
+                        m.descriptor.name().to_owned(),
+                        b.http_method.clone(),
+                        b.template_text.clone(),
+                        b.unbound,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    const MIXED: &str = r#"
+service Mixed {
+  rpc Get(Req) returns (Resp) { option (google.api.http) = { get: "/v1/{name}" }; }
+  rpc Plain(Req) returns (Resp);
+  rpc Watch(Req) returns (stream Resp);
+  rpc Upload(stream Req) returns (Resp);
+  rpc Chat(stream Req) returns (stream Resp);
+}
+service Bare {
+  rpc Ping(Req) returns (Resp);
+}
+"#;
+
+    #[test]
+    fn without_the_option_rpcs_without_rules_have_no_binding() {
+        let model = build(MIXED, Options::default()).expect("valid");
+        assert_eq!(
+            bindings(&model),
+            [("Get".into(), "GET".into(), "/v1/{name}".into(), false)]
+        );
+    }
+
+    #[test]
+    fn every_rpc_without_a_rule_gets_a_post_to_its_grpc_path_with_the_whole_body() {
+        let model = build(MIXED, UNBOUND).expect("valid");
+        let post = |rpc: &str, path: &str| (rpc.into(), "POST".into(), path.into(), true);
+        assert_eq!(
+            bindings(&model),
+            [
+                ("Get".into(), "GET".into(), "/v1/{name}".into(), false),
+                post("Plain", "/test.v1.Mixed/Plain"),
+                post("Watch", "/test.v1.Mixed/Watch"),
+                post("Upload", "/test.v1.Mixed/Upload"),
+                post("Chat", "/test.v1.Mixed/Chat"),
+                // A service with no rule at all is served too.
+                post("Ping", "/test.v1.Bare/Ping"),
+            ]
+        );
+        let shapes: Vec<Shape> = model.services[0]
+            .methods
+            .iter()
+            .map(Method::shape)
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                Shape::Unary,
+                Shape::Unary,
+                Shape::ServerStreaming,
+                Shape::ClientStreaming,
+                Shape::BidiStreaming
+            ]
+        );
+        let plain = &model.services[0].methods[1].bindings[0];
+        assert!(matches!(plain.body, Body::Whole));
+        assert!(plain.response_body.is_none() && plain.variables.is_empty());
+        assert_eq!(plain.template.verb, None);
+        // Placed at the RPC's declaration.
+        assert_eq!(
+            (plain.location.file.as_str(), plain.location.line),
+            ("test.proto", 10)
+        );
+        assert!(model.warnings.is_empty());
+    }
+
+    #[test]
+    fn protogate_own_services_are_never_unbound() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loaded = crate::load::compile(
+            &["protogate/api/auth.proto".into()],
+            &[dir.path().to_owned()],
+        )
+        .expect("compiles");
+        let model = Model::build(loaded.pool, &loaded.requested, UNBOUND).expect("valid");
+        assert!(model.services.is_empty());
+    }
+
+    const CLASH: &str = r#"
+service First {
+  rpc Plain(Req) returns (Resp);
+}
+service Later {
+  rpc Shadow(Req) returns (Resp) {
+    option (google.api.http) = { post: "/test.v1.First/Plain" body: "*" };
+  }
+}
+"#;
+
+    #[test]
+    fn an_annotated_binding_wins_over_an_unbound_one_declared_before_it() {
+        let model = build(CLASH, UNBOUND).expect("a warning, not an error");
+        assert_eq!(
+            bindings(&model),
+            [(
+                "Shadow".into(),
+                "POST".into(),
+                "/test.v1.First/Plain".into(),
+                false
+            )]
+        );
+        assert_eq!(model.warnings.len(), 1, "{:?}", model.warnings);
+        let warning = model.warnings[0].to_string();
+        assert!(
+            warning.starts_with("test.proto:9:3: the unbound route POST /test.v1.First/Plain of `test.v1.First.Plain` matches the same requests as POST /test.v1.First/Plain of `test.v1.Later.Shadow` (at test.proto:13:5)"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn with_strict_bindings_the_clash_is_an_error_at_the_unbound_rpc() {
+        let strict = Options {
+            strict_bindings: true,
+            unbound_methods: true,
+        };
+        let errors = build(CLASH, strict).err().expect("an error");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].location.line, 9);
+        assert!(
+            matches!(&errors[0].error, RuleError::Conflict(c) if c.unbound && c.other_rpc == "test.v1.Later.Shadow"),
+            "{errors:?}"
+        );
+    }
+
+    const WRAPPED: &str = r#"
+service Wrapped {
+  rpc Plain(Req) returns (Resp);
+  rpc Text(google.protobuf.StringValue) returns (Resp);
+}
+"#;
+
+    #[test]
+    fn an_rpc_of_well_known_types_is_left_out_with_a_warning() {
+        let model = build(WRAPPED, UNBOUND).expect("a warning, not an error");
+        assert_eq!(
+            bindings(&model),
+            [(
+                "Plain".into(),
+                "POST".into(),
+                "/test.v1.Wrapped/Plain".into(),
+                true
+            )]
+        );
+        assert_eq!(model.warnings.len(), 1, "{:?}", model.warnings);
+        assert!(matches!(
+            &model.warnings[0].error,
+            RuleError::UnsupportedRpcType { rpc, role: "request", .. } if rpc == "test.v1.Wrapped.Text"
+        ));
+        let strict = Options {
+            strict_bindings: true,
+            unbound_methods: true,
+        };
+        let errors = build(WRAPPED, strict).err().expect("an error");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].location.line, 10);
     }
 }

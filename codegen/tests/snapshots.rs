@@ -18,3 +18,23 @@ fn generated_code_for_a_small_proto() {
         }
     }
 }
+
+/// With unbound methods on, the RPC without a rule gets a route and an operation of its own,
+/// marked unbound; the annotated ones are as without the option.
+#[test]
+fn generated_code_with_unbound_methods() {
+    let plain = protogate_build::configure()
+        .generate(&["small/v1/small.proto"], &["tests/protos"])
+        .expect("the small proto generates");
+    let files = protogate_build::configure()
+        .unbound_methods(true)
+        .generate(&["small/v1/small.proto"], &["tests/protos"])
+        .expect("the small proto generates");
+    for file in files {
+        if file.name == "small.v1.protogate.rs" || file.name == protogate_build::OPENAPI_FILE {
+            let without = plain.iter().find(|f| f.name == file.name).expect("both");
+            assert_ne!(without.contents, file.contents, "{}", file.name);
+            insta::assert_snapshot!(format!("unbound_{}", file.name), file.contents);
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod pb {
 pub mod required;
 pub mod streams;
 pub mod strict;
+pub mod unbound;
 pub mod wildcards;
 
 use pb::protogate::tests::v1::{

@@ -43,6 +43,8 @@ pub struct Gateway {
     settings: Settings,
     /// The route layers, outermost first.
     layers: Vec<Wrap>,
+    /// Serve the unbound routes of the services added.
+    unbound_methods: bool,
 }
 
 impl Gateway {
@@ -52,7 +54,8 @@ impl Gateway {
     }
 
     /// Adds every route of `service`; fails if one matches the same requests as a route already
-    /// added.
+    /// added. Unbound routes are checked too, whether they are served or not (see
+    /// [`Gateway::unbound_methods`]), so the switch never changes which services fit together.
     pub fn add(&mut self, service: Service) -> Result<&mut Self, Conflict> {
         // All services of one build share one registry; the first one seen serves errors too.
         if std::ptr::eq(self.settings.registry, &Registry::EMPTY) {
@@ -78,6 +81,21 @@ impl Gateway {
     pub fn with(mut self, service: Service) -> Result<Self, Conflict> {
         self.add(service)?;
         Ok(self)
+    }
+
+    /// Whether to serve the unbound routes of the services added: the RPCs without a
+    /// `google.api.http` rule, each at `POST /{package}.{Service}/{Method}` with the whole
+    /// request message as the body (every streaming shape included), which protogate-build
+    /// generates with its `unbound_methods` option. Off by default, so a build that has them
+    /// serves only its annotated bindings until asked: an RPC a proto never exposed over HTTP
+    /// stays unreachable unless this says otherwise.
+    ///
+    /// When off, unbound routes answer 404 as any path nothing serves, and
+    /// [`Gateway::routes`] and [`Gateway::openapi`] leave them out. It applies to every service
+    /// of the gateway, added before or after it is set.
+    pub fn unbound_methods(mut self, serve: bool) -> Self {
+        self.unbound_methods = serve;
+        self
     }
 
     /// Output options: emit default values, proto field names, enums as numbers.
@@ -205,8 +223,21 @@ impl Gateway {
     /// The OpenAPI document `document` (protogate-build's, for the services added) as this
     /// gateway answers: each method's success status (a 204 without content), and the headers
     /// response metadata is mapped to. Operations are found by the `x-protogate-rpc` that
-    /// protogate-build writes on each; anything else is left as it is.
+    /// protogate-build writes on each; anything else is left as it is. Unless the gateway
+    /// serves [unbound routes](Gateway::unbound_methods), their operations (marked
+    /// `x-protogate-unbound`) are taken out, with the paths and tags left with no operation;
+    /// the schemas only they used stay in `components`, unreferenced.
     pub fn openapi(&self, document: &str) -> String {
+        let described = self.describe_answers(document);
+        if self.unbound_methods {
+            described
+        } else {
+            crate::openapi::without_unbound(&described)
+        }
+    }
+
+    /// `document` with each method's success status and mapped headers.
+    fn describe_answers(&self, document: &str) -> String {
         let headers: Vec<(String, String)> = self
             .settings
             .headers
@@ -231,15 +262,25 @@ impl Gateway {
         })
     }
 
-    /// Every binding served, in the order added.
-    pub fn routes(&self) -> &[&'static RouteInfo] {
-        &self.routes
+    /// Every binding served, in the order added: unbound routes only when the gateway serves
+    /// them ([`Gateway::unbound_methods`]).
+    pub fn routes(&self) -> Vec<&'static RouteInfo> {
+        self.routes
+            .iter()
+            .copied()
+            .filter(|route| self.unbound_methods || !route.unbound)
+            .collect()
     }
 
     /// The gateway as an axum `Router`; merge it with other routes or serve it as is.
     pub fn into_router(self) -> axum::Router {
+        let table = if self.unbound_methods {
+            self.table
+        } else {
+            self.table.retain(|route| !route.info.unbound)
+        };
         let inner = Arc::new(Inner {
-            table: self.table,
+            table,
             settings: Arc::new(self.settings),
         });
         if self.layers.is_empty() {

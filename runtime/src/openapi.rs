@@ -4,6 +4,8 @@
 //!
 //! Operations are found by the `x-protogate-rpc` extension protogate-build writes on each.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value, json};
 
 /// What the document should say of one RPC's successful answers.
@@ -122,6 +124,64 @@ pub(crate) fn describe_security(
         }
         true
     })
+}
+
+/// `document` without the operations of unbound routes (those protogate-build marks
+/// `x-protogate-unbound: true`), the path items left with no operation, and the tags that only
+/// those operations used; unchanged when it has none.
+pub(crate) fn without_unbound(document: &str) -> String {
+    edit(document, |root| {
+        let Some(paths) = root.get_mut("paths").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        let mut dropped_tags = BTreeSet::new();
+        let mut changed = false;
+        paths.retain(|_, item| {
+            let Some(item) = item.as_object_mut() else {
+                return true;
+            };
+            let before = item.len();
+            item.retain(|method, operation| {
+                let unbound = METHODS.contains(&method.as_str())
+                    && operation.get("x-protogate-unbound") == Some(&Value::Bool(true));
+                if let Some(operation) = operation.as_object().filter(|_| unbound) {
+                    dropped_tags.extend(tags_of(operation));
+                }
+                !unbound
+            });
+            if item.len() == before {
+                return true;
+            }
+            changed = true;
+            item.keys().any(|key| METHODS.contains(&key.as_str()))
+        });
+        if !changed {
+            return false;
+        }
+        let used: BTreeSet<String> = operations(root)
+            .flat_map(|operation| tags_of(operation))
+            .collect();
+        if let Some(tags) = root.get_mut("tags").and_then(Value::as_array_mut) {
+            tags.retain(|tag| {
+                tag.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(|name| used.contains(name) || !dropped_tags.contains(name))
+            });
+        }
+        true
+    })
+}
+
+/// The tags an operation names.
+fn tags_of(operation: &Map<String, Value>) -> Vec<String> {
+    operation
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `document` with every error response (`default`) written as RFC 9457 problem details.
@@ -271,6 +331,37 @@ mod tests {
             shaped["components"]["schemas"]["protogate.Problem"]["properties"]["code"]["type"],
             "integer"
         );
+    }
+
+    #[test]
+    fn unbound_operations_go_with_what_only_they_used() {
+        let document = r##"{
+          "openapi": "3.1.0",
+          "tags": [{"name": "Library"}, {"name": "Admin"}, {"name": "Spare"}],
+          "paths": {
+            "/v1/books": {
+              "get": {"tags": ["Library"], "responses": {}},
+              "parameters": []
+            },
+            "/acme.Library/Compact": {
+              "post": {"tags": ["Library"], "x-protogate-unbound": true, "responses": {}},
+              "parameters": []
+            },
+            "/acme.Admin/Purge": {
+              "post": {"tags": ["Admin"], "x-protogate-unbound": true, "responses": {}}
+            }
+          }
+        }"##;
+        let bound = parsed(&without_unbound(document));
+        let paths: Vec<&String> = bound["paths"].as_object().expect("paths").keys().collect();
+        assert_eq!(paths, ["/v1/books"]);
+        // A tag still used stays, as does one no operation ever used; one only the removed
+        // operations used goes.
+        assert_eq!(
+            bound["tags"],
+            json!([{"name": "Library"}, {"name": "Spare"}])
+        );
+        assert_eq!(without_unbound(DOCUMENT), DOCUMENT);
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct RouteInfo {
     pub rpc: &'static str,
     /// The compiled path template.
     pub template: Template,
+    /// An unbound route: an RPC without a `google.api.http` rule, at `POST
+    /// /{package}.{Service}/{Method}` with the whole request message as the body, which
+    /// protogate-build generates with its `unbound_methods` option. A gateway serves it only
+    /// when its [`unbound_methods`](crate::Gateway::unbound_methods) switch is on.
+    pub unbound: bool,
 }
 
 /// One segment of a compiled template.
@@ -266,6 +271,19 @@ impl<T> RouteTable<T> {
             value,
         });
         Ok(())
+    }
+
+    /// The table with only the bindings whose value `keep` accepts, in the same order.
+    pub fn retain(self, keep: impl Fn(&T) -> bool) -> RouteTable<T> {
+        let mut kept = RouteTable::new();
+        for entry in self.entries {
+            if keep(&entry.value) {
+                // Part of a table is free of conflicts as the whole was: this cannot fail.
+                let inserted = kept.insert(entry.method, entry.template, entry.value);
+                debug_assert!(inserted.is_ok(), "{inserted:?}");
+            }
+        }
+        kept
     }
 
     /// Finds the binding for `method` and `path` (the URI path, without the query).
@@ -561,6 +579,25 @@ mod tests {
             .iter()
             .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_retained_table_forgets_the_rest_entirely() {
+        let kept = table().retain(|name| !matches!(*name, "special" | "archive"));
+        // What a removed binding matched falls to the next in precedence, or to nothing: no
+        // 405 names the method only a removed binding had.
+        assert_eq!(
+            found(&kept, Method::GET, "/v1/shelves/special").0,
+            "get_shelf"
+        );
+        assert!(matches!(
+            kept.find(&Method::POST, "/v1/shelves/s1/books/b1:archive"),
+            Lookup::MethodNotAllowed { allow } if !allow.contains(&Method::POST)
+        ));
+        assert_eq!(
+            found(&kept, Method::GET, "/v1/books/7"),
+            ("get_book", caps(&[("book.id", "7")]))
+        );
     }
 
     #[test]

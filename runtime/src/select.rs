@@ -326,6 +326,7 @@ mod tests {
                 verb: None,
                 vars: &[],
             },
+            unbound: false,
         };
         let matches = |text: &str| {
             selector(text).matches_parts(Some(&info), &http::Method::GET, "/v1/books/1")

@@ -190,6 +190,17 @@ pub struct GatewaySection {
     /// How error responses are written: `status` (google.rpc.Status JSON, the default) or
     /// `problem` (RFC 9457 `application/problem+json`).
     pub error_format: Option<ErrorFormat>,
+    /// Serve the RPCs without a `google.api.http` rule too, each at
+    /// `POST /{package}.{Service}/{Method}` with the whole request message as the body (off by
+    /// default: an RPC no rule exposes stays unreachable, unlisted and undocumented).
+    pub unbound_methods: Option<bool>,
+}
+
+impl GatewaySection {
+    /// Whether the unbound routes are served.
+    pub fn serves_unbound(&self) -> bool {
+        self.unbound_methods == Some(true)
+    }
 }
 
 /// The body of error responses.

@@ -207,9 +207,11 @@ fn declared_policy(method: &Method) -> TokenStream {
     }
 }
 
-/// The static `RouteInfo` of a binding: method, compiled template, RPC.
+/// The static `RouteInfo` of a binding: method, compiled template, RPC, and whether it is an
+/// unbound route.
 fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
     let method = &binding.http_method;
+    let unbound = binding.unbound;
     let text = &binding.template_text;
     let segments = binding
         .template
@@ -240,6 +242,7 @@ fn route_info(binding: &Binding, rpc: &str) -> TokenStream {
                 verb: #verb,
                 vars: &[#(#vars),*],
             },
+            unbound: #unbound,
         }
     }
 }

@@ -175,6 +175,11 @@ fn operation(
     if !method.policy.is_empty() {
         op["x-protogate-policy"] = policy_extension(&method.policy);
     }
+    if binding.unbound {
+        // An RPC without a rule, at its gRPC path: a gateway serves it only when told to, and
+        // leaves it out of the document it serves otherwise.
+        op["x-protogate-unbound"] = json!(true);
+    }
     if schema::is_deprecated(&md.options()) {
         op["deprecated"] = json!(true);
     }

@@ -299,6 +299,7 @@ mod tests {
             verb: None,
             vars: &[],
         },
+        unbound: false,
     };
 
     /// A gateway stand-in behind the observe layer: routes to [`ROUTE`], makes its upstream
