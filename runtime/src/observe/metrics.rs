@@ -921,6 +921,7 @@ mod tests {
             verb: None,
             vars: &[],
         },
+        unbound: false,
     };
 
     #[tokio::test]
