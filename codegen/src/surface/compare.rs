@@ -1496,3 +1496,79 @@ fn type_change(from: &str, to: &str, part: Part) -> Severity {
         Severity::Breaking
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acceptance_files_take_one_id_a_line_with_comments() {
+        let acceptance = Acceptance::parse(
+            "# reviewed\n\n  field-removed:a.B.c  # gone on purpose\nshape-changed:a.S.M\n",
+        );
+        assert_eq!(
+            acceptance.ids().collect::<Vec<_>>(),
+            ["field-removed:a.B.c", "shape-changed:a.S.M"]
+        );
+    }
+
+    #[test]
+    fn wider_numbers_are_compatible_only_where_the_client_writes_them() {
+        for part in [Part::Body, Part::Query, Part::Path] {
+            assert_eq!(type_change("int32", "int64", part), Severity::Compatible);
+            assert_eq!(type_change("float", "double", part), Severity::Compatible);
+            assert_eq!(type_change("int64", "int32", part), Severity::Breaking);
+            assert_eq!(type_change("string", "bytes", part), Severity::Breaking);
+        }
+        assert_eq!(
+            type_change("int32", "int64", Part::Response),
+            Severity::Breaking
+        );
+        assert_eq!(
+            type_change("double", "float", Part::Response),
+            Severity::Compatible
+        );
+        // As text, a string field takes whatever was sent before.
+        assert_eq!(
+            type_change("int64", "string", Part::Query),
+            Severity::Compatible
+        );
+        assert_eq!(
+            type_change("int64", "string", Part::Body),
+            Severity::Breaking
+        );
+    }
+
+    #[test]
+    fn scalars_with_one_json_form_are_one_type() {
+        let value = |proto_type: &str| ValueType {
+            proto_type: proto_type.to_owned(),
+            message: None,
+            r#enum: None,
+            repeated: false,
+            map_key: None,
+            json: String::new(),
+        };
+        assert_eq!(normal(&value("sint32")), normal(&value("sfixed32")));
+        assert_eq!(normal(&value("fixed64")), "uint64");
+        assert_ne!(normal(&value("int32")), normal(&value("uint32")));
+    }
+
+    #[test]
+    fn shape_changes_say_what_the_client_sees() {
+        assert!(shape_consequence("server_streaming", "unary").contains("one JSON message"));
+        assert!(shape_consequence("unary", "bidi_streaming").contains("now a stream"));
+        assert!(shape_consequence("unary", "client_streaming").contains("request body"));
+    }
+
+    #[test]
+    fn omitted_paths_descend_by_field() {
+        let omits = [
+            "name".to_owned(),
+            "book.name".to_owned(),
+            "bookish.x".to_owned(),
+        ];
+        assert_eq!(nested(&omits, "book"), ["name"]);
+        assert!(nested(&omits, "name").is_empty());
+    }
+}
