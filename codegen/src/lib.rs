@@ -33,7 +33,9 @@ mod model;
 mod naming;
 mod openapi;
 mod policy;
+pub mod surface;
 mod template;
+mod validated;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,7 @@ pub use error::{BindingConflict, Error, LocatedError, Location, RuleError};
 pub use generate::{GeneratedFile, INCLUDE_FILE};
 pub use openapi::OPENAPI_FILE;
 pub use template::TemplateError;
+pub use validated::{Route, Validated};
 
 /// The file, beside the generated code, holding the encoded descriptor set (with source info and
 /// options), for tools such as a descriptor-driven proxy.
@@ -212,29 +215,42 @@ impl Builder {
         self.generate_loaded(&loaded, None)
     }
 
-    fn generate_loaded(
+    /// Loads `protos` and validates their rules, generating nothing: the route table, the
+    /// OpenAPI document and the REST surface of the build, in a fraction of a build's time (no
+    /// prost, no Rust compiled). What the `protogate-build` command line works from.
+    pub fn validate(
         &self,
-        loaded: &load::Loaded,
-        out_dir: Option<&str>,
-    ) -> Result<(Vec<GeneratedFile>, Vec<LocatedError>), Error> {
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<Validated, Error> {
+        let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_owned()).collect();
+        let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_owned()).collect();
+        let loaded = load::compile(&protos, &includes)?;
+        self.validated(&loaded)
+    }
+
+    /// The model of `loaded`, validated: the one place a build's model is made.
+    fn validated(&self, loaded: &load::Loaded) -> Result<Validated, Error> {
         let options = model::Options {
             strict_bindings: self.strict_bindings,
             unbound_methods: self.unbound_methods,
         };
         let model = model::Model::build(loaded.pool.clone(), &loaded.requested, options)
             .map_err(Error::Rules)?;
-        let mut files = generate::generate(
-            &model,
-            generate::GatewayOptions {
-                server: self.build_server,
-            },
-            out_dir,
-        )?;
-        files.push(GeneratedFile {
-            name: openapi::OPENAPI_FILE.to_owned(),
-            contents: openapi::render(&model, &self.document_info()),
-        });
-        Ok((files, model.warnings))
+        let options = generate::GatewayOptions {
+            server: self.build_server,
+        };
+        Ok(Validated::new(model, options, self.document_info()))
+    }
+
+    fn generate_loaded(
+        &self,
+        loaded: &load::Loaded,
+        out_dir: Option<&str>,
+    ) -> Result<(Vec<GeneratedFile>, Vec<LocatedError>), Error> {
+        let validated = self.validated(loaded)?;
+        let files = validated.files(out_dir)?;
+        Ok((files, validated.into_warnings()))
     }
 
     /// The document's info: as configured, or the crate being built.
