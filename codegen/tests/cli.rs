@@ -72,6 +72,38 @@ service S {
 }
 
 #[test]
+fn unbound_methods_get_their_routes_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("unb.proto"),
+        r#"syntax = "proto3";
+package unb.v1;
+import "google/api/annotations.proto";
+message Req { string name = 1; }
+service S {
+  rpc Get(Req) returns (Req) {
+    option (google.api.http) = { get: "/v1/{name}" };
+  }
+  rpc Plain(Req) returns (Req);
+}
+"#,
+    )
+    .expect("write");
+    let out = run(&["routes", "unb.proto"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("/v1/{name}") && !table.contains("Plain"),
+        "{table}"
+    );
+    let out = run(&["routes", "--unbound-methods", "unb.proto"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("/unb.v1.S/Plain"), "{table}");
+    assert!(table.contains("/v1/{name}"), "the rule stays: {table}");
+}
+
+#[test]
 fn routes_prints_the_route_table() {
     let out = run(
         &["routes", "-I", ".", "acme/library/v1/library.proto"],

@@ -567,19 +567,7 @@ impl PairCompare<'_, '_> {
             );
             self.body_moves();
         } else if let (Some(op), Some(np)) = (&o.request, &n.request) {
-            let site = Site {
-                label: &self.label,
-                part: Part::Body,
-                path: String::new(),
-            };
-            let root = self.root(n, "request-body");
-            let mut walk = Walk {
-                old: self.old,
-                new: self.new,
-                changes: self.changes,
-                visited: HashSet::new(),
-            };
-            walk.payload(op, np, &root, &site);
+            self.walk_payload(op, np, Part::Body, "request-body");
         }
         self.query();
         if o.response_body != n.response_body {
@@ -595,20 +583,25 @@ impl PairCompare<'_, '_> {
                 http,
             );
         } else {
-            let site = Site {
-                label: &self.label,
-                part: Part::Response,
-                path: String::new(),
-            };
-            let root = self.root(n, "response");
-            let mut walk = Walk {
-                old: self.old,
-                new: self.new,
-                changes: self.changes,
-                visited: HashSet::new(),
-            };
-            walk.payload(&o.response, &n.response, &root, &site);
+            self.walk_payload(&o.response, &n.response, Part::Response, "response");
         }
+    }
+
+    /// Compares a whole request body or response, `part` of the binding, named `what`.
+    fn walk_payload(&mut self, old: &Payload, new: &Payload, part: Part, what: &str) {
+        let site = Site {
+            label: &self.label,
+            part,
+            path: String::new(),
+        };
+        let root = self.root(self.n, what);
+        let mut walk = Walk {
+            old: self.old,
+            new: self.new,
+            changes: self.changes,
+            visited: HashSet::new(),
+        };
+        walk.payload(old, new, &root, &site);
     }
 
     fn add(
