@@ -167,19 +167,13 @@ impl AccessLog {
 
 impl Observer for AccessLog {
     fn on_end(&self, scope: &Scope) {
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                self.format(scope, &mut line);
-                self.push(&line);
-            }
-            // Only a line formatted inside another's formatting could find it taken.
-            Err(_) => {
-                let mut line = Vec::new();
-                self.format(scope, &mut line);
-                self.push(&line);
-            }
-        });
+        // Taken from the thread and put back after, so that a line formatted inside another's
+        // formatting (which nothing does) would find an empty buffer rather than a borrowed one.
+        let mut line = LINE.with(|line| line.take());
+        line.clear();
+        self.format(scope, &mut line);
+        self.push(&line);
+        LINE.with(|slot| slot.replace(line));
     }
 }
 
