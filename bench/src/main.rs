@@ -992,9 +992,17 @@ async fn run(
         for &connections in &limits.connections {
             let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
             // Interleaved: every target runs each scenario before the next one starts, and a
-            // round ends before the next begins.
-            for _ in 0..limits.rounds.max(1) {
-                for (&target, runs) in targets.iter().zip(&mut runs) {
+            // round ends before the next begins. Every other round runs the targets in reverse
+            // order, so that no target always follows the same neighbour (a warm cache, a
+            // frequency step) and a pair measured against each other swaps places.
+            for round in 0..limits.rounds.max(1) {
+                let order: Vec<usize> = if round % 2 == 0 {
+                    (0..targets.len()).collect()
+                } else {
+                    (0..targets.len()).rev().collect()
+                };
+                for index in order {
+                    let (target, runs) = (targets[index], &mut runs[index]);
                     let figures = stand.measure(target, scenario, limits, connections).await?;
                     eprintln!(
                         "{}: {} {connections} conns {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
