@@ -15,6 +15,7 @@ pub mod pb {
     ::protogate::include_gateway!();
 }
 
+pub mod faulty;
 pub mod required;
 pub mod streams;
 pub mod strict;

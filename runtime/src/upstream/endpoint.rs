@@ -156,27 +156,45 @@ impl PeerState {
 
     /// It failed a call: refused or timed out a connection, or answered UNAVAILABLE.
     pub(crate) fn failed(&self, reason: &str) {
+        self.failed_at(reason, Instant::now());
+    }
+
+    /// [`PeerState::failed`] at `now`.
+    ///
+    /// While it is ejected, the failures of calls sent before the ejection (a burst of calls
+    /// in flight that all fail together, as in a GOAWAY storm) say nothing new and change
+    /// nothing: counted, each would double the backoff again and a moment's burst would keep
+    /// the endpoint out for the longest ejection. Past its ejection, it is being tried again,
+    /// and goes back out at its first failure, for twice as long.
+    fn failed_at(&self, reason: &str, now: Instant) {
+        if self.ejected.load(Ordering::Relaxed) {
+            let tried_again = self
+                .lock_down()
+                .as_ref()
+                .is_none_or(|down| now >= down.until);
+            if tried_again {
+                self.eject(format!("{reason} (tried again after an ejection)"), now);
+            }
+            return;
+        }
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        // An endpoint tried again after an ejection goes back out at its first failure.
-        if failures >= self.ejection.consecutive_failures.max(1)
-            || self.ejected.load(Ordering::Relaxed)
-        {
-            self.eject(format!("{reason} ({failures} failures in a row)"));
+        if failures >= self.ejection.consecutive_failures.max(1) {
+            self.eject(format!("{reason} ({failures} failures in a row)"), now);
         }
     }
 
     /// It stopped answering on a connection that was open: out at once.
     pub(crate) fn mark_down(&self, reason: &str) {
-        self.eject(reason.to_owned());
+        self.eject(reason.to_owned(), Instant::now());
     }
 
-    fn eject(&self, reason: String) {
+    fn eject(&self, reason: String, now: Instant) {
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
         let backoff = self.ejection.backoff(ejections);
         self.failures.store(0, Ordering::Relaxed);
         tracing::warn!(endpoint = %self.peer, %reason, ?backoff, "upstream endpoint ejected");
         *self.lock_down() = Some(Down {
-            until: Instant::now() + backoff,
+            until: now + backoff,
             reason,
         });
         self.ejected.store(true, Ordering::Relaxed);
@@ -289,11 +307,37 @@ mod tests {
         assert!(state.available(Instant::now() + Duration::from_millis(150)));
 
         // Tried again and failing once more: out at once, for twice as long.
-        state.failed("refused");
-        assert!(!state.available(Instant::now() + Duration::from_millis(150)));
-        assert!(state.available(Instant::now() + Duration::from_millis(250)));
+        let retried = Instant::now() + Duration::from_millis(150);
+        state.failed_at("refused", retried);
+        assert!(!state.available(retried + Duration::from_millis(150)));
+        assert!(state.available(retried + Duration::from_millis(250)));
+        assert!(state.why_down().contains("tried again after an ejection"));
         state.succeeded();
         assert!(state.available(Instant::now()));
+    }
+
+    #[test]
+    fn calls_in_flight_that_fail_after_the_ejection_do_not_lengthen_it() {
+        let ejection = Ejection {
+            consecutive_failures: 2,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+        };
+        let state = state(ejection);
+        let now = Instant::now();
+        state.failed_at("its connection broke", now);
+        state.failed_at("its connection broke", now);
+        assert!(!state.available(now));
+        // A burst of calls sent before the ejection, failing together as a storm ends them.
+        for _ in 0..40 {
+            state.failed_at("its connection broke", now + Duration::from_millis(10));
+        }
+        assert!(
+            state.available(now + Duration::from_millis(100)),
+            "{}",
+            state.why_down()
+        );
+        assert!(state.why_down().contains("2 failures in a row"));
     }
 
     #[test]
