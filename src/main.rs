@@ -421,7 +421,11 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .header_read_timeout
             .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
         generation: Some(live.generation()),
+        runtimes: server::Runtimes::default(),
     };
+    if let Some(metrics) = &metrics {
+        process_metrics(metrics, &options.runtimes);
+    }
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on {}\n", addresses[0]);
     for other in &addresses[1..] {
@@ -436,7 +440,7 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         };
         banner.push_str(&format!("  admin on http://{admin_address} ({paths})\n"));
         let router = admin::router(Arc::clone(&live), drain.clone(), metrics.clone());
-        serve_admin(admin, router)?;
+        serve_admin(admin, router, &options.runtimes)?;
     }
     for line in live.plan().describe() {
         banner.push_str(&format!("  {line}\n"));
@@ -576,13 +580,30 @@ fn shut_down(drain: &protogate::Drain, timeout: std::time::Duration) {
     });
 }
 
+/// Counts the process (open files, memory, CPU) and the tasks alive on `runtimes` into
+/// `metrics`: what shows that nothing leaks, scraped from `/metrics`.
+fn process_metrics(metrics: &Metrics, runtimes: &server::Runtimes) {
+    metrics.process_metrics();
+    let runtimes = runtimes.clone();
+    metrics.polled_gauge(
+        "runtime_alive_tasks",
+        "Tasks alive on the gateway's runtimes (workers, acceptor, admin)",
+        move || i64::try_from(runtimes.alive_tasks()).unwrap_or(i64::MAX),
+    );
+}
+
 /// Serves the admin routes on `listener` from a thread of their own, whose runtime also runs the
 /// upstreams' health checks and name resolution that readiness asks for.
-fn serve_admin(listener: std::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+fn serve_admin(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    runtimes: &server::Runtimes,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    runtimes.add(runtime.handle().clone());
     std::thread::Builder::new()
         .name("protogate-admin".to_owned())
         .spawn(move || {

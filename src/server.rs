@@ -63,6 +63,36 @@ pub struct Options {
     /// its router again before its next request. Requests under way finish on the router they
     /// started with; no connection is dropped.
     pub generation: Option<Arc<AtomicU64>>,
+    /// Where the workers' and the acceptor's runtimes are listed as they start, for the count
+    /// of tasks alive on them (`protogate_runtime_alive_tasks`).
+    pub runtimes: Runtimes,
+}
+
+/// The tokio runtimes of a running gateway, listed as they start: the tasks alive on all of
+/// them at once are what `protogate_runtime_alive_tasks` reports. Clones share the list.
+#[derive(Clone, Debug, Default)]
+pub struct Runtimes(Arc<Mutex<Vec<tokio::runtime::Handle>>>);
+
+impl Runtimes {
+    /// Lists the runtime of `handle`.
+    pub fn add(&self, handle: tokio::runtime::Handle) {
+        self.lock().push(handle);
+    }
+
+    /// The tasks alive now on every runtime listed (spawned and not yet finished).
+    pub fn alive_tasks(&self) -> usize {
+        self.lock()
+            .iter()
+            .map(|handle| handle.metrics().num_alive_tasks())
+            .sum()
+    }
+
+    /// The list, locked; a poisoned lock still holds a valid list.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<tokio::runtime::Handle>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Options {
@@ -95,6 +125,7 @@ pub fn run(
             connections,
             header_read_timeout: options.header_read_timeout,
             generation: options.generation.clone().unwrap_or_default(),
+            runtimes: options.runtimes.clone(),
             ready: ready.clone(),
         };
         threads.push(
@@ -114,7 +145,10 @@ pub fn run(
             .enable_all()
             .build()
             .map_err(Error::from)
-            .and_then(|acceptor| acceptor.block_on(accept(listeners, &queues, shutdown)));
+            .and_then(|acceptor| {
+                options.runtimes.add(acceptor.handle().clone());
+                acceptor.block_on(accept(listeners, &queues, shutdown))
+            });
     }
     // With their queues closed, workers serve what was dealt to them, finish the open
     // connections, and end.
@@ -196,6 +230,8 @@ struct Worker {
     header_read_timeout: Duration,
     /// The app's generation (see [`Options::generation`]).
     generation: Arc<AtomicU64>,
+    /// Where its runtime is listed once it starts.
+    runtimes: Runtimes,
     /// Where the worker says whether it is ready: failing to start is its only error.
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 }
@@ -206,7 +242,10 @@ impl Worker {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(self.serve()),
+            Ok(runtime) => {
+                self.runtimes.add(runtime.handle().clone());
+                runtime.block_on(self.serve())
+            }
             Err(error) => {
                 let _ = self.ready.send(Err(error.into()));
             }
@@ -221,6 +260,7 @@ impl Worker {
             mut connections,
             header_read_timeout,
             generation,
+            runtimes: _,
             ready,
         } = self;
         let built = generation.load(Ordering::Acquire);
@@ -340,6 +380,7 @@ mod tests {
             workers: NonZeroUsize::new(workers).expect("non-zero"),
             header_read_timeout: Options::DEFAULT_HEADER_READ_TIMEOUT,
             generation: None,
+            runtimes: Runtimes::default(),
         }
     }
 

@@ -254,6 +254,8 @@ pub struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Mutex<Registry>,
+    /// Metrics under their standard names, without the `protogate_` prefix (the process's).
+    unprefixed: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     duration: Histograms<RequestLabels>,
     request_size: Histograms<RouteLabels>,
@@ -389,6 +391,7 @@ impl Metrics {
         let upstream = UpstreamFamilies::register(&mut add);
         Metrics(Arc::new(Inner {
             registry: Mutex::new(registry),
+            unprefixed: Mutex::new(Registry::default()),
             requests,
             duration,
             request_size,
@@ -480,11 +483,45 @@ impl Metrics {
         self.registry().register(name, help, Polled(Box::new(read)));
     }
 
+    /// Adds a gauge whose value `read` gives at each scrape, named `protogate_{name}`: for
+    /// figures kept elsewhere (the tasks alive on the gateway's runtimes).
+    pub fn polled_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> i64 + Send + Sync + 'static,
+    ) {
+        self.registry()
+            .register(name, help, PolledGauge(Box::new(read)));
+    }
+
+    /// Adds the standard process metrics under their usual names (no `protogate_` prefix),
+    /// read from `/proc` at each scrape: `process_open_fds`, `process_resident_memory_bytes`,
+    /// `process_cpu_seconds_total` and `process_start_time_seconds`. Where `/proc` cannot be
+    /// read (not Linux), they are left out of the scrape.
+    pub fn process_metrics(&self) {
+        self.0
+            .unprefixed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_collector(Box::new(super::process::ProcessCollector));
+    }
+
     /// Every metric in the OpenMetrics text format ([`Metrics::CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry());
+        let _ = encode_registry(&mut text, &self.registry());
+        let _ = encode_registry(
+            &mut text,
+            &self
+                .0
+                .unprefixed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let _ = encode_eof(&mut text);
         text
     }
 
@@ -819,6 +856,28 @@ impl prometheus_client::encoding::EncodeMetric for Polled {
     }
 }
 
+/// A gauge read at each scrape.
+struct PolledGauge(Box<dyn Fn() -> i64 + Send + Sync>);
+
+impl std::fmt::Debug for PolledGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PolledGauge").field(&(self.0)()).finish()
+    }
+}
+
+impl prometheus_client::encoding::EncodeMetric for PolledGauge {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&(self.0)())
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Gauge
+    }
+}
+
 /// The series of one upstream endpoint.
 #[derive(Clone, Debug)]
 pub(crate) struct EndpointMetrics {
@@ -984,6 +1043,31 @@ mod tests {
             1,
             "one series per route and method: {text}"
         );
+    }
+
+    #[test]
+    fn process_metrics_keep_their_standard_names_and_polled_gauges_take_the_prefix() {
+        let metrics = Metrics::new();
+        metrics.process_metrics();
+        metrics.polled_gauge("runtime_alive_tasks", "Tasks alive", || 7);
+        let text = metrics.encode();
+        assert!(
+            text.contains("\nprotogate_runtime_alive_tasks 7\n"),
+            "{text}"
+        );
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_open_fds ",
+                "process_resident_memory_bytes ",
+                "process_cpu_seconds_total ",
+                "process_start_time_seconds ",
+            ] {
+                assert!(text.contains(&format!("\n{name}")), "{name}: {text}");
+            }
+        }
+        assert!(!text.contains("protogate_process_"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]

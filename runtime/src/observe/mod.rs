@@ -38,6 +38,7 @@ mod access;
 mod id;
 mod layer;
 mod metrics;
+mod process;
 mod scope;
 
 use std::any::Any;
