@@ -133,9 +133,10 @@ impl Plan {
 /// The `grpc-message` of a trailers-only answer.
 pub const TRAILERS_ONLY_MESSAGE: &str = "no such thing here";
 
-/// The `grpc-status-details-bin` of a trailers-only answer: a `google.rpc.Status` (code 5, the
-/// message above, no details), base64 without padding as gRPC writes it.
-pub const TRAILERS_ONLY_DETAILS: &str = "CAUSEm5vIHN1Y2ggdGhpbmcgaGVyZQ";
+/// The `grpc-status-details-bin` of a trailers-only answer: a `google.rpc.Status` (code 5,
+/// the message above, and one `google.rpc.ResourceInfo` detail whose resource type is `thing`
+/// and name `shelves/9`), base64 without padding as gRPC writes it.
+pub const TRAILERS_ONLY_DETAILS: &str = "CAUSEm5vIHN1Y2ggdGhpbmcgaGVyZRpBCit0eXBlLmdvb2dsZWFwaXMuY29tL2dvb2dsZS5ycGMuUmVzb3VyY2VJbmZvEhIKBXRoaW5nEglzaGVsdmVzLzk";
 
 /// The body of an [`Fault::Invalid`] message: a field tag with wire type 7, which protobuf
 /// does not have.
@@ -532,6 +533,10 @@ async fn serve_call(
             trailers.insert(
                 "grpc-message",
                 HeaderValue::from_static("no%20such%20thing%20here"),
+            );
+            trailers.insert(
+                "grpc-status-details-bin",
+                HeaderValue::from_static(TRAILERS_ONLY_DETAILS),
             );
             let _ = send.send_trailers(trailers);
         }

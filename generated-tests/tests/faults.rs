@@ -379,7 +379,7 @@ async fn an_upstream_that_never_answers_is_cut_at_the_deadline() {
         let started = Instant::now();
         let (status, body) = stand.unary(&plan).await;
         assert_eq!(status, 504, "{plan:?}: {body}");
-        assert_eq!(body["code"], 4, "{body}");
+        assert_status(&body, 4, &["did not answer within 300ms"]);
         let took = started.elapsed();
         assert!(
             took >= deadline && took < Duration::from_secs(3),
@@ -532,6 +532,15 @@ async fn a_goaway_storm_fails_calls_quickly_and_passes() {
     stand.nothing_left_open().await;
 }
 
+/// The details of the misbehaving upstream's trailers-only status, as JSON.
+fn resource_info() -> Value {
+    json!([{
+        "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+        "resourceType": "thing",
+        "resourceName": "shelves/9",
+    }])
+}
+
 #[tokio::test]
 async fn trailers_only_errors_keep_their_code_message_and_details() {
     let stand = Stand::new(|b| b).await;
@@ -539,12 +548,14 @@ async fn trailers_only_errors_keep_their_code_message_and_details() {
     let (status, body) = stand.unary(&plan).await;
     assert_eq!(status, 404, "{body}");
     assert_status(&body, 5, &[TRAILERS_ONLY_MESSAGE]);
+    assert_eq!(body["details"], resource_info(), "{body}");
 
     let response = stream_get(&stand, "/v1/streams/s:count?count=2", &plan, "*/*").await;
     let status = response.status().as_u16();
     let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
     assert_eq!(status, 404, "{body}");
     assert_status(&body, 5, &[TRAILERS_ONLY_MESSAGE]);
+    assert_eq!(body["details"], resource_info(), "{body}");
 
     let response = stream_post(&stand, "/v1/streams/sums/l", &plan, "{\"value\":1}\n").await;
     let status = response.status().as_u16();
@@ -563,6 +574,7 @@ async fn trailers_only_errors_keep_their_code_message_and_details() {
     let got = lines(response).await;
     assert_eq!(got.len(), 2, "{got:?}");
     assert_status(&got[1]["error"], 5, &[TRAILERS_ONLY_MESSAGE]);
+    assert_eq!(got[1]["error"]["details"], resource_info(), "{got:?}");
     stand.nothing_left_open().await;
 }
 
