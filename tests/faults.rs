@@ -72,7 +72,8 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn scrape(admin: &str) -> BTreeMap<String, f64> {
+/// One scrape of `/metrics`: its text, and every sample without labels, by name.
+async fn scrape_text(admin: &str) -> (String, BTreeMap<String, f64>) {
     // No connection kept: each scrape is one connection, open while it is served.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -87,7 +88,12 @@ async fn scrape(admin: &str) -> BTreeMap<String, f64> {
         .text()
         .await
         .expect("text");
-    samples(&text)
+    let samples = samples(&text);
+    (text, samples)
+}
+
+async fn scrape(admin: &str) -> BTreeMap<String, f64> {
+    scrape_text(admin).await.1
 }
 
 async fn figures(admin: &str) -> Figures {
@@ -110,7 +116,21 @@ async fn process_metrics_are_scraped_and_sane() {
     let faulty = Faulty::start().await.expect("faulty upstream");
     let config = support::test_file("faults", "sane.toml", &config(&faulty));
     let gateway = support::start_with_admin(&["--config", config.to_str().expect("UTF-8")]);
-    let samples = scrape(&gateway.admin).await;
+    let (text, samples) = scrape_text(&gateway.admin).await;
+    // Well-formed OpenMetrics, as Prometheus's own parser reads it, under the standard names.
+    let parsed = support::tools::parse_metrics(&text).expect("OpenMetrics");
+    for name in [
+        "process_open_fds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
+        "protogate_runtime_alive_tasks",
+    ] {
+        assert!(
+            parsed.iter().any(|sample| sample.name == name),
+            "{name}: {text}"
+        );
+    }
     let value = |name: &str| {
         *samples
             .get(name)
