@@ -245,10 +245,11 @@ fn stream_faults() -> Vec<Kind> {
 fn connection_faults() -> Vec<Kind> {
     vec![
         unary(Plan::now(Fault::Kill), 503),
-        unary(Plan::now(Fault::GoAway), 503),
+        unary(Plan::now(Fault::GoAway(Reason::NO_ERROR)), 503),
+        unary(Plan::now(Fault::GoAway(Reason::PROTOCOL_ERROR)), 503),
         server(Plan::after(Fault::Kill, 1), 200),
         bidi(Plan::after(Fault::Kill, 1), 200),
-        bidi(Plan::after(Fault::GoAway, 1), 200),
+        bidi(Plan::after(Fault::GoAway(Reason::NO_ERROR), 1), 200),
     ]
 }
 

@@ -4,7 +4,7 @@
 //! Which fault is chosen per call by the request header `x-fault` (what a client sends to the
 //! gateway as `Grpc-Metadata-X-Fault`), or else by the server's default ([`Faulty::set`]). Its
 //! value is a [`Fault`] as text: `ok`, `kill`, `silent`, `stall`, `oversized:BYTES`,
-//! `reset:CODE`, `goaway`, `trailers-only:CODE`, `invalid`; followed by `@N` to send N answer
+//! `reset:CODE`, `goaway:CODE`, `trailers-only:CODE`, `invalid`; followed by `@N` to send N answer
 //! messages first (`kill@2`: two messages, then the connection cut).
 //!
 //! The server knows no proto: an answer message is a copy of a request message, which suits
@@ -54,9 +54,9 @@ pub enum Fault {
     Oversized(usize),
     /// Resets the stream (RST_STREAM) with this HTTP/2 error code.
     Reset(Reason),
-    /// Closes the connection with GOAWAY (NO_ERROR, naming the streams it processed), with the
-    /// call unanswered.
-    GoAway,
+    /// Closes the connection with GOAWAY and this error code (naming the streams it
+    /// processed, this one among them), with the call unanswered.
+    GoAway(Reason),
     /// A trailers-only answer: `grpc-status` with this code, `grpc-message` and
     /// `grpc-status-details-bin` in the one HEADERS frame that ends the stream.
     TrailersOnly(u16),
@@ -93,7 +93,7 @@ impl Plan {
             Fault::Stall => "stall".to_owned(),
             Fault::Oversized(len) => format!("oversized:{len}"),
             Fault::Reset(reason) => format!("reset:{}", u32::from(*reason)),
-            Fault::GoAway => "goaway".to_owned(),
+            Fault::GoAway(reason) => format!("goaway:{}", u32::from(*reason)),
             Fault::TrailersOnly(code) => format!("trailers-only:{code}"),
             Fault::Invalid => "invalid".to_owned(),
         };
@@ -121,7 +121,7 @@ impl Plan {
             ("stall", None) => Fault::Stall,
             ("oversized", Some(len)) => Fault::Oversized(len.parse().ok()?),
             ("reset", Some(code)) => Fault::Reset(Reason::from(code.parse::<u32>().ok()?)),
-            ("goaway", None) => Fault::GoAway,
+            ("goaway", Some(code)) => Fault::GoAway(Reason::from(code.parse::<u32>().ok()?)),
             ("trailers-only", Some(code)) => Fault::TrailersOnly(code.parse().ok()?),
             ("invalid", None) => Fault::Invalid,
             _ => return None,
@@ -252,6 +252,26 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
 struct Switches {
     kill: Notify,
     go_away: Notify,
+    /// The error code of the GOAWAY that `go_away` asks for.
+    reason: Mutex<Option<Reason>>,
+}
+
+impl Switches {
+    /// Asks for the connection to be closed with GOAWAY and `reason`.
+    fn go_away(&self, reason: Reason) {
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+        self.go_away.notify_one();
+    }
+
+    fn reason(&self) -> Reason {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or(Reason::NO_ERROR)
+    }
 }
 
 async fn serve_connection(socket: tokio::net::TcpStream, state: Arc<State>) {
@@ -282,7 +302,7 @@ async fn serve_connection(socket: tokio::net::TcpStream, state: Arc<State>) {
             // Dropping the connection closes the socket, with every stream on it.
             () = switches.kill.notified() => return,
             () = switches.go_away.notified() => {
-                connection.abrupt_shutdown(Reason::NO_ERROR);
+                connection.abrupt_shutdown(switches.reason());
                 let _ = tokio::time::timeout(Duration::from_secs(1), poll_fn(|cx| connection.poll_closed(cx))).await;
                 return;
             }
@@ -428,8 +448,8 @@ async fn serve_call(
                 respond.send_reset(*reason);
                 return;
             }
-            Fault::GoAway => {
-                switches.go_away.notify_one();
+            Fault::GoAway(reason) => {
+                switches.go_away(*reason);
                 until_reset_of_response(&mut respond).await;
                 return;
             }
@@ -469,7 +489,7 @@ async fn serve_call(
             return;
         }
     }
-    if plan.after > 0 && matches!(plan.fault, Fault::Kill | Fault::Reset(_) | Fault::GoAway) {
+    if plan.after > 0 && matches!(plan.fault, Fault::Kill | Fault::Reset(_) | Fault::GoAway(_)) {
         // A client discards what a reset or cut stream had not read yet: the messages are
         // given time to be read first, as a stream that had been running a while would be.
         tokio::time::sleep(SETTLE).await;
@@ -522,8 +542,8 @@ async fn serve_call(
             .await;
         }
         Fault::Reset(reason) => send.send_reset(reason),
-        Fault::GoAway => {
-            switches.go_away.notify_one();
+        Fault::GoAway(reason) => {
+            switches.go_away(reason);
             until_reset_of_stream(&mut send).await;
         }
         Fault::TrailersOnly(code) => {
@@ -560,7 +580,7 @@ mod tests {
             Plan::after(Fault::Stall, 1),
             Plan::now(Fault::Oversized(1 << 20)),
             Plan::now(Fault::Reset(Reason::REFUSED_STREAM)),
-            Plan::now(Fault::GoAway),
+            Plan::now(Fault::GoAway(Reason::NO_ERROR)),
             Plan::now(Fault::TrailersOnly(5)),
             Plan::after(Fault::Invalid, 3),
         ] {

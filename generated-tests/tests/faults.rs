@@ -480,7 +480,7 @@ async fn a_goaway_mid_call_is_503_and_the_call_is_not_sent_again() {
     let first = Faulty::start().await.expect("faulty");
     let second = Faulty::start().await.expect("faulty");
     for faulty in [&first, &second] {
-        faulty.set(Some(Plan::now(Fault::GoAway)));
+        faulty.set(Some(Plan::now(Fault::GoAway(Reason::NO_ERROR))));
     }
     let upstream = Upstream::builder("faulty")
         .endpoint(first.url())
@@ -498,6 +498,37 @@ async fn a_goaway_mid_call_is_503_and_the_call_is_not_sent_again() {
         first.settled(PATIENCE).await + second.settled(PATIENCE).await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_connection_closed_with_an_error_is_503_for_every_call_on_it() {
+    let stand = Stand::new(|b| b).await;
+    for reason in [
+        Reason::PROTOCOL_ERROR,
+        Reason::INTERNAL_ERROR,
+        Reason::ENHANCE_YOUR_CALM,
+    ] {
+        let (status, body) = stand.unary(&Plan::now(Fault::GoAway(reason))).await;
+        assert_eq!(status, 503, "{reason:?}: {body}");
+        assert_status(&body, 14, &["upstream `faulty`", "connection"]);
+    }
+    // Mid-stream: the messages sent, then the error line.
+    let plan = Plan::after(Fault::GoAway(Reason::PROTOCOL_ERROR), 1);
+    let response = stream_post(
+        &stand,
+        "/v1/streams/rooms/r:chat",
+        &plan,
+        "{\"text\":\"a\"}\n{\"text\":\"b\"}\n",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let got = lines(response).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_status(&got[1]["error"], 14, &[]);
+    // Each fault cost its connection; the next call opens another.
+    assert_eq!(stand.unary(&Plan::now(Fault::Ok)).await.0, 200);
+    assert_eq!(stand.faulty.connections(), 5);
+    stand.nothing_left_open().await;
 }
 
 #[tokio::test]
