@@ -421,6 +421,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .header_read_timeout
             .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
         generation: Some(live.generation()),
+        max_connections: config
+            .server
+            .max_connections
+            .map_or(server::Options::DEFAULT_MAX_CONNECTIONS, NonZeroUsize::get),
     };
     // The banner is a courtesy: a closed stdout must not stop the server.
     let mut banner = format!("protogate listening on {}\n", addresses[0]);
