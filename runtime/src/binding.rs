@@ -154,7 +154,10 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
                 if self.declares_more_than(limit) {
                     return Err(GatewayError::BodyTooLarge { limit });
                 }
-                read_body(body, limit).await?
+                let time = self.settings.body_timeout;
+                tokio::time::timeout(time, read_body(body, limit))
+                    .await
+                    .map_err(|_| GatewayError::BodyTooSlow { limit: time })??
             }
         };
         self.message(&body)

@@ -172,6 +172,9 @@ pub struct GatewaySection {
     pub reject_unknown_query_parameters: Option<bool>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// How long the body of a call that sends one message may take to arrive (30 s by
+    /// default); past it, 408.
+    pub body_timeout: Option<Span>,
     /// The largest message of a request stream, in bytes.
     pub max_message_bytes: Option<usize>,
     /// Ends a streaming call after this long without a message either way.
