@@ -153,7 +153,8 @@ impl Options {
     /// 10–30 KiB; raise it (with the process's file limit) for many long-lived streams.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
     /// How often a quiet HTTP/2 connection is PINGed, and how long the answer may take.
-    const HTTP2_KEEPALIVE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(20));
+    const HTTP2_KEEPALIVE: (Duration, Duration) =
+        (Duration::from_secs(60), Duration::from_secs(20));
     /// How long a refused connection has to read its `503` before it is closed.
     const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 }
@@ -478,8 +479,14 @@ fn over_the_limit(limit: usize) -> hyper::Response<axum::body::Body> {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
-    headers.insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
-    headers.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    headers.insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    headers.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
     response
 }
 
@@ -723,13 +730,21 @@ mod tests {
         let mut chunk = [0u8; 1024];
         loop {
             let read = stream.read(&mut chunk).expect("reads");
-            assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+            assert!(
+                read > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&answer)
+            );
             answer.extend_from_slice(&chunk[..read]);
             let text = String::from_utf8_lossy(&answer).into_owned();
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length = head
                     .lines()
-                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
                     .and_then(|n| n.trim().parse::<usize>().ok())
                     .unwrap_or(0);
                 if body.len() >= length {
@@ -764,14 +779,24 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
             .expect("writes");
         let mut refused = String::new();
-        third.read_to_string(&mut refused).expect("answered, then closed");
+        third
+            .read_to_string(&mut refused)
+            .expect("answered, then closed");
         assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-        assert!(refused.to_ascii_lowercase().contains("retry-after: 1"), "{refused}");
-        let body = refused.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+        assert!(
+            refused.to_ascii_lowercase().contains("retry-after: 1"),
+            "{refused}"
+        );
+        let body = refused
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
         let status: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
         assert_eq!(status["code"], 14, "{status}");
         assert!(
-            status["message"].as_str().is_some_and(|m| m.contains("2 connections open, its limit")),
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("2 connections open, its limit")),
             "{status}"
         );
 

@@ -250,9 +250,7 @@ impl GatewayError {
             | GatewayError::StreamTooLarge { .. } => Code::ResourceExhausted,
             GatewayError::StreamIdle { .. }
             | GatewayError::StreamTooLong { .. }
-            | GatewayError::BodyTooSlow { .. } => {
-                Code::DeadlineExceeded
-            }
+            | GatewayError::BodyTooSlow { .. } => Code::DeadlineExceeded,
             GatewayError::ClientClosed => Code::Cancelled,
             GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
             GatewayError::NoUpstream(_)

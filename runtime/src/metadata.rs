@@ -486,7 +486,8 @@ mod tests {
             &headers(&[
                 ("grpc-metadata-tenant", "acme"),
                 ("grpc-metadata-x-id", "7"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -504,7 +505,8 @@ mod tests {
                 ("grpc-metadata-tag", "b"),
                 ("accept", "text/plain"),
                 ("accept", "application/json"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -524,7 +526,8 @@ mod tests {
                 ("grpc-metadata-padded-bin", "AQI="),
                 ("grpc-metadata-raw-bin", "AQI"),
                 ("grpc-metadata-url-bin", "-_8"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -544,7 +547,8 @@ mod tests {
             assert_eq!(text(&md, key), Some("v"), "{header}");
         }
         let md = request_metadata(
-            &headers(&[("user-agent", "curl"), ("cookie", "a=1")]), None,
+            &headers(&[("user-agent", "curl"), ("cookie", "a=1")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -557,7 +561,8 @@ mod tests {
     #[test]
     fn authorization_goes_both_prefixed_and_bare() {
         let md = request_metadata(
-            &headers(&[("authorization", "Bearer t")]), None,
+            &headers(&[("authorization", "Bearer t")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -574,7 +579,8 @@ mod tests {
                 ("content-length", "3"),
                 ("grpc-timeout", "1S"),
                 ("accept-encoding", "gzip"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -618,7 +624,8 @@ mod tests {
                 ),
                 ("grpc-metadata-tracestate", "a=b"),
                 ("grpc-metadata-tenant", "acme"),
-            ]), None,
+            ]),
+            None,
             Some(addr()),
             &HeaderMapping::NONE,
         )
@@ -649,7 +656,8 @@ mod tests {
                 ("grpc-metadata-connection", "close"),
                 ("grpc-metadata-user-agent", "x"),
                 ("grpc-metadata-host", "x"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -660,7 +668,8 @@ mod tests {
     #[test]
     fn forwarded_host_comes_from_the_header_or_else_host() {
         let md = request_metadata(
-            &headers(&[("host", "api.example")]), None,
+            &headers(&[("host", "api.example")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -669,7 +678,8 @@ mod tests {
         assert!(md.get("grpcgateway-host").is_none());
 
         let md = request_metadata(
-            &headers(&[("host", "inner:8080"), ("x-forwarded-host", "api.example")]), None,
+            &headers(&[("host", "inner:8080"), ("x-forwarded-host", "api.example")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -683,22 +693,24 @@ mod tests {
             .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("127.0.0.1"));
         let v6: SocketAddr = "[::1]:80".parse().expect("addr");
-        let md =
-            request_metadata(&HeaderMap::new(), None, Some(v6), &HeaderMapping::NONE).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), None, Some(v6), &HeaderMapping::NONE)
+            .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("::1"));
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let wide: SocketAddr = format!("[{longest}]:80").parse().expect("addr");
         let md = request_metadata(&HeaderMap::new(), None, Some(wide), &HeaderMapping::NONE)
             .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some(longest));
-        let md = request_metadata(&HeaderMap::new(), None, None, &HeaderMapping::NONE).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), None, None, &HeaderMapping::NONE)
+            .expect("metadata");
         assert!(md.get("x-forwarded-for").is_none());
     }
 
     #[test]
     fn forwarded_for_chain_is_extended() {
         let map = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
-        let md = request_metadata(&map, None, Some(addr()), &HeaderMapping::NONE).expect("metadata");
+        let md =
+            request_metadata(&map, None, Some(addr()), &HeaderMapping::NONE).expect("metadata");
         assert_eq!(
             all(&md, "x-forwarded-for"),
             ["10.1.1.1, 10.2.2.2, 127.0.0.1"]
@@ -716,7 +728,8 @@ mod tests {
                 ("traceparent", parent),
                 ("tracestate", "rojo=1 , congo=2"),
                 ("grpc-metadata-traceparent", "forged"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -731,7 +744,8 @@ mod tests {
                     "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
                 ),
                 ("tracestate", "rojo=1"),
-            ]), None,
+            ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -743,7 +757,8 @@ mod tests {
     #[test]
     fn invalid_binary_metadata_names_the_header() {
         let map = headers(&[("grpc-metadata-x-bin", "!!!")]);
-        let error = request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad base64");
+        let error =
+            request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad base64");
         assert!(error.to_string().contains("grpc-metadata-x-bin"), "{error}");
     }
 
@@ -755,7 +770,8 @@ mod tests {
                 HeaderName::from_static(name),
                 HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a valid header value"),
             );
-            let error = request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("not ASCII");
+            let error =
+                request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("not ASCII");
             assert_eq!(
                 error,
                 MetadataError::InvalidValue {
@@ -778,7 +794,8 @@ mod tests {
                 HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
                 HeaderValue::from_static("AQID"),
             );
-            let error = request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad key");
+            let error =
+                request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad key");
             assert_eq!(
                 error,
                 MetadataError::InvalidKey {
@@ -901,7 +918,8 @@ mod tests {
                 ("x-tenant", "acme"),
                 ("x-tenant", "beta"),
                 ("x-other", "no"),
-            ]), None,
+            ]),
+            None,
             None,
             &mapping,
         )

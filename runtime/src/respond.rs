@@ -25,11 +25,11 @@ pub(crate) fn respond<Req, Resp: JsonMessage>(
     let (metadata, message, extensions) = answer.into_parts();
     let status = success.unwrap_or(StatusCode::OK);
     let mut response = if has_body(status) {
-        let (content_type, body, raw) =
-            match binding::encode(&binding.response, message, settings)? {
-                Encoded::Json(json) => (HeaderValue::from_static("application/json"), json, false),
-                Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data, true),
-            };
+        let (content_type, body, raw) = match binding::encode(&binding.response, message, settings)?
+        {
+            Encoded::Json(json) => (HeaderValue::from_static("application/json"), json, false),
+            Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data, true),
+        };
         let mut response = Response::new(Body::from(body));
         response
             .headers_mut()

@@ -180,7 +180,10 @@ impl RouteSelector {
                 // A routed request is its binding's method (a WebSocket upgrade is a GET
                 // to whichever binding it opens).
                 let method = route.map_or(method.as_str(), |route| route.method);
-                if wanted.as_ref().is_some_and(|wanted| wanted.as_str() != method) {
+                if wanted
+                    .as_ref()
+                    .is_some_and(|wanted| wanted.as_str() != method)
+                {
                     return false;
                 }
                 path_matches(segments, *rest, path)
@@ -345,8 +348,14 @@ mod tests {
     fn path_patterns_compare_segments_decoded() {
         // A service receives `private` either way: the rule covers both spellings.
         assert!(covers("/v1/shelves/private", get("/v1/shelves/%70rivate")));
-        assert!(covers("/v1/shelves/private", get("/v1/%73helves/priv%61te")));
-        assert!(covers("GET /v1/shelves/private/**", get("/v1/shelves/%70rivate/x")));
+        assert!(covers(
+            "/v1/shelves/private",
+            get("/v1/%73helves/priv%61te")
+        ));
+        assert!(covers(
+            "GET /v1/shelves/private/**",
+            get("/v1/shelves/%70rivate/x")
+        ));
         // A pattern may spell a segment encoded; it means the decoded text.
         assert!(covers("/v1/a%20b", get("/v1/a b")));
         assert!(covers("/v1/a%20b", get("/v1/a%20b")));
@@ -355,10 +364,7 @@ mod tests {
         assert!(covers("/v1/*", get("/v1/a%2Fb")));
         // A segment that does not decode is no literal.
         assert!(!covers("/v1/x", get("/v1/%zz")));
-        for (text, problem) in [
-            ("/v1/%zz", "percent-encoded"),
-            ("/v1/a%2Fb", "encoded `/`"),
-        ] {
+        for (text, problem) in [("/v1/%zz", "percent-encoded"), ("/v1/a%2Fb", "encoded `/`")] {
             let error = text.parse::<RouteSelector>().expect_err(text).to_string();
             assert!(error.contains(problem), "{text}: {error}");
         }
@@ -378,9 +384,8 @@ mod tests {
             },
             unbound: false,
         };
-        let upgrade = |text: &str| {
-            selector(text).matches_parts(Some(&info), &http::Method::GET, "/v1/talk")
-        };
+        let upgrade =
+            |text: &str| selector(text).matches_parts(Some(&info), &http::Method::GET, "/v1/talk");
         assert!(upgrade("POST /v1/**"));
         assert!(!upgrade("GET /v1/**"));
         assert!(upgrade("/v1/talk"));

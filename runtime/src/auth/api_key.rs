@@ -192,8 +192,10 @@ impl ApiKeys {
         }
         // A header name is valid with the prefix too: the prefix is lower-case token text.
         let as_metadata = header.as_ref().and_then(|header| {
-            HeaderName::from_bytes(format!("{}{header}", crate::metadata::METADATA_PREFIX).as_bytes())
-                .ok()
+            HeaderName::from_bytes(
+                format!("{}{header}", crate::metadata::METADATA_PREFIX).as_bytes(),
+            )
+            .ok()
         });
         Ok(KeyTable {
             keys: self.keys,
