@@ -564,23 +564,9 @@ mod tests {
 
     #[test]
     fn connections_are_dealt_to_every_worker_in_turn() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let address = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            run(
-                vec![listener.into()],
-                options(3),
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
-        });
+        let (address, server) = serve(options(3), thread_names());
         let served: Vec<String> = (0..6).map(|_| get(address)).collect();
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
 
         let workers: BTreeSet<&str> = served.iter().map(String::as_str).collect();
         assert_eq!(
@@ -612,8 +598,6 @@ mod tests {
 
     #[test]
     fn requests_know_their_client_address() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let address = listener.local_addr().expect("address");
         let client_address: Arc<MakeApp> = Arc::new(|| {
             Ok(Router::new().route(
                 "/",
@@ -622,49 +606,23 @@ mod tests {
                 }),
             ))
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            run(
-                vec![listener.into()],
-                options(1),
-                client_address,
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
-        });
+        let (address, server) = serve(options(1), client_address);
         assert_eq!(get(address), "127.0.0.1");
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
     }
 
     #[test]
     fn a_client_that_never_finishes_its_headers_is_disconnected() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let address = listener.local_addr().expect("address");
         let timeout = Duration::from_millis(300);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let options = Options {
+        let (address, server) = serve(
+            Options {
                 header_read_timeout: timeout,
                 ..options(1)
-            };
-            run(
-                vec![listener.into()],
-                options,
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
-        });
+            },
+            thread_names(),
+        );
 
-        let mut stream = std::net::TcpStream::connect(address).expect("connects");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
+        let mut stream = connect(address);
         let started = std::time::Instant::now();
         stream
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
@@ -683,25 +641,18 @@ mod tests {
 
         // A well-behaved client on another connection is served as ever.
         assert_eq!(get(address), "protogate-worker-0");
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
     }
 
-    /// Starts a server of one worker on `options`; a sender that stops it, and its thread.
-    fn serve(options: Options) -> (SocketAddr, ServerHandle) {
+    /// Starts a server of `app` on `options`; its address, and the handle that stops it.
+    fn serve(options: Options, app: Arc<MakeApp>) -> (SocketAddr, ServerHandle) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            run(
-                vec![listener.into()],
-                options,
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            run(vec![listener.into()], options, app, || {}, async {
+                let _ = stopped.await;
+            })
         });
         (address, ServerHandle { stop, thread })
     }
@@ -764,10 +715,13 @@ mod tests {
 
     #[test]
     fn connections_past_the_limit_are_refused_with_a_status_and_closed() {
-        let (address, server) = serve(Options {
-            max_connections: 2,
-            ..options(1)
-        });
+        let (address, server) = serve(
+            Options {
+                max_connections: 2,
+                ..options(1)
+            },
+            thread_names(),
+        );
         let mut first = connect(address);
         let mut second = connect(address);
         assert!(ask(&mut first).starts_with("HTTP/1.1 200"));
@@ -820,10 +774,13 @@ mod tests {
     #[test]
     fn a_connection_that_never_sends_a_request_is_closed() {
         let timeout = Duration::from_millis(300);
-        let (address, server) = serve(Options {
-            header_read_timeout: timeout,
-            ..options(1)
-        });
+        let (address, server) = serve(
+            Options {
+                header_read_timeout: timeout,
+                ..options(1)
+            },
+            thread_names(),
+        );
         // Not a byte: no protocol is known yet, so no HTTP/1 timeout has started.
         let mut silent = connect(address);
         let started = std::time::Instant::now();

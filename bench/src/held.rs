@@ -56,16 +56,8 @@ impl Held {
 }
 
 /// The gateway's current resident set (`VmRSS`), in KiB.
-pub(crate) fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+fn rss_kib(pid: &str) -> u64 {
+    crate::status_kib(pid, "VmRSS:")
 }
 
 /// Opens `wanted` streams of `transport` to the gateway at `gateway` (process `pid`), measures

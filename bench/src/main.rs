@@ -497,12 +497,17 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 /// Peak resident set size of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A figure in KiB of a process's `/proc/PID/status` (`VmHWM:`, `VmRSS:`), 0 when unknown.
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
