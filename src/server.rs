@@ -611,39 +611,6 @@ mod tests {
         server.stop();
     }
 
-    #[test]
-    fn a_client_that_never_finishes_its_headers_is_disconnected() {
-        let timeout = Duration::from_millis(300);
-        let (address, server) = serve(
-            Options {
-                header_read_timeout: timeout,
-                ..options(1)
-            },
-            thread_names(),
-        );
-
-        let mut stream = connect(address);
-        let started = std::time::Instant::now();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
-            .expect("writes");
-        // The server closes the connection (at most after an answer saying why).
-        let mut rest = Vec::new();
-        stream
-            .read_to_end(&mut rest)
-            .expect("closed, not timed out");
-        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-        let rest = String::from_utf8_lossy(&rest);
-        assert!(
-            rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
-            "{rest}"
-        );
-
-        // A well-behaved client on another connection is served as ever.
-        assert_eq!(get(address), "protogate-worker-0");
-        server.stop();
-    }
-
     /// Starts a server of `app` on `options`; its address, and the handle that stops it.
     fn serve(options: Options, app: Arc<MakeApp>) -> (SocketAddr, ServerHandle) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
@@ -772,7 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_that_never_sends_a_request_is_closed() {
+    fn clients_that_never_finish_or_never_start_a_request_are_disconnected() {
         let timeout = Duration::from_millis(300);
         let (address, server) = serve(
             Options {
@@ -781,15 +748,29 @@ mod tests {
             },
             thread_names(),
         );
+        // What a connection reads once the server closes it (at most an answer saying why).
+        let closed = |stream: &mut std::net::TcpStream| {
+            let started = std::time::Instant::now();
+            let mut rest = Vec::new();
+            stream
+                .read_to_end(&mut rest)
+                .expect("closed, not timed out");
+            assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+            String::from_utf8_lossy(&rest).into_owned()
+        };
+
+        // Headers begun and never finished.
+        let mut slow = connect(address);
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            .expect("writes");
+        let rest = closed(&mut slow);
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+            "{rest}"
+        );
         // Not a byte: no protocol is known yet, so no HTTP/1 timeout has started.
-        let mut silent = connect(address);
-        let started = std::time::Instant::now();
-        let mut rest = Vec::new();
-        silent
-            .read_to_end(&mut rest)
-            .expect("closed, not timed out");
-        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        let rest = closed(&mut connect(address));
+        assert!(rest.is_empty(), "{rest}");
 
         // A connection that asked in time is served past that time (each pause shorter than
         // the wait for a kept-alive connection's next request).
@@ -799,6 +780,8 @@ mod tests {
             std::thread::sleep(timeout * 2 / 3);
             assert!(ask(&mut kept).starts_with("HTTP/1.1 200"));
         }
+        // A well-behaved client on another connection is served as ever.
+        assert_eq!(get(address), "protogate-worker-0");
         server.stop();
     }
 }
