@@ -109,6 +109,21 @@ pub fn build(
                 error.to_string(),
             ));
         }
+        // The auth layer drops what a client sends under the claim's name, but a header that
+        // `[gateway] request_headers` maps onto it would arrive beside the verified claim.
+        if let Some((header, _)) = config
+            .gateway
+            .request_headers
+            .iter()
+            .find(|(_, key)| key.eq_ignore_ascii_case(name))
+        {
+            return Err(mistake(
+                format!("auth.forward_claims.{claim}"),
+                format!(
+                    "`{name}` is also where [gateway] request_headers puts the client's `{header}` header: a client could pose as someone else; map one of them to another key"
+                ),
+            ));
+        }
         builder = builder.forward_claim(claim.clone(), name.clone());
     }
     if let Some(realm) = &section.realm {

@@ -421,6 +421,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .header_read_timeout
             .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
         generation: Some(live.generation()),
+        max_connections: config
+            .server
+            .max_connections
+            .map_or(server::Options::DEFAULT_MAX_CONNECTIONS, NonZeroUsize::get),
         runtimes: server::Runtimes::default(),
     };
     if let Some(metrics) = &metrics {

@@ -5,11 +5,21 @@
 //! threads and no wake-up crosses one. On `bench/run` this takes less CPU per request than one
 //! work-stealing runtime for the whole process (`bench/RESULTS.md` has the figures); Envoy runs
 //! its workers the same way.
+//!
+//! What a client cannot do to it:
+//! - hold more than [`Options::max_connections`] connections open between all its clients: past
+//!   the limit a new connection is answered `503` (a google.rpc.Status, `UNAVAILABLE`, with
+//!   `Retry-After`) and closed, and past a few hundred such refusals at once it is closed unread;
+//! - keep a connection that never sends a request: it is closed once
+//!   [`Options::header_read_timeout`] has passed without one, whichever protocol it would
+//!   have spoken (HTTP/1's own header timeout only starts once the bytes say HTTP/1);
+//! - keep a dead HTTP/2 connection: PINGs go out on one that is quiet, and it is closed when
+//!   they go unanswered.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,13 +39,81 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// makes will run.
 pub type MakeApp = dyn Fn() -> Result<Router, Error> + Send + Sync;
 
-/// An accepted connection on its way to a worker, out of the acceptor's runtime, with the TLS
-/// it is to be served with (the handshake is the worker's).
-type Accepted = (
-    std::net::TcpStream,
-    SocketAddr,
-    Option<tokio_rustls::TlsAcceptor>,
-);
+/// An accepted connection on its way to a worker, out of the acceptor's runtime.
+struct Accepted {
+    stream: std::net::TcpStream,
+    remote: SocketAddr,
+    /// The TLS it is to be served with (the handshake is the worker's).
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Its place under the connection limit, or the refusal it is to be answered with.
+    admission: Admission,
+}
+
+/// Whether a connection is served, and what it holds meanwhile.
+enum Admission {
+    /// Served; the slot frees its place under the limit when the connection ends.
+    Served(Slot),
+    /// Answered `503` and closed; the slot frees its place among the refusals under way.
+    Refused(Slot),
+}
+
+/// A place in a count of connections, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The count of open connections against the limit, and of refusals under way.
+struct Admissions {
+    limit: usize,
+    open: Arc<AtomicUsize>,
+    refusing: Arc<AtomicUsize>,
+    /// Whether the last connection was refused (the log says when refusals start and stop).
+    full: AtomicBool,
+}
+
+impl Admissions {
+    /// Refusals answered at once, at most: each one costs a socket and a little work, so that
+    /// past this, a flood of connections is closed unread.
+    const MAX_REFUSING: usize = 256;
+
+    fn new(limit: usize) -> Self {
+        Admissions {
+            limit,
+            open: Arc::default(),
+            refusing: Arc::default(),
+            full: false.into(),
+        }
+    }
+
+    /// The place of a new connection, or `None` when it is to be closed unread.
+    fn admit(&self) -> Option<Admission> {
+        if self.open.fetch_add(1, Ordering::AcqRel) < self.limit {
+            if self.full.swap(false, Ordering::Relaxed) {
+                tracing::info!(
+                    limit = self.limit,
+                    "below the connection limit again: new connections are served"
+                );
+            }
+            return Some(Admission::Served(Slot(Arc::clone(&self.open))));
+        }
+        drop(Slot(Arc::clone(&self.open)));
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = self.limit,
+                "the connection limit is reached: new connections are refused (503) until some close"
+            );
+        }
+        if self.refusing.fetch_add(1, Ordering::AcqRel) < Self::MAX_REFUSING {
+            return Some(Admission::Refused(Slot(Arc::clone(&self.refusing))));
+        }
+        drop(Slot(Arc::clone(&self.refusing)));
+        None
+    }
+}
 
 /// A public listener: a bound socket, cleartext or TLS.
 pub struct Listener {
@@ -63,6 +141,9 @@ pub struct Options {
     /// its router again before its next request. Requests under way finish on the router they
     /// started with; no connection is dropped.
     pub generation: Option<Arc<AtomicU64>>,
+    /// The most connections open at once, every listener and worker counted together. Past
+    /// it, a new connection is answered `503` and closed.
+    pub max_connections: usize,
     /// Where the workers' and the acceptor's runtimes are listed as they start, for the count
     /// of tasks alive on them (`protogate_runtime_alive_tasks`).
     pub runtimes: Runtimes,
@@ -98,6 +179,14 @@ impl Runtimes {
 impl Options {
     /// How long headers may take unless set otherwise: as long as hyper's own default.
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Connections open at once unless set otherwise. Each takes a file descriptor and some
+    /// 10–30 KiB; raise it (with the process's file limit) for many long-lived streams.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// How often a quiet HTTP/2 connection is PINGed, and how long the answer may take.
+    const HTTP2_KEEPALIVE: (Duration, Duration) =
+        (Duration::from_secs(60), Duration::from_secs(20));
+    /// How long a refused connection has to read its `503` before it is closed.
+    const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 }
 
 /// Serves `listeners` on `options.workers` threads until `shutdown` resolves, then lets open
@@ -124,6 +213,7 @@ pub fn run(
             app: Arc::clone(&app),
             connections,
             header_read_timeout: options.header_read_timeout,
+            max_connections: options.max_connections,
             generation: options.generation.clone().unwrap_or_default(),
             runtimes: options.runtimes.clone(),
             ready: ready.clone(),
@@ -141,13 +231,14 @@ pub fn run(
 
     if outcome.is_ok() {
         started();
+        let admissions = Admissions::new(options.max_connections);
         outcome = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::from)
             .and_then(|acceptor| {
                 options.runtimes.add(acceptor.handle().clone());
-                acceptor.block_on(accept(listeners, &queues, shutdown))
+                acceptor.block_on(accept(listeners, &queues, &admissions, shutdown))
             });
     }
     // With their queues closed, workers serve what was dealt to them, finish the open
@@ -166,9 +257,10 @@ pub fn run(
 async fn accept(
     listeners: Vec<Listener>,
     queues: &[mpsc::UnboundedSender<Accepted>],
+    admissions: &Admissions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let turn = std::sync::atomic::AtomicUsize::new(0);
+    let turn = AtomicUsize::new(0);
     let mut loops = Vec::with_capacity(listeners.len());
     for listener in listeners {
         if let Some(tls) = &listener.tls {
@@ -176,7 +268,7 @@ async fn accept(
         }
         let socket = tokio::net::TcpListener::from_std(listener.socket)?;
         let tls = listener.tls.map(|tls| tls.acceptor().clone());
-        loops.push(accept_on(socket, tls, queues, &turn));
+        loops.push(accept_on(socket, tls, queues, admissions, &turn));
     }
     tokio::select! {
         () = shutdown => Ok(()),
@@ -189,7 +281,8 @@ async fn accept_on(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     queues: &[mpsc::UnboundedSender<Accepted>],
-    turn: &std::sync::atomic::AtomicUsize,
+    admissions: &Admissions,
+    turn: &AtomicUsize,
 ) -> Result<(), Error> {
     loop {
         let accepted = listener.accept().await;
@@ -202,12 +295,22 @@ async fn accept_on(
                 continue;
             }
         };
+        // Past the limit and past the refusals it answers, closed unread.
+        let Some(admission) = admissions.admit() else {
+            continue;
+        };
         // Leaves this runtime's reactor so the worker can register it with its own.
         let Ok(stream) = stream.into_std() else {
             continue;
         };
         let turn = turn.fetch_add(1, Ordering::Relaxed) % queues.len();
-        if queues[turn].send((stream, remote, tls.clone())).is_err() {
+        let accepted = Accepted {
+            stream,
+            remote,
+            tls: tls.clone(),
+            admission,
+        };
+        if queues[turn].send(accepted).is_err() {
             return Err(format!("worker {turn} stopped").into());
         }
     }
@@ -228,6 +331,8 @@ struct Worker {
     /// The connections the acceptor deals to this worker.
     connections: mpsc::UnboundedReceiver<Accepted>,
     header_read_timeout: Duration,
+    /// The connection limit, which refusals name.
+    max_connections: usize,
     /// The app's generation (see [`Options::generation`]).
     generation: Arc<AtomicU64>,
     /// Where its runtime is listed once it starts.
@@ -259,6 +364,7 @@ impl Worker {
             app,
             mut connections,
             header_read_timeout,
+            max_connections,
             generation,
             runtimes: _,
             ready,
@@ -283,32 +389,72 @@ impl Worker {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Options::HTTP2_KEEPALIVE.0)
+            .keep_alive_timeout(Options::HTTP2_KEEPALIVE.1);
+        let mut refusals = auto::Builder::new(TokioExecutor::new());
+        refusals.http1().keep_alive(false);
         let open = GracefulShutdown::new();
-        while let Some((stream, remote, tls)) = connections.recv().await {
+        while let Some(accepted) = connections.recv().await {
+            let Accepted {
+                stream,
+                remote,
+                tls,
+                admission,
+            } = accepted;
             // A connection this runtime cannot register is closed by dropping it.
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
             // Answers and stream messages go out as soon as they are written.
             let _ = stream.set_nodelay(true);
+            let slot = match admission {
+                Admission::Served(slot) => slot,
+                Admission::Refused(slot) => {
+                    let refusals = refusals.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        match tls {
+                            None => refuse(&refusals, stream, max_connections).await,
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                if let Ok(Ok(stream)) =
+                                    tokio::time::timeout(Options::REFUSAL_GRACE, handshake).await
+                                {
+                                    refuse(&refusals, stream, max_connections).await;
+                                }
+                            }
+                        }
+                    });
+                    continue;
+                }
+            };
             let current = Arc::clone(&current);
-            let app =
-                tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // Whether a request has come: a connection without one is closed when its time
+            // for headers is up.
+            let asked = Arc::new(AtomicBool::new(false));
+            let app = tower::service_fn({
+                let asked = Arc::clone(&asked);
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    asked.store(true, Ordering::Relaxed);
                     request.extensions_mut().insert(ConnectInfo(remote));
                     current.router().oneshot(request)
-                });
-            let app = TowerToHyperService::new(app);
-            match tls {
-                None => {
-                    let connection = http
-                        .serve_connection_with_upgrades(TokioIo::new(stream), app)
-                        .into_owned();
-                    tokio::spawn(open.watch(connection));
                 }
-                // The handshake runs on the connection's own task, then the same serving.
-                Some(acceptor) => {
-                    let (http, watcher) = (http.clone(), open.watcher());
-                    tokio::spawn(async move {
+            });
+            let app = TowerToHyperService::new(app);
+            let (http, watcher) = (http.clone(), open.watcher());
+            tokio::spawn(async move {
+                let _slot = slot;
+                match tls {
+                    None => {
+                        let connection = http
+                            .serve_connection_with_upgrades(TokioIo::new(stream), app)
+                            .into_owned();
+                        until_silent(watcher.watch(connection), &asked, header_read_timeout).await;
+                    }
+                    // The handshake runs on the connection's own task, then the same serving.
+                    Some(acceptor) => {
                         // A client gets as long for its handshake as for its headers.
                         let handshake = acceptor.accept(stream);
                         let Ok(Ok(stream)) =
@@ -319,13 +465,67 @@ impl Worker {
                         let connection = http
                             .serve_connection_with_upgrades(TokioIo::new(stream), app)
                             .into_owned();
-                        let _ = watcher.watch(connection).await;
-                    });
+                        until_silent(watcher.watch(connection), &asked, header_read_timeout).await;
+                    }
                 }
-            }
+            });
         }
         open.shutdown().await;
     }
+}
+
+/// Serves a connection to its end, or closes it when no request has come within `silence`:
+/// HTTP/1's header timeout starts only once the first bytes say HTTP/1, and HTTP/2 has none,
+/// so a client that connects and says nothing would otherwise hold its connection for good.
+async fn until_silent(connection: impl Future, asked: &AtomicBool, silence: Duration) {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        () = tokio::time::sleep(silence) => {}
+    }
+    if asked.load(Ordering::Relaxed) {
+        connection.await;
+    }
+}
+
+/// Answers every request of a connection over the limit with `503` (HTTP/1 closes after it),
+/// for [`Options::REFUSAL_GRACE`] at most.
+async fn refuse<I>(http: &auto::Builder<TokioExecutor>, io: I, limit: usize)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let refusal = hyper::service::service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(over_the_limit(limit)))
+    });
+    let connection = http.serve_connection(TokioIo::new(io), refusal);
+    let _ = tokio::time::timeout(Options::REFUSAL_GRACE, connection).await;
+}
+
+/// The answer to a request on a connection over the limit: a google.rpc.Status.
+fn over_the_limit(limit: usize) -> hyper::Response<axum::body::Body> {
+    let status = serde_json::json!({
+        "code": 14,
+        "message": format!(
+            "the gateway has {limit} connections open, its limit: try again shortly, or reuse an open connection"
+        ),
+        "details": [],
+    });
+    let mut response = hyper::Response::new(axum::body::Body::from(status.to_string()));
+    *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    headers.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// A worker's router, built again when the app's generation moves on.
@@ -380,6 +580,7 @@ mod tests {
             workers: NonZeroUsize::new(workers).expect("non-zero"),
             header_read_timeout: Options::DEFAULT_HEADER_READ_TIMEOUT,
             generation: None,
+            max_connections: Options::DEFAULT_MAX_CONNECTIONS,
             runtimes: Runtimes::default(),
         }
     }
@@ -402,23 +603,9 @@ mod tests {
 
     #[test]
     fn connections_are_dealt_to_every_worker_in_turn() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let address = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            run(
-                vec![listener.into()],
-                options(3),
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
-        });
+        let (address, server) = serve(options(3), thread_names());
         let served: Vec<String> = (0..6).map(|_| get(address)).collect();
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
 
         let workers: BTreeSet<&str> = served.iter().map(String::as_str).collect();
         assert_eq!(
@@ -450,8 +637,6 @@ mod tests {
 
     #[test]
     fn requests_know_their_client_address() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let address = listener.local_addr().expect("address");
         let client_address: Arc<MakeApp> = Arc::new(|| {
             Ok(Router::new().route(
                 "/",
@@ -460,68 +645,182 @@ mod tests {
                 }),
             ))
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            run(
-                vec![listener.into()],
-                options(1),
-                client_address,
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
-        });
+        let (address, server) = serve(options(1), client_address);
         assert_eq!(get(address), "127.0.0.1");
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
     }
 
-    #[test]
-    fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    /// Starts a server of `app` on `options`; its address, and the handle that stops it.
+    fn serve(options: Options, app: Arc<MakeApp>) -> (SocketAddr, ServerHandle) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let address = listener.local_addr().expect("address");
-        let timeout = Duration::from_millis(300);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let options = Options {
-                header_read_timeout: timeout,
-                ..options(1)
-            };
-            run(
-                vec![listener.into()],
-                options,
-                thread_names(),
-                || {},
-                async {
-                    let _ = stopped.await;
-                },
-            )
+        let thread = std::thread::spawn(move || {
+            run(vec![listener.into()], options, app, || {}, async {
+                let _ = stopped.await;
+            })
         });
+        (address, ServerHandle { stop, thread })
+    }
 
-        let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    struct ServerHandle {
+        stop: tokio::sync::oneshot::Sender<()>,
+        thread: std::thread::JoinHandle<Result<(), Error>>,
+    }
+
+    impl ServerHandle {
+        fn stop(self) {
+            let _ = self.stop.send(());
+            self.thread
+                .join()
+                .expect("no panic")
+                .expect("serves and stops");
+        }
+    }
+
+    /// One request on a kept-alive connection; the answer, head and body.
+    fn ask(stream: &mut std::net::TcpStream) -> String {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .expect("writes");
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let read = stream.read(&mut chunk).expect("reads");
+            assert!(
+                read > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+        }
+    }
+
+    fn connect(address: SocketAddr) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(address).expect("connects");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
-        let started = std::time::Instant::now();
         stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
+    }
+
+    #[test]
+    fn connections_past_the_limit_are_refused_with_a_status_and_closed() {
+        let (address, server) = serve(
+            Options {
+                max_connections: 2,
+                ..options(1)
+            },
+            thread_names(),
+        );
+        let mut first = connect(address);
+        let mut second = connect(address);
+        assert!(ask(&mut first).starts_with("HTTP/1.1 200"));
+        assert!(ask(&mut second).starts_with("HTTP/1.1 200"));
+
+        // A third: a 503 with a google.rpc.Status saying why, then the connection closes.
+        let mut third = connect(address);
+        third
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
             .expect("writes");
-        // The server closes the connection (at most after an answer saying why).
-        let mut rest = Vec::new();
-        stream
-            .read_to_end(&mut rest)
-            .expect("closed, not timed out");
-        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-        let rest = String::from_utf8_lossy(&rest);
+        let mut refused = String::new();
+        third
+            .read_to_string(&mut refused)
+            .expect("answered, then closed");
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(
+            refused.to_ascii_lowercase().contains("retry-after: 1"),
+            "{refused}"
+        );
+        let body = refused
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let status: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(status["code"], 14, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("2 connections open, its limit")),
+            "{status}"
+        );
+
+        // The open ones are served on; once one closes, a new connection is served again.
+        assert!(ask(&mut first).starts_with("HTTP/1.1 200"));
+        drop(second);
+        let served = (0..100).find_map(|_| {
+            let mut next = connect(address);
+            let answer = ask(&mut next);
+            if answer.starts_with("HTTP/1.1 200") {
+                return Some(next);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            None
+        });
+        assert!(served.is_some(), "a place frees when a connection closes");
+        drop((first, served));
+        server.stop();
+    }
+
+    #[test]
+    fn clients_that_never_finish_or_never_start_a_request_are_disconnected() {
+        let timeout = Duration::from_millis(300);
+        let (address, server) = serve(
+            Options {
+                header_read_timeout: timeout,
+                ..options(1)
+            },
+            thread_names(),
+        );
+        // What a connection reads once the server closes it (at most an answer saying why).
+        let closed = |stream: &mut std::net::TcpStream| {
+            let started = std::time::Instant::now();
+            let mut rest = Vec::new();
+            stream
+                .read_to_end(&mut rest)
+                .expect("closed, not timed out");
+            assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+            String::from_utf8_lossy(&rest).into_owned()
+        };
+
+        // Headers begun and never finished.
+        let mut slow = connect(address);
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            .expect("writes");
+        let rest = closed(&mut slow);
         assert!(
             rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
             "{rest}"
         );
+        // Not a byte: no protocol is known yet, so no HTTP/1 timeout has started.
+        let rest = closed(&mut connect(address));
+        assert!(rest.is_empty(), "{rest}");
 
+        // A connection that asked in time is served past that time (each pause shorter than
+        // the wait for a kept-alive connection's next request).
+        let mut kept = connect(address);
+        assert!(ask(&mut kept).starts_with("HTTP/1.1 200"));
+        for _ in 0..3 {
+            std::thread::sleep(timeout * 2 / 3);
+            assert!(ask(&mut kept).starts_with("HTTP/1.1 200"));
+        }
         // A well-behaved client on another connection is served as ever.
         assert_eq!(get(address), "protogate-worker-0");
-        let _ = stop.send(());
-        server.join().expect("no panic").expect("serves and stops");
+        server.stop();
     }
 }

@@ -391,6 +391,9 @@ impl Plan {
         if let Some(limit) = options.max_body_bytes {
             gateway = gateway.max_body_bytes(limit);
         }
+        if let Some(limit) = options.body_timeout {
+            gateway = gateway.body_timeout(limit.0);
+        }
         if let Some(limit) = options.max_message_bytes {
             gateway = gateway.max_message_bytes(limit);
         }

@@ -225,6 +225,11 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
             "`auth.forward_claims.sub`: `X-User` is not a valid metadata name",
         ),
         (
+            "forged.toml",
+            "[gateway]\nrequest_headers = { \"x-user\" = \"x-user-id\" }\n[auth]\nforward_claims = { sub = \"x-user-id\" }\n[auth.api_keys]\n",
+            "`auth.forward_claims.sub`: `x-user-id` is also where [gateway] request_headers puts the client's `x-user` header",
+        ),
+        (
             "route.toml",
             "[auth.api_keys]\n[[routes]]\nmatch = \"/demo/**\"\nauth = \"private\"\n",
             "route.toml:4:8: `routes[0].auth`: invalid value: string \"private\"",

@@ -13,7 +13,7 @@ pub mod pb {
 }
 
 use pb::bench::v1::{
-    Batch, BatchSummary, Entry, Kind, LookupRequest, Small, StreamRequest,
+    Batch, BatchSummary, Entry, Kind, LookupRequest, Small, StreamRequest, WatchRequest,
     bench_service_server::{BenchService, BenchServiceServer},
 };
 
@@ -222,6 +222,39 @@ impl BenchService for Backend {
         Ok(Response::new(futures_util::stream::iter(
             std::iter::repeat_n(Ok(small()), count),
         )))
+    }
+
+    type WatchStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Small, Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let WatchRequest {
+            id,
+            every_ms,
+            count,
+        } = request.into_inner();
+        // At least 10 ms apart: the stream is held open, not a load of its own.
+        let every = std::time::Duration::from_millis(u64::try_from(every_ms).unwrap_or(0).max(10));
+        let count = i64::from(count.max(0));
+        let ticks = futures_util::stream::unfold(0i64, move |sent| {
+            let id = id.clone();
+            async move {
+                if sent == count {
+                    return None;
+                }
+                tokio::time::sleep(every).await;
+                let tick = Small {
+                    id,
+                    count: sent,
+                    ..Small::default()
+                };
+                Some((Ok(tick), sent + 1))
+            }
+        });
+        Ok(Response::new(Box::pin(ticks)))
     }
 
     async fn ingest(&self, request: Request<Batch>) -> Result<Response<BatchSummary>, Status> {

@@ -5,6 +5,8 @@
 //! requests and seconds. A run in which any target answers an error, or completes no request,
 //! exits non-zero after printing its tables.
 
+mod held;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -51,6 +53,25 @@ enum Cmd {
         scenario: usize,
         #[command(flatten)]
         limits: Limits,
+    },
+    /// Hold many SSE or WebSocket streams open on one gateway; print its memory per stream and
+    /// whether messages still reach them all.
+    Held {
+        /// The stock gateway built with the benchmark protos.
+        #[arg(long)]
+        protogate: PathBuf,
+        /// Streams to open, per transport.
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        /// The transports, each in a gateway of its own (default: SSE, then WebSocket).
+        #[arg(long = "transport", value_enum)]
+        transports: Vec<held::Transport>,
+        /// Milliseconds between the messages of each stream.
+        #[arg(long, default_value_t = 2_000)]
+        every_ms: u64,
+        /// The longest opening may take, in seconds.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
     },
     /// Run everything and print the table.
     Run {
@@ -476,12 +497,17 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 /// Peak resident set size of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A figure in KiB of a process's `/proc/PID/status` (`VmHWM:`, `VmRSS:`), 0 when unknown.
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -1317,6 +1343,52 @@ fn print_extra_cost(setup: Setup, rows: &[Row]) {
     }
 }
 
+/// Serves the backend in this process and, for each transport, a fresh one-worker gateway in
+/// front of it, and holds `streams` streams open on it.
+async fn held_streams(
+    protogate: &std::path::Path,
+    streams: usize,
+    transports: &[held::Transport],
+    every: Duration,
+    deadline: Duration,
+) -> Result<Vec<held::Held>, Box<dyn std::error::Error>> {
+    let backend = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    tokio::spawn(protogate_bench::serve_backend(backend, None));
+    wait_for("the backend", backend).await?;
+    let work = std::env::temp_dir().join(format!("protogate-bench-held-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    // Room for every stream, and quiet ones are not closed while the others open.
+    let config = work.join("protogate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nmax_connections = {}\nheader_read_timeout = \"120s\"\n",
+            streams + 1_000
+        ),
+    )?;
+    let mut runs = Vec::new();
+    for &transport in transports {
+        let port = free_port();
+        let gateway = Proc::spawn(Command::new(protogate).args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--upstream",
+            &format!("http://{backend}"),
+            "--config",
+            &config.display().to_string(),
+        ]))?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for("protogate", address).await?;
+        eprintln!("holding {streams} {} streams…", transport.label());
+        runs.push(held::hold(address, &gateway.pid(), transport, streams, every, deadline).await);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(runs)
+}
+
 fn main() -> std::process::ExitCode {
     match main_with(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -1367,6 +1439,44 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     "peak_rss_kib": peak_rss_kib("self"),
                 })
             );
+        }
+        Cmd::Held {
+            protogate,
+            streams,
+            transports,
+            every_ms,
+            seconds,
+        } => {
+            let transports = if transports.is_empty() {
+                vec![held::Transport::Sse, held::Transport::Websocket]
+            } else {
+                transports
+            };
+            let every = Duration::from_millis(every_ms);
+            let runs = runtime.block_on(held_streams(
+                &protogate,
+                streams,
+                &transports,
+                every,
+                Duration::from_secs(seconds),
+            ))?;
+            held::print_table(&runs, every);
+            let short: Vec<String> = runs
+                .iter()
+                .filter(|run| run.opened < run.wanted || run.flowing < run.opened)
+                .map(|run| {
+                    format!(
+                        "{}: {} of {} opened, {} still receiving",
+                        run.transport.label(),
+                        run.opened,
+                        run.wanted,
+                        run.flowing
+                    )
+                })
+                .collect();
+            if !short.is_empty() {
+                return Err(short.join("; ").into());
+            }
         }
         Cmd::Run {
             protogate,

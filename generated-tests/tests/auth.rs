@@ -759,7 +759,10 @@ async fn claims_reach_the_backend_as_metadata_and_authorization_as_configured() 
                 .get(format!("{base}/v1/metadata"))
                 .bearer_auth(&token)
                 // A client posing as someone else: dropped.
-                .header("grpc-metadata-x-user-id", "mallory"),
+                .header("grpc-metadata-x-user-id", "mallory")
+                // A token of its own past the check, and a header the gateway alone sets.
+                .header("grpc-metadata-authorization", "Bearer smuggled")
+                .header("grpc-metadata-grpcgateway-authorization", "Bearer smuggled"),
         )
         .await;
         assert_eq!(response.status(), 200);

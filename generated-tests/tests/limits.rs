@@ -368,3 +368,57 @@ async fn a_bidi_stream_past_its_limit_ends_with_an_error_line() {
         ]
     );
 }
+
+/// A body whose pieces come `pause` apart (a slow client), with no `Content-Length`.
+fn trickled(
+    pieces: &'static [&'static [u8]],
+    pause: Duration,
+) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static {
+    let frames = futures_util::stream::iter(pieces.iter().copied()).then(move |piece| async move {
+        tokio::time::sleep(pause).await;
+        Ok(hyper::body::Frame::data(Bytes::from_static(piece)))
+    });
+    http_body_util::StreamBody::new(frames)
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_past_its_time_is_refused() {
+    let backend = start_backend().await.expect("backend");
+    let base = gateway_to(backend, binding_service_gateway::remote, |gateway| {
+        gateway.body_timeout(Duration::from_millis(400))
+    })
+    .await
+    .expect("gateway");
+    let post = || {
+        http::Request::post(format!("{base}/v1/echo")).header("content-type", "application/json")
+    };
+
+    // Four pieces 200 ms apart: the body is whole only after 800 ms.
+    let slow: &'static [&'static [u8]] = &[b"{\"na", b"me\":", b"\"slow", b"\"}"];
+    let started = std::time::Instant::now();
+    let (status, body) = send(
+        &base,
+        post()
+            .body(trickled(slow, Duration::from_millis(200)))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["code"], 4, "{body}");
+    assert_eq!(
+        body["message"], "the request body did not arrive in full within 400ms",
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The same pieces close together arrive in time.
+    let (status, body) = send(
+        &base,
+        post()
+            .body(trickled(slow, Duration::from_millis(10)))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "slow", "{body}");
+}

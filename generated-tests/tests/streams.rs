@@ -711,6 +711,8 @@ async fn http_bodies_travel_raw_both_ways() {
         response.headers()["content-type"],
         "text/plain; charset=utf-8"
     );
+    // The upstream's content type is final: no browser guesses HTML in it.
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
         response.text().await.expect("body"),
         "f.txt part 0\nf.txt part 1\nf.txt part 2\n"
@@ -721,6 +723,7 @@ async fn http_bodies_travel_raw_both_ways() {
         response.headers()["content-type"],
         "text/plain; charset=utf-8"
     );
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.text().await.expect("body"), "blob b1");
 
     let payload = vec![7u8; 300_000];

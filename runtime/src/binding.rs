@@ -154,7 +154,10 @@ impl<Req: JsonMessage, Resp> MessageSource<Req, Resp> {
                 if self.declares_more_than(limit) {
                     return Err(GatewayError::BodyTooLarge { limit });
                 }
-                read_body(body, limit).await?
+                let time = self.settings.body_timeout;
+                tokio::time::timeout(time, read_body(body, limit))
+                    .await
+                    .map_err(|_| GatewayError::BodyTooSlow { limit: time })??
             }
         };
         self.message(&body)
@@ -277,7 +280,12 @@ pub(crate) fn upstream_request<T>(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0);
     let mut upstream = tonic::Request::new(message);
-    *upstream.metadata_mut() = crate::metadata::request_metadata(&parts.headers, remote, mapping)?;
+    *upstream.metadata_mut() = crate::metadata::request_metadata(
+        &parts.headers,
+        parts.uri.authority().map(http::uri::Authority::as_str),
+        remote,
+        mapping,
+    )?;
     // The request's record goes along: the metadata it adds (its id, a trace context), and to
     // the transport, which tonic hands the request's extensions (the built-in upstream notes
     // its endpoint there).

@@ -92,6 +92,8 @@ pub(crate) struct Settings {
     pub read_options: JsonOptions,
     pub reject_unknown_query: bool,
     pub max_body_bytes: usize,
+    /// How long the whole body of a call that sends one message may take to arrive.
+    pub body_timeout: Duration,
     pub deadlines: Deadlines,
     pub response_capacity: usize,
     pub max_message_bytes: usize,
@@ -113,6 +115,7 @@ impl Default for Settings {
             read_options: JsonOptions::default(),
             reject_unknown_query: false,
             max_body_bytes: 4 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             deadlines: Deadlines::NONE,
             response_capacity: 512,
             max_message_bytes: 4 * 1024 * 1024,

@@ -92,6 +92,12 @@ pub enum GatewayError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body of a call that sends one message did not arrive in full in time.
+    #[error("the request body did not arrive in full within {limit:?}")]
+    BodyTooSlow {
+        /// The time the whole body had.
+        limit: std::time::Duration,
+    },
     /// The request body could not be read from the client.
     #[error("failed to read the request body: {0}")]
     BodyRead(#[source] BoxError),
@@ -242,9 +248,9 @@ impl GatewayError {
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::UrlTooLong { .. }
             | GatewayError::StreamTooLarge { .. } => Code::ResourceExhausted,
-            GatewayError::StreamIdle { .. } | GatewayError::StreamTooLong { .. } => {
-                Code::DeadlineExceeded
-            }
+            GatewayError::StreamIdle { .. }
+            | GatewayError::StreamTooLong { .. }
+            | GatewayError::BodyTooSlow { .. } => Code::DeadlineExceeded,
             GatewayError::ClientClosed => Code::Cancelled,
             GatewayError::StreamBroken(_) | GatewayError::Draining => Code::Unavailable,
             GatewayError::NoUpstream(_)
@@ -268,6 +274,7 @@ impl GatewayError {
                 Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             }
             GatewayError::UrlTooLong { .. } => Some(StatusCode::URI_TOO_LONG),
+            GatewayError::BodyTooSlow { .. } => Some(StatusCode::REQUEST_TIMEOUT),
             GatewayError::UnsupportedEncoding(_) => Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
             GatewayError::StreamMessage { error, .. } => error.http_override(),
             _ => None,

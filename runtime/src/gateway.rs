@@ -126,6 +126,16 @@ impl Gateway {
         self
     }
 
+    /// How long the whole body of a call that sends one message (unary and server-streaming
+    /// RPCs) may take to arrive once the handler starts reading it (30 s by default): a client
+    /// that trickles its body gets `408` (DEADLINE_EXCEEDED) rather than holding the call open.
+    /// Request streams are bounded by the stream limits instead
+    /// ([`stream_idle_timeout`](Self::stream_idle_timeout)).
+    pub fn body_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.settings.body_timeout = limit;
+        self
+    }
+
     /// The largest message of a request stream (4 MiB by default), over HTTP or WebSocket: a
     /// larger one fails the call with RESOURCE_EXHAUSTED. Request streams have no total limit
     /// unless a route's [`Limits::stream_bytes`](crate::Limits::stream_bytes) sets one.

@@ -13,6 +13,10 @@
 //!   gateway's own client span takes the parent's place (`crate::trace`).
 //! - Every other header stays behind, and so do keys gRPC reserves (`grpc-*`, `content-type`,
 //!   `te`, hop-by-hop headers), whichever way they travel.
+//! - A client cannot spell, with `Grpc-Metadata-`, a key that the gateway itself makes from the
+//!   request: `authorization`, `grpcgateway-*`, `x-forwarded-for`, `x-forwarded-host`,
+//!   `traceparent` and `tracestate`. An upstream can trust those to say what the gateway saw
+//!   (and, for `authorization`, what the auth layer let through), not what a client wrote.
 //! - `Grpc-Timeout` (`<1–8 digits><H|M|S|m|u|n>`) sets the call's deadline.
 //! - Response metadata comes back as `Grpc-Metadata-<key>` headers, trailers as
 //!   `Grpc-Trailer-<key>`; binary values stay base64-encoded.
@@ -103,14 +107,25 @@ pub(crate) fn is_reserved(key: &str) -> bool {
         )
 }
 
-/// The metadata for an upstream call made for a request with these headers, from a client at
-/// `remote` (when known).
+/// Keys the gateway makes from the request itself (from `Authorization`, the standard headers,
+/// the connection and the trace context), which a client cannot set with `Grpc-Metadata-`.
+fn is_made_by_gateway(key: &str) -> bool {
+    key.starts_with("grpcgateway-")
+        || matches!(
+            key,
+            "authorization" | "x-forwarded-for" | "x-forwarded-host" | "traceparent" | "tracestate"
+        )
+}
+
+/// The metadata for an upstream call made for a request with these headers and URI authority
+/// (HTTP/2's `:authority`, when the URI has one), from a client at `remote` (when known).
 ///
 /// Fails, naming the header, when a header that is forwarded cannot be metadata: a value that is
 /// not visible ASCII, a `-bin` value that is not base64, or a `Grpc-Metadata-` name that is not a
 /// valid metadata key.
 pub fn request_metadata(
     headers: &HeaderMap,
+    authority: Option<&str>,
     remote: Option<SocketAddr>,
     mapping: &HeaderMapping,
 ) -> Result<MetadataMap, MetadataError> {
@@ -119,7 +134,7 @@ pub fn request_metadata(
     for (name, value) in headers {
         let name = name.as_str();
         if let Some(key) = name.strip_prefix(METADATA_PREFIX) {
-            if !is_reserved(key) {
+            if !is_reserved(key) && !is_made_by_gateway(key) {
                 insert(&mut metadata, name, key, value)?;
             }
         } else if let Some((_, key)) = PERMANENT_HEADERS.iter().find(|(h, _)| *h == name) {
@@ -137,6 +152,9 @@ pub fn request_metadata(
         .or_else(|| headers.get(http::header::HOST).map(|host| ("host", host)))
     {
         insert_static(&mut metadata, header, "x-forwarded-host", host)?;
+    } else if let Some(authority) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+        // HTTP/2 names the host in `:authority`, which carries no `Host` header.
+        insert_static(&mut metadata, ":authority", "x-forwarded-host", &authority)?;
     }
     // The chain so far, as the first X-Forwarded-For header has it; the client's address joins
     // it when known, as the proxy that the gateway is.
@@ -470,6 +488,7 @@ mod tests {
                 ("grpc-metadata-x-id", "7"),
             ]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
@@ -487,6 +506,7 @@ mod tests {
                 ("accept", "text/plain"),
                 ("accept", "application/json"),
             ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -508,6 +528,7 @@ mod tests {
                 ("grpc-metadata-url-bin", "-_8"),
             ]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
@@ -521,12 +542,13 @@ mod tests {
     #[test]
     fn permanent_headers_get_the_grpcgateway_prefix() {
         for (header, key) in PERMANENT_HEADERS {
-            let md = request_metadata(&headers(&[(header, "v")]), None, &HeaderMapping::NONE)
+            let md = request_metadata(&headers(&[(header, "v")]), None, None, &HeaderMapping::NONE)
                 .expect("metadata");
             assert_eq!(text(&md, key), Some("v"), "{header}");
         }
         let md = request_metadata(
             &headers(&[("user-agent", "curl"), ("cookie", "a=1")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -540,6 +562,7 @@ mod tests {
     fn authorization_goes_both_prefixed_and_bare() {
         let md = request_metadata(
             &headers(&[("authorization", "Bearer t")]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -558,10 +581,67 @@ mod tests {
                 ("accept-encoding", "gzip"),
             ]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
         assert!(md.is_empty(), "{md:?}");
+    }
+
+    #[test]
+    fn the_uri_authority_is_the_forwarded_host_when_no_header_names_one() {
+        // HTTP/2: `:authority`, no `Host` header.
+        let md = request_metadata(
+            &HeaderMap::new(),
+            Some("api.example.com"),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-host"), Some("api.example.com"));
+        let md = request_metadata(
+            &headers(&[("host", "h1.example.com")]),
+            Some("api.example.com"),
+            None,
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
+        assert_eq!(text(&md, "x-forwarded-host"), Some("h1.example.com"));
+    }
+
+    #[test]
+    fn keys_the_gateway_makes_cannot_be_spelled_by_a_client() {
+        let md = request_metadata(
+            &headers(&[
+                ("grpc-metadata-authorization", "Bearer smuggled"),
+                ("grpc-metadata-grpcgateway-authorization", "Bearer smuggled"),
+                ("grpc-metadata-grpcgateway-cookie", "a=1"),
+                ("grpc-metadata-x-forwarded-for", "10.0.0.1"),
+                ("grpc-metadata-x-forwarded-host", "admin.internal"),
+                (
+                    "grpc-metadata-traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+                ("grpc-metadata-tracestate", "a=b"),
+                ("grpc-metadata-tenant", "acme"),
+            ]),
+            None,
+            Some(addr()),
+            &HeaderMapping::NONE,
+        )
+        .expect("metadata");
+        assert_eq!(all(&md, "x-forwarded-for"), ["127.0.0.1"]);
+        for key in [
+            "authorization",
+            "grpcgateway-authorization",
+            "grpcgateway-cookie",
+            "x-forwarded-host",
+            "traceparent",
+            "tracestate",
+        ] {
+            assert!(md.get(key).is_none(), "{key}: {md:?}");
+        }
+        assert_eq!(text(&md, "tenant"), Some("acme"));
     }
 
     #[test]
@@ -578,6 +658,7 @@ mod tests {
                 ("grpc-metadata-host", "x"),
             ]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
@@ -589,6 +670,7 @@ mod tests {
         let md = request_metadata(
             &headers(&[("host", "api.example")]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
@@ -598,6 +680,7 @@ mod tests {
         let md = request_metadata(
             &headers(&[("host", "inner:8080"), ("x-forwarded-host", "api.example")]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .expect("metadata");
@@ -606,32 +689,34 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_the_client_address() {
-        let md = request_metadata(&HeaderMap::new(), Some(addr()), &HeaderMapping::NONE)
+        let md = request_metadata(&HeaderMap::new(), None, Some(addr()), &HeaderMapping::NONE)
             .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("127.0.0.1"));
         let v6: SocketAddr = "[::1]:80".parse().expect("addr");
-        let md =
-            request_metadata(&HeaderMap::new(), Some(v6), &HeaderMapping::NONE).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), None, Some(v6), &HeaderMapping::NONE)
+            .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some("::1"));
         let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let wide: SocketAddr = format!("[{longest}]:80").parse().expect("addr");
-        let md = request_metadata(&HeaderMap::new(), Some(wide), &HeaderMapping::NONE)
+        let md = request_metadata(&HeaderMap::new(), None, Some(wide), &HeaderMapping::NONE)
             .expect("metadata");
         assert_eq!(text(&md, "x-forwarded-for"), Some(longest));
-        let md = request_metadata(&HeaderMap::new(), None, &HeaderMapping::NONE).expect("metadata");
+        let md = request_metadata(&HeaderMap::new(), None, None, &HeaderMapping::NONE)
+            .expect("metadata");
         assert!(md.get("x-forwarded-for").is_none());
     }
 
     #[test]
     fn forwarded_for_chain_is_extended() {
         let map = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
-        let md = request_metadata(&map, Some(addr()), &HeaderMapping::NONE).expect("metadata");
+        let md =
+            request_metadata(&map, None, Some(addr()), &HeaderMapping::NONE).expect("metadata");
         assert_eq!(
             all(&md, "x-forwarded-for"),
             ["10.1.1.1, 10.2.2.2, 127.0.0.1"]
         );
         // Without a known client the chain goes on as it came.
-        let md = request_metadata(&map, None, &HeaderMapping::NONE).expect("metadata");
+        let md = request_metadata(&map, None, None, &HeaderMapping::NONE).expect("metadata");
         assert_eq!(all(&md, "x-forwarded-for"), ["10.1.1.1, 10.2.2.2"]);
     }
 
@@ -644,6 +729,7 @@ mod tests {
                 ("tracestate", "rojo=1 , congo=2"),
                 ("grpc-metadata-traceparent", "forged"),
             ]),
+            None,
             None,
             &HeaderMapping::NONE,
         )
@@ -660,6 +746,7 @@ mod tests {
                 ("tracestate", "rojo=1"),
             ]),
             None,
+            None,
             &HeaderMapping::NONE,
         )
         .unwrap();
@@ -670,7 +757,8 @@ mod tests {
     #[test]
     fn invalid_binary_metadata_names_the_header() {
         let map = headers(&[("grpc-metadata-x-bin", "!!!")]);
-        let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("bad base64");
+        let error =
+            request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad base64");
         assert!(error.to_string().contains("grpc-metadata-x-bin"), "{error}");
     }
 
@@ -682,7 +770,8 @@ mod tests {
                 HeaderName::from_static(name),
                 HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a valid header value"),
             );
-            let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("not ASCII");
+            let error =
+                request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("not ASCII");
             assert_eq!(
                 error,
                 MetadataError::InvalidValue {
@@ -705,7 +794,8 @@ mod tests {
                 HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
                 HeaderValue::from_static("AQID"),
             );
-            let error = request_metadata(&map, None, &HeaderMapping::NONE).expect_err("bad key");
+            let error =
+                request_metadata(&map, None, None, &HeaderMapping::NONE).expect_err("bad key");
             assert_eq!(
                 error,
                 MetadataError::InvalidKey {
@@ -829,6 +919,7 @@ mod tests {
                 ("x-tenant", "beta"),
                 ("x-other", "no"),
             ]),
+            None,
             None,
             &mapping,
         )

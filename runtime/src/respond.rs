@@ -25,14 +25,18 @@ pub(crate) fn respond<Req, Resp: JsonMessage>(
     let (metadata, message, extensions) = answer.into_parts();
     let status = success.unwrap_or(StatusCode::OK);
     let mut response = if has_body(status) {
-        let (content_type, body) = match binding::encode(&binding.response, message, settings)? {
-            Encoded::Json(json) => (HeaderValue::from_static("application/json"), json),
-            Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data),
+        let (content_type, body, raw) = match binding::encode(&binding.response, message, settings)?
+        {
+            Encoded::Json(json) => (HeaderValue::from_static("application/json"), json, false),
+            Encoded::Raw(raw) => (raw_content_type(&raw.content_type), raw.data, true),
         };
         let mut response = Response::new(Body::from(body));
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, content_type);
+        if raw {
+            forbid_sniffing(response.headers_mut());
+        }
         response
     } else {
         Response::new(Body::empty())
@@ -60,6 +64,15 @@ pub(crate) fn raw_content_type(content_type: &str) -> HeaderValue {
         Ok(value) if !content_type.is_empty() => value,
         _ => HeaderValue::from_static("application/octet-stream"),
     }
+}
+
+/// Marks a raw body's content type (the upstream's choice, from a `google.api.HttpBody`) as
+/// final: a browser must not take a `text/plain` body that looks like HTML for a page.
+pub(crate) fn forbid_sniffing(headers: &mut HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// Writes response metadata as headers. tonic merged the trailers into the metadata; when

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::call::RouteInfo;
+use crate::percent::{self, Plus, Slash};
 
 /// The routes one rule covers.
 ///
@@ -17,6 +18,11 @@ use crate::call::RouteInfo;
 ///
 /// RPC names match the binding the gateway routed the request to ([`RouteInfo::of`]); a
 /// request with no binding (outside a gateway's route layers) matches only path patterns.
+///
+/// Path patterns compare each segment as the service will see it: percent-decoded, so that
+/// `/v1/shelves/%70rivate` is covered by `/v1/shelves/private` (the captured value a service
+/// receives is `private` either way). The method of a routed request is its binding's: a
+/// WebSocket upgrade (a `GET`) to a `POST` binding is covered by `POST …` patterns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSelector {
     kind: Kind,
@@ -41,6 +47,7 @@ enum Kind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum PathSegment {
+    /// A segment's decoded text.
     Literal(String),
     Any,
 }
@@ -114,7 +121,14 @@ fn path_kind(method: Option<http::Method>, text: &str) -> Result<Kind, &'static 
             literal if literal.contains('*') => {
                 return Err("`*` stands for a whole segment, not part of one");
             }
-            literal => segments.push(PathSegment::Literal(literal.to_owned())),
+            literal => {
+                let decoded = percent::decode(literal, Plus::Literal, Slash::Decode)
+                    .map_err(|_| "a path pattern's segment is not valid percent-encoded UTF-8")?;
+                if decoded.contains('/') {
+                    return Err("a path pattern's segment cannot hold an encoded `/`");
+                }
+                segments.push(PathSegment::Literal(decoded.into_owned()));
+            }
         }
     }
     Ok(Kind::Path {
@@ -163,7 +177,13 @@ impl RouteSelector {
                 segments,
                 rest,
             } => {
-                if wanted.as_ref().is_some_and(|wanted| wanted != method) {
+                // A routed request is its binding's method (a WebSocket upgrade is a GET
+                // to whichever binding it opens).
+                let method = route.map_or(method.as_str(), |route| route.method);
+                if wanted
+                    .as_ref()
+                    .is_some_and(|wanted| wanted.as_str() != method)
+                {
                     return false;
                 }
                 path_matches(segments, *rest, path)
@@ -202,11 +222,20 @@ fn path_matches(segments: &[PathSegment], rest: bool, path: &str) -> bool {
     for segment in segments {
         match (segment, parts.next()) {
             (PathSegment::Any, Some(part)) if !part.is_empty() => {}
-            (PathSegment::Literal(literal), Some(part)) if part == literal => {}
+            (PathSegment::Literal(literal), Some(part)) if segment_is(part, literal) => {}
             _ => return false,
         }
     }
     rest || parts.next().is_none()
+}
+
+/// Whether a path segment, as the client encoded it, is `literal` once decoded. A segment that
+/// does not decode is no literal (the router refuses such a path with 400 anyway).
+fn segment_is(part: &str, literal: &str) -> bool {
+    if !part.contains('%') {
+        return part == literal;
+    }
+    percent::decode(part, Plus::Literal, Slash::Decode).is_ok_and(|decoded| decoded == literal)
 }
 
 impl fmt::Display for RouteSelector {
@@ -313,6 +342,53 @@ mod tests {
         assert!(covers("/**", get("/")));
         assert!(covers("GET /v1/**", get("/v1/x")));
         assert!(!covers("POST /v1/**", get("/v1/x")));
+    }
+
+    #[test]
+    fn path_patterns_compare_segments_decoded() {
+        // A service receives `private` either way: the rule covers both spellings.
+        assert!(covers("/v1/shelves/private", get("/v1/shelves/%70rivate")));
+        assert!(covers(
+            "/v1/shelves/private",
+            get("/v1/%73helves/priv%61te")
+        ));
+        assert!(covers(
+            "GET /v1/shelves/private/**",
+            get("/v1/shelves/%70rivate/x")
+        ));
+        // A pattern may spell a segment encoded; it means the decoded text.
+        assert!(covers("/v1/a%20b", get("/v1/a b")));
+        assert!(covers("/v1/a%20b", get("/v1/a%20b")));
+        // An encoded slash is part of a segment, never a separator.
+        assert!(!covers("/v1/a/b", get("/v1/a%2Fb")));
+        assert!(covers("/v1/*", get("/v1/a%2Fb")));
+        // A segment that does not decode is no literal.
+        assert!(!covers("/v1/x", get("/v1/%zz")));
+        for (text, problem) in [("/v1/%zz", "percent-encoded"), ("/v1/a%2Fb", "encoded `/`")] {
+            let error = text.parse::<RouteSelector>().expect_err(text).to_string();
+            assert!(error.contains(problem), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_routed_request_is_matched_by_its_bindings_method() {
+        // A WebSocket upgrade is a GET to a POST binding.
+        let info = RouteInfo {
+            method: "POST",
+            rpc: "acme.chat.v1.Chat.Talk",
+            template: crate::route::Template {
+                text: "/v1/talk",
+                segments: &[],
+                verb: None,
+                vars: &[],
+            },
+            unbound: false,
+        };
+        let upgrade =
+            |text: &str| selector(text).matches_parts(Some(&info), &http::Method::GET, "/v1/talk");
+        assert!(upgrade("POST /v1/**"));
+        assert!(!upgrade("GET /v1/**"));
+        assert!(upgrade("/v1/talk"));
     }
 
     #[test]

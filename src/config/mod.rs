@@ -128,8 +128,12 @@ pub struct Server {
     pub listen: Option<SocketAddr>,
     /// Worker threads (one per CPU by default).
     pub workers: Option<NonZeroUsize>,
-    /// How long an HTTP/1 client may take to send a request's headers.
+    /// How long a client may take to send a request's headers (and, on a new connection, to
+    /// start its first request) before the connection is closed (30 s by default).
     pub header_read_timeout: Option<Span>,
+    /// The most connections open at once, between all clients (10,000 by default); past it, a
+    /// new connection is answered 503 and closed.
+    pub max_connections: Option<NonZeroUsize>,
     /// On SIGTERM or SIGINT, how long calls in flight may take to finish before the gateway
     /// cuts them and exits with an error (30 s by default).
     pub shutdown_timeout: Option<Span>,
@@ -168,6 +172,9 @@ pub struct GatewaySection {
     pub reject_unknown_query_parameters: Option<bool>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// How long the body of a call that sends one message may take to arrive (30 s by
+    /// default); past it, 408.
+    pub body_timeout: Option<Span>,
     /// The largest message of a request stream, in bytes.
     pub max_message_bytes: Option<usize>,
     /// Ends a streaming call after this long without a message either way.

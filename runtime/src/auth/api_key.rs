@@ -190,9 +190,17 @@ impl ApiKeys {
                 });
             }
         }
+        // A header name is valid with the prefix too: the prefix is lower-case token text.
+        let as_metadata = header.as_ref().and_then(|header| {
+            HeaderName::from_bytes(
+                format!("{}{header}", crate::metadata::METADATA_PREFIX).as_bytes(),
+            )
+            .ok()
+        });
         Ok(KeyTable {
             keys: self.keys,
             header,
+            as_metadata,
             query: self.query,
         })
     }
@@ -203,6 +211,9 @@ impl ApiKeys {
 pub(crate) struct KeyTable {
     keys: Vec<ApiKey>,
     pub(crate) header: Option<HeaderName>,
+    /// The key's header as a client would send it straight to the upstream as metadata
+    /// (`grpc-metadata-x-api-key`).
+    pub(crate) as_metadata: Option<HeaderName>,
     pub(crate) query: Option<String>,
 }
 

@@ -683,7 +683,9 @@ impl Policy {
             Some(outcome) => outcome,
             None => self.authenticate(presented).await,
         };
-        if !self.forward_authorization {
+        if self.forward_authorization {
+            self.forward_api_key(request);
+        } else {
             self.take_credentials(request);
         }
         let principal = match outcome {
@@ -815,16 +817,35 @@ impl Policy {
         })
     }
 
-    /// Takes the credentials off a request that goes on without them.
+    /// Takes the credentials off a request that goes on without them, and an API key spelled
+    /// as metadata (`Grpc-Metadata-X-Api-Key`), which would reach the upstream as the very key
+    /// the gateway has just kept back. (`Grpc-Metadata-Authorization` never travels: the
+    /// metadata rules keep `authorization` for the `Authorization` header.)
     fn take_credentials<B>(&self, request: &mut Request<B>) {
+        let headers = request.headers_mut();
         if !self.verifiers.is_empty() {
-            request.headers_mut().remove(header::AUTHORIZATION);
+            headers.remove(header::AUTHORIZATION);
         }
-        if let Some(name) = self.keys.as_ref().and_then(|keys| keys.header.as_ref()) {
-            request.headers_mut().remove(name);
+        if let Some(keys) = &self.keys {
+            for name in keys.header.iter().chain(&keys.as_metadata) {
+                headers.remove(name);
+            }
         }
         for checker in &self.external {
             checker.take_credential(request);
+        }
+    }
+
+    /// Sends the API key on as metadata under its header's name, for an upstream that checks
+    /// keys itself ([`AuthBuilder::forward_authorization`]): the key's header is not one the
+    /// default header rules forward.
+    fn forward_api_key<B>(&self, request: &mut Request<B>) {
+        let Some(keys) = &self.keys else { return };
+        let (Some(header), Some(as_metadata)) = (&keys.header, &keys.as_metadata) else {
+            return;
+        };
+        if let Some(value) = request.headers().get(header).cloned() {
+            request.headers_mut().insert(as_metadata.clone(), value);
         }
     }
 
@@ -1131,6 +1152,35 @@ mod tests {
     async fn answer(auth: &Auth, request: Request<()>) -> Result<Request<()>, Response> {
         let mut request = request;
         auth.check(&mut request).await.map(|()| request)
+    }
+
+    #[tokio::test]
+    async fn credentials_spelled_as_metadata_stay_back_and_forwarded_keys_travel_as_metadata() {
+        let keys = || {
+            ApiKeys::new().key(ApiKey::from_sha256_hex("ci", &ApiKey::hash("k1")).expect("hash"))
+        };
+        let request = || {
+            Request::get("/v1/x")
+                .header("x-api-key", "k1")
+                .header("grpc-metadata-x-api-key", "smuggled")
+                .body(())
+                .expect("request")
+        };
+
+        // Kept at the gateway: the key, and the key as metadata.
+        let kept = Auth::builder().api_keys(keys()).build().expect("valid");
+        let passed = answer(&kept, request()).await.expect("accepted");
+        assert!(passed.headers().get("x-api-key").is_none());
+        assert!(passed.headers().get("grpc-metadata-x-api-key").is_none());
+
+        // Forwarded: the checked key goes on under its header's name, in place of the client's.
+        let forwarded = Auth::builder()
+            .api_keys(keys())
+            .forward_authorization(true)
+            .build()
+            .expect("valid");
+        let passed = answer(&forwarded, request()).await.expect("accepted");
+        assert_eq!(passed.headers()["grpc-metadata-x-api-key"], "k1");
     }
 
     #[tokio::test]

@@ -87,6 +87,9 @@ where
     // The headers first, while the encoder (and the settings' header mapping) is at hand.
     let mut headers = http::HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, content_type);
+    if matches!(encoder.transport, Transport::Raw(_)) {
+        crate::respond::forbid_sniffing(&mut headers);
+    }
     if events {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }

@@ -82,8 +82,18 @@ where
     };
     Ok(upgrade
         .max_message_size(settings.max_message_bytes)
+        .max_frame_size(settings.max_message_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| session.run(socket, rpc, opening)))
 }
+
+/// What a WebSocket session reads from its connection at a time. The library's default, 128 KiB
+/// allocated up front for every session, made a held-open stream cost some 150 KiB: a gateway
+/// holding thousands of streams reads small messages, and a larger one still arrives whole (the
+/// frame buffer grows to it, up to `max_message_bytes`). Written messages go out at once (a
+/// write buffer of 0): each one is a stream item the client waits for.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 struct Session<Req: 'static, Resp: 'static> {
     source: Arc<MessageSource<Req, Resp>>,
