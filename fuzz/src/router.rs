@@ -7,8 +7,8 @@
 //! request's method and verb wins, as http.proto's precedence says; the router, a trie walked
 //! depth-first, must agree on every path.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use arbitrary::Unstructured;
 use http::Method;
@@ -32,30 +32,30 @@ type Key = (
     Vec<(&'static str, usize, usize)>,
 );
 
-thread_local! {
-    /// Templates made so far: the route table takes `&'static` ones, so each distinct template
-    /// is leaked once and reused (their alphabet is small, so there are few).
-    static TEMPLATES: RefCell<HashMap<Key, &'static Template>> = RefCell::new(HashMap::new());
-}
+/// Templates made so far: the route table takes `&'static` ones, so each distinct template is
+/// leaked once and reused (their alphabet is small, so there are few). A static, never dropped,
+/// keeps them reachable to the end, as a leak checker wants.
+static TEMPLATES: LazyLock<Mutex<HashMap<Key, &'static Template>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn intern(key: Key) -> &'static Template {
-    TEMPLATES.with(|templates| {
-        *templates.borrow_mut().entry(key).or_insert_with_key(|key| {
-            let (segments, verb, vars) = key;
-            let text = describe(segments, *verb);
-            Box::leak(Box::new(Template {
-                text: Box::leak(text.into_boxed_str()),
-                segments: Box::leak(segments.clone().into_boxed_slice()),
-                verb: *verb,
-                vars: Box::leak(
-                    vars.iter()
-                        .map(|&(field, start, end)| Var { field, start, end })
-                        .collect::<Vec<_>>()
-                        .into_boxed_slice(),
-                ),
-            }))
-        })
-    })
+    let mut templates = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
+    let template: &mut &'static Template = templates.entry(key).or_insert_with_key(|key| {
+        let (segments, verb, vars) = key;
+        let text = describe(segments, *verb);
+        Box::leak(Box::new(Template {
+            text: Box::leak(text.into_boxed_str()),
+            segments: Box::leak(segments.clone().into_boxed_slice()),
+            verb: *verb,
+            vars: Box::leak(
+                vars.iter()
+                    .map(|&(field, start, end)| Var { field, start, end })
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
+        }))
+    });
+    template
 }
 
 fn describe(segments: &[Seg], verb: Option<&str>) -> String {
