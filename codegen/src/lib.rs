@@ -43,6 +43,15 @@ pub use error::{BindingConflict, Error, LocatedError, Location, RuleError};
 pub use generate::{GeneratedFile, INCLUDE_FILE};
 pub use openapi::OPENAPI_FILE;
 pub use template::TemplateError;
+
+/// The path template parser, for the fuzz targets of `protogate-fuzz` (the repository's
+/// `fuzz/` directory). Not for any other use: it may change in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::template::{
+        FlatSegment, FlatVariable, PathTemplate, Segment, Variable, parse as parse_template,
+    };
+}
 pub use validated::{Route, Validated};
 
 /// The file, beside the generated code, holding the encoded descriptor set (with source info and

@@ -12,6 +12,8 @@ mod drain;
 mod error;
 mod error_body;
 mod external_auth;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod json;
 mod limits;

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
@@ -134,6 +136,9 @@ impl Key {
     }
 }
 
+/// The length of an Ed25519 public key.
+const ED25519_KEY_BYTES: usize = 32;
+
 /// The verification keys in a JWKS document: the public keys meant for signatures, each with
 /// the algorithm it is published for. Symmetric (`oct`) keys have no place in a published set
 /// and are left out, and so are keys for encryption and keys this build cannot use.
@@ -165,6 +170,13 @@ pub(crate) fn parse_jwks(document: &[u8]) -> Result<Vec<Key>, String> {
             },
             None => None,
         };
+        // An Ed25519 key is 32 bytes: jsonwebtoken takes the first 32 of whatever `x` holds
+        // and panics at the first verification when there are fewer.
+        if let AlgorithmParameters::OctetKeyPair(okp) = &jwk.algorithm
+            && URL_SAFE_NO_PAD.decode(&okp.x).map(|x| x.len()) != Ok(ED25519_KEY_BYTES)
+        {
+            continue;
+        }
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
@@ -376,6 +388,30 @@ mod tests {
         }]})
         .to_string()
         .into_bytes()
+    }
+
+    #[test]
+    fn ed25519_keys_of_any_other_length_are_left_out() {
+        // Found by the `jwks` fuzz target: an `x` shorter than 32 bytes made a key that
+        // panicked in jsonwebtoken at the first EdDSA verification.
+        let key = |x: &[u8]| {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": x.len().to_string(),
+                "x": URL_SAFE_NO_PAD.encode(x)})
+        };
+        let document = serde_json::json!({"keys": [key(&[7; 29]), key(&[7; 33]), key(&[])]});
+        assert!(parse_jwks(document.to_string().as_bytes()).is_err());
+
+        let document = serde_json::json!({"keys": [key(&[7; 29]), key(&[7; 32])]});
+        let keys = parse_jwks(document.to_string().as_bytes()).expect("one usable key");
+        assert_eq!(kids(&keys), ["32"]);
+        let token = "eyJhbGciOiJFZERTQSJ9.e30.AAAA";
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        for key in &keys {
+            assert!(
+                jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &validation).is_err()
+            );
+        }
     }
 
     struct Fixture {

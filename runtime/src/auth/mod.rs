@@ -8,8 +8,8 @@
 //! the layer, the requirements and the answers to refused requests.
 
 mod api_key;
-mod jwks;
-mod jwt;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
 mod session;
 
 use std::convert::Infallible;

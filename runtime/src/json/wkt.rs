@@ -848,6 +848,11 @@ impl Registry {
     /// A registry that knows the well-known types only.
     pub const EMPTY: Registry = Registry::new(&[]);
 
+    /// The registered types, sorted by name (the well-known types are not among them).
+    pub(crate) fn types(&self) -> &'static [AnyType] {
+        self.types
+    }
+
     /// The entry for a full type name: a registered type, else a well-known type (those with a
     /// JSON form of their own, and the ordinary ones: api.proto, type.proto, descriptor.proto…).
     pub fn find(&self, type_name: &str) -> Option<&'static AnyType> {

@@ -28,7 +28,8 @@ use crate::json::JsonMessage;
 use guard::{Activity, Guarded, Guards, Limits};
 use input::{BodyMessages, Failure, LocalFrames};
 use output::Transport;
-pub(crate) use ws::is_upgrade;
+pub(crate) use split::Splitter;
+pub(crate) use ws::{close_frame, frame_message, is_upgrade};
 
 /// The messages a client streams to the upstream.
 ///

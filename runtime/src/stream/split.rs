@@ -195,7 +195,7 @@ impl Splitter {
                 } else if byte == b'"' {
                     scan.in_string = false;
                     if scan.depth == 0 {
-                        return Ok(Some(self.pos + 1));
+                        return self.ended(start, self.pos + 1);
                     }
                 }
             } else {
@@ -205,7 +205,7 @@ impl Splitter {
                     b'}' | b']' => {
                         scan.depth = scan.depth.saturating_sub(1);
                         if scan.depth == 0 {
-                            return Ok(Some(self.pos + 1));
+                            return self.ended(start, self.pos + 1);
                         }
                     }
                     _ => {}
@@ -217,6 +217,15 @@ impl Splitter {
             }
         }
         Ok(None)
+    }
+
+    /// The end of a value that began at `start`, unless the value is longer than the limit: the
+    /// byte that closes a string or a container counts too.
+    fn ended(&self, start: usize, end: usize) -> Result<Option<usize>, SplitError> {
+        if end - start > self.limit {
+            return Err(self.too_large());
+        }
+        Ok(Some(end))
     }
 
     /// Cuts the finished value ending at `end` out of the buffer.
@@ -349,6 +358,31 @@ mod tests {
         assert_eq!(
             splitter.next_value(),
             Err(SplitError::TooLarge { index: 1, limit: 8 })
+        );
+    }
+
+    #[test]
+    fn the_closing_byte_counts_toward_the_limit() {
+        // Found by the `split` fuzz target: a container or a string one byte over the limit
+        // passed, since its closing byte was not counted; a scalar of that size did not.
+        for value in [&b"{\"a\":123}"[..], b"[1,2,3,4]", b"\"1234567\""] {
+            assert_eq!(value.len(), 9);
+            let mut splitter = Splitter::new(8, false);
+            splitter.push(value);
+            assert_eq!(
+                splitter.next_value(),
+                Err(SplitError::TooLarge { index: 0, limit: 8 }),
+                "{value:?}"
+            );
+            let mut splitter = Splitter::new(9, false);
+            splitter.push(value);
+            assert_eq!(splitter.next_value().expect("fits").as_deref(), Some(value));
+        }
+        let mut splitter = Splitter::new(8, false);
+        splitter.push(b"123456789");
+        assert_eq!(
+            splitter.finish(),
+            Err(SplitError::TooLarge { index: 0, limit: 8 })
         );
     }
 

@@ -285,19 +285,13 @@ async fn read_frames<Req: JsonMessage, Resp>(
                 "no more request messages are taken: the request stream has ended".into(),
             );
         };
-        if data.iter().all(u8::is_ascii_whitespace) {
-            reader = Reader::Watch;
-            continue;
-        }
-        observe_in(&source, &data);
-        let message = match source.message(&data) {
-            Ok(message) => message,
-            Err(error) => {
-                break GatewayError::StreamMessage {
-                    index,
-                    error: Box::new(error),
-                };
+        let message = match frame_message(&source, &data, index) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                reader = Reader::Watch;
+                continue;
             }
+            Err(error) => break error,
         };
         index += 1;
         activity.touch();
@@ -307,6 +301,26 @@ async fn read_frames<Req: JsonMessage, Resp>(
         }
     };
     failure.fail(error);
+}
+
+/// The request message of a data frame after the first, the `index`-th of the stream: `None`
+/// for a blank frame, which ends the request stream.
+pub(crate) fn frame_message<Req: JsonMessage, Resp>(
+    source: &MessageSource<Req, Resp>,
+    data: &[u8],
+    index: usize,
+) -> Result<Option<Req>, GatewayError> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    observe_in(source, data);
+    source
+        .message(data)
+        .map(Some)
+        .map_err(|error| GatewayError::StreamMessage {
+            index,
+            error: Box::new(error),
+        })
 }
 
 /// The request stream fed by the reader. When the reader stops on a failure, the stream stays
@@ -329,7 +343,7 @@ fn request_stream<Req: Send + 'static>(
 
 /// The close frame for a failed call: 4000 + the gRPC code, and the status as JSON, its message
 /// shortened to fit the 123 bytes a close reason may have.
-fn close_frame(status: &tonic::Status) -> CloseFrame {
+pub(crate) fn close_frame(status: &tonic::Status) -> CloseFrame {
     let code = status.code() as u16;
     let mut message = status.message().to_owned();
     let reason = loop {
