@@ -586,7 +586,25 @@ fn write_list(value: &prost_types::ListValue, w: &mut Writer<'_>) {
     w.end_array();
 }
 
-fn read_value(r: &mut Reader<'_>) -> Result<prost_types::Value, JsonError> {
+/// The message nesting a protobuf decoder accepts (prost's recursion limit, and the usual one).
+const PROTOBUF_DEPTH: u32 = 100;
+
+/// The message levels left for a `Value`, `Struct` or `ListValue` that starts here: the limit
+/// less the JSON levels already open around it (each at least one message).
+fn levels_left(r: &Reader<'_>) -> u32 {
+    PROTOBUF_DEPTH.saturating_sub(r.depth())
+}
+
+/// The complaint about a `Value` nested deeper than a protobuf decoder would take it: JSON
+/// nesting counts once, but each array in a `Value` is two messages and each object three
+/// (`Value`, `Struct`, its map entry), and the upstream could not decode the request.
+fn too_deep() -> JsonError {
+    JsonError::new(format!(
+        "google.protobuf.Value nested deeper than protobuf's {PROTOBUF_DEPTH} message levels"
+    ))
+}
+
+fn read_value(r: &mut Reader<'_>, levels: u32) -> Result<prost_types::Value, JsonError> {
     use prost_types::value::Kind;
     let kind = match r.peek()? {
         Peek::Null => {
@@ -602,29 +620,35 @@ fn read_value(r: &mut Reader<'_>) -> Result<prost_types::Value, JsonError> {
             }
         }
         Peek::String => Kind::StringValue(r.string()?.into_owned()),
-        Peek::Array => Kind::ListValue(read_list(r)?),
-        Peek::Object => Kind::StructValue(read_struct(r)?),
+        Peek::Array => Kind::ListValue(read_list(r, levels.checked_sub(1).ok_or_else(too_deep)?)?),
+        Peek::Object => {
+            Kind::StructValue(read_struct(r, levels.checked_sub(1).ok_or_else(too_deep)?)?)
+        }
     };
     Ok(prost_types::Value { kind: Some(kind) })
 }
 
-fn read_struct(r: &mut Reader<'_>) -> Result<prost_types::Struct, JsonError> {
+fn read_struct(r: &mut Reader<'_>, levels: u32) -> Result<prost_types::Struct, JsonError> {
+    // The struct, then each field's map entry, then its value.
+    let inner = levels.checked_sub(2).ok_or_else(too_deep)?;
     let mut out = prost_types::Struct::default();
     r.begin_object()?;
     while let Some(key) = r.next_key()? {
-        let value = read_value(r).map_err(|e| e.at_key(&key))?;
+        let value = read_value(r, inner).map_err(|e| e.at_key(&key))?;
         out.fields.insert(key.into_owned(), value);
     }
     Ok(out)
 }
 
-fn read_list(r: &mut Reader<'_>) -> Result<prost_types::ListValue, JsonError> {
+fn read_list(r: &mut Reader<'_>, levels: u32) -> Result<prost_types::ListValue, JsonError> {
+    // The list, then each value.
+    let inner = levels.checked_sub(1).ok_or_else(too_deep)?;
     let mut out = prost_types::ListValue::default();
     r.begin_array()?;
     while r.next_element()? {
         let index = out.values.len();
         out.values
-            .push(read_value(r).map_err(|e| e.at_index(index))?);
+            .push(read_value(r, inner).map_err(|e| e.at_index(index))?);
     }
     Ok(out)
 }
@@ -637,7 +661,7 @@ impl Codec for Value {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self::Value, JsonError> {
-        read_value(r)
+        read_value(r, levels_left(r))
     }
 
     fn from_null() -> Option<Self::Value> {
@@ -667,7 +691,7 @@ impl Codec for Struct {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self::Value, JsonError> {
-        read_struct(r)
+        read_struct(r, levels_left(r))
     }
 
     fn is_default(_: &Self::Value) -> bool {
@@ -691,7 +715,7 @@ impl Codec for ListValue {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self::Value, JsonError> {
-        read_list(r)
+        read_list(r, levels_left(r))
     }
 
     fn is_default(_: &Self::Value) -> bool {
@@ -1238,6 +1262,36 @@ mod tests {
     }
 
     #[test]
+    fn values_nested_past_what_protobuf_decodes_are_refused() {
+        use prost::Message as _;
+        let lists = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        for (shape, nested) in [
+            ("lists", &lists as &dyn Fn(usize) -> String),
+            ("objects", &objects),
+        ] {
+            // Every nesting the reader takes decodes again as protobuf; the first it refuses
+            // says why.
+            let mut deepest = 0;
+            for n in 1..=120 {
+                match read::<Value>(&nested(n)) {
+                    Ok(value) => {
+                        let bytes = value.encode_to_vec();
+                        let decoded = prost_types::Value::decode(bytes.as_slice());
+                        assert!(decoded.is_ok(), "{shape}: {n} deep: {decoded:?}");
+                        deepest = n;
+                    }
+                    Err(error) => {
+                        assert!(error.to_string().contains("100 message levels"), "{error}");
+                        break;
+                    }
+                }
+            }
+            assert!((30..120).contains(&deepest), "{shape}: {deepest}");
+        }
+    }
+
+    #[test]
     fn struct_value_list_nesting() {
         let input = r#"{"a":[1.5,"x",true,null,{"b":{},"c":[[],[-0.0]]}],"d":{"e":1e300}}"#;
         let value = read::<Struct>(input).expect("parses");
@@ -1277,10 +1331,10 @@ mod tests {
             kind: Some(prost_types::value::Kind::NumberValue(f64::NAN)),
         };
         assert!(write::<Value>(&nan).is_err());
+        // JSON's 100 levels are 200 message levels in a Value: refused (see
+        // `values_nested_past_what_protobuf_decodes_are_refused`).
         let deep = "[".repeat(100) + &"]".repeat(100);
-        assert!(read::<Value>(&deep).is_ok());
-        let deeper = "[".repeat(101) + &"]".repeat(101);
-        assert!(read::<Value>(&deeper).is_err());
+        assert!(read::<Value>(&deep).is_err());
     }
 
     #[test]
