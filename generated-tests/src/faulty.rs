@@ -371,6 +371,20 @@ fn frame(payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
+/// The status of a `trailers-only:CODE` fault: the code, a message and a `ResourceInfo`
+/// detail, in a trailers-only head or in trailers after messages.
+fn write_status(headers: &mut HeaderMap, code: u16) {
+    headers.insert("grpc-status", HeaderValue::from(code));
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static("no%20such%20thing%20here"),
+    );
+    headers.insert(
+        "grpc-status-details-bin",
+        HeaderValue::from_static(TRAILERS_ONLY_DETAILS),
+    );
+}
+
 fn grpc_head() -> http::Response<()> {
     let mut head = http::Response::new(());
     head.headers_mut().insert(
@@ -455,16 +469,7 @@ async fn serve_call(
             }
             Fault::TrailersOnly(code) => {
                 let mut head = grpc_head();
-                let headers = head.headers_mut();
-                headers.insert("grpc-status", HeaderValue::from(*code));
-                headers.insert(
-                    "grpc-message",
-                    HeaderValue::from_static("no%20such%20thing%20here"),
-                );
-                headers.insert(
-                    "grpc-status-details-bin",
-                    HeaderValue::from_static(TRAILERS_ONLY_DETAILS),
-                );
+                write_status(head.headers_mut(), *code);
                 let _ = respond.send_response(head, true);
                 return;
             }
@@ -549,15 +554,7 @@ async fn serve_call(
         Fault::TrailersOnly(code) => {
             // After messages, the status can only come in trailers.
             let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", HeaderValue::from(code));
-            trailers.insert(
-                "grpc-message",
-                HeaderValue::from_static("no%20such%20thing%20here"),
-            );
-            trailers.insert(
-                "grpc-status-details-bin",
-                HeaderValue::from_static(TRAILERS_ONLY_DETAILS),
-            );
+            write_status(&mut trailers, code);
             let _ = send.send_trailers(trailers);
         }
         Fault::Invalid => {

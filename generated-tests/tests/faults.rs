@@ -5,7 +5,10 @@
 //! has started, its error line, event or close frame), nothing hangs (every wait is bounded),
 //! and nothing stays open on the upstream afterwards.
 
+mod websocket;
+
 use std::time::{Duration, Instant};
+use websocket::until_close;
 
 use futures_util::{SinkExt, StreamExt};
 use generated_tests::faulty::{Fault, Faulty, Plan, TRAILERS_ONLY_MESSAGE};
@@ -155,27 +158,6 @@ async fn websocket(stand: &Stand, path: &str, plan: &Plan) -> Socket {
             .expect("upgrade");
     assert_eq!(response.status(), 101);
     socket
-}
-
-/// Reads frames until the close frame: the text frames, and the close code and reason.
-async fn until_close(socket: &mut Socket) -> (Vec<String>, u16, String) {
-    let mut texts = Vec::new();
-    for _ in 0..1000 {
-        let frame = tokio::time::timeout(PATIENCE, socket.next())
-            .await
-            .expect("a frame within the patience")
-            .expect("open")
-            .expect("frame");
-        match frame {
-            Message::Text(text) => texts.push(text.to_string()),
-            Message::Close(Some(close)) => {
-                return (texts, close.code.into(), close.reason.to_string());
-            }
-            Message::Close(None) => return (texts, 1005, String::new()),
-            _ => {}
-        }
-    }
-    panic!("no close frame in 1000 frames");
 }
 
 #[tokio::test]

@@ -2,8 +2,11 @@
 //! newline-delimited JSON and Server-Sent Events, client and bidi streams from request bodies,
 //! all three over WebSocket, raw HttpBody in both directions, limits, cancellation and faults.
 
+mod websocket;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use websocket::until_close;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -602,29 +605,6 @@ async fn websocket(
         .expect("upgrade");
     assert_eq!(response.status(), 101);
     socket
-}
-
-/// Reads frames until the close frame: the text frames, and the close code and reason.
-async fn until_close<S>(socket: &mut S) -> (Vec<String>, u16, String)
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let mut texts = Vec::new();
-    loop {
-        let frame = tokio::time::timeout(PATIENCE, socket.next())
-            .await
-            .expect("a frame within the patience")
-            .expect("open")
-            .expect("frame");
-        match frame {
-            Message::Text(text) => texts.push(text.to_string()),
-            Message::Close(Some(close)) => {
-                return (texts, close.code.into(), close.reason.to_string());
-            }
-            Message::Close(None) => return (texts, 1005, String::new()),
-            _ => {}
-        }
-    }
 }
 
 #[tokio::test]
