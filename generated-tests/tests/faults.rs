@@ -10,7 +10,7 @@ mod websocket;
 use std::time::{Duration, Instant};
 use websocket::until_close;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use generated_tests::faulty::{Fault, Faulty, Plan, TRAILERS_ONLY_MESSAGE};
 use generated_tests::pb::protogate::tests::v1::{binding_service_gateway, stream_service_gateway};
 use generated_tests::serve_gateway;
