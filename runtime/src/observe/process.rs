@@ -97,48 +97,45 @@ pub(crate) struct ProcessCollector;
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let sample = Sample::read();
-        if let Some(fds) = sample.open_fds {
-            let gauge = ConstGauge::new(fds);
-            let metric = encoder.encode_descriptor(
-                "process_open_fds",
-                "Number of open file descriptors",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        if let Some(bytes) = sample.resident_bytes {
-            let gauge = ConstGauge::new(bytes);
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        if let Some(seconds) = sample.cpu_seconds {
-            let counter = ConstCounter::new(seconds);
-            let metric = encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds",
-                None,
-                counter.metric_type(),
-            )?;
-            counter.encode(metric)?;
-        }
-        if let Some(seconds) = sample.start_time_seconds {
-            let gauge = ConstGauge::new(seconds);
-            let metric = encoder.encode_descriptor(
-                "process_start_time_seconds",
-                "Start time of the process since the Unix epoch in seconds",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-        }
-        Ok(())
+        encode_known(
+            &mut encoder,
+            "process_open_fds",
+            "Number of open file descriptors",
+            sample.open_fds.map(ConstGauge::new),
+        )?;
+        encode_known(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            sample.resident_bytes.map(ConstGauge::new),
+        )?;
+        encode_known(
+            &mut encoder,
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            sample.cpu_seconds.map(ConstCounter::new),
+        )?;
+        encode_known(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            sample.start_time_seconds.map(ConstGauge::new),
+        )
     }
+}
+
+/// Encodes one metric of the sample, when /proc gave its value.
+fn encode_known(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: Option<impl EncodeMetric>,
+) -> Result<(), std::fmt::Error> {
+    let Some(metric) = metric else {
+        return Ok(());
+    };
+    let encoded = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(encoded)
 }
 
 #[cfg(test)]
