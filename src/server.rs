@@ -100,7 +100,7 @@ impl Admissions {
             }
             return Some(Admission::Served(Slot(Arc::clone(&self.open))));
         }
-        drop(Slot(Arc::clone(&self.open)));
+        self.open.fetch_sub(1, Ordering::AcqRel);
         if !self.full.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 limit = self.limit,
@@ -110,7 +110,7 @@ impl Admissions {
         if self.refusing.fetch_add(1, Ordering::AcqRel) < Self::MAX_REFUSING {
             return Some(Admission::Refused(Slot(Arc::clone(&self.refusing))));
         }
-        drop(Slot(Arc::clone(&self.refusing)));
+        self.refusing.fetch_sub(1, Ordering::AcqRel);
         None
     }
 }
