@@ -1,7 +1,9 @@
 //! Response-side streams over HTTP: newline-delimited JSON (grpc-gateway's `{"result":…}` and
 //! `{"error":…}` lines), Server-Sent Events, or the raw bytes of `google.api.HttpBody` messages.
-//! Each message is sent as soon as it arrives; nothing is buffered beyond it.
+//! Each message is sent as soon as it arrives and nothing waits for more; messages that have
+//! already arrived together go out together, in one body frame.
 
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -80,9 +82,9 @@ where
             if let Some(scope) = &scope {
                 scope.message_out();
             }
-            (content_type, Some(frame))
+            (content_type, frame)
         }
-        None => (encoder.transport.content_type(), None),
+        None => (encoder.transport.content_type(), Vec::new()),
     };
     // The headers first, while the encoder (and the settings' header mapping) is at hand.
     let mut headers = http::HeaderMap::new();
@@ -140,65 +142,105 @@ pub(crate) struct Encoder<Req: 'static, Resp: 'static> {
 impl<Req, Resp: JsonMessage> Encoder<Req, Resp> {
     /// The first message as sent, and the content type of the stream: a raw stream has the
     /// first message's.
-    pub(crate) fn first(&self, message: Resp) -> Result<(HeaderValue, Bytes), GatewayError> {
+    fn first(&self, message: Resp) -> Result<(HeaderValue, Vec<u8>), GatewayError> {
         match self.transport {
             Transport::Raw(raw) => {
                 let raw = raw(message);
                 let content_type = crate::respond::raw_content_type(&raw.content_type);
-                Ok((content_type, Bytes::from(raw.data)))
+                Ok((content_type, raw.data))
             }
-            _ => Ok((self.transport.content_type(), self.message(message)?)),
+            _ => {
+                let mut buf = Vec::new();
+                self.write(message, &mut buf)?;
+                Ok((self.transport.content_type(), buf))
+            }
         }
     }
 
-    /// One message as sent.
-    pub(crate) fn message(&self, message: Resp) -> Result<Bytes, GatewayError> {
+    /// Appends one message as sent to `buf`; on an error, `buf` is as it was.
+    fn write(&self, message: Resp, buf: &mut Vec<u8>) -> Result<(), GatewayError> {
         let (prefix, suffix): (&[u8], &[u8]) = match self.transport {
             Transport::Ndjson => (b"{\"result\":", b"}\n"),
             Transport::Sse => (b"data: ", b"\n\n"),
-            Transport::Raw(raw) => return Ok(Bytes::from(raw(message).data)),
+            Transport::Raw(raw) => {
+                let data = raw(message).data;
+                // A message that starts a frame is the frame: large downloads are not copied.
+                if buf.is_empty() {
+                    *buf = data;
+                } else {
+                    buf.extend_from_slice(&data);
+                }
+                return Ok(());
+            }
         };
         let settings = &*self.settings;
-        let mut buf = Vec::with_capacity(settings.response_capacity);
+        let start = buf.len();
+        if start == 0 {
+            buf.reserve(settings.response_capacity);
+        }
         buf.extend_from_slice(prefix);
-        binding::write_json(&self.binding.response, &message, settings, &mut buf)?;
+        if let Err(error) = binding::write_json(&self.binding.response, &message, settings, buf) {
+            buf.truncate(start);
+            return Err(error);
+        }
         buf.extend_from_slice(suffix);
-        Ok(Bytes::from(buf))
+        Ok(())
     }
 
-    /// A failure as the stream's last frame; `None` where the transport has no way to say it
-    /// and the response must be cut off instead.
-    pub(crate) fn failure(&self, error: GatewayError) -> Option<Bytes> {
+    /// Appends a failure as the stream's last words to `buf`, or gives it back where the
+    /// transport has no way to say it and the response must be cut off instead.
+    fn write_failure(&self, error: GatewayError, buf: &mut Vec<u8>) -> Result<(), GatewayError> {
         let (prefix, suffix): (&[u8], &[u8]) = match self.transport {
             Transport::Ndjson => (b"{\"error\":", b"}\n"),
             Transport::Sse => (b"event: error\ndata: ", b"\n\n"),
-            Transport::Raw(_) => return None,
+            Transport::Raw(_) => return Err(error),
         };
-        let mut buf = prefix.to_vec();
-        crate::status::write_status_json(&error.into_status(), self.settings.registry, &mut buf);
+        buf.extend_from_slice(prefix);
+        crate::status::write_status_json(&error.into_status(), self.settings.registry, buf);
         buf.extend_from_slice(suffix);
-        Some(Bytes::from(buf))
+        Ok(())
     }
 
     /// What marks the stream's clean end: an `end` event for SSE, so that an `EventSource`
     /// can close instead of calling again.
-    fn end(&self) -> Option<Bytes> {
-        matches!(self.transport, Transport::Sse)
-            .then(|| Bytes::from_static(b"event: end\ndata: {}\n\n"))
+    fn end(&self) -> &'static [u8] {
+        match self.transport {
+            Transport::Sse => b"event: end\ndata: {}\n\n",
+            _ => b"",
+        }
     }
 }
 
 enum State {
     Messages,
     Trailers,
+    /// The upstream failed where the transport cannot say so: the body is cut off with this
+    /// reason once the messages before the failure are sent.
+    Broken(String),
     Done,
 }
 
-/// The response body: pulls one message from upstream each time the connection wants more, so
-/// a slow reader slows the upstream through HTTP/2 flow control.
+/// How a gathering of messages stopped.
+enum Gathered {
+    /// A frame's worth, or everything the upstream has sent for now.
+    Enough,
+    /// The upstream's last message is in.
+    Finished,
+    /// The upstream failed, or a message could not be written as JSON.
+    Failed(GatewayError),
+}
+
+/// The most bytes of messages that have already arrived gathered into one body frame. Sending
+/// a burst of small messages as one frame costs the connection one write instead of one per
+/// message; a frame is never held back to wait for more.
+const GATHER_BYTES: usize = 32 * 1024;
+
+/// The response body: pulls messages from upstream each time the connection wants more, so a
+/// slow reader slows the upstream through HTTP/2 flow control.
 struct MessageBody<Req: 'static, Resp: 'static> {
     encoder: Encoder<Req, Resp>,
-    pending: Option<Bytes>,
+    /// Messages encoded and not yet handed to the connection.
+    pending: Vec<u8>,
     messages: Guarded<ResponseStream<Resp>>,
     trailers: Option<TrailerSlot>,
     state: State,
@@ -206,11 +248,26 @@ struct MessageBody<Req: 'static, Resp: 'static> {
     scope: Option<Arc<Scope>>,
 }
 
-impl<Req, Resp> MessageBody<Req, Resp> {
-    fn sent_one(&self) {
-        if let Some(scope) = &self.scope {
-            scope.message_out();
+impl<Req, Resp: JsonMessage> MessageBody<Req, Resp> {
+    /// Writes the messages the upstream has already sent behind `pending`, up to
+    /// [`GATHER_BYTES`]; never waits for one.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Gathered {
+        while self.pending.len() < GATHER_BYTES {
+            match self.messages.poll_next_unpin(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(message))) => {
+                    if let Err(error) = self.encoder.write(message, &mut self.pending) {
+                        return Gathered::Failed(error);
+                    }
+                    if let Some(scope) = &self.scope {
+                        scope.message_out();
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => return Gathered::Failed(error),
+                Poll::Ready(None) => return Gathered::Finished,
+            }
         }
+        Gathered::Enough
     }
 
     fn ended(&self, code: tonic::Code) {
@@ -230,37 +287,37 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
     ) -> Poll<Option<Result<Frame<Bytes>, GatewayError>>> {
         let this = &mut *self;
         loop {
-            match this.state {
+            match &mut this.state {
                 State::Messages => {
-                    if let Some(frame) = this.pending.take() {
-                        return Poll::Ready(Some(Ok(Frame::data(frame))));
-                    }
-                    let failure = match this.messages.poll_next_unpin(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Some(Ok(message))) => match this.encoder.message(message) {
-                            Ok(frame) => {
-                                this.sent_one();
-                                return Poll::Ready(Some(Ok(Frame::data(frame))));
-                            }
-                            Err(error) => error,
-                        },
-                        Poll::Ready(Some(Err(error))) => error,
-                        Poll::Ready(None) => {
+                    // The end of the stream goes out with the messages before it.
+                    match this.gather(cx) {
+                        Gathered::Enough => {}
+                        Gathered::Finished => {
                             this.ended(tonic::Code::Ok);
                             this.state = State::Trailers;
-                            if let Some(frame) = this.encoder.end() {
-                                return Poll::Ready(Some(Ok(Frame::data(frame))));
-                            }
-                            continue;
+                            this.pending.extend_from_slice(this.encoder.end());
                         }
-                    };
+                        Gathered::Failed(failure) => {
+                            this.ended(failure.code());
+                            this.state =
+                                match this.encoder.write_failure(failure, &mut this.pending) {
+                                    Ok(()) => State::Done,
+                                    Err(failure) => State::Broken(failure.to_string()),
+                                };
+                        }
+                    }
+                    if !this.pending.is_empty() {
+                        let frame = Bytes::from(mem::take(&mut this.pending));
+                        return Poll::Ready(Some(Ok(Frame::data(frame))));
+                    }
+                    if matches!(this.state, State::Messages) {
+                        return Poll::Pending;
+                    }
+                }
+                State::Broken(reason) => {
+                    let reason = mem::take(reason);
                     this.state = State::Done;
-                    this.ended(failure.code());
-                    let message = failure.to_string();
-                    return match this.encoder.failure(failure) {
-                        Some(frame) => Poll::Ready(Some(Ok(Frame::data(frame)))),
-                        None => Poll::Ready(Some(Err(GatewayError::StreamBroken(message)))),
-                    };
+                    return Poll::Ready(Some(Err(GatewayError::StreamBroken(reason))));
                 }
                 State::Trailers => {
                     this.state = State::Done;
@@ -280,6 +337,163 @@ impl<Req, Resp: JsonMessage> http_body::Body for MessageBody<Req, Resp> {
                 }
                 State::Done => return Poll::Ready(None),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{Stream, stream};
+    use http_body_util::BodyExt as _;
+    use prost_types::SourceContext;
+
+    use super::*;
+    use crate::binding::BodyRule;
+    use crate::route::{RouteInfo, Template};
+    use crate::stream::guard::{Activity, Limits};
+
+    static ROUTE: RouteInfo = RouteInfo {
+        method: "GET",
+        rpc: "test.Files/Watch",
+        template: Template {
+            text: "/v1/files",
+            segments: &[],
+            verb: None,
+            vars: &[],
+        },
+        unbound: false,
+    };
+
+    static MESSAGES: Binding<SourceContext, SourceContext> = Binding {
+        route: &ROUTE,
+        body: BodyRule::None,
+        query_skip: &[],
+        path: &[],
+        response: ResponseRule::Message,
+    };
+
+    fn file(name: &str) -> Result<SourceContext, tonic::Status> {
+        Ok(SourceContext {
+            file_name: name.into(),
+        })
+    }
+
+    /// The data frames of the response to `messages`, then the error that cut the body off,
+    /// if one did. Stops at the first frame that is not ready.
+    async fn frames(
+        transport: Transport<SourceContext>,
+        messages: impl Stream<Item = Result<SourceContext, tonic::Status>> + Send + 'static,
+    ) -> (Vec<String>, Option<GatewayError>) {
+        let answer = tonic::Response::new(Box::pin(messages) as ResponseStream<SourceContext>);
+        let limits = Limits::default();
+        let guards = Guards::new(limits, Activity::new(&limits), None);
+        let settings = Arc::new(Settings::default());
+        let response = respond(&MESSAGES, settings, transport, answer, guards, None)
+            .await
+            .expect("a response");
+        let mut body = response.into_body();
+        let mut data = Vec::new();
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_millis(50), body.frame());
+            match next.await {
+                Err(_) | Ok(None) => return (data, None),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        data.push(String::from_utf8(bytes.to_vec()).expect("UTF-8"));
+                    }
+                }
+                Ok(Some(Err(error))) => {
+                    let error = error.into_inner().downcast::<GatewayError>().expect("ours");
+                    return (data, Some(*error));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_that_arrived_together_go_out_in_one_frame() {
+        let burst = stream::iter([file("a"), file("b"), file("c")]);
+        let (data, error) = frames(Transport::Ndjson, burst).await;
+        assert!(error.is_none());
+        assert_eq!(
+            data,
+            [
+                "{\"result\":{\"fileName\":\"a\"}}\n{\"result\":{\"fileName\":\"b\"}}\n{\"result\":{\"fileName\":\"c\"}}\n"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_is_never_held_back_waiting_for_the_next() {
+        // One message, then an upstream that has nothing for a moment, then another.
+        let later = stream::once(async {
+            tokio::task::yield_now().await;
+            file("b")
+        });
+        let quiet = stream::iter([file("a")]).chain(later);
+        let (data, error) = frames(Transport::Sse, quiet).await;
+        assert!(error.is_none());
+        assert_eq!(
+            data,
+            [
+                "data: {\"fileName\":\"a\"}\n\n",
+                "data: {\"fileName\":\"b\"}\n\nevent: end\ndata: {}\n\n"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_a_burst_follows_every_message_before_it() {
+        let failing = stream::iter([
+            file("a"),
+            file("b"),
+            file("c"),
+            Err(tonic::Status::unavailable("gone")),
+        ]);
+        let (data, error) = frames(Transport::Sse, failing).await;
+        assert!(error.is_none());
+        assert_eq!(data.len(), 1, "{data:?}");
+        let events = "data: {\"fileName\":\"a\"}\n\ndata: {\"fileName\":\"b\"}\n\ndata: {\"fileName\":\"c\"}\n\n";
+        let failure = data[0].strip_prefix(events).expect("the messages first");
+        assert!(
+            failure.starts_with("event: error\ndata: {\"code\":14"),
+            "{failure}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_raw_stream_gathers_bytes_and_is_cut_off_after_them_on_a_failure() {
+        let failing = stream::iter([
+            file("one "),
+            file("two "),
+            file("three"),
+            Err(tonic::Status::internal("broken")),
+        ]);
+        // Each message's file name as the raw bytes of an `HttpBody`.
+        let raw = Transport::Raw(|message: SourceContext| RawBody {
+            content_type: "text/plain".into(),
+            data: message.file_name.into_bytes(),
+        });
+        let (data, error) = frames(raw, failing).await;
+        assert_eq!(data, ["one two three"]);
+        assert!(
+            matches!(error, Some(GatewayError::StreamBroken(_))),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_holds_at_most_the_gathering_limit_past_one_message() {
+        let name = "x".repeat(1000);
+        let many = stream::iter((0..200).map(move |_| file(&name)));
+        let (data, error) = frames(Transport::Ndjson, many).await;
+        assert!(error.is_none());
+        let lines: usize = data.iter().map(|frame| frame.matches('\n').count()).sum();
+        assert_eq!(lines, 200);
+        let line = data[0].len();
+        assert!(data.len() > 2, "{} frames", data.len());
+        for frame in &data {
+            assert!(frame.len() < GATHER_BYTES + line, "{}", frame.len());
         }
     }
 }
