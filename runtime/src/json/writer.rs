@@ -252,8 +252,17 @@ impl<'a> Writer<'a> {
     /// A literal key (map keys, `@type`, `value`).
     pub fn key_str(&mut self, key: &str) {
         self.value_start();
-        self.escaped(key);
-        self.buf.push(b':');
+        let bytes = key.as_bytes();
+        if find_special(bytes).is_some() {
+            self.escaped(key);
+            self.buf.push(b':');
+        } else {
+            // Field names never need escaping: one reservation, no second scan.
+            self.buf.reserve(bytes.len() + 3);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(bytes);
+            self.buf.extend_from_slice(b"\":");
+        }
         self.comma = false;
     }
 
@@ -301,6 +310,20 @@ mod tests {
             w.end_object();
         });
         assert_eq!(out, r#"{"a":1,"b":["-2","18446744073709551615",{}]}"#);
+    }
+
+    #[test]
+    fn keys_are_escaped_only_when_they_need_it() {
+        let out = render(|w| {
+            w.begin_object();
+            w.key("fileName", "file_name");
+            w.bool(true);
+            // A `json_name` may hold anything.
+            w.key("say \"hi\"\n", "say");
+            w.null();
+            w.end_object();
+        });
+        assert_eq!(out, r#"{"fileName":true,"say \"hi\"\n":null}"#);
     }
 
     #[test]

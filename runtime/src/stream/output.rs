@@ -256,6 +256,11 @@ impl<Req, Resp: JsonMessage> MessageBody<Req, Resp> {
             match self.messages.poll_next_unpin(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(message))) => {
+                    if !self.pending.is_empty() && self.pending.capacity() < GATHER_BYTES {
+                        // A burst: room for a frame's worth at once, not regrown message by
+                        // message.
+                        self.pending.reserve(GATHER_BYTES);
+                    }
                     if let Err(error) = self.encoder.write(message, &mut self.pending) {
                         return Gathered::Failed(error);
                     }
