@@ -7,6 +7,7 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -53,9 +54,15 @@ impl<Resp> Transport<Resp> {
     }
 }
 
+/// How long the response head of a JSON or event stream waits for the first message. A call
+/// that fails at once still gets its mapped HTTP status and google.rpc.Status body like a unary
+/// call, while a stream whose first message is slow to come (a watch, a feed) is answered now:
+/// an `EventSource` opens, and proxies in front see a response before their timeouts.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_millis(200);
+
 /// The response for a stream of messages. The first message is awaited before the status is
-/// sent, so a call that fails before its first message gets the mapped HTTP status and the
-/// google.rpc.Status body like a unary call.
+/// sent, for at most [`FIRST_MESSAGE_WAIT`] (a raw stream waits for it, as its content type is
+/// the first message's).
 pub(crate) async fn respond<Req, Resp>(
     binding: &'static Binding<Req, Resp>,
     settings: Arc<Settings>,
@@ -75,7 +82,15 @@ where
         settings,
         transport,
     };
-    let (content_type, pending) = match messages.next().await {
+    let first = if matches!(encoder.transport, Transport::Raw(_)) {
+        messages.next().await
+    } else {
+        // Taking the next message is cancel-safe: one that comes later is the body's.
+        tokio::time::timeout(FIRST_MESSAGE_WAIT, messages.next())
+            .await
+            .unwrap_or_default()
+    };
+    let (content_type, pending) = match first {
         Some(Err(error)) => return Err(error),
         Some(Ok(first)) => {
             let (content_type, frame) = encoder.first(first)?;
@@ -84,6 +99,7 @@ where
             }
             (content_type, frame)
         }
+        // Ended without a message, or none yet.
         None => (encoder.transport.content_type(), Vec::new()),
     };
     // The headers first, while the encoder (and the settings' header mapping) is at hand.
@@ -445,6 +461,59 @@ mod tests {
                 "data: {\"fileName\":\"b\"}\n\nevent: end\ndata: {}\n\n"
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_first_message_does_not_hold_the_head_back() {
+        let slow = stream::once(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            file("late")
+        });
+        let answer = tonic::Response::new(Box::pin(slow) as ResponseStream<SourceContext>);
+        let limits = Limits::default();
+        let guards = Guards::new(limits, Activity::new(&limits), None);
+        let started = tokio::time::Instant::now();
+        let response = respond(
+            &MESSAGES,
+            Arc::new(Settings::default()),
+            Transport::Sse,
+            answer,
+            guards,
+            None,
+        )
+        .await
+        .expect("a response");
+        assert_eq!(started.elapsed(), FIRST_MESSAGE_WAIT);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        // The message is the body's, when it comes.
+        let mut body = response.into_body();
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        let data = frame.into_data().expect("data");
+        assert_eq!(
+            &data[..],
+            b"data: {\"fileName\":\"late\"}\n\nevent: end\ndata: {}\n\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_fails_at_once_gets_the_mapped_status() {
+        let failing = stream::once(async {
+            tokio::time::sleep(FIRST_MESSAGE_WAIT / 2).await;
+            Err(tonic::Status::not_found("no such feed"))
+        });
+        let answer = tonic::Response::new(Box::pin(failing) as ResponseStream<SourceContext>);
+        let limits = Limits::default();
+        let guards = Guards::new(limits, Activity::new(&limits), None);
+        let settings = Arc::new(Settings::default());
+        let error = respond(&MESSAGES, settings, Transport::Ndjson, answer, guards, None)
+            .await
+            .expect_err("the call's failure");
+        assert_eq!(error.code(), tonic::Code::NotFound);
     }
 
     #[tokio::test]
