@@ -254,7 +254,8 @@ struct BackendCalls {
     /// Over any tonic transport, through tonic's client.
     client_method: TokenStream,
     /// Over the built-in upstream: unary calls straight onto it, streams through tonic's
-    /// client (the upstream holds response messages to its own size limit).
+    /// framing with buffers that start empty (the upstream holds response messages to its own
+    /// size limit).
     remote_method: TokenStream,
     local_method: TokenStream,
 }
@@ -284,22 +285,16 @@ impl BackendCalls {
             (quote!(__codegen::UnaryFuture<#output>), quote!())
         };
         let doc = format!(" Calls `{}`.", md.full_name());
-        let remote_method = if shape == Shape::Unary {
-            let path = format!("/{}/{}", md.parent_service().full_name(), md.name());
-            quote! {
-                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
-                    __codegen::Remote::unary(self, #path, request)
-                }
-            }
-        } else {
-            quote! {
-                fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
-                    let upstream = ::core::clone::Clone::clone(__codegen::Remote::upstream(self));
-                    let mut client = #client::new(upstream).max_decoding_message_size(usize::MAX);
-                    ::std::boxed::Box::pin(async move {
-                        #client::<__codegen::Upstream>::#rpc(&mut client, request).await #adapt
-                    })
-                }
+        let path = format!("/{}/{}", md.parent_service().full_name(), md.name());
+        let remote_call = match shape {
+            Shape::Unary => quote!(unary),
+            Shape::ServerStreaming => quote!(server_streaming),
+            Shape::ClientStreaming => quote!(client_streaming),
+            Shape::BidiStreaming => quote!(streaming),
+        };
+        let remote_method = quote! {
+            fn #rpc(&self, request: __codegen::tonic::Request<#request>) -> #answer {
+                __codegen::Remote::#remote_call(self, #path, request)
             }
         };
         BackendCalls {

@@ -184,8 +184,9 @@ where
         deadlines,
         success,
     } = call;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let transport = Transport::choose(&parts.headers, &binding.response);
+    detach(&mut parts);
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
     let scope = source.scope.clone();
     if let Some(scope) = &scope {
@@ -211,6 +212,24 @@ where
         Answer::Stream(answer) => {
             output::respond(binding, settings, transport, answer, guards, scope).await
         }
+    }
+}
+
+/// Copies the request's URI and `Content-Type` out of the buffer the connection read them into,
+/// before a stream's [`MessageSource`] keeps them for the stream's life.
+///
+/// hyper hands out a request's head as slices of its connection's read buffer, and one slice
+/// keeps the whole buffer (8 KiB or more) allocated. A held-open stream would keep a read buffer
+/// its HTTP/1 connection has since replaced (it reads on while the response streams), or one a
+/// WebSocket's connection no longer has: more than all else the stream holds.
+pub(crate) fn detach(parts: &mut http::request::Parts) {
+    if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    if let Some(value) = parts.headers.get_mut(http::header::CONTENT_TYPE)
+        && let Ok(copy) = http::HeaderValue::from_bytes(value.as_bytes())
+    {
+        *value = copy;
     }
 }
 
@@ -259,5 +278,37 @@ async fn until_answer<T>(
         None => Err(GatewayError::Upstream(tonic::Status::internal(format!(
             "{rpc} ended without an answer"
         )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn a_detached_head_shares_nothing_with_the_buffer_it_was_read_into() {
+        // As hyper reads a head: one buffer, the URI and the values slices of it.
+        let read = Bytes::from(b"/v1/watch/s1?everyMs=2000 application/json".to_vec());
+        let (mut parts, ()) = http::Request::builder()
+            .uri(http::Uri::from_maybe_shared(read.slice(..25)).expect("a URI"))
+            .header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_maybe_shared(read.slice(26..)).expect("a value"),
+            )
+            .body(())
+            .expect("a request")
+            .into_parts();
+        let within = |bytes: &[u8]| read.as_ptr_range().contains(&bytes.as_ptr());
+        assert!(within(parts.uri.path().as_bytes()), "shared before");
+
+        detach(&mut parts);
+        assert_eq!(parts.uri, "/v1/watch/s1?everyMs=2000");
+        assert_eq!(parts.uri.query(), Some("everyMs=2000"));
+        assert!(!within(parts.uri.path().as_bytes()));
+        assert!(!within(parts.uri.query().unwrap_or_default().as_bytes()));
+        let content_type = &parts.headers[http::header::CONTENT_TYPE];
+        assert_eq!(content_type, "application/json");
+        assert!(!within(content_type.as_bytes()));
     }
 }

@@ -61,6 +61,8 @@ where
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
         .map_err(|rejection| GatewayError::WebSocket(rejection.into()))?;
+    // The session outlives the connection's HTTP/1 state, read buffer included.
+    super::detach(&mut parts);
     let source = MessageSource::new(binding, &parts, captures, Arc::clone(&settings));
     // A request with no body to wait for is built, and checked, before the upgrade is accepted.
     let opening = match binding.body {

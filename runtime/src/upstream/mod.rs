@@ -10,7 +10,8 @@
 //! keepalive), `connection` (one self-renewing connection), `exchange` (one call on a stream),
 //! `endpoint` (health), `directory` (discovery), `balance` (the choice of endpoint), `limits`
 //! (bulkhead and retry budget), `health` (active checks), `unary` (unary calls without tonic's
-//! client codec); this file assembles them.
+//! client codec), `streaming` (streaming calls through tonic's client, with buffers that start
+//! empty); this file assembles them.
 //!
 //! tonic merges a unary response's trailers into its metadata. The gateway sends headers back as
 //! `Grpc-Metadata-<key>` and trailers as `Grpc-Trailer-<key>`, so the upstream copies the
@@ -25,6 +26,7 @@ mod endpoint;
 mod exchange;
 mod health;
 mod limits;
+mod streaming;
 mod tls;
 mod unary;
 

@@ -5,7 +5,7 @@
 //! trailers (or from the headers of a trailers-only answer). tonic's client treats every call
 //! as a stream of frames behind boxed bodies and a decoder state machine; skipping that is
 //! about a sixth of the gateway's own work per unary call. Streaming calls still go through
-//! tonic's client (see [`Remote::upstream`]).
+//! tonic's client (`streaming.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +27,7 @@ const PREFIX: usize = 5;
 
 /// The generated backend of a service reached over an [`Upstream`]: unary calls go straight
 /// onto the upstream's HTTP/2 streams, streaming calls through tonic's client over the same
-/// upstream.
+/// upstream, with a codec whose buffers start empty (a held-open stream is mostly idle).
 #[derive(Clone, Debug)]
 pub struct Remote {
     upstream: Upstream,
@@ -39,7 +39,7 @@ impl Remote {
         Remote { upstream }
     }
 
-    /// The upstream called, for the calls that go through a tonic client.
+    /// The upstream called.
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
     }
