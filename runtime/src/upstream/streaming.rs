@@ -11,12 +11,13 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
+use bytes::Buf as _;
 use futures_util::Stream;
 use http::uri::PathAndQuery;
 use tonic::Status;
 use tonic::client::Grpc;
-use tonic::codec::{BufferSettings, Codec};
-use tonic_prost::{ProstDecoder, ProstEncoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic_prost::ProstEncoder;
 
 use super::Upstream;
 use super::unary::Remote;
@@ -60,14 +61,45 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = SliceDecoder<U>;
 
     fn encoder(&mut self) -> ProstEncoder<T> {
         ProstEncoder::new(Self::buffer_settings())
     }
 
-    fn decoder(&mut self) -> ProstDecoder<U> {
-        ProstDecoder::new(Self::buffer_settings())
+    fn decoder(&mut self) -> SliceDecoder<U> {
+        SliceDecoder(PhantomData)
+    }
+}
+
+/// Decodes each response message from one slice of tonic's buffer. tonic hands a decoder the
+/// message as a `DecodeBuf`, a `Buf` over its buffer that moves the buffer's start at every
+/// field prost reads; a slice is a pointer and a length, and a message's strings and bytes are
+/// copied out of it in one piece each. In a stream of small messages that was about a sixth of
+/// the gateway's decoding time.
+pub(crate) struct SliceDecoder<U>(PhantomData<fn() -> U>);
+
+impl<U: prost::Message + Default> Decoder for SliceDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        let len = buf.remaining();
+        // The message is contiguous in tonic's buffer; were it ever not, prost reads it as a
+        // `Buf` like tonic's own decoder.
+        let decoded = match buf.chunk().get(..len) {
+            Some(message) => U::decode(message).inspect(|_| buf.advance(len)),
+            None => U::decode(&mut *buf),
+        };
+        decoded.map(Some).map_err(|error| {
+            Status::internal(format!(
+                "the upstream's message is not valid protobuf: {error}"
+            ))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        StreamCodec::<(), U>::buffer_settings()
     }
 }
 
@@ -212,5 +244,34 @@ mod tests {
                 "{piece}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_is_not_protobuf_fails_the_stream_as_internal() {
+        let good = prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        };
+        let mut data = BytesMut::from(&framed(&good)[..]);
+        // A field whose length runs past the message.
+        data.extend_from_slice(&[0, 0, 0, 0, 2, 0x0a, 0x05]);
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<_, Status>(
+            Frame::data(data.freeze()),
+        )]));
+        let decoder =
+            StreamCodec::<prost_types::Duration, prost_types::Duration>::default().decoder();
+        let mut streaming = tonic::Streaming::new_request(decoder, body, None, None);
+        let first = streaming.next().await.expect("a message").expect("decoded");
+        assert_eq!(first, good);
+        let status = streaming
+            .next()
+            .await
+            .expect("an outcome")
+            .expect_err("not protobuf");
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(
+            status.message().contains("not valid protobuf"),
+            "{status:?}"
+        );
     }
 }
