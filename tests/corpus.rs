@@ -71,12 +71,11 @@ fn copy_if_changed(from: &Path, to: &Path) {
     std::fs::write(to, contents).expect("write proto");
 }
 
-/// Builds the stock gateway with the corpus compiled in, in a target dir of its own so the
-/// workspace's build is left alone. The demo is asked for too (`PROTOGATE_DEMO=1`), which a build
-/// with a proto directory otherwise leaves out: this build shows that it comes back.
+/// Builds the stock gateway with the corpus compiled in. The demo is asked for too
+/// (`PROTOGATE_DEMO=1`), which a build with a proto directory otherwise leaves out: this build
+/// shows that it comes back.
 fn build_gateway() -> PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus");
-    support::build_gateway_with(&corpus(), &target, &[("PROTOGATE_DEMO", "1")])
+    support::build_gateway_with(&corpus(), "corpus", &[("PROTOGATE_DEMO", "1")])
 }
 
 /// The bindings of the corpus, read independently of protogate: (METHOD, template, rpc). Of two

@@ -62,15 +62,14 @@ fn gateway() -> &'static Path {
 
 fn build_gateway() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("target/own-protos");
-    let protos = target.join("proto");
+    let protos = manifest.join("target/own-protos/proto");
     let file = protos.join("acme/notes/v1/notes.proto");
     // Written only when it differs: the build script reruns when the directory changes.
     if std::fs::read_to_string(&file).ok().as_deref() != Some(NOTES_PROTO) {
         std::fs::create_dir_all(file.parent().expect("a parent")).expect("proto dir");
         std::fs::write(&file, NOTES_PROTO).expect("proto written");
     }
-    support::build_gateway_with(&protos, &target, &[])
+    support::build_gateway_with(&protos, "own-protos", &[])
 }
 
 #[test]

@@ -228,18 +228,23 @@ pub fn start_with_admin(args: &[&str]) -> Administered {
     }
 }
 
-/// `cargo build --bin protogate` of this workspace with `PROTOGATE_PROTO_DIR` set to `protos`,
-/// into `target` (a target dir of its own, so the workspace's build is left alone), with
-/// `envs` too; the binary built. Without debug info or incremental state: such a build is run
-/// once and only executed, and at full size it fills gigabytes.
-pub fn build_gateway_with(protos: &Path, target: &Path, envs: &[(&str, &str)]) -> PathBuf {
+/// `cargo build --bin protogate` of this workspace with `PROTOGATE_PROTO_DIR` set to `protos`
+/// and `envs` too; the binary built, copied to `target/gateways/<name>/protogate`.
+///
+/// Every such build shares one target dir, `target/gateways` (the workspace's own build is left
+/// alone): only the gateway crate differs between them, so the dependencies are compiled once.
+/// Without debug info or incremental state: such a build is run once and only executed, and at
+/// full size it fills gigabytes. The copy keeps each test's binary its own when the next build
+/// replaces the one in the shared dir.
+pub fn build_gateway_with(protos: &Path, name: &str, envs: &[(&str, &str)]) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("target/gateways");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--bin", "protogate", "--quiet"])
         .current_dir(manifest)
         .env("PROTOGATE_PROTO_DIR", protos)
         .env_remove("PROTOGATE_DEMO")
-        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_PROFILE_DEV_DEBUG", "false")
         .env("CARGO_INCREMENTAL", "0")
         .envs(envs.iter().copied())
@@ -250,5 +255,13 @@ pub fn build_gateway_with(protos: &Path, target: &Path, envs: &[(&str, &str)]) -
         "building the gateway with the protos under {} failed",
         protos.display()
     );
-    target.join("debug/protogate")
+    let own = target.join(name);
+    std::fs::create_dir_all(&own).expect("the binary's directory");
+    // Copied then renamed into place: another test process may be running the previous copy,
+    // which a rename leaves alone and an overwrite would not.
+    let copy = own.join(format!("protogate.{}", std::process::id()));
+    std::fs::copy(target.join("debug/protogate"), &copy).expect("the binary copied");
+    let binary = own.join("protogate");
+    std::fs::rename(&copy, &binary).expect("the binary in place");
+    binary
 }
