@@ -434,9 +434,10 @@ async fn abandon(address: SocketAddr, request: &[u8]) -> Result<(), String> {
                 Ok(0) => return Err(format!("closed after {read_so_far} bytes")),
                 Ok(read) => {
                     if read_so_far == 0 && !chunk.starts_with(b"HTTP/1.1 200") {
+                        let answer = String::from_utf8_lossy(&chunk[..read]);
                         return Err(format!(
                             "answered {}",
-                            String::from_utf8_lossy(&chunk[..read.min(200)])
+                            answer.lines().next().unwrap_or_default()
                         ));
                     }
                     read_so_far += read;
@@ -981,6 +982,9 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// what the latter are answered and when the gateway closes the former.
 async fn idle(gateway: &Gateway, count: usize) -> Outcome {
     let address = gateway.address;
+    // The paced client's connections are open by now: they are in the baseline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let base_fds = gateway.usage().fds;
     let started = Instant::now();
     let watch = |tcp: tokio::net::TcpStream| {
         tokio::spawn(async move {
@@ -1060,6 +1064,9 @@ async fn idle(gateway: &Gateway, count: usize) -> Outcome {
         .map(|(said, count)| format!("{count} × {said}"))
         .collect();
     let still_open = count - not_connected - closed_after.len();
+    // Connections the client counts as open that the gateway never accepted (its descriptors
+    // tell): lost in the kernel's accept queue, which a flood of connects overflows.
+    let unseen = (count - not_connected).saturating_sub(held.fds.saturating_sub(base_fds));
     let said = format!(
         "{} open in {opened_in:.1} s (gateway {} fds, {:.0} MiB); next {PAST_THE_LIMIT}: {}; \
          idle closed after {:.1}–{:.1} s ({} within 5 s){}",
@@ -1071,14 +1078,17 @@ async fn idle(gateway: &Gateway, count: usize) -> Outcome {
         late.last().map_or(0.0, Duration::as_secs_f64),
         early.len(),
         if still_open > 0 {
-            format!("; {still_open} still open after {} s", IDLE_LIMIT.as_secs())
+            format!(
+                "; {still_open} still open after {} s ({unseen} never accepted by the gateway)",
+                IDLE_LIMIT.as_secs()
+            )
         } else {
             String::new()
         }
     );
     let wrong = if hung > 0 {
         Some(format!("{hung} connections past the limit got no answer"))
-    } else if still_open > 0 {
+    } else if still_open > unseen {
         Some(format!("{still_open} idle connections never closed"))
     } else {
         None
@@ -1096,6 +1106,8 @@ const DEAF_RECEIVE_BUFFER: u32 = 64 * 1024;
 /// meanwhile.
 async fn deaf_websockets(gateway: &Gateway) -> Outcome {
     let address = gateway.address;
+    // The paced client's connections are open by now: they are in the baseline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let before = gateway.usage();
     let mut sockets = Vec::new();
     let mut failures = Vec::new();
@@ -1175,7 +1187,7 @@ pub(crate) fn print_table(rows: &[Row]) {
         println!(
             "| {} | {} | {:.2} | {:.2} | {} | {} | {} / {} / {} | {:.1} / {:.1} / {:.1} | {:.1} | {} |",
             row.attack,
-            row.outcome.replace('|', "\\|"),
+            row.outcome.replace('|', "\\|").replace(['\r', '\n'], " "),
             row.calls.quantile_ms(0.50),
             row.calls.quantile_ms(0.99),
             row.calls.latencies_us.len(),

@@ -17,10 +17,17 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// Why a command could not run.
 pub(crate) type Error = Box<dyn std::error::Error>;
 
-/// Serves the benchmark backend in this process on a free port; its address once it listens.
+/// Serves the benchmark backend in this process on a free port, on a runtime and thread of its
+/// own (so that its busy streams do not delay the harness's clients' tasks); its address once
+/// it listens. It serves until the process ends.
 pub(crate) async fn start_backend() -> Result<SocketAddr, Error> {
     let backend = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
-    tokio::spawn(protogate_bench::serve_backend(backend, None));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("backend".to_owned())
+        .spawn(move || runtime.block_on(protogate_bench::serve_backend(backend, None)))?;
     crate::wait_for("the backend", backend).await?;
     Ok(backend)
 }
@@ -332,7 +339,9 @@ impl Calls {
 /// error and the connection is opened anew.
 pub(crate) struct Paced {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Calls>>,
+    /// The thread running the connections, on a runtime of their own: what they measure is
+    /// the gateway, not the harness's other tasks.
+    thread: std::thread::JoinHandle<Calls>,
 }
 
 impl Paced {
@@ -346,32 +355,58 @@ impl Paced {
         let stop = Arc::new(AtomicBool::new(false));
         let body =
             Bytes::from(serde_json::to_vec(&protogate_bench::small_json()).unwrap_or_default());
-        let tasks = (0..connections)
-            .map(|_| {
-                let (stop, body) = (Arc::clone(&stop), body.clone());
-                tokio::spawn(paced_connection(address, every, stop, body))
-            })
-            .collect();
-        Paced { stop, tasks }
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut calls = Calls::default();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    calls.errors += 1;
+                    calls.first_errors.push(format!("no runtime: {error}"));
+                    return calls;
+                }
+            };
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..connections)
+                    .map(|_| {
+                        let (stop, body) = (Arc::clone(&stopped), body.clone());
+                        tokio::spawn(paced_connection(address, every, stop, body))
+                    })
+                    .collect();
+                for task in tasks {
+                    match task.await {
+                        Ok(done) => calls.merge(done),
+                        Err(error) => {
+                            calls.errors += 1;
+                            calls
+                                .first_errors
+                                .push(format!("the client task failed: {error}"));
+                        }
+                    }
+                }
+            });
+            calls.latencies_us.sort_unstable();
+            calls
+        });
+        Paced { stop, thread }
     }
 
     /// Stops the calls and returns what they measured.
     pub(crate) async fn finish(self) -> Calls {
         self.stop.store(true, Ordering::Relaxed);
-        let mut calls = Calls::default();
-        for task in self.tasks {
-            match task.await {
-                Ok(done) => calls.merge(done),
-                Err(error) => {
-                    calls.errors += 1;
-                    calls
-                        .first_errors
-                        .push(format!("the client task failed: {error}"));
-                }
-            }
-        }
-        calls.latencies_us.sort_unstable();
-        calls
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| Calls {
+                errors: 1,
+                first_errors: vec!["the paced client's thread failed".to_owned()],
+                ..Calls::default()
+            })
     }
 }
 
