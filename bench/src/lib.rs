@@ -13,7 +13,8 @@ pub mod pb {
 }
 
 use pb::bench::v1::{
-    Batch, BatchSummary, Entry, Kind, LookupRequest, Small, StreamRequest, WatchRequest,
+    Batch, BatchSummary, Entry, FailRequest, Kind, LookupRequest, Small, StreamRequest,
+    WatchRequest,
     bench_service_server::{BenchService, BenchServiceServer},
 };
 
@@ -212,16 +213,17 @@ impl BenchService for Backend {
         }))
     }
 
-    type StreamStream = futures_util::stream::Iter<std::iter::RepeatN<Result<Small, Status>>>;
+    type StreamStream =
+        Counted<futures_util::stream::Iter<std::iter::RepeatN<Result<Small, Status>>>>;
 
     async fn stream(
         &self,
         request: Request<StreamRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let count = usize::try_from(request.into_inner().count).unwrap_or(0);
-        Ok(Response::new(futures_util::stream::iter(
+        Ok(Response::new(Counted::new(futures_util::stream::iter(
             std::iter::repeat_n(Ok(small()), count),
-        )))
+        ))))
     }
 
     type WatchStream =
@@ -257,6 +259,50 @@ impl BenchService for Backend {
         Ok(Response::new(Box::pin(ticks)))
     }
 
+    async fn collect(
+        &self,
+        request: Request<tonic::Streaming<Small>>,
+    ) -> Result<Response<BatchSummary>, Status> {
+        let mut messages = request.into_inner();
+        let (mut entries, mut values) = (0i64, 0i64);
+        let mut source = String::new();
+        while let Some(message) = messages.message().await? {
+            if entries == 0 {
+                source = message.id;
+            }
+            entries += 1;
+            values += message.count;
+        }
+        Ok(Response::new(BatchSummary {
+            source,
+            entries,
+            values,
+        }))
+    }
+
+    type ChatStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Small, Status>> + Send + 'static>>;
+
+    async fn chat(
+        &self,
+        request: Request<tonic::Streaming<Small>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        use futures_util::StreamExt as _;
+        // Each message back as it arrives, its count one more: the answer tells it was seen.
+        let answers = request.into_inner().map(|message| {
+            message.map(|message| Small {
+                count: message.count + 1,
+                ..message
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<Small>, Status> {
+        let FailRequest { code, message } = request.into_inner();
+        Err(Status::new(tonic::Code::from_i32(code), message))
+    }
+
     async fn ingest(&self, request: Request<Batch>) -> Result<Response<BatchSummary>, Status> {
         let batch = request.into_inner();
         Ok(Response::new(BatchSummary {
@@ -264,6 +310,43 @@ impl BenchService for Backend {
             values: batch.entries.iter().map(|e| e.values.len() as i64).sum(),
             source: batch.source,
         }))
+    }
+}
+
+/// Server streams of the `Stream` RPC open now in this process's backend: a stream whose client
+/// went away must end here too, the gateway cancelling the call.
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many `Stream` calls this process's backend is answering now.
+pub fn open_streams() -> usize {
+    OPEN_STREAMS.load(Ordering::Relaxed)
+}
+
+/// A response stream counted in [`open_streams`] from its start until it is dropped (ended or
+/// cancelled).
+pub struct Counted<S>(S);
+
+impl<S> Counted<S> {
+    fn new(stream: S) -> Self {
+        OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
+        Counted(stream)
+    }
+}
+
+impl<S> Drop for Counted<S> {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for Counted<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        std::pin::Pin::new(&mut self.0).poll_next(cx)
     }
 }
 

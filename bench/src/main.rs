@@ -5,7 +5,10 @@
 //! requests and seconds. A run in which any target answers an error, or completes no request,
 //! exits non-zero after printing its tables.
 
+mod attacks;
+mod harness;
 mod held;
+mod soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +75,29 @@ enum Cmd {
         /// The longest opening may take, in seconds.
         #[arg(long, default_value_t = 120)]
         seconds: u64,
+    },
+    /// Attack one gateway with misbehaving clients, one attack after another, a paced client
+    /// of unary calls measuring beside each; print what the gateway did to each.
+    Attacks {
+        /// The stock gateway built with the benchmark protos.
+        #[arg(long)]
+        protogate: PathBuf,
+        /// Run only these attacks (repeatable); all by default.
+        #[arg(long = "only", value_enum)]
+        only: Vec<attacks::Attack>,
+        /// Idle connections of the idle-connections attack (the gateway's limit is 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        idle_connections: usize,
+    },
+    /// Mixed traffic on 64 connections against one gateway whose config is reloaded every
+    /// 10 s; print calls, unexpected errors, reloads, RSS and fds each minute.
+    Soak {
+        /// The stock gateway built with the benchmark protos.
+        #[arg(long)]
+        protogate: PathBuf,
+        /// How long the soak lasts.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
     },
     /// Run everything and print the table.
     Run {
@@ -1476,6 +1502,32 @@ fn main_with(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             if !short.is_empty() {
                 return Err(short.join("; ").into());
+            }
+        }
+        Cmd::Attacks {
+            protogate,
+            only,
+            idle_connections,
+        } => {
+            let chosen = if only.is_empty() {
+                attacks::Attack::ALL.to_vec()
+            } else {
+                only
+            };
+            let rows = runtime.block_on(attacks::run(&protogate, &chosen, idle_connections))?;
+            attacks::print_table(&rows);
+            let failures = attacks::failures(&rows);
+            if !failures.is_empty() {
+                return Err(failures.join("; ").into());
+            }
+        }
+        Cmd::Soak { protogate, minutes } => {
+            let soaked =
+                runtime.block_on(soak::run(&protogate, Duration::from_secs(minutes * 60)))?;
+            if soaked.unexpected > 0 {
+                return Err(
+                    format!("{} unexpected error(s) in the soak", soaked.unexpected).into(),
+                );
             }
         }
         Cmd::Run {

@@ -626,6 +626,35 @@ async fn server_streams_over_websocket() {
 }
 
 #[tokio::test]
+async fn a_websocket_client_that_never_reads_is_let_go_after_the_idle_limit() {
+    let backend = StreamBackend::default();
+    let base = stream_gateway(&backend, true, |g| {
+        g.stream_idle_timeout(Some(Duration::from_millis(300)))
+    })
+    .await;
+    let cancelled = backend.observed.cancelled.load(Ordering::SeqCst);
+    // A small receive window and nothing read: the gateway's sends soon wait on the client,
+    // and a send that waits past the idle limit ends the session and cancels the call.
+    let address: std::net::SocketAddr =
+        base.trim_start_matches("http://").parse().expect("address");
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(4096).expect("receive buffer");
+    let tcp = tcp.connect(address).await.expect("connect");
+    let (deaf, _) = tokio_tungstenite::client_async(
+        format!("ws://{address}/v1/streams/deaf:count?count=100000000"),
+        tcp,
+    )
+    .await
+    .expect("upgrade");
+    let seen = backend
+        .observed
+        .wait_for(&backend.observed.cancelled, cancelled + 1, PATIENCE)
+        .await;
+    assert_eq!(seen, cancelled + 1);
+    drop(deaf);
+}
+
+#[tokio::test]
 async fn bidi_and_client_streams_over_websocket() {
     let backend = StreamBackend::default();
     for remote in [true, false] {

@@ -9,6 +9,7 @@
 //!   and message, shortened to fit) as the reason.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -97,6 +98,10 @@ where
 /// write buffer of 0): each one is a stream item the client waits for.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// How long the closing frame may wait for a client to take it before the connection is
+/// dropped without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 struct Session<Req: 'static, Resp: 'static> {
     source: Arc<MessageSource<Req, Resp>>,
     upstream: tonic::Request<()>,
@@ -147,8 +152,9 @@ where
             },
             Err(error) => close_frame(&error.into_status()),
         };
-        // The client may be gone already; there is nobody left to tell.
-        let _ = sink.send(Message::Close(Some(close))).await;
+        // The client may be gone already, or not reading: there is nobody left to tell, and
+        // the session is not held for it.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(close)))).await;
     }
 
     async fn exchange(
@@ -165,6 +171,9 @@ where
             hold: _,
         } = self;
         let rpc_name = source.binding.route.rpc;
+        // A send that waits this long on a client that does not read ends the session, as an
+        // idle stream would: its messages stay stuck in the gateway meanwhile.
+        let stall = limits.idle;
         let activity = Activity::new(&limits);
         let signal = AbortSignal::default();
         let (failure, failure_rx) = Failure::channel(signal.clone());
@@ -202,9 +211,15 @@ where
         let _reader = read(frames, reader);
         let (answer, guards) = until_answer(rpc.call(request), guards, rpc_name).await?;
         match answer {
-            Answer::One(answer) => send(sink, &source, answer.into_inner()).await,
+            Answer::One(answer) => send(sink, &source, answer.into_inner(), stall).await,
             Answer::Stream(answer) => {
-                forward(sink, &source, Guarded::new(answer.into_inner(), guards)).await
+                forward(
+                    sink,
+                    &source,
+                    Guarded::new(answer.into_inner(), guards),
+                    stall,
+                )
+                .await
             }
         }
     }
@@ -215,18 +230,21 @@ async fn forward<Req, Resp: JsonMessage>(
     sink: &mut Sink,
     source: &MessageSource<Req, Resp>,
     mut responses: Guarded<ResponseStream<Resp>>,
+    stall: Option<Duration>,
 ) -> Outcome {
     while let Some(message) = responses.next().await {
-        send(sink, source, message?).await?;
+        send(sink, source, message?, stall).await?;
     }
     Ok(())
 }
 
-/// Sends one response message as a frame.
+/// Sends one response message as a frame; fails with [`GatewayError::StreamIdle`] when the
+/// client has not taken it within `stall`.
 async fn send<Req, Resp: JsonMessage>(
     sink: &mut Sink,
     source: &MessageSource<Req, Resp>,
     message: Resp,
+    stall: Option<Duration>,
 ) -> Outcome {
     let encoded = binding::encode(&source.binding.response, message, &source.settings)?;
     if let Some(scope) = &source.scope {
@@ -243,9 +261,13 @@ async fn send<Req, Resp: JsonMessage>(
         },
         Encoded::Raw(raw) => Message::Binary(raw.data.into()),
     };
-    sink.send(frame)
-        .await
-        .map_err(|error| GatewayError::WebSocket(error.into()))
+    let sent = match stall {
+        Some(limit) => tokio::time::timeout(limit, sink.send(frame))
+            .await
+            .map_err(|_| GatewayError::StreamIdle { limit })?,
+        None => sink.send(frame).await,
+    };
+    sent.map_err(|error| GatewayError::WebSocket(error.into()))
 }
 
 /// Counts one request message of `data` into the request's record.

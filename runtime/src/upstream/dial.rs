@@ -11,10 +11,22 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::address::{Peer, PeerAddr};
 use super::tls;
 
-/// The stream and connection windows the upstream may fill before the gateway reads: large
-/// enough that a 64 KiB message does not wait for a window update on a fast link.
+/// The window each stream gives the upstream before the gateway reads: large enough that a
+/// 64 KiB message does not wait for a window update on a fast link. It is also what one stream
+/// may hold in the gateway's memory while its client does not read.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+/// The connection's window: HTTP/2's largest, so that it never runs out before the streams'
+/// own windows do. Every call of a worker shares one connection, and a window smaller than the
+/// sum of its streams' let a few clients that stop reading (each stream holding its window of
+/// unread data) stall the calls of everyone else on it; each stream is bounded by its own
+/// window instead.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Streams the gateway cancelled (a client went away) that are remembered, for
+/// [`RESET_MEMORY`], so that the data the upstream sent before it learnt of the cancellation
+/// is dropped quietly. h2 remembers 50 for a second: past that, under many cancellations, such
+/// data looks like a stream the upstream made up, which h2 answers with a reset of its own.
+const RESET_STREAMS_REMEMBERED: usize = 4096;
+const RESET_MEMORY: Duration = Duration::from_secs(5);
 
 /// HTTP/2 PINGs that tell a live connection from one whose peer stopped answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,13 +121,7 @@ impl Dial {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, mut connection) = h2::client::Builder::new()
-            // One stream until the upstream's SETTINGS tell its limit: calls beyond a limit it
-            // has not told yet would be refused.
-            .initial_max_send_streams(1)
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .enable_push(false)
+        let (sender, mut connection) = client_builder()
             .handshake::<_, Bytes>(io)
             .await
             .map_err(io::Error::other)?;
@@ -132,6 +138,26 @@ impl Dial {
         });
         Ok(sender)
     }
+}
+
+/// The HTTP/2 settings of every upstream connection.
+fn client_builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        // One stream until the upstream's SETTINGS tell its limit: calls beyond a limit it has
+        // not told yet would be refused.
+        .initial_max_send_streams(1)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false)
+        .max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
+        .reset_stream_duration(RESET_MEMORY)
+        // h2 closes a connection once it has itself reset 1,024 streams over its whole life (a
+        // server's guard against clients that provoke resets). Here the peer is the gateway's
+        // own upstream, and every client that goes away mid-stream may cost one: a long-lived
+        // connection would be closed, with the calls on it, every thousand cancellations.
+        .max_local_error_reset_streams(None);
+    builder
 }
 
 /// Drives `connection`, sending a PING every `keepalive.interval`; gives up on it (dropping it,
@@ -161,5 +187,137 @@ where
                 Ok(Err(_)) => return Ended::Closed,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A dial with nothing but the HTTP/2 settings.
+    fn dial() -> Dial {
+        Dial {
+            connect_timeout: Duration::from_secs(5),
+            tls: None,
+            keepalive: None,
+            metrics: None,
+        }
+    }
+
+    /// One HTTP/2 frame.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let length = u32::try_from(payload.len()).expect("small").to_be_bytes();
+        let mut frame = length[1..].to_vec();
+        frame.extend([kind, flags]);
+        frame.extend(stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// An upstream written frame by frame: it answers each request with its headers and some
+    /// data, and sends more data on a stream after the gateway has reset it, as a server does
+    /// whose frames were on their way when the reset came.
+    async fn upstream_sending_after_resets(mut io: tokio::io::DuplexStream) {
+        let mut preface = [0u8; 24];
+        if io.read_exact(&mut preface).await.is_err() {
+            return;
+        }
+        let _ = io.write_all(&frame(0x4, 0, 0, &[])).await;
+        let data = [b'x'; 100];
+        loop {
+            let mut header = [0u8; 9];
+            if io.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let length =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0u8; length];
+            if io.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+            let answer = match header[3] {
+                // SETTINGS (not an ACK): acknowledged.
+                0x4 if header[4] & 0x1 == 0 => frame(0x4, 0x1, 0, &[]),
+                // HEADERS: `:status 200` (static table entry 8), then data.
+                0x1 => {
+                    let mut answer = frame(0x1, 0x4, stream, &[0x88]);
+                    answer.extend(frame(0x0, 0, stream, &data));
+                    answer
+                }
+                // RST_STREAM: more data, already on its way.
+                0x3 => frame(0x0, 0, stream, &data),
+                _ => continue,
+            };
+            if io.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_outlives_thousands_of_streams_cancelled_while_the_upstream_sends() {
+        let (gateway, upstream) = tokio::io::duplex(1 << 20);
+        tokio::spawn(upstream_sending_after_resets(upstream));
+        let mut sender = dial().handshake(gateway, |_| {}).await.expect("handshake");
+        // Past h2's default of 1,024 resets of its own over a connection's life, and far past
+        // the 50 cancelled streams it remembers by default.
+        for call in 0..3_000 {
+            sender = sender
+                .ready()
+                .await
+                .unwrap_or_else(|e| panic!("call {call}: {e}"));
+            let request = http::Request::get("http://upstream/")
+                .body(())
+                .expect("request");
+            let (response, _) = sender
+                .send_request(request, true)
+                .unwrap_or_else(|e| panic!("call {call}: {e}"));
+            let response = response
+                .await
+                .unwrap_or_else(|e| panic!("call {call}: {e}"));
+            // The client goes away: the stream is cancelled with data still coming.
+            drop(response);
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_nobody_reads_do_not_stall_the_others_on_their_connection() {
+        let (gateway, upstream) = tokio::io::duplex(1 << 20);
+        // A real HTTP/2 server, which respects the gateway's windows: the first three streams
+        // are sent a whole stream window each, the fourth a few bytes.
+        tokio::spawn(async move {
+            let mut connection = h2::server::handshake(upstream).await.expect("server");
+            let mut served = 0;
+            while let Some(Ok((_, mut respond))) = connection.accept().await {
+                let size = if served < 3 {
+                    STREAM_WINDOW as usize
+                } else {
+                    10
+                };
+                served += 1;
+                let mut send = respond
+                    .send_response(http::Response::new(()), false)
+                    .expect("response");
+                send.send_data(Bytes::from(vec![b'x'; size]), true)
+                    .expect("data");
+            }
+        });
+        let mut sender = dial().handshake(gateway, |_| {}).await.expect("handshake");
+        let mut unread = Vec::new();
+        for _ in 0..4 {
+            sender = sender.ready().await.expect("ready");
+            let request = http::Request::get("http://upstream/")
+                .body(())
+                .expect("request");
+            let (response, _) = sender.send_request(request, true).expect("sent");
+            unread.push(response.await.expect("response").into_body());
+        }
+        let mut read = unread.pop().expect("the fourth");
+        let answer = tokio::time::timeout(Duration::from_secs(5), read.data())
+            .await
+            .expect("the fourth stream's data arrives beside three full streams nobody reads");
+        assert_eq!(answer.expect("data").expect("no error").len(), 10);
     }
 }
