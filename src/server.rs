@@ -521,6 +521,7 @@ async fn serve_connection<I, S>(
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (protocol, io) = tokio::select! {
+        biased;
         sniffed = Sniffed::read(io) => match sniffed {
             Ok(sniffed) => sniffed,
             Err(_) => return,
@@ -547,7 +548,9 @@ async fn until_drained<C: Future>(
     finish: fn(Pin<&mut C>),
     mut drain: watch::Receiver<bool>,
 ) {
+    // The connection first: it is what wakes the task, nearly every time.
     tokio::select! {
+        biased;
         _ = connection.as_mut() => return,
         _ = drain.wait_for(|draining| *draining) => finish(connection.as_mut()),
     }
