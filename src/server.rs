@@ -19,18 +19,23 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tower::ServiceExt as _;
+
+use preface::{Protocol, Sniffed};
+
+mod preface;
 
 /// Why the server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -385,17 +390,10 @@ impl Worker {
         let _ = ready.send(Ok(()));
         drop(ready);
 
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout);
-        http.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Options::HTTP2_KEEPALIVE.0)
-            .keep_alive_timeout(Options::HTTP2_KEEPALIVE.1);
+        let protocols = Arc::new(Protocols::new(header_read_timeout));
         let mut refusals = auto::Builder::new(TokioExecutor::new());
         refusals.http1().keep_alive(false);
-        let open = GracefulShutdown::new();
+        let (drain, _) = watch::channel(false);
         while let Some(accepted) = connections.recv().await {
             let Accepted {
                 stream,
@@ -443,35 +441,120 @@ impl Worker {
                 }
             });
             let app = TowerToHyperService::new(app);
-            let (http, watcher) = (http.clone(), open.watcher());
-            tokio::spawn(async move {
-                let _slot = slot;
-                match tls {
-                    None => {
-                        let connection = http
-                            .serve_connection_with_upgrades(TokioIo::new(stream), app)
-                            .into_owned();
-                        until_silent(watcher.watch(connection), &asked, header_read_timeout).await;
-                    }
-                    // The handshake runs on the connection's own task, then the same serving.
-                    Some(acceptor) => {
-                        // A client gets as long for its handshake as for its headers.
-                        let handshake = acceptor.accept(stream);
-                        let Ok(Ok(stream)) =
-                            tokio::time::timeout(header_read_timeout, handshake).await
-                        else {
-                            return;
-                        };
-                        let connection = http
-                            .serve_connection_with_upgrades(TokioIo::new(stream), app)
-                            .into_owned();
-                        until_silent(watcher.watch(connection), &asked, header_read_timeout).await;
-                    }
+            let (protocols, drained) = (Arc::clone(&protocols), drain.subscribe());
+            // Two kinds of task, each as large as its own connection: a cleartext one does not
+            // carry the room a TLS session takes.
+            match tls {
+                None => {
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let connection = serve_connection(stream, app, &protocols, drained);
+                        until_silent(connection, &asked, header_read_timeout).await;
+                    });
                 }
-            });
+                // The handshake runs on the connection's own task, then the same serving.
+                Some(acceptor) => {
+                    let mut drained = drained;
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        // A client gets as long for its handshake as for its headers.
+                        let handshake =
+                            tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                        let stream = tokio::select! {
+                            accepted = handshake => match accepted {
+                                Ok(Ok(stream)) => stream,
+                                _ => return,
+                            },
+                            _ = drained.wait_for(|draining| *draining) => return,
+                        };
+                        let connection = serve_connection(stream, app, &protocols, drained);
+                        until_silent(connection, &asked, header_read_timeout).await;
+                    });
+                }
+            }
         }
-        open.shutdown().await;
+        // Every connection is asked to finish what it has started; each one's receiver goes
+        // when it ends.
+        drain.send_replace(true);
+        drain.closed().await;
     }
+}
+
+/// The HTTP/1 and HTTP/2 servers of a worker's connections.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(header_read_timeout: Duration) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Options::HTTP2_KEEPALIVE.0)
+            .keep_alive_timeout(Options::HTTP2_KEEPALIVE.1);
+        Protocols { http1, http2 }
+    }
+}
+
+/// Serves one connection in the protocol its first bytes tell, until it ends; once `drain`
+/// turns true, it finishes what it has started and takes nothing new (one that has not said
+/// which protocol it speaks yet is closed).
+///
+/// The connection itself is boxed: HTTP/1's and HTTP/2's are of different sizes, and a task
+/// is as large as the largest thing it may hold.
+async fn serve_connection<I, S>(
+    io: I,
+    app: S,
+    protocols: &Protocols,
+    mut drain: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (protocol, io) = tokio::select! {
+        biased;
+        sniffed = Sniffed::read(io) => match sniffed {
+            Ok(sniffed) => sniffed,
+            Err(_) => return,
+        },
+        _ = drain.wait_for(|draining| *draining) => return,
+    };
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let connection = protocols.http1.serve_connection(io, app).with_upgrades();
+            until_drained(Box::pin(connection), |c| c.graceful_shutdown(), drain).await;
+        }
+        Protocol::Http2 => {
+            let connection = protocols.http2.serve_connection(io, app);
+            until_drained(Box::pin(connection), |c| c.graceful_shutdown(), drain).await;
+        }
+    }
+}
+
+/// Drives `connection` to its end; once `drain` turns true, `finish` asks it to finish what it
+/// has started and take nothing new.
+async fn until_drained<C: Future>(
+    mut connection: Pin<Box<C>>,
+    finish: fn(Pin<&mut C>),
+    mut drain: watch::Receiver<bool>,
+) {
+    // The connection first: it is what wakes the task, nearly every time.
+    tokio::select! {
+        biased;
+        _ = connection.as_mut() => return,
+        _ = drain.wait_for(|draining| *draining) => finish(connection.as_mut()),
+    }
+    let _ = connection.await;
 }
 
 /// Serves a connection to its end, or closes it when no request has come within `silence`:
