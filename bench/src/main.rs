@@ -540,7 +540,22 @@ fn status_kib(pid: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A port free on 127.0.0.1 now, for a server started afterwards.
+///
+/// Picked at random below Linux's ephemeral range (32768 and up), not by binding port 0: a port
+/// from that range, once released, is soon handed to some process's outgoing connection (the
+/// gateway's own, to its backends), and the server then fails to start with "address in use".
 fn free_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64..64 {
+        let mut hasher = seed.build_hasher();
+        hasher.write_u64(attempt);
+        let port = 20_000 + u16::try_from(hasher.finish() % 12_000).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -634,14 +634,16 @@ async fn a_websocket_client_that_never_reads_is_let_go_after_the_idle_limit() {
     .await;
     let cancelled = backend.observed.cancelled.load(Ordering::SeqCst);
     // A small receive window and nothing read: the gateway's sends soon wait on the client,
-    // and a send that waits past the idle limit ends the session and cancels the call.
+    // and a send that waits past the idle limit ends the session and cancels the call. The
+    // messages are large, so the socket buffers between the two fill within a few hundred of
+    // them, even on a loaded machine.
     let address: std::net::SocketAddr =
         base.trim_start_matches("http://").parse().expect("address");
     let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
     tcp.set_recv_buffer_size(4096).expect("receive buffer");
     let tcp = tcp.connect(address).await.expect("connect");
     let (deaf, _) = tokio_tungstenite::client_async(
-        format!("ws://{address}/v1/streams/deaf:count?count=100000000"),
+        format!("ws://{address}/v1/streams/deaf:count?count=100000&padding=16384"),
         tcp,
     )
     .await
