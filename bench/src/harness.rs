@@ -458,21 +458,7 @@ async fn paced_connection(
         };
         let sent = Instant::now();
         let call = async {
-            connection
-                .ready()
-                .await
-                .map_err(|e| format!("connection closed: {e}"))?;
-            let response = connection
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("{status}, body failed: {e}"))?
-                .to_bytes();
+            let (status, body) = send(connection, request).await?;
             if status.is_success() {
                 Ok(())
             } else {
@@ -494,6 +480,30 @@ async fn paced_connection(
         }
     }
     calls
+}
+
+/// `request` sent on `connection` once it is ready; the answer's status and whole body, or why
+/// there is none.
+pub(crate) async fn send(
+    connection: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String> {
+    connection
+        .ready()
+        .await
+        .map_err(|e| format!("connection closed: {e}"))?;
+    let response = connection
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{status}, body failed: {e}"))?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// An HTTP/1.1 connection to `address`, its driver on a task of its own.

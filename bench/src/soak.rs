@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 
 use crate::harness::{self, Error, Gateway, Usage};
 
@@ -414,22 +414,8 @@ async fn connection(
         } = call(index, n);
         let what = format!("{} {}", request.method(), request.uri());
         let exchange = async {
-            connection
-                .ready()
-                .await
-                .map_err(|e| format!("connection closed: {e}"))?;
-            let response = connection
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("{status}, body failed: {e}"))?
-                .to_bytes();
-            check(status, &body)
+            let (status, body) = harness::send(connection, request).await?;
+            check(status.as_u16(), &body)
         };
         counts.calls.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(CALL_LIMIT, exchange).await {
