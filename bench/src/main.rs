@@ -1393,38 +1393,35 @@ async fn held_streams(
     every: Duration,
     deadline: Duration,
 ) -> Result<Vec<held::Held>, Box<dyn std::error::Error>> {
-    let backend = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    tokio::spawn(protogate_bench::serve_backend(backend, None));
-    wait_for("the backend", backend).await?;
+    let backend = harness::start_backend().await?;
     let work = std::env::temp_dir().join(format!("protogate-bench-held-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
     // Room for every stream, and quiet ones are not closed while the others open.
-    let config = work.join("protogate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nmax_connections = {}\nheader_read_timeout = \"120s\"\n",
-            streams + 1_000
-        ),
-    )?;
+    let config = format!(
+        "[server]\nmax_connections = {}\nheader_read_timeout = \"120s\"\n",
+        streams + 1_000
+    );
     let mut runs = Vec::new();
     for &transport in transports {
-        let port = free_port();
-        let gateway = Proc::spawn(Command::new(protogate).args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--upstream",
-            &format!("http://{backend}"),
-            "--config",
-            &config.display().to_string(),
-        ]))?;
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_for("protogate", address).await?;
+        let gateway = harness::Gateway::start(
+            protogate,
+            backend,
+            1,
+            &config,
+            &work.join(transport.label()),
+        )
+        .await?;
         eprintln!("holding {streams} {} streams…", transport.label());
-        runs.push(held::hold(address, &gateway.pid(), transport, streams, every, deadline).await);
+        runs.push(
+            held::hold(
+                gateway.address,
+                &gateway.pid(),
+                transport,
+                streams,
+                every,
+                deadline,
+            )
+            .await,
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(runs)
