@@ -14,7 +14,10 @@
 //!   [`Options::header_read_timeout`] has passed without one, whichever protocol it would
 //!   have spoken (HTTP/1's own header timeout only starts once the bytes say HTTP/1);
 //! - keep a dead HTTP/2 connection: PINGs go out on one that is quiet, and it is closed when
-//!   they go unanswered.
+//!   they go unanswered;
+//! - reset HTTP/2 streams as fast as it opens them (rapid reset): a request reset as it came
+//!   never reaches the router, and a connection that resets most of its requests before their
+//!   answer is closed (see [`resets`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,8 +37,10 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt as _;
 
 use preface::{Protocol, Sniffed};
+use resets::Resets;
 
 mod preface;
+mod resets;
 
 /// Why the server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -432,15 +437,30 @@ impl Worker {
             // Whether a request has come: a connection without one is closed when its time
             // for headers is up.
             let asked = Arc::new(AtomicBool::new(false));
-            let app = tower::service_fn({
+            // The connection's service; on HTTP/2, each request is counted against the
+            // connection's resets and waits one turn before it starts (see `resets`).
+            let app = {
                 let asked = Arc::clone(&asked);
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    asked.store(true, Ordering::Relaxed);
-                    request.extensions_mut().insert(ConnectInfo(remote));
-                    current.router().oneshot(request)
+                move |resets: Option<Arc<Resets>>| {
+                    TowerToHyperService::new(tower::service_fn(
+                        move |mut request: hyper::Request<hyper::body::Incoming>| {
+                            asked.store(true, Ordering::Relaxed);
+                            request.extensions_mut().insert(ConnectInfo(remote));
+                            let router = current.router();
+                            let opened = resets.as_ref().map(|resets| resets.opened());
+                            async move {
+                                let Some(opened) = opened else {
+                                    return router.oneshot(request).await;
+                                };
+                                resets::one_turn().await;
+                                let response = router.oneshot(request).await;
+                                opened.answered();
+                                response
+                            }
+                        },
+                    ))
                 }
-            });
-            let app = TowerToHyperService::new(app);
+            };
             let (protocols, drained) = (Arc::clone(&protocols), drain.subscribe());
             // Two kinds of task, each as large as its own connection: a cleartext one does not
             // carry the room a TLS session takes.
@@ -448,7 +468,7 @@ impl Worker {
                 None => {
                     tokio::spawn(async move {
                         let _slot = slot;
-                        let connection = serve_connection(stream, app, &protocols, drained);
+                        let connection = serve_connection(stream, remote, app, &protocols, drained);
                         until_silent(connection, &asked, header_read_timeout).await;
                     });
                 }
@@ -467,7 +487,7 @@ impl Worker {
                             },
                             _ = drained.wait_for(|draining| *draining) => return,
                         };
-                        let connection = serve_connection(stream, app, &protocols, drained);
+                        let connection = serve_connection(stream, remote, app, &protocols, drained);
                         until_silent(connection, &asked, header_read_timeout).await;
                     });
                 }
@@ -503,13 +523,16 @@ impl Protocols {
 
 /// Serves one connection in the protocol its first bytes tell, until it ends; once `drain`
 /// turns true, it finishes what it has started and takes nothing new (one that has not said
-/// which protocol it speaks yet is closed).
+/// which protocol it speaks yet is closed). `app` makes the connection's service, given the
+/// count of its resets on HTTP/2; an HTTP/2 connection that resets too many of its requests is
+/// closed the same way, with [`resets::CLOSE_GRACE`] to finish.
 ///
 /// The connection itself is boxed: HTTP/1's and HTTP/2's are of different sizes, and a task
 /// is as large as the largest thing it may hold.
 async fn serve_connection<I, S>(
     io: I,
-    app: S,
+    remote: SocketAddr,
+    app: impl FnOnce(Option<Arc<Resets>>) -> S,
     protocols: &Protocols,
     mut drain: watch::Receiver<bool>,
 ) where
@@ -531,30 +554,68 @@ async fn serve_connection<I, S>(
     let io = TokioIo::new(io);
     match protocol {
         Protocol::Http1 => {
-            let connection = protocols.http1.serve_connection(io, app).with_upgrades();
-            until_drained(Box::pin(connection), |c| c.graceful_shutdown(), drain).await;
+            let connection = protocols
+                .http1
+                .serve_connection(io, app(None))
+                .with_upgrades();
+            let never = std::future::pending();
+            until_drained(
+                Box::pin(connection),
+                |c| c.graceful_shutdown(),
+                drain,
+                never,
+            )
+            .await;
         }
         Protocol::Http2 => {
-            let connection = protocols.http2.serve_connection(io, app);
-            until_drained(Box::pin(connection), |c| c.graceful_shutdown(), drain).await;
+            let resets = Arc::new(Resets::default());
+            let connection = protocols
+                .http2
+                .serve_connection(io, app(Some(Arc::clone(&resets))));
+            let abusive = async {
+                resets.abusive().await;
+                tracing::warn!(
+                    client = %remote,
+                    "an HTTP/2 client reset most of its requests before their answer: its \
+                     connection is closed"
+                );
+            };
+            until_drained(
+                Box::pin(connection),
+                |c| c.graceful_shutdown(),
+                drain,
+                abusive,
+            )
+            .await;
         }
     }
 }
 
 /// Drives `connection` to its end; once `drain` turns true, `finish` asks it to finish what it
-/// has started and take nothing new.
+/// has started and take nothing new. Once `abusive` resolves, the same, with
+/// [`resets::CLOSE_GRACE`] to finish before the connection is dropped.
 async fn until_drained<C: Future>(
     mut connection: Pin<Box<C>>,
     finish: fn(Pin<&mut C>),
     mut drain: watch::Receiver<bool>,
+    abusive: impl Future<Output = ()>,
 ) {
     // The connection first: it is what wakes the task, nearly every time.
-    tokio::select! {
+    let grace = tokio::select! {
         biased;
         _ = connection.as_mut() => return,
-        _ = drain.wait_for(|draining| *draining) => finish(connection.as_mut()),
+        _ = drain.wait_for(|draining| *draining) => None,
+        () = abusive => Some(resets::CLOSE_GRACE),
+    };
+    finish(connection.as_mut());
+    match grace {
+        None => {
+            let _ = connection.await;
+        }
+        Some(grace) => {
+            let _ = tokio::time::timeout(grace, connection).await;
+        }
     }
-    let _ = connection.await;
 }
 
 /// Serves a connection to its end, or closes it when no request has come within `silence`:
@@ -904,6 +965,83 @@ mod tests {
         }
         // A well-behaved client on another connection is served as ever.
         assert_eq!(get(address), "protogate-worker-0");
+        server.stop();
+    }
+    #[test]
+    fn an_http2_client_resetting_its_requests_never_reaches_the_router_and_loses_its_connection() {
+        let reached = Arc::new(AtomicUsize::new(0));
+        let app: Arc<MakeApp> = Arc::new({
+            let reached = Arc::clone(&reached);
+            move || {
+                let reached = Arc::clone(&reached);
+                Ok(Router::new()
+                    .route("/", axum::routing::get(|| async { "served" }))
+                    .route(
+                        "/reset",
+                        axum::routing::get(move || {
+                            reached.fetch_add(1, Ordering::Relaxed);
+                            async { "reached" }
+                        }),
+                    ))
+            }
+        });
+        let (address, server) = serve(options(1), app);
+        let client = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Rounds of BATCH requests each reset as soon as sent (written together, as the attack
+        // writes them), then one request answered: how many rounds were answered, and how the
+        // connection ended.
+        const BATCH: u32 = 10;
+        let (answered, ended) = client.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connects");
+            let (mut sender, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+            let mut connection = tokio::spawn(connection);
+            let request = |path: &str| {
+                http::Request::get(format!("http://{address}{path}"))
+                    .body(())
+                    .expect("request")
+            };
+            let mut answered = 0;
+            for _ in 0..2 * resets::PREMATURE_LIMIT / BATCH {
+                for _ in 0..BATCH {
+                    let Ok((_, mut stream)) = sender.send_request(request("/reset"), true) else {
+                        break;
+                    };
+                    stream.send_reset(h2::Reason::CANCEL);
+                }
+                let Ok((response, _)) = sender.send_request(request("/"), true) else {
+                    break;
+                };
+                match response.await {
+                    Ok(response) if response.status() == 200 => answered += 1,
+                    _ => break,
+                }
+            }
+            let ended = tokio::time::timeout(Duration::from_secs(5), &mut connection).await;
+            (answered, ended)
+        });
+        assert_eq!(
+            reached.load(Ordering::Relaxed),
+            0,
+            "a reset request was served"
+        );
+        // Closed once PREMATURE_LIMIT requests were reset, more than half of those it had; the
+        // request of the last round may still be answered, as the GOAWAY lets it finish.
+        let rounds = resets::PREMATURE_LIMIT / BATCH;
+        assert!(
+            (rounds - 1..=rounds).contains(&answered),
+            "{answered} rounds answered"
+        );
+        assert!(
+            matches!(ended, Ok(Ok(_))),
+            "the connection was not closed: {ended:?}"
+        );
+        // Another client is served as usual.
+        assert_eq!(get(address), "served");
         server.stop();
     }
 }

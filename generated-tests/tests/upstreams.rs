@@ -775,6 +775,69 @@ async fn calls_refused_before_processing_are_sent_to_another_endpoint() {
     assert_eq!((status, body["code"].clone()), (503, json!(14)), "{body}");
 }
 
+/// An endpoint whose first connection sends GOAWAY as soon as a call comes, leaving that call
+/// out (last stream 0) with `reason`; every later connection is relayed to `backend`.
+async fn going_away_once(reason: u32, backend: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let Ok((mut first, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            // An empty SETTINGS, then frames are read until the first HEADERS.
+            let _ = first.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+            let mut preface = [0; 24];
+            if first.read_exact(&mut preface).await.is_err() {
+                return;
+            }
+            loop {
+                let mut head = [0; 9];
+                if first.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0; length];
+                if first.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                if head[3] == 0x1 {
+                    break;
+                }
+            }
+            let mut goaway = vec![0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            goaway.extend_from_slice(&reason.to_be_bytes());
+            let _ = first.write_all(&goaway).await;
+            let _ = first.shutdown().await;
+        });
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_call_left_out_by_a_goaway_is_sent_again_even_with_one_endpoint() {
+    // Whatever the GOAWAY's reason (here the one a server's own rapid-reset guard gives), a
+    // call it leaves out was never processed.
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+    let backend = tagged("after").await;
+    let endpoint = going_away_once(ENHANCE_YOUR_CALM, backend.address).await;
+    let upstream = Upstream::lazy(&format!("http://{endpoint}")).expect("upstream");
+    let base = gateway_for(upstream).await;
+    let (status, body, tag) = get(&client(), &format!("{base}/v1/echo/again")).await;
+    assert_eq!((status, &body), (200, &json!({"name": "again"})), "{body}");
+    assert_eq!(tag.as_deref(), Some("after"));
+}
+
 /// One canned unary answer of [`answering`]: its HTTP status, the headers, the data and the
 /// trailers (none: the stream ends with the headers or the data).
 struct Canned {

@@ -186,8 +186,11 @@ pub(crate) async fn send(
 }
 
 fn failed(error: &h2::Error) -> Failed {
-    let refused = error.reason() == Some(Reason::REFUSED_STREAM)
-        || (error.is_go_away() && error.is_remote() && error.reason() == Some(Reason::NO_ERROR));
+    // h2 fails a stream with the peer's GOAWAY only when the GOAWAY's last stream leaves it
+    // out: the peer did not process it (RFC 9113, 6.8), whatever the GOAWAY's reason. A stream
+    // it did process fails when the connection closes, as a broken pipe.
+    let refused =
+        error.reason() == Some(Reason::REFUSED_STREAM) || (error.is_go_away() && error.is_remote());
     Failed {
         status: status_of(error),
         refused,

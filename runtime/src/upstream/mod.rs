@@ -3,7 +3,8 @@
 //! An [`Upstream`] is a name with one or more endpoints (addresses, and DNS names resolved again
 //! from time to time), each worker keeping one connection per endpoint. A call goes to the less
 //! loaded of two endpoints, past those that are down (ejected after failing, or failing their
-//! health check); a call the upstream never started goes to another endpoint, within a retry
+//! health check); a call the upstream never started (REFUSED_STREAM, or left out by a GOAWAY)
+//! goes to another endpoint, or to the same one anew when it is the only one, within a retry
 //! budget; a bulkhead sheds calls beyond the upstream's limit at once.
 //!
 //! Its modules, from the wire up: `address` (URLs and peers), `tls`, `dial` (connecting and
@@ -310,11 +311,13 @@ impl Upstream {
         };
         let mut head = Some(head);
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             let list = self.endpoints().await;
             let endpoint = self.pick(&list, &tried).await?;
             let in_flight = endpoint.start();
-            let retry_left = tried.len() + 1 < MAX_ATTEMPTS;
+            let retry_left = attempts < MAX_ATTEMPTS;
             let sender = match endpoint.connection.ready().await {
                 Ok(sender) => sender,
                 Err(NotSent(status)) => {
@@ -326,10 +329,9 @@ impl Upstream {
                     return Err(self.named(&status));
                 }
             };
-            // A copy to send again only where another endpoint could take it.
-            let replay = body
-                .replay()
-                .filter(|_| retry_left && has_another(&list, std::slice::from_ref(&endpoint)));
+            // A copy to send again if the upstream refuses it: to another endpoint, or to this
+            // one (on a new connection, when the refusal was its connection's GOAWAY).
+            let replay = body.replay().filter(|_| retry_left);
             let Some(this_head) = (match &replay {
                 Some(_) => head.as_ref().map(copy_head),
                 None => head.take(),
@@ -360,8 +362,12 @@ impl Upstream {
                     let again = replay.filter(|_| failed.refused);
                     tried.push(endpoint);
                     match again {
-                        Some(again) if has_another(&list, &tried) && self.retry() => {
-                            tracing::debug!(upstream = %shared.name, "call refused; sending it elsewhere");
+                        Some(again) if self.retry() => {
+                            if !has_another(&list, &tried) {
+                                // No other endpoint: this one again.
+                                tried.pop();
+                            }
+                            tracing::debug!(upstream = %shared.name, "call refused; sending it again");
                             body = again;
                         }
                         _ => return Err(self.named(&failed.status)),
