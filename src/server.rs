@@ -412,6 +412,7 @@ impl Worker {
             };
             // Answers and stream messages go out as soon as they are written.
             let _ = stream.set_nodelay(true);
+            bound_unsent(&stream);
             let slot = match admission {
                 Admission::Served(slot) => slot,
                 Admission::Refused(slot) => {
@@ -498,6 +499,28 @@ impl Worker {
         drain.send_replace(true);
         drain.closed().await;
     }
+}
+
+/// What a client socket may hold that the client has not taken yet, beyond what is on its way
+/// (Linux's `TCP_NOTSENT_LOWAT`).
+///
+/// Without it, the kernel grows a socket's send buffer up to megabytes, and the gateway keeps
+/// writing to it: a client that opens a long stream and stops reading had the gateway transcode
+/// and queue about 4 MiB for it, 64 times the 64 KiB it read, before backpressure reached the
+/// upstream. With it, writes wait once this much is unsent, while data in flight is bounded by
+/// the connection's congestion window as before, so a client that reads is served at the same
+/// speed.
+const UNSENT_LIMIT: u32 = 128 * 1024;
+
+/// Bounds what `stream` holds unsent at [`UNSENT_LIMIT`] (Linux and Android; elsewhere the
+/// kernel's own buffer sizes apply). A socket that refuses the option is served without it.
+fn bound_unsent(stream: &tokio::net::TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
+        tracing::debug!(%error, "TCP_NOTSENT_LOWAT refused");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
 }
 
 /// The HTTP/1 and HTTP/2 servers of a worker's connections.

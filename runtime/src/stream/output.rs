@@ -267,11 +267,21 @@ struct MessageBody<Req: 'static, Resp: 'static> {
 impl<Req, Resp: JsonMessage> MessageBody<Req, Resp> {
     /// Writes the messages the upstream has already sent behind `pending`, up to
     /// [`GATHER_BYTES`]; never waits for one.
+    ///
+    /// Each message is a unit of the task's tokio budget: once the budget is spent the body
+    /// stops for the turn and its task is polled again after the worker's other ready tasks.
+    /// Without it, a stream whose upstream had a window's worth of messages ready (thousands)
+    /// kept its worker for milliseconds at a time, and every other request on that worker
+    /// waited behind it.
     fn gather(&mut self, cx: &mut Context<'_>) -> Gathered {
         while self.pending.len() < GATHER_BYTES {
+            let Poll::Ready(budget) = tokio::task::coop::poll_proceed(cx) else {
+                break;
+            };
             match self.messages.poll_next_unpin(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(message))) => {
+                    budget.made_progress();
                     if !self.pending.is_empty() && self.pending.capacity() < GATHER_BYTES {
                         // A burst: room for a frame's worth at once, not regrown message by
                         // message.
@@ -461,6 +471,47 @@ mod tests {
                 "data: {\"fileName\":\"b\"}\n\nevent: end\ndata: {}\n\n"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_burst_gives_its_worker_back_between_turns() {
+        let burst = stream::iter((0..1000).map(|i| file(&format!("f{i}"))));
+        let answer = tonic::Response::new(Box::pin(burst) as ResponseStream<SourceContext>);
+        let limits = Limits::default();
+        let guards = Guards::new(limits, Activity::new(&limits), None);
+        let settings = Arc::new(Settings::default());
+        let response = respond(&MESSAGES, settings, Transport::Ndjson, answer, guards, None)
+            .await
+            .expect("a response");
+        let mut body = std::pin::pin!(response.into_body());
+        let (mut lines, mut turns) = (0, 0);
+        loop {
+            // One turn of the task: frames until the body says it is not ready.
+            turns += 1;
+            let ended = std::future::poll_fn(|cx| {
+                loop {
+                    match http_body::Body::poll_frame(body.as_mut(), cx) {
+                        Poll::Pending => return Poll::Ready(false),
+                        Poll::Ready(None) => return Poll::Ready(true),
+                        Poll::Ready(Some(frame)) => {
+                            let frame = frame.expect("a frame");
+                            if let Some(data) = frame.data_ref() {
+                                lines += data.iter().filter(|b| **b == b'\n').count();
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+            if ended {
+                break;
+            }
+            // The next turn, with a fresh budget.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lines, 1000);
+        // tokio's budget is 128 a turn.
+        assert!(turns >= 1000 / 128, "{turns} turns");
     }
 
     #[tokio::test(start_paused = true)]
