@@ -727,6 +727,7 @@ impl Current {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt as _;
     use std::collections::BTreeSet;
     use std::io::{Read as _, Write as _};
 
@@ -1065,6 +1066,46 @@ mod tests {
         );
         // Another client is served as usual.
         assert_eq!(get(address), "served");
+        server.stop();
+    }
+    #[test]
+    fn a_client_that_stops_reading_holds_little_unsent() {
+        // An endless answer, counting what the server produced of it.
+        let produced = Arc::new(AtomicUsize::new(0));
+        let app: Arc<MakeApp> = Arc::new({
+            let produced = Arc::clone(&produced);
+            move || {
+                let produced = Arc::clone(&produced);
+                Ok(Router::new().route(
+                    "/",
+                    axum::routing::get(move || {
+                        let chunks = futures_util::stream::iter(0..4096).map(move |_| {
+                            produced.fetch_add(16 * 1024, Ordering::Relaxed);
+                            Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
+                        });
+                        async move { axum::body::Body::from_stream(chunks) }
+                    }),
+                ))
+            }
+        });
+        let (address, server) = serve(options(1), app);
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .set_recv_buffer_size(64 * 1024)
+            .expect("receive buffer");
+        socket.connect(&address.into()).expect("connects");
+        let mut client = std::net::TcpStream::from(socket);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .expect("writes");
+        // The client reads nothing; the server writes until the socket takes no more.
+        std::thread::sleep(Duration::from_secs(1));
+        let held = produced.load(Ordering::Relaxed);
+        // The client's window, the unsent limit, hyper's write buffer (about 400 KiB) and data
+        // in flight; without the limit the kernel lets the send buffer grow to megabytes.
+        assert!(held < 2 * 1024 * 1024, "{} KiB produced", held / 1024);
+        drop(client);
         server.stop();
     }
 }
