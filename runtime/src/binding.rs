@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderValue, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -301,12 +301,37 @@ pub(crate) fn upstream_request<T>(
 }
 
 /// Reads the whole body, up to `limit` bytes.
+///
+/// A body in one piece is kept as it came; one in several is copied into a buffer of its own as
+/// it comes. Each piece the server hands over is a slice of its read buffer and keeps that whole
+/// buffer alive: kept piece by piece, a body sent a byte at a time held about 4 KiB of memory
+/// per byte received (200 such clients took the gateway from 14 to 68 MiB in 30 s).
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
-        Err(error) => Err(GatewayError::from_body(error)),
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            if error.is::<LengthLimitError>() {
+                GatewayError::BodyTooLarge { limit }
+            } else {
+                GatewayError::from_body(error)
+            }
+        })?;
+        // Trailers are not part of a message.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
     }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
@@ -366,4 +391,81 @@ where
     M: MapLike<K::Value, V::Value>,
 {
     json::write_map_value::<K, V, M>(map, w);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::StreamExt as _;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    /// A server's read buffer, counted while alive.
+    struct ReadBuffer(Arc<AtomicUsize>, Vec<u8>);
+
+    impl AsRef<[u8]> for ReadBuffer {
+        fn as_ref(&self) -> &[u8] {
+            &self.1
+        }
+    }
+
+    impl Drop for ReadBuffer {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A body of `pieces`, each one byte sliced out of an 8 KiB read buffer of its own; `most`
+    /// is the most read buffers alive at once while it is read.
+    fn trickled(pieces: u8, alive: &Arc<AtomicUsize>, most: &Arc<AtomicUsize>) -> Body {
+        let (alive, most) = (Arc::clone(alive), Arc::clone(most));
+        let frames = futures_util::stream::iter(0..pieces).map(move |i| {
+            let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let buffer = ReadBuffer(Arc::clone(&alive), vec![b'a' + i % 26; 8192]);
+            Ok::<_, Infallible>(Frame::data(Bytes::from_owner(buffer).slice(0..1)))
+        });
+        Body::new(StreamBody::new(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_pieces_keeps_none_of_the_buffers_they_came_in() {
+        let (alive, most) = (Arc::default(), Arc::default());
+        let read = read_body(trickled(100, &alive, &most), 1024)
+            .await
+            .expect("read");
+        assert_eq!(read.len(), 100);
+        assert_eq!(&read[..3], b"abc");
+        // The first piece is kept until a second comes; each later one is copied at once.
+        assert!(
+            most.load(Ordering::SeqCst) <= 2,
+            "{most:?} read buffers alive at once"
+        );
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_piece_is_kept_as_it_came() {
+        let piece = Bytes::from_static(b"{\"name\":\"x\"}");
+        let read = read_body(Body::from(piece.clone()), 1024)
+            .await
+            .expect("read");
+        assert_eq!(read.as_ptr(), piece.as_ptr(), "copied");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_naming_it() {
+        let (alive, most) = (Arc::default(), Arc::default());
+        let error = read_body(trickled(100, &alive, &most), 99)
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(error, GatewayError::BodyTooLarge { limit: 99 }),
+            "{error:?}"
+        );
+    }
 }
