@@ -17,7 +17,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// Arbitrary text as a config file: the first byte picks the form and which environment
 /// overrides apply, the rest is the file. Loading gives a config or an error naming where,
-/// never a panic; and a config that loads, written as JSON, loads back to the same config.
+/// never a panic; and a config that loads, written as JSON, loads back to a config written the
+/// same way. (Not always to the same config: secrets are written hidden, so a Redis URL with a
+/// password, `redis://user:pass@host`, comes back with `***` for it.)
 pub fn config(data: &[u8]) {
     let [pick, text @ ..] = data else {
         return;
@@ -43,7 +45,10 @@ pub fn config(data: &[u8]) {
         Err(error) => panic!("{config:?} does not serialize: {error}"),
     };
     match load_text(&json, Format::Json, "written", Vec::new()) {
-        Ok(again) => assert_eq!(again, config, "{text:?} written as {json}"),
+        Ok(again) => match serde_json::to_string(&again) {
+            Ok(rewritten) => assert_eq!(rewritten, json, "{text:?} read back as {again:?}"),
+            Err(error) => panic!("{again:?} does not serialize: {error}"),
+        },
         Err(error) => panic!("{text:?} loads, but written as {json} it does not: {error}"),
     }
 }
