@@ -993,23 +993,31 @@ mod tests {
         assert_eq!(get(address), "protogate-worker-0");
         server.stop();
     }
+
+    /// An app whose router `build` makes around a count it shares with the test; the count.
+    fn counting(
+        build: impl Fn(Arc<AtomicUsize>) -> Router + Send + Sync + 'static,
+    ) -> (Arc<AtomicUsize>, Arc<MakeApp>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let app: Arc<MakeApp> = Arc::new({
+            let count = Arc::clone(&count);
+            move || Ok(build(Arc::clone(&count)))
+        });
+        (count, app)
+    }
+
     #[test]
     fn an_http2_client_resetting_its_requests_never_reaches_the_router_and_loses_its_connection() {
-        let reached = Arc::new(AtomicUsize::new(0));
-        let app: Arc<MakeApp> = Arc::new({
-            let reached = Arc::clone(&reached);
-            move || {
-                let reached = Arc::clone(&reached);
-                Ok(Router::new()
-                    .route("/", axum::routing::get(|| async { "served" }))
-                    .route(
-                        "/reset",
-                        axum::routing::get(move || {
-                            reached.fetch_add(1, Ordering::Relaxed);
-                            async { "reached" }
-                        }),
-                    ))
-            }
+        let (reached, app) = counting(|reached| {
+            Router::new()
+                .route("/", axum::routing::get(|| async { "served" }))
+                .route(
+                    "/reset",
+                    axum::routing::get(move || {
+                        reached.fetch_add(1, Ordering::Relaxed);
+                        async { "reached" }
+                    }),
+                )
         });
         let (address, server) = serve(options(1), app);
         let client = tokio::runtime::Builder::new_current_thread()
@@ -1070,25 +1078,21 @@ mod tests {
         assert_eq!(get(address), "served");
         server.stop();
     }
+
     #[test]
     fn a_client_that_stops_reading_holds_little_unsent() {
         // An endless answer, counting what the server produced of it.
-        let produced = Arc::new(AtomicUsize::new(0));
-        let app: Arc<MakeApp> = Arc::new({
-            let produced = Arc::clone(&produced);
-            move || {
-                let produced = Arc::clone(&produced);
-                Ok(Router::new().route(
-                    "/",
-                    axum::routing::get(move || {
-                        let chunks = futures_util::stream::iter(0..4096).map(move |_| {
-                            produced.fetch_add(16 * 1024, Ordering::Relaxed);
-                            Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
-                        });
-                        async move { axum::body::Body::from_stream(chunks) }
-                    }),
-                ))
-            }
+        let (produced, app) = counting(|produced| {
+            Router::new().route(
+                "/",
+                axum::routing::get(move || {
+                    let chunks = futures_util::stream::iter(0..4096).map(move |_| {
+                        produced.fetch_add(16 * 1024, Ordering::Relaxed);
+                        Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
+                    });
+                    async move { axum::body::Body::from_stream(chunks) }
+                }),
+            )
         });
         let (address, server) = serve(options(1), app);
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)

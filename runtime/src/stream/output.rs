@@ -409,19 +409,25 @@ mod tests {
         })
     }
 
+    /// The response to an upstream answering `messages`, with the default limits and settings.
+    async fn respond_to(
+        transport: Transport<SourceContext>,
+        messages: impl Stream<Item = Result<SourceContext, tonic::Status>> + Send + 'static,
+    ) -> Result<Response, GatewayError> {
+        let answer = tonic::Response::new(Box::pin(messages) as ResponseStream<SourceContext>);
+        let limits = Limits::default();
+        let guards = Guards::new(limits, Activity::new(&limits), None);
+        let settings = Arc::new(Settings::default());
+        respond(&MESSAGES, settings, transport, answer, guards, None).await
+    }
+
     /// The data frames of the response to `messages`, then the error that cut the body off,
     /// if one did. Stops at the first frame that is not ready.
     async fn frames(
         transport: Transport<SourceContext>,
         messages: impl Stream<Item = Result<SourceContext, tonic::Status>> + Send + 'static,
     ) -> (Vec<String>, Option<GatewayError>) {
-        let answer = tonic::Response::new(Box::pin(messages) as ResponseStream<SourceContext>);
-        let limits = Limits::default();
-        let guards = Guards::new(limits, Activity::new(&limits), None);
-        let settings = Arc::new(Settings::default());
-        let response = respond(&MESSAGES, settings, transport, answer, guards, None)
-            .await
-            .expect("a response");
+        let response = respond_to(transport, messages).await.expect("a response");
         let mut body = response.into_body();
         let mut data = Vec::new();
         loop {
@@ -476,11 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_burst_gives_its_worker_back_between_turns() {
         let burst = stream::iter((0..1000).map(|i| file(&format!("f{i}"))));
-        let answer = tonic::Response::new(Box::pin(burst) as ResponseStream<SourceContext>);
-        let limits = Limits::default();
-        let guards = Guards::new(limits, Activity::new(&limits), None);
-        let settings = Arc::new(Settings::default());
-        let response = respond(&MESSAGES, settings, Transport::Ndjson, answer, guards, None)
+        let response = respond_to(Transport::Ndjson, burst)
             .await
             .expect("a response");
         let mut body = std::pin::pin!(response.into_body());
@@ -520,20 +522,8 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             file("late")
         });
-        let answer = tonic::Response::new(Box::pin(slow) as ResponseStream<SourceContext>);
-        let limits = Limits::default();
-        let guards = Guards::new(limits, Activity::new(&limits), None);
         let started = tokio::time::Instant::now();
-        let response = respond(
-            &MESSAGES,
-            Arc::new(Settings::default()),
-            Transport::Sse,
-            answer,
-            guards,
-            None,
-        )
-        .await
-        .expect("a response");
+        let response = respond_to(Transport::Sse, slow).await.expect("a response");
         assert_eq!(started.elapsed(), FIRST_MESSAGE_WAIT);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
@@ -557,11 +547,7 @@ mod tests {
             tokio::time::sleep(FIRST_MESSAGE_WAIT / 2).await;
             Err(tonic::Status::not_found("no such feed"))
         });
-        let answer = tonic::Response::new(Box::pin(failing) as ResponseStream<SourceContext>);
-        let limits = Limits::default();
-        let guards = Guards::new(limits, Activity::new(&limits), None);
-        let settings = Arc::new(Settings::default());
-        let error = respond(&MESSAGES, settings, Transport::Ndjson, answer, guards, None)
+        let error = respond_to(Transport::Ndjson, failing)
             .await
             .expect_err("the call's failure");
         assert_eq!(error.code(), tonic::Code::NotFound);
