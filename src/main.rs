@@ -420,6 +420,10 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
             .server
             .header_read_timeout
             .map_or(server::Options::DEFAULT_HEADER_READ_TIMEOUT, |span| span.0),
+        send_timeout: config
+            .server
+            .send_timeout
+            .map_or(server::Options::DEFAULT_SEND_TIMEOUT, |span| span.0),
         generation: Some(live.generation()),
         max_connections: config
             .server

@@ -66,10 +66,11 @@ impl Live {
         if before.listen != config.server.listen
             || before.workers != config.server.workers
             || before.header_read_timeout != config.server.header_read_timeout
+            || before.send_timeout != config.server.send_timeout
             || before.max_connections != config.server.max_connections
         {
             tracing::warn!(
-                "[server] listen, workers, header_read_timeout and max_connections take effect at the next start"
+                "[server] listen, workers, header_read_timeout, send_timeout and max_connections take effect at the next start"
             );
         }
         let traced = |plan: &Plan| plan.tracing().map(|t| t.section().clone());

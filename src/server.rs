@@ -15,6 +15,8 @@
 //!   have spoken (HTTP/1's own header timeout only starts once the bytes say HTTP/1);
 //! - keep a dead HTTP/2 connection: PINGs go out on one that is quiet, and it is closed when
 //!   they go unanswered;
+//! - stop reading what it is sent: a write that waits [`Options::send_timeout`] for the client
+//!   to take data closes the connection (see [`stall`]);
 //! - reset HTTP/2 streams as fast as it opens them (rapid reset): a request reset as it came
 //!   never reaches the router, and a connection that resets most of its requests before their
 //!   answer is closed (see [`resets`]).
@@ -38,9 +40,11 @@ use tower::ServiceExt as _;
 
 use preface::{Protocol, Sniffed};
 use resets::Resets;
+use stall::SendTimeout;
 
 mod preface;
 mod resets;
+mod stall;
 
 /// Why the server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -147,6 +151,9 @@ pub struct Options {
     /// How long an HTTP/1 client may take to send a request's headers, and how long a kept-alive
     /// connection waits for the next request, before the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a write to a client may wait for the client to take data before the
+    /// connection is closed: a client that stops reading a response or a stream is let go.
+    pub send_timeout: Duration,
     /// The app's generation, when it can change: each time it is bumped, every worker builds
     /// its router again before its next request. Requests under way finish on the router they
     /// started with; no connection is dropped.
@@ -189,6 +196,9 @@ impl Runtimes {
 impl Options {
     /// How long headers may take unless set otherwise: as long as hyper's own default.
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a write may wait for the client unless set otherwise (nginx's `send_timeout`
+    /// has the same default).
+    pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
     /// Connections open at once unless set otherwise. Each takes a file descriptor and some
     /// memory (`bench/run held` and `bench/run attacks` measured about 6 KiB for an idle one and
     /// 11–15 KiB for one holding an event stream or a WebSocket open); raise it (with the
@@ -225,6 +235,7 @@ pub fn run(
             app: Arc::clone(&app),
             connections,
             header_read_timeout: options.header_read_timeout,
+            send_timeout: options.send_timeout,
             max_connections: options.max_connections,
             generation: options.generation.clone().unwrap_or_default(),
             runtimes: options.runtimes.clone(),
@@ -343,6 +354,7 @@ struct Worker {
     /// The connections the acceptor deals to this worker.
     connections: mpsc::UnboundedReceiver<Accepted>,
     header_read_timeout: Duration,
+    send_timeout: Duration,
     /// The connection limit, which refusals name.
     max_connections: usize,
     /// The app's generation (see [`Options::generation`]).
@@ -376,6 +388,7 @@ impl Worker {
             app,
             mut connections,
             header_read_timeout,
+            send_timeout,
             max_connections,
             generation,
             runtimes: _,
@@ -397,7 +410,7 @@ impl Worker {
         let _ = ready.send(Ok(()));
         drop(ready);
 
-        let protocols = Arc::new(Protocols::new(header_read_timeout));
+        let protocols = Arc::new(Protocols::new(header_read_timeout, send_timeout));
         let mut refusals = auto::Builder::new(TokioExecutor::new());
         refusals.http1().keep_alive(false);
         let (drain, _) = watch::channel(false);
@@ -525,14 +538,16 @@ fn bound_unsent(stream: &tokio::net::TcpStream) {
     let _ = stream;
 }
 
-/// The HTTP/1 and HTTP/2 servers of a worker's connections.
+/// The HTTP/1 and HTTP/2 servers of a worker's connections, and how long their writes may
+/// wait for a client.
 struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    send_timeout: Duration,
 }
 
 impl Protocols {
-    fn new(header_read_timeout: Duration) -> Self {
+    fn new(header_read_timeout: Duration, send_timeout: Duration) -> Self {
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -542,7 +557,11 @@ impl Protocols {
             .timer(TokioTimer::new())
             .keep_alive_interval(Options::HTTP2_KEEPALIVE.0)
             .keep_alive_timeout(Options::HTTP2_KEEPALIVE.1);
-        Protocols { http1, http2 }
+        Protocols {
+            http1,
+            http2,
+            send_timeout,
+        }
     }
 }
 
@@ -576,7 +595,7 @@ async fn serve_connection<I, S>(
         },
         _ = drain.wait_for(|draining| *draining) => return,
     };
-    let io = TokioIo::new(io);
+    let io = TokioIo::new(SendTimeout::new(io, protocols.send_timeout));
     match protocol {
         Protocol::Http1 => {
             let connection = protocols
@@ -749,6 +768,7 @@ mod tests {
         Options {
             workers: NonZeroUsize::new(workers).expect("non-zero"),
             header_read_timeout: Options::DEFAULT_HEADER_READ_TIMEOUT,
+            send_timeout: Options::DEFAULT_SEND_TIMEOUT,
             generation: None,
             max_connections: Options::DEFAULT_MAX_CONNECTIONS,
             runtimes: Runtimes::default(),
@@ -1079,22 +1099,26 @@ mod tests {
         server.stop();
     }
 
-    #[test]
-    fn a_client_that_stops_reading_holds_little_unsent() {
-        // An endless answer, counting what the server produced of it.
-        let (produced, app) = counting(|produced| {
-            Router::new().route(
-                "/",
-                axum::routing::get(move || {
-                    let chunks = futures_util::stream::iter(0..4096).map(move |_| {
-                        produced.fetch_add(16 * 1024, Ordering::Relaxed);
-                        Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
-                    });
-                    async move { axum::body::Body::from_stream(chunks) }
-                }),
-            )
-        });
-        let (address, server) = serve(options(1), app);
+    /// The size of [`endless`]'s answer: far more than any buffer on the way holds.
+    const ENDLESS: usize = 4096 * 16 * 1024;
+
+    /// A router answering `GET /` with [`ENDLESS`] bytes, counting in `produced` what the
+    /// server has taken of it.
+    fn endless(produced: Arc<AtomicUsize>) -> Router {
+        Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let chunks = futures_util::stream::iter(0..ENDLESS / (16 * 1024)).map(move |_| {
+                    produced.fetch_add(16 * 1024, Ordering::Relaxed);
+                    Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
+                });
+                async move { axum::body::Body::from_stream(chunks) }
+            }),
+        )
+    }
+
+    /// A client with a small receive window that asks for `GET /` and reads nothing yet.
+    fn reads_nothing(address: SocketAddr) -> std::net::TcpStream {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         socket
@@ -1105,13 +1129,66 @@ mod tests {
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
             .expect("writes");
-        // The client reads nothing; the server writes until the socket takes no more.
+        client
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_holds_little_unsent() {
+        let (produced, app) = counting(endless);
+        let (address, server) = serve(options(1), app);
+        let client = reads_nothing(address);
+        // The server writes until the socket takes no more.
         std::thread::sleep(Duration::from_secs(1));
         let held = produced.load(Ordering::Relaxed);
         // The client's window, the unsent limit, hyper's write buffer (about 400 KiB) and data
         // in flight; without the limit the kernel lets the send buffer grow to megabytes.
         assert!(held < 2 * 1024 * 1024, "{} KiB produced", held / 1024);
         drop(client);
+        server.stop();
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_let_go_after_the_send_timeout() {
+        let (_, app) = counting(endless);
+        let (address, server) = serve(
+            Options {
+                send_timeout: Duration::from_millis(300),
+                ..options(1)
+            },
+            app,
+        );
+        let mut client = reads_nothing(address);
+        std::thread::sleep(Duration::from_secs(1));
+        // What was on its way can still be read, then the connection ends, well short of the
+        // whole answer (which, not cut, would be followed by a kept-alive silence).
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut read = 0;
+        let mut chunk = vec![0; 64 * 1024];
+        let ended = loop {
+            match client.read(&mut chunk) {
+                Ok(0) => break "closed".to_owned(),
+                Ok(n) => read += n,
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    break "reset".to_owned();
+                }
+                Err(error) => break format!("not closed: {error}"),
+            }
+        };
+        assert!(
+            (ended == "closed" || ended == "reset") && read < ENDLESS,
+            "{ended} after {} KiB",
+            read / 1024
+        );
+        // A client that reads is served the whole answer.
+        let mut reader = connect(address);
+        reader
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .expect("writes");
+        let mut whole = Vec::new();
+        reader.read_to_end(&mut whole).expect("the whole answer");
+        assert!(whole.len() > ENDLESS, "{} bytes", whole.len());
         server.stop();
     }
 }

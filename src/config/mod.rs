@@ -131,6 +131,10 @@ pub struct Server {
     /// How long a client may take to send a request's headers (and, on a new connection, to
     /// start its first request) before the connection is closed (30 s by default).
     pub header_read_timeout: Option<Span>,
+    /// How long a write to a client may wait for the client to take data before the
+    /// connection is closed (60 s by default): a client that stops reading a response or a
+    /// stream is let go. A stream with nothing to send is not waiting.
+    pub send_timeout: Option<Span>,
     /// The most connections open at once, between all clients (10,000 by default); past it, a
     /// new connection is answered 503 and closed.
     pub max_connections: Option<NonZeroUsize>,
