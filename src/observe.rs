@@ -8,7 +8,7 @@
 
 use protogate::observe::{AccessFormat, AccessLog, AccessLogWriter, Metrics, ObserveLayer};
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -98,6 +98,37 @@ pub fn init_logging(section: &LogSection) {
     };
     // A subscriber set already (by a test harness) stays.
     let _ = tracing_subscriber::registry()
-        .with(events.with_filter(level))
+        .with(events.with_filter(log_filter(level)))
         .try_init();
+}
+
+/// What the log shows at `level`. h2 warns about every peer that breaks its rules, a line per
+/// connection: a rapid-reset attack would be thousands of lines. The gateway reports those
+/// clients itself, counted; h2's own lines show from `debug` on.
+fn log_filter(level: LevelFilter) -> Targets {
+    let h2 = if level >= LevelFilter::DEBUG {
+        level
+    } else {
+        LevelFilter::ERROR
+    };
+    Targets::new().with_default(level).with_target("h2", h2)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn h2s_own_warnings_show_only_from_debug_on() {
+        let info = log_filter(LevelFilter::INFO);
+        assert!(!info.would_enable("h2::proto::streams::recv", &Level::WARN));
+        assert!(info.would_enable("h2::proto::connection", &Level::ERROR));
+        assert!(info.would_enable("protogate_gateway::server::resets", &Level::WARN));
+        assert!(info.would_enable("protogate::upstream", &Level::INFO));
+        assert!(!info.would_enable("protogate::upstream", &Level::DEBUG));
+        let debug = log_filter(LevelFilter::DEBUG);
+        assert!(debug.would_enable("h2::proto::streams::recv", &Level::DEBUG));
+    }
 }

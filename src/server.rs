@@ -618,11 +618,7 @@ async fn serve_connection<I, S>(
                 .serve_connection(io, app(Some(Arc::clone(&resets))));
             let abusive = async {
                 resets.abusive().await;
-                tracing::warn!(
-                    client = %remote,
-                    "an HTTP/2 client reset most of its requests before their answer: its \
-                     connection is closed"
-                );
+                resets::report_closed(remote);
             };
             until_drained(
                 Box::pin(connection),

@@ -15,9 +15,10 @@
 //!   new ones are refused) and is closed [`CLOSE_GRACE`] later.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,6 +29,64 @@ pub(super) const PREMATURE_LIMIT: u32 = 100;
 
 /// How long a connection asked to close for its resets keeps its requests under way.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often at most a warning says how many connections were closed for their resets: an
+/// attack opens them by the hundred a second, and a line each would flood the log.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts a connection closed for its resets, for the process's log (see [`Reports`]).
+pub(super) fn report_closed(client: SocketAddr) {
+    static REPORTS: std::sync::OnceLock<Reports> = std::sync::OnceLock::new();
+    REPORTS.get_or_init(Reports::new).closed(client);
+}
+
+/// Connections closed for their resets: each logged at `debug`, and a warning at most every
+/// [`REPORT_EVERY`] with how many were closed since the previous warning and the latest client.
+struct Reports {
+    /// Closed since the last warning.
+    closed: AtomicU64,
+    /// When the last warning was, in seconds since `start`, plus `REPORT_EVERY` (0: never).
+    last: AtomicU64,
+    start: std::time::Instant,
+}
+
+impl Reports {
+    fn new() -> Self {
+        Reports {
+            closed: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one; returns whether it warned.
+    fn closed(&self, client: SocketAddr) -> bool {
+        tracing::debug!(
+            %client,
+            "an HTTP/2 client reset most of its requests before their answer: its connection is closed"
+        );
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        let every = REPORT_EVERY.as_secs();
+        let now = self.start.elapsed().as_secs() + every;
+        let last = self.last.load(Ordering::Relaxed);
+        if now < last + every
+            || self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let connections = self.closed.swap(0, Ordering::Relaxed).max(1);
+        tracing::warn!(
+            connections,
+            latest = %client,
+            "HTTP/2 clients reset most of their requests before their answer (the rapid-reset \
+             pattern): their connections were closed"
+        );
+        true
+    }
+}
 
 /// One HTTP/2 connection's count of its requests, and of those reset before their answer.
 #[derive(Default)]
@@ -157,6 +216,20 @@ mod tests {
         }
         assert!(is_abusive(&resets));
         assert!(!is_abusive(&resets), "told again");
+    }
+
+    #[test]
+    fn closed_connections_are_warned_about_at_most_every_few_seconds() {
+        let reports = Reports::new();
+        let client = SocketAddr::from(([127, 0, 0, 1], 9));
+        assert!(reports.closed(client), "the first is told at once");
+        let again = (0..1000).filter(|_| reports.closed(client)).count();
+        assert_eq!(again, 0, "told again within {REPORT_EVERY:?}");
+        assert_eq!(
+            reports.closed.load(Ordering::Relaxed),
+            1000,
+            "counted for the next one"
+        );
     }
 
     #[test]
