@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -454,7 +455,9 @@ impl Worker {
             // for headers is up.
             let asked = Arc::new(AtomicBool::new(false));
             // The connection's service; on HTTP/2, each request is counted against the
-            // connection's resets and waits one turn before it starts (see `resets`).
+            // connection's resets and waits one turn before it starts (see `resets`). That
+            // future is boxed: hyper keeps room for a request's future for as long as an HTTP/1
+            // connection lives, and the router's own future is all HTTP/1 needs.
             let app = {
                 let asked = Arc::clone(&asked);
                 move |resets: Option<Arc<Resets>>| {
@@ -462,17 +465,17 @@ impl Worker {
                         move |mut request: hyper::Request<hyper::body::Incoming>| {
                             asked.store(true, Ordering::Relaxed);
                             request.extensions_mut().insert(ConnectInfo(remote));
-                            let router = current.router();
-                            let opened = resets.as_ref().map(|resets| resets.opened());
-                            async move {
-                                let Some(opened) = opened else {
-                                    return router.oneshot(request).await;
-                                };
+                            let served = current.router().oneshot(request);
+                            let Some(resets) = &resets else {
+                                return Either::Left(served);
+                            };
+                            let opened = resets.opened();
+                            Either::Right(Box::pin(async move {
                                 resets::one_turn().await;
-                                let response = router.oneshot(request).await;
+                                let response = served.await;
                                 opened.answered();
                                 response
-                            }
+                            }))
                         },
                     ))
                 }
@@ -624,7 +627,8 @@ async fn serve_connection<I, S>(
                 Box::pin(connection),
                 |c| c.graceful_shutdown(),
                 drain,
-                abusive,
+                // Boxed: every connection's task is as large as the largest protocol's state.
+                Box::pin(abusive),
             )
             .await;
         }

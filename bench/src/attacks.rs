@@ -16,10 +16,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{self, Calls, Error, Gateway, Paced, Usage};
 
-/// The gateway's config in every attack: its defaults, but for an idle limit on streams, which
-/// is what closes a WebSocket whose client never reads (without one it is held, backpressured,
-/// for as long as the client keeps its connection).
-pub(crate) const CONFIG: &str = "[gateway]\nstream_idle_timeout = \"10s\"\n";
+/// The gateway's config in every attack: its defaults, but for an idle limit on streams and a
+/// send timeout of 10 s (60 s by default), which are what let go of a WebSocket or an event
+/// stream whose client never reads.
+pub(crate) const CONFIG: &str =
+    "[server]\nsend_timeout = \"10s\"\n\n[gateway]\nstream_idle_timeout = \"10s\"\n";
 
 /// Connections of the paced client, and the time between two calls on each.
 const PACED_CONNECTIONS: usize = 4;
@@ -91,11 +92,13 @@ pub(crate) enum Attack {
     IdleConnections,
     /// WebSockets on a fast server stream whose clients never read.
     DeafWebsockets,
+    /// Server-Sent Events on a fast server stream whose clients never read.
+    DeafEventStreams,
 }
 
 impl Attack {
     /// Every attack, in order.
-    pub(crate) const ALL: [Attack; 10] = [
+    pub(crate) const ALL: [Attack; 11] = [
         Attack::SlowHeaders,
         Attack::SlowBody,
         Attack::Abandoned,
@@ -106,6 +109,7 @@ impl Attack {
         Attack::InvalidUtf8,
         Attack::IdleConnections,
         Attack::DeafWebsockets,
+        Attack::DeafEventStreams,
     ];
 
     fn label(self) -> &'static str {
@@ -120,6 +124,7 @@ impl Attack {
             Attack::InvalidUtf8 => "invalid UTF-8",
             Attack::IdleConnections => "10,000 idle connections",
             Attack::DeafWebsockets => "WebSockets never read (64)",
+            Attack::DeafEventStreams => "event streams never read (64)",
         }
     }
 
@@ -135,7 +140,8 @@ impl Attack {
             Attack::OversizedHeader => oversized_header(address).await,
             Attack::InvalidUtf8 => invalid_utf8(address).await,
             Attack::IdleConnections => idle(gateway, idle_connections).await,
-            Attack::DeafWebsockets => deaf_websockets(gateway).await,
+            Attack::DeafWebsockets => deaf(gateway, Deaf::WebSocket).await,
+            Attack::DeafEventStreams => deaf(gateway, Deaf::EventStream).await,
         }
     }
 }
@@ -1096,15 +1102,56 @@ async fn idle(gateway: &Gateway, count: usize) -> Outcome {
     Outcome::checked(said, wrong)
 }
 
-/// WebSockets that never read, how long they are held, and the receive buffer of each.
+/// Clients that never read, how long they are held, and the receive buffer of each.
 const DEAF: usize = 64;
 const DEAF_HOLD: Duration = Duration::from_secs(30);
 const DEAF_RECEIVE_BUFFER: u32 = 64 * 1024;
 
-/// [`DEAF`] WebSockets on a server stream of a million messages, none of them ever read; when
-/// the gateway lets go of them (its file descriptors back where they were), and its memory
-/// meanwhile.
-async fn deaf_websockets(gateway: &Gateway) -> Outcome {
+/// How a deaf client asks for its stream.
+#[derive(Clone, Copy)]
+enum Deaf {
+    WebSocket,
+    /// `Accept: text/event-stream` over HTTP/1.1.
+    EventStream,
+}
+
+impl Deaf {
+    /// A client of this kind on a server stream of a million messages, its stream asked for
+    /// and nothing read; whatever it holds is dropped to close it.
+    async fn open(self, address: SocketAddr) -> Result<Box<dyn Send>, String> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        let _ = socket.set_recv_buffer_size(DEAF_RECEIVE_BUFFER);
+        let mut tcp = socket
+            .connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        match self {
+            Deaf::WebSocket => {
+                let (socket, _) = tokio_tungstenite::client_async(
+                    format!("ws://{address}/v1/streams/1000000"),
+                    tcp,
+                )
+                .await
+                .map_err(|e| format!("WebSocket: {e}"))?;
+                Ok(Box::new(socket))
+            }
+            Deaf::EventStream => {
+                let request = format!(
+                    "GET /v1/streams/1000000 HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream\r\n\r\n"
+                );
+                tcp.write_all(request.as_bytes())
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
+                Ok(Box::new(tcp))
+            }
+        }
+    }
+}
+
+/// [`DEAF`] clients of one kind on a server stream of a million messages, none of them ever
+/// read; when the gateway lets go of them (its file descriptors back where they were), and its
+/// memory meanwhile.
+async fn deaf(gateway: &Gateway, kind: Deaf) -> Outcome {
     let address = gateway.address;
     // The paced client's connections are open by now: they are in the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1112,23 +1159,10 @@ async fn deaf_websockets(gateway: &Gateway) -> Outcome {
     let mut sockets = Vec::new();
     let mut failures = Vec::new();
     for _ in 0..DEAF {
-        let opened = async {
-            let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-            let _ = socket.set_recv_buffer_size(DEAF_RECEIVE_BUFFER);
-            let tcp = socket
-                .connect(address)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let (socket, _) =
-                tokio_tungstenite::client_async(format!("ws://{address}/v1/streams/1000000"), tcp)
-                    .await
-                    .map_err(|e| format!("WebSocket: {e}"))?;
-            Ok::<_, String>(socket)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), opened).await {
+        match tokio::time::timeout(Duration::from_secs(5), kind.open(address)).await {
             Ok(Ok(socket)) => sockets.push(socket),
             Ok(Err(why)) => failures.push(why),
-            Err(_) => failures.push("the upgrade took over 5 s".to_owned()),
+            Err(_) => failures.push("opening took over 5 s".to_owned()),
         }
     }
     let opened = sockets.len();
@@ -1167,7 +1201,7 @@ async fn deaf_websockets(gateway: &Gateway) -> Outcome {
     }
     let wrong = let_go
         .is_none()
-        .then(|| format!("deaf WebSockets held past {} s", DEAF_HOLD.as_secs()));
+        .then(|| format!("deaf clients held past {} s", DEAF_HOLD.as_secs()));
     Outcome::checked(said, wrong)
 }
 
