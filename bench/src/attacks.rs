@@ -420,15 +420,23 @@ async fn abandoned(address: SocketAddr) -> Outcome {
     Outcome::checked(said, wrong)
 }
 
-/// Reads a stream for [`ABANDONED_READ`] bytes, then resets the connection.
-async fn abandon(address: SocketAddr, request: &[u8]) -> Result<(), String> {
+/// A connection to `address` whose receive buffer (the window it offers) is `window` bytes.
+async fn connect_with_window(
+    address: SocketAddr,
+    window: u32,
+) -> Result<tokio::net::TcpStream, String> {
     let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    // A small window, as a mobile client's: the gateway meets backpressure soon.
-    let _ = socket.set_recv_buffer_size(64 * 1024);
-    let mut tcp = socket
+    let _ = socket.set_recv_buffer_size(window);
+    socket
         .connect(address)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {e}"))
+}
+
+/// Reads a stream for [`ABANDONED_READ`] bytes, then resets the connection.
+async fn abandon(address: SocketAddr, request: &[u8]) -> Result<(), String> {
+    // A small window, as a mobile client's: the gateway meets backpressure soon.
+    let mut tcp = connect_with_window(address, 64 * 1024).await?;
     tcp.write_all(request)
         .await
         .map_err(|e| format!("write: {e}"))?;
@@ -1119,12 +1127,7 @@ impl Deaf {
     /// A client of this kind on a server stream of a million messages, its stream asked for
     /// and nothing read; whatever it holds is dropped to close it.
     async fn open(self, address: SocketAddr) -> Result<Box<dyn Send>, String> {
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-        let _ = socket.set_recv_buffer_size(DEAF_RECEIVE_BUFFER);
-        let mut tcp = socket
-            .connect(address)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut tcp = connect_with_window(address, DEAF_RECEIVE_BUFFER).await?;
         match self {
             Deaf::WebSocket => {
                 let (socket, _) = tokio_tungstenite::client_async(

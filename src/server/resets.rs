@@ -45,8 +45,8 @@ pub(super) fn report_closed(client: SocketAddr) {
 struct Reports {
     /// Closed since the last warning.
     closed: AtomicU64,
-    /// When the last warning was, in seconds since `start`, plus `REPORT_EVERY` (0: never).
-    last: AtomicU64,
+    /// The earliest the next warning may be, in seconds since `start`.
+    next: AtomicU64,
     start: std::time::Instant,
 }
 
@@ -54,7 +54,7 @@ impl Reports {
     fn new() -> Self {
         Reports {
             closed: AtomicU64::new(0),
-            last: AtomicU64::new(0),
+            next: AtomicU64::new(0),
             start: std::time::Instant::now(),
         }
     }
@@ -66,13 +66,13 @@ impl Reports {
             "an HTTP/2 client reset most of its requests before their answer: its connection is closed"
         );
         self.closed.fetch_add(1, Ordering::Relaxed);
-        let every = REPORT_EVERY.as_secs();
-        let now = self.start.elapsed().as_secs() + every;
-        let last = self.last.load(Ordering::Relaxed);
-        if now < last + every
+        let now = self.start.elapsed().as_secs();
+        let next = self.next.load(Ordering::Relaxed);
+        let after = now + REPORT_EVERY.as_secs();
+        if now < next
             || self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .next
+                .compare_exchange(next, after, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
             return false;
