@@ -444,6 +444,45 @@ struct Limits {
     /// median CPU per request.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Requests per second of a run, spread evenly over its connections; without it, each
+    /// connection sends its next request as soon as the last is answered. CPU per request
+    /// depends on load: a target that answers sooner gets more requests and wakes up for fewer
+    /// of them at a time. At a rate every target sustains, each does the same work under the
+    /// same load.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<f64>,
+}
+
+impl Limits {
+    /// The clock of connection `index` of `connections` under `--rate`: the connections take
+    /// turns, evenly spaced, so that requests arrive one at a time rather than in bursts of one
+    /// per connection. A connection that falls behind sends at once and keeps its spacing
+    /// from then on.
+    fn pace(&self, connections: usize, index: usize) -> Option<tokio::time::Interval> {
+        let rate = self.rate.filter(|rate| *rate > 0.0)?;
+        let period = Duration::from_secs_f64(connections as f64 / rate);
+        let offset = period.mul_f64(index as f64 / connections.max(1) as f64);
+        let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Some(clock)
+    }
+
+    /// Whether a connection may send another request: some of the run's `remaining` are left
+    /// and `deadline` has not passed, once its turn under `--rate` has come.
+    async fn next(
+        &self,
+        remaining: &AtomicUsize,
+        deadline: Instant,
+        pace: &mut Option<tokio::time::Interval>,
+    ) -> bool {
+        if let Some(clock) = pace {
+            clock.tick().await;
+        }
+        Instant::now() < deadline
+            && remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+    }
 }
 
 /// What one run measured.
@@ -595,7 +634,7 @@ async fn http_load(
     let deadline = Instant::now() + Duration::from_secs_f64(limits.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for index in 0..connections {
         let (method, path, body, remaining, authorization) = (
             method.clone(),
             path.clone(),
@@ -603,6 +642,7 @@ async fn http_load(
             remaining.clone(),
             authorization.clone(),
         );
+        let limits = limits.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -616,11 +656,8 @@ async fn http_load(
                 return (latencies, 1);
             };
             tokio::spawn(connection);
-            while Instant::now() < deadline
-                && remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok()
-            {
+            let mut pace = limits.pace(connections, index);
+            while limits.next(&remaining, deadline, &mut pace).await {
                 let mut request = http::Request::builder()
                     .method(method.clone())
                     .uri(path.as_str())
@@ -755,8 +792,9 @@ async fn grpc_load(
     let started = Instant::now();
     let (small, lookup, large) = (small(), lookup(), large());
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for index in 0..connections {
         let remaining = remaining.clone();
+        let limits = limits.clone();
         let (small, lookup, large, endpoints) = (
             small.clone(),
             lookup.clone(),
@@ -777,11 +815,8 @@ async fn grpc_load(
                 several => tonic::transport::Channel::balance_list(several.iter().cloned()),
             };
             let mut client = BenchServiceClient::new(channel);
-            while Instant::now() < deadline
-                && remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok()
-            {
+            let mut pace = limits.pace(connections, index);
+            while limits.next(&remaining, deadline, &mut pace).await {
                 let sent = Instant::now();
                 let ok = match scenario {
                     Scenario::Small => checked(client.echo(small.clone()).await),
@@ -1096,7 +1131,7 @@ async fn run(
             }
         }
     }
-    print_table(setup, scenarios, workers, limits.rounds, &rows);
+    print_table(setup, scenarios, workers, limits, &rows);
     if let Some(collector) = &collector {
         // Spans leave in batches: the last one may still be on its way.
         println!();
@@ -1188,6 +1223,7 @@ impl Stand<'_> {
                 "--connections",
                 &connections.to_string(),
             ])
+            .args(limits.rate.map(|rate| format!("--rate={rate}")))
             .output()?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
@@ -1276,10 +1312,17 @@ fn print_scenarios(scenarios: &[Scenario]) {
 /// One row of a table: a scenario at a concurrency, a target, and what its median run measured.
 type Row = (Scenario, usize, Target, Figures);
 
-fn print_table(setup: Setup, scenarios: &[Scenario], workers: usize, rounds: usize, rows: &[Row]) {
+fn print_table(
+    setup: Setup,
+    scenarios: &[Scenario],
+    workers: usize,
+    limits: &Limits,
+    rows: &[Row],
+) {
+    let rounds = limits.rounds;
     println!();
     println!(
-        "### {}{workers} worker thread{} per gateway{}",
+        "### {}{workers} worker thread{} per gateway{}{}",
         match setup {
             Setup::Plain => String::new(),
             other => format!("{}, ", other.label()),
@@ -1289,6 +1332,10 @@ fn print_table(setup: Setup, scenarios: &[Scenario], workers: usize, rounds: usi
             format!(" (each row: the median of {rounds} rounds by CPU per request)")
         } else {
             String::new()
+        },
+        match limits.rate {
+            Some(rate) => format!(", {rate} requests per second"),
+            None => String::new(),
         }
     );
     println!();
