@@ -1,7 +1,10 @@
 //! Misbehaving clients (`protogate-bench attacks`): one release gateway in front of the
 //! benchmark backend, attacked in turn by clients that trickle, abandon, pipeline, reset, flood,
 //! oversize, garble, idle and never read, while a paced client of unary calls measures its
-//! latency and errors beside each attack (and alone first, for a baseline).
+//! latency and errors beside each attack (and alone first, for a baseline). The same calls go
+//! straight to the backend at the same time, so that a row tells the backend's share of the
+//! paced latency (the backend is one thread, and serves the attacker's streams too) from the
+//! gateway's.
 //!
 //! Every attack is bounded in count and in time, and everything runs on 127.0.0.1. Each row
 //! says what the gateway did, what the paced client saw, and the gateway's file descriptors and
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::harness::{self, Calls, Error, Gateway, Paced, Usage};
+use crate::harness::{self, Calls, Error, Gateway, Paced, Usage, Via};
 
 /// The gateway's config in every attack: its defaults, but for an idle limit on streams and a
 /// send timeout of 10 s (60 s by default), which are what let go of a WebSocket or an event
@@ -33,6 +36,9 @@ pub(crate) struct Row {
     pub(crate) outcome: String,
     /// The paced client during the attack.
     pub(crate) calls: Calls,
+    /// The same calls straight to the backend at the same time: the part of the paced
+    /// latency that is the backend's.
+    pub(crate) direct: Calls,
     pub(crate) before: Usage,
     pub(crate) peak: Usage,
     pub(crate) after: Usage,
@@ -172,12 +178,17 @@ pub(crate) async fn run(
     let work = std::env::temp_dir().join(format!("protogate-bench-attacks-{}", std::process::id()));
     let mut gateway = Gateway::start(protogate, backend, 2, CONFIG, &work).await?;
     // The upstream connections and the routes' state are made before anything is measured.
-    let warm = Paced::start(gateway.address, PACED_CONNECTIONS, PACED_EVERY);
+    let warm = Paced::start(
+        gateway.address,
+        Via::Gateway,
+        PACED_CONNECTIONS,
+        PACED_EVERY,
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     warm.finish().await;
 
     let mut rows = Vec::new();
-    let baseline = measure(&gateway, "none (baseline, 10 s)", async {
+    let baseline = measure(&gateway, backend, "none (baseline, 10 s)", async {
         tokio::time::sleep(Duration::from_secs(10)).await;
         Outcome::fine("-".to_owned())
     })
@@ -187,6 +198,7 @@ pub(crate) async fn run(
         eprintln!("attack: {}…", attack.label());
         let row = measure(
             &gateway,
+            backend,
             attack.label(),
             attack.run(&gateway, idle_connections),
         )
@@ -197,6 +209,7 @@ pub(crate) async fn run(
                 attack: "(the gateway)",
                 outcome: format!("exited: {exit}"),
                 calls: Calls::default(),
+                direct: Calls::default(),
                 before: Usage::default(),
                 peak: Usage::default(),
                 after: Usage::default(),
@@ -212,9 +225,11 @@ pub(crate) async fn run(
     Ok(rows)
 }
 
-/// Runs `attack` with the paced client beside it, and the gateway's figures around it.
+/// Runs `attack` with the paced client beside it, through the gateway and straight to
+/// `backend`, and the gateway's figures around it.
 async fn measure(
     gateway: &Gateway,
+    backend: SocketAddr,
     label: &'static str,
     attack: impl Future<Output = Outcome>,
 ) -> Row {
@@ -222,9 +237,16 @@ async fn measure(
     let before = gateway.usage();
     let upstream_before = gateway.metric(opened).await;
     let cpu_before = crate::cpu_seconds(&gateway.pid());
-    let paced = Paced::start(gateway.address, PACED_CONNECTIONS, PACED_EVERY);
+    let paced = Paced::start(
+        gateway.address,
+        Via::Gateway,
+        PACED_CONNECTIONS,
+        PACED_EVERY,
+    );
+    let direct = Paced::start(backend, Via::Backend, PACED_CONNECTIONS, PACED_EVERY);
     let (outcome, peak) = harness::peak_while(gateway, attack).await;
     let calls = paced.finish().await;
+    let direct = direct.finish().await;
     let cpu_seconds = crate::cpu_seconds(&gateway.pid()) - cpu_before;
     // What the attack left behind once the gateway has had a moment to close it.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -233,6 +255,7 @@ async fn measure(
         attack: label,
         outcome: outcome.said,
         calls,
+        direct,
         before,
         peak,
         after,
@@ -1212,21 +1235,23 @@ async fn deaf(gateway: &Gateway, kind: Deaf) -> Outcome {
 pub(crate) fn print_table(rows: &[Row]) {
     let garbled: Vec<&GarbledAnswer> = rows.iter().flat_map(|row| &row.garbled).collect();
     println!(
-        "### Misbehaving clients, one gateway (2 workers), a paced client beside each attack ({PACED_CONNECTIONS} connections, a call every {} ms on each)",
+        "### Misbehaving clients, one gateway (2 workers), a paced client beside each attack ({PACED_CONNECTIONS} connections, a call every {} ms on each), and the same calls straight to the backend at the same time",
         PACED_EVERY.as_millis()
     );
     println!();
     println!(
-        "| attack | what the gateway did | paced p50 ms | paced p99 ms | paced calls | paced errors | fds before / peak / after | RSS MiB before / peak / after | gateway CPU s | upstream conns opened |"
+        "| attack | what the gateway did | paced p50 ms | paced p99 ms | backend alone p50 ms | backend alone p99 ms | paced calls | paced errors | fds before / peak / after | RSS MiB before / peak / after | gateway CPU s | upstream conns opened |"
     );
-    println!("|---|---|---:|---:|---:|---:|---|---|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {} | {} / {} / {} | {:.1} / {:.1} / {:.1} | {:.1} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} / {} / {} | {:.1} / {:.1} / {:.1} | {:.1} | {} |",
             row.attack,
             row.outcome.replace('|', "\\|").replace(['\r', '\n'], " "),
             row.calls.quantile_ms(0.50),
             row.calls.quantile_ms(0.99),
+            row.direct.quantile_ms(0.50),
+            row.direct.quantile_ms(0.99),
             row.calls.latencies_us.len(),
             row.calls.errors,
             row.before.fds,
@@ -1257,6 +1282,13 @@ pub(crate) fn print_table(rows: &[Row]) {
         for error in &row.calls.first_errors {
             println!();
             println!("{}: the paced client's error: {error}", row.attack);
+        }
+        for error in &row.direct.first_errors {
+            println!();
+            println!(
+                "{}: the paced client's error straight to the backend: {error}",
+                row.attack
+            );
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use protogate_bench::pb::bench::v1::bench_service_client::BenchServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Why a command could not run.
@@ -333,10 +334,20 @@ impl Calls {
     }
 }
 
+/// Where a paced client's calls go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// `POST /v1/echo` over keep-alive HTTP/1.1 connections to the gateway.
+    Gateway,
+    /// `Echo` over gRPC, a connection each, straight to the backend: what the backend alone
+    /// takes at the same moment, so that what the gateway adds can be told apart.
+    Backend,
+}
+
 /// A client of unary calls at a steady pace (the "normal" client beside an attack):
-/// `connections` keep-alive HTTP/1.1 connections, each sending the small `POST /v1/echo` every
-/// `every` and giving each call [`Paced::CALL_LIMIT`] to answer. A failed call counts as an
-/// error and the connection is opened anew.
+/// `connections` connections, each sending the small echo call every `every` and giving each
+/// call [`Paced::CALL_LIMIT`] to answer. A failed call counts as an error and the connection is
+/// opened anew.
 pub(crate) struct Paced {
     stop: Arc<AtomicBool>,
     /// The thread running the connections, on a runtime of their own: what they measure is
@@ -350,11 +361,15 @@ impl Paced {
     /// The most calls of one connection, whatever the time: every loop is bounded.
     const MOST_CALLS: usize = 1_000_000;
 
-    /// Starts the connections on `address`.
-    pub(crate) fn start(address: SocketAddr, connections: usize, every: Duration) -> Paced {
+    /// Starts the connections on `address`, which is the gateway's or the backend's as `via`
+    /// says.
+    pub(crate) fn start(
+        address: SocketAddr,
+        via: Via,
+        connections: usize,
+        every: Duration,
+    ) -> Paced {
         let stop = Arc::new(AtomicBool::new(false));
-        let body =
-            Bytes::from(serde_json::to_vec(&protogate_bench::small_json()).unwrap_or_default());
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut calls = Calls::default();
@@ -372,8 +387,8 @@ impl Paced {
             runtime.block_on(async {
                 let tasks: Vec<_> = (0..connections)
                     .map(|_| {
-                        let (stop, body) = (Arc::clone(&stopped), body.clone());
-                        tokio::spawn(paced_connection(address, every, stop, body))
+                        let stop = Arc::clone(&stopped);
+                        tokio::spawn(paced_connection(address, via, every, stop))
                     })
                     .collect();
                 for task in tasks {
@@ -413,9 +428,9 @@ impl Paced {
 /// One connection of a [`Paced`] client, until `stop`.
 async fn paced_connection(
     address: SocketAddr,
+    via: Via,
     every: Duration,
     stop: Arc<AtomicBool>,
-    body: Bytes,
 ) -> Calls {
     let mut calls = Calls::default();
     let error = |calls: &mut Calls, what: String| {
@@ -426,15 +441,15 @@ async fn paced_connection(
     };
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sender = None;
+    let mut caller = None;
     for _ in 0..Paced::MOST_CALLS {
         ticks.tick().await;
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        if sender.is_none() {
-            match tokio::time::timeout(Paced::CALL_LIMIT, connect(address)).await {
-                Ok(Ok(opened)) => sender = Some(opened),
+        if caller.is_none() {
+            match tokio::time::timeout(Paced::CALL_LIMIT, Caller::open(address, via)).await {
+                Ok(Ok(opened)) => caller = Some(opened),
                 Ok(Err(why)) => {
                     error(&mut calls, why);
                     continue;
@@ -445,41 +460,78 @@ async fn paced_connection(
                 }
             }
         }
-        let Some(connection) = sender.as_mut() else {
-            continue;
-        };
-        let request = http::Request::post("/v1/echo")
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(body.clone()));
-        let Ok(request) = request else {
-            error(&mut calls, "the request cannot be built".to_owned());
+        let Some(connection) = caller.as_mut() else {
             continue;
         };
         let sent = Instant::now();
-        let call = async {
-            let (status, body) = send(connection, request).await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
-            }
-        };
-        match tokio::time::timeout(Paced::CALL_LIMIT, call).await {
+        match tokio::time::timeout(Paced::CALL_LIMIT, connection.call()).await {
             Ok(Ok(())) => calls
                 .latencies_us
                 .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)),
             Ok(Err(why)) => {
                 error(&mut calls, why);
-                sender = None;
+                caller = None;
             }
             Err(_) => {
                 error(&mut calls, "no answer within 2 s".to_owned());
-                sender = None;
+                caller = None;
             }
         }
     }
     calls
+}
+
+/// An open connection of a paced client, and the one call it makes.
+enum Caller {
+    /// To the gateway, with the JSON body of every call.
+    Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>, Bytes),
+    /// Straight to the backend.
+    Grpc(BenchServiceClient<tonic::transport::Channel>),
+}
+
+impl Caller {
+    async fn open(address: SocketAddr, via: Via) -> Result<Caller, String> {
+        match via {
+            Via::Gateway => {
+                let body = serde_json::to_vec(&protogate_bench::small_json())
+                    .map_err(|e| format!("the body cannot be written: {e}"))?;
+                Ok(Caller::Http(connect(address).await?, Bytes::from(body)))
+            }
+            Via::Backend => {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                    .map_err(|e| format!("endpoint: {e}"))?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                Ok(Caller::Grpc(BenchServiceClient::new(channel)))
+            }
+        }
+    }
+
+    /// One call, answered well, or why not.
+    async fn call(&mut self) -> Result<(), String> {
+        match self {
+            Caller::Http(connection, body) => {
+                let request = http::Request::post("/v1/echo")
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| format!("the request cannot be built: {e}"))?;
+                let (status, body) = send(connection, request).await?;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                }
+            }
+            Caller::Grpc(client) => client
+                .echo(protogate_bench::small())
+                .await
+                .map(drop)
+                .map_err(|status| format!("gRPC: {status}")),
+        }
+    }
 }
 
 /// `request` sent on `connection` once it is ready; the answer's status and whole body, or why
