@@ -1645,6 +1645,42 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn under_a_rate_the_connections_take_evenly_spaced_turns() {
+        let limits = Limits {
+            requests: 100,
+            seconds: 60.0,
+            connections: vec![4],
+            rounds: 1,
+            rate: Some(1_000.0),
+        };
+        let start = tokio::time::Instant::now();
+        let remaining = AtomicUsize::new(100);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // 1,000 a second over 4 connections: each sends every 4 ms, the third 2 ms after the
+        // first.
+        let mut third = limits.pace(4, 2);
+        let mut sent_at = Vec::new();
+        for _ in 0..3 {
+            assert!(limits.next(&remaining, deadline, &mut third).await);
+            sent_at.push(start.elapsed());
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(sent_at, [ms(2), ms(6), ms(10)]);
+        assert_eq!(remaining.load(Ordering::Relaxed), 97);
+
+        // Without a rate, no clock and no wait; a run stops when its requests are spent.
+        let unpaced = Limits {
+            rate: None,
+            ..limits
+        };
+        let mut none = unpaced.pace(4, 2);
+        assert!(none.is_none());
+        let last = AtomicUsize::new(1);
+        assert!(unpaced.next(&last, deadline, &mut none).await);
+        assert!(!unpaced.next(&last, deadline, &mut none).await);
+    }
+
     #[test]
     fn a_row_is_the_median_round_with_every_error_and_the_highest_rss() {
         let row = median_run(vec![
