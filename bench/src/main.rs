@@ -1423,10 +1423,15 @@ fn print_extra_cost(setup: Setup, rows: &[Row]) {
             continue;
         };
         let (before, after) = (base.3.cpu_us_per_request(), figures.cpu_us_per_request());
+        // A run too short for the CPU clock's ticks measures no CPU at all: no share of it.
+        let extra = if before > 0.0 {
+            format!("{:+.1} %", 100.0 * (after / before - 1.0))
+        } else {
+            "–".to_owned()
+        };
         println!(
-            "| {} | {connections} | {before:.1} | {after:.1} | {:+.1} % |",
+            "| {} | {connections} | {before:.1} | {after:.1} | {extra} |",
             scenario.label(),
-            100.0 * (after / before.max(1e-9) - 1.0)
         );
     }
 }
