@@ -182,9 +182,11 @@ pub fn request_metadata(
     // (`crate::trace`, through the observe seam).
     if let Some(incoming) = crate::trace_context::Incoming::from_headers(headers) {
         if let Some(value) = headers.get(crate::trace_context::TRACEPARENT) {
+            let mut value = value.clone();
+            crate::observe::unique_per_request(&mut value);
             metadata.insert(
                 HeaderName::from_static(crate::trace_context::TRACEPARENT),
-                value.clone(),
+                value,
             );
         }
         if let Some(state) = incoming.state {
@@ -736,6 +738,9 @@ mod tests {
         .unwrap();
         assert_eq!(all(&md, "traceparent"), [parent]);
         assert_eq!(all(&md, "tracestate"), ["rojo=1,congo=2"]);
+        // A trace context belongs to one request: HTTP/2 never adds it to its header table.
+        let forwarded = md.get("traceparent").expect("traceparent");
+        assert!(forwarded.is_sensitive());
 
         let md = request_metadata(
             &headers(&[

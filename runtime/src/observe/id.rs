@@ -58,18 +58,33 @@ impl RequestId {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
-    /// The id as a header value.
+    /// The id as a header value, marked never to be indexed by HTTP/2 (`unique_per_request`).
     pub fn header_value(&self) -> HeaderValue {
         // Sane ids are visible ASCII, which any header value may hold.
-        HeaderValue::from_maybe_shared(self.0.clone())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        let mut value = HeaderValue::from_maybe_shared(self.0.clone())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        unique_per_request(&mut value);
+        value
     }
 
-    /// The id as a gRPC metadata value.
+    /// The id as a gRPC metadata value, marked never to be indexed by HTTP/2 (`unique_per_request`).
     pub fn metadata_value(&self) -> tonic::metadata::AsciiMetadataValue {
-        tonic::metadata::AsciiMetadataValue::try_from(self.0.clone())
-            .unwrap_or_else(|_| tonic::metadata::AsciiMetadataValue::from_static("invalid"))
+        let mut value = tonic::metadata::AsciiMetadataValue::try_from(self.0.clone())
+            .unwrap_or_else(|_| tonic::metadata::AsciiMetadataValue::from_static("invalid"));
+        value.set_sensitive(true);
+        value
     }
+}
+
+/// Marks `value` as one no other request sends: HTTP/2's header compression then writes it
+/// literally and never adds it to the connection's header table (HPACK's "never indexed").
+///
+/// Each value added to that table costs an insertion on both sides and pushes out the oldest
+/// entries, which are the headers that do repeat (the authority, the content type, the
+/// forwarded host), so they are sent and added again in turn. A request id or a trace context
+/// in the table would be looked up by no later request.
+pub(crate) fn unique_per_request(value: &mut HeaderValue) {
+    value.set_sensitive(true);
 }
 
 impl std::fmt::Debug for RequestId {
@@ -144,6 +159,15 @@ mod tests {
             assert_eq!(kept.header_value(), id);
             assert_eq!(kept.metadata_value(), id);
         }
+    }
+
+    #[test]
+    fn an_id_is_never_indexed_by_http2_header_compression() {
+        // Each request has its own: in HTTP/2's header table it would only push out the
+        // headers that repeat.
+        let id = RequestId::generate();
+        assert!(id.header_value().is_sensitive());
+        assert!(id.metadata_value().is_sensitive());
     }
 
     #[test]

@@ -45,6 +45,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 pub use access::{AccessFormat, AccessLog, AccessLogBuilder, AccessLogWriter};
+pub(crate) use id::unique_per_request;
 pub use id::{REQUEST_ID, RequestId};
 pub use layer::{ObserveFuture, ObserveLayer, ObserveService, ObservedBody};
 pub(crate) use metrics::{BulkheadMetrics, EndpointMetrics};

@@ -38,7 +38,9 @@ impl Observer for Tracer {
             return;
         };
         let (parent, state) = traced.trace.outgoing();
-        if let Ok(value) = AsciiMetadataValue::try_from(parent.to_header().as_bytes()) {
+        if let Ok(mut value) = AsciiMetadataValue::try_from(parent.to_header().as_bytes()) {
+            // Unique per request: never indexed (see `observe::unique_per_request`).
+            value.set_sensitive(true);
             metadata.insert(TRACEPARENT, value);
         }
         match state.and_then(|state| AsciiMetadataValue::try_from(state.as_str()).ok()) {
@@ -374,6 +376,10 @@ mod tests {
         assert!(spans.try_recv().is_err());
         let metadata = sent.lock().expect("not poisoned").remove(0);
         let parent = metadata.get(TRACEPARENT).expect("a traceparent");
+        assert!(
+            parent.is_sensitive(),
+            "one request's own: never indexed by HTTP/2"
+        );
         let parent = TraceParent::parse(parent.as_encoded_bytes()).expect("valid");
         assert_eq!(parent.span_id, client.span_id, "the upstream's parent");
         assert!(parent.sampled);
