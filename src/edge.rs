@@ -208,7 +208,27 @@ fn rate_limit(
             )
         })?);
     }
-    let mut builder = RateLimit::builder().limits(limits).trusted_proxies(trusted);
+    let mut prefixes = protogate::ClientPrefixes::DEFAULT;
+    if let Some(bits) = section.ipv4_prefix {
+        prefixes = prefixes.with_ipv4(bits).ok_or_else(|| {
+            mistake(
+                "rate_limit.ipv4_prefix",
+                format!("{bits} is not the length of an IPv4 prefix (1 to 32)"),
+            )
+        })?;
+    }
+    if let Some(bits) = section.ipv6_prefix {
+        prefixes = prefixes.with_ipv6(bits).ok_or_else(|| {
+            mistake(
+                "rate_limit.ipv6_prefix",
+                format!("{bits} is not the length of an IPv6 prefix (1 to 128)"),
+            )
+        })?;
+    }
+    let mut builder = RateLimit::builder()
+        .limits(limits)
+        .trusted_proxies(trusted)
+        .client_prefixes(prefixes);
     match &config.redis {
         Some(redis) => {
             let mut store = RedisLimits::new(&redis.url)
@@ -509,6 +529,27 @@ mod tests {
                 .rate_limit()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn client_prefixes_are_read_and_checked() {
+        let limited = |extra: &str| config(&format!("[rate_limit]\nrequests = 5\n{extra}"));
+        for extra in [
+            "",
+            "ipv4_prefix = 24\nipv6_prefix = 48\n",
+            "ipv6_prefix = 128\n",
+        ] {
+            Edge::new(&limited(extra), &[RPC], &[]).expect(extra);
+        }
+        for (extra, key) in [
+            ("ipv4_prefix = 33\n", "rate_limit.ipv4_prefix"),
+            ("ipv4_prefix = 0\n", "rate_limit.ipv4_prefix"),
+            ("ipv6_prefix = 129\n", "rate_limit.ipv6_prefix"),
+        ] {
+            let error = Edge::new(&limited(extra), &[RPC], &[]).err().expect(extra);
+            assert_eq!(error.key, key);
+            assert!(error.message.contains("prefix"), "{}", error.message);
+        }
     }
 
     #[test]

@@ -130,6 +130,31 @@ async fn a_route_rule_lifts_or_sets_the_limit_in_memory() {
     assert_eq!(status(&client, &shelf).await, 429);
 }
 
+#[tokio::test]
+async fn an_ipv6_client_is_counted_by_the_prefix_the_config_gives() {
+    // A /56 here: two /64s of it are one client.
+    let gateway = serve(
+        "prefix.toml",
+        "[rate_limit]\nrequests = 1\nper = \"1h\"\ntrusted_proxies = [\"127.0.0.1\"]\nipv6_prefix = 56\n",
+    );
+    let client = reqwest::Client::new();
+    let url = format!("{}/demo/v1/shelves", gateway.base);
+    let status_from = |address: &'static str| {
+        let request = client.get(&url).header("x-forwarded-for", address).send();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .expect("answered in time")
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_from("2001:db8:0:100::1").await, 200);
+    assert_eq!(status_from("2001:db8:0:1ff::1").await, 429);
+    assert_eq!(status_from("2001:db8:0:200::1").await, 200);
+}
+
 #[test]
 fn rate_limit_mistakes_are_named_by_key() {
     let cases = [
@@ -147,6 +172,11 @@ fn rate_limit_mistakes_are_named_by_key() {
             "key.toml",
             "[rate_limit]\nrequests = 5\nkey = \"user\"\n",
             "`rate_limit.key`: unknown variant `user`",
+        ),
+        (
+            "ipv6.toml",
+            "[rate_limit]\nrequests = 5\nipv6_prefix = 129\n",
+            "`rate_limit.ipv6_prefix`: 129 is not the length of an IPv6 prefix (1 to 128)",
         ),
         (
             "per.toml",

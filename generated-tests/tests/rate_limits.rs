@@ -17,8 +17,8 @@ use axum::body::Body;
 use generated_tests::pb::protogate::tests::v1::binding_service_gateway;
 use generated_tests::{gateway_to, start_backend};
 use protogate::{
-    ClientKey, Limit, OnRedisFailure, PerRoute, Principal, RateLimit, RedisLimits, RouteSelector,
-    RouteService,
+    ClientKey, ClientPrefixes, Limit, OnRedisFailure, PerRoute, Principal, RateLimit, RedisLimits,
+    RouteSelector, RouteService,
 };
 use redis_server::RedisServer;
 use tower::ServiceExt as _;
@@ -219,6 +219,56 @@ async fn a_trusted_proxy_forwards_the_client_address() {
     // Without the header, the proxy is the client.
     assert_eq!(status(&proxy, &url, &[]).await, 200);
     assert_eq!(status(&proxy, &url, &[]).await, 429);
+}
+
+#[tokio::test]
+async fn an_ipv6_client_is_counted_by_its_64_not_by_each_address_of_it() {
+    let limited = |prefixes| {
+        RateLimit::builder()
+            .limits(PerRoute::new(Some(Limit::per_minute(1))))
+            .trusted_proxies(["127.0.0.1".parse().expect("network")])
+            .client_prefixes(prefixes)
+            .build()
+            .expect("limits")
+    };
+    let proxy = client_from("127.0.0.1");
+    let forwarded = |chain| [("x-forwarded-for", chain)];
+
+    let base = gateway(limited(ClientPrefixes::DEFAULT)).await;
+    let url = format!("{base}/v1/echo/x");
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:2::1")).await,
+        200
+    );
+    // Another address of the same /64 is the same client, whatever its interface bits.
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:2:9f3c:41ab:7e02:1")).await,
+        429
+    );
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:3::1")).await,
+        200
+    );
+    // IPv4 clients stay apart, one per address.
+    assert_eq!(status(&proxy, &url, &forwarded("198.51.100.1")).await, 200);
+    assert_eq!(status(&proxy, &url, &forwarded("198.51.100.2")).await, 200);
+
+    // With whole addresses, each is a client of its own.
+    let whole = ClientPrefixes::new(32, 128).expect("prefixes");
+    let base = gateway(limited(whole)).await;
+    let url = format!("{base}/v1/echo/x");
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:2::1")).await,
+        200
+    );
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:2::2")).await,
+        200
+    );
+    assert_eq!(
+        status(&proxy, &url, &forwarded("2001:db8:1:2::1")).await,
+        429
+    );
 }
 
 #[tokio::test]

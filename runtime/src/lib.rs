@@ -60,8 +60,9 @@ pub use limits::{Limits, LimitsLayer, LimitsService};
 pub use metadata::{HeaderMapping, MetadataError};
 pub use principal::Principal;
 pub use ratelimit::{
-    ClientKey, IpNetwork, Limit, NetworkError, OnRedisFailure, RATELIMIT, RATELIMIT_POLICY,
-    RateLimit, RateLimitBuilder, RateLimitError, RateLimitService, RateLimitStats, RedisLimits,
+    ClientKey, ClientPrefixes, IpNetwork, Limit, NetworkError, OnRedisFailure, RATELIMIT,
+    RATELIMIT_POLICY, RateLimit, RateLimitBuilder, RateLimitError, RateLimitService,
+    RateLimitStats, RedisLimits,
 };
 pub use route::Conflict;
 pub use select::{PerRoute, RouteSelector, SelectorError};

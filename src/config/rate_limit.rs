@@ -33,6 +33,13 @@ pub struct RateLimitSection {
     /// client of a request from one of them is the right-most address that is not in them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// How many leading bits of a client's IPv4 address name the client, 1 to 32 (32 by
+    /// default: each address is a client).
+    pub ipv4_prefix: Option<u8>,
+    /// How many leading bits of a client's IPv6 address name the client, 1 to 128 (64 by
+    /// default: a client is its `/64`, which it could otherwise walk through for fresh
+    /// buckets).
+    pub ipv6_prefix: Option<u8>,
     /// While `[redis]` is unreachable: `local` (default: each replica counts alone) or
     /// `refuse` (503 for every limited request).
     pub on_redis_failure: Option<RedisFailure>,

@@ -131,6 +131,77 @@ impl fmt::Display for IpNetwork {
     }
 }
 
+/// How much of a client's address names the client: the length of the network prefix kept
+/// of an IPv4 address and of an IPv6 address. Every address of one such network is counted as
+/// one client.
+///
+/// By default an IPv4 address is a client on its own (`/32`), and an IPv6 client is its `/64`:
+/// the usual assignment to one subscriber or one host is a whole `/64`, so a client keyed by
+/// its full IPv6 address could take a fresh one from its network for every request and never
+/// meet its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientPrefixes {
+    ipv4: u8,
+    ipv6: u8,
+}
+
+impl ClientPrefixes {
+    /// `/32` for IPv4, `/64` for IPv6.
+    pub const DEFAULT: ClientPrefixes = ClientPrefixes { ipv4: 32, ipv6: 64 };
+
+    /// Prefixes of `ipv4` and `ipv6` bits; `None` unless `1 ..= 32` and `1 ..= 128`.
+    pub fn new(ipv4: u8, ipv6: u8) -> Option<ClientPrefixes> {
+        ClientPrefixes::DEFAULT.with_ipv4(ipv4)?.with_ipv6(ipv6)
+    }
+
+    /// These prefixes with an IPv4 prefix of `bits`; `None` unless `1 ..= 32`.
+    pub fn with_ipv4(self, bits: u8) -> Option<ClientPrefixes> {
+        (1..=32)
+            .contains(&bits)
+            .then_some(ClientPrefixes { ipv4: bits, ..self })
+    }
+
+    /// These prefixes with an IPv6 prefix of `bits`; `None` unless `1 ..= 128`.
+    pub fn with_ipv6(self, bits: u8) -> Option<ClientPrefixes> {
+        (1..=128)
+            .contains(&bits)
+            .then_some(ClientPrefixes { ipv6: bits, ..self })
+    }
+
+    /// The IPv4 prefix length.
+    pub fn ipv4(self) -> u8 {
+        self.ipv4
+    }
+
+    /// The IPv6 prefix length.
+    pub fn ipv6(self) -> u8 {
+        self.ipv6
+    }
+
+    /// The client that `address` (already canonical: an IPv4-mapped address is IPv4) belongs
+    /// to, as key text: the address alone when the prefix is the whole address, else its
+    /// network (`2001:db8:1:2::/64`).
+    fn client(self, address: IpAddr) -> String {
+        match address {
+            IpAddr::V4(v4) if self.ipv4 < 32 => {
+                let kept = u32::from(v4) & (u32::MAX << (32 - u32::from(self.ipv4)));
+                format!("{}/{}", std::net::Ipv4Addr::from(kept), self.ipv4)
+            }
+            IpAddr::V6(v6) if self.ipv6 < 128 => {
+                let kept = u128::from(v6) & (u128::MAX << (128 - u32::from(self.ipv6)));
+                format!("{}/{}", std::net::Ipv6Addr::from(kept), self.ipv6)
+            }
+            whole => whole.to_string(),
+        }
+    }
+}
+
+impl Default for ClientPrefixes {
+    fn default() -> Self {
+        ClientPrefixes::DEFAULT
+    }
+}
+
 /// The networks whose `X-Forwarded-For` is believed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TrustedProxies(pub Vec<IpNetwork>);
@@ -188,13 +259,14 @@ pub(crate) fn client_key<B>(
     kind: ClientKey,
     request: &http::Request<B>,
     trusted: &TrustedProxies,
+    prefixes: ClientPrefixes,
 ) -> String {
     match kind {
         ClientKey::Principal => match Principal::of(request) {
             Some(principal) => format!("principal:{}:{}", principal.scheme, principal.subject),
-            None => ip_key(request, trusted),
+            None => ip_key(request, trusted, prefixes),
         },
-        ClientKey::Ip => ip_key(request, trusted),
+        ClientKey::Ip => ip_key(request, trusted, prefixes),
         ClientKey::Route => match RouteInfo::of(request) {
             Some(route) => format!("route:{} {}", route.method, route.template.text),
             None => format!("route:{} {}", request.method(), request.uri().path()),
@@ -202,11 +274,16 @@ pub(crate) fn client_key<B>(
     }
 }
 
-fn ip_key<B>(request: &http::Request<B>, trusted: &TrustedProxies) -> String {
+fn ip_key<B>(
+    request: &http::Request<B>,
+    trusted: &TrustedProxies,
+    prefixes: ClientPrefixes,
+) -> String {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => {
             let forwarded = request.headers().get_all("x-forwarded-for").iter();
-            format!("ip:{}", trusted.client(peer.ip(), forwarded))
+            let client = trusted.client(peer.ip(), forwarded);
+            format!("ip:{}", prefixes.client(client))
         }
         // Served without the peer's address: every such request is one client.
         None => "ip:unknown".to_owned(),
@@ -304,17 +381,25 @@ mod tests {
     fn keys_by_kind() {
         let trusted = networks(&[]);
         let mut request = http::Request::get("/v1/x").body(()).unwrap();
-        assert_eq!(client_key(ClientKey::Ip, &request, &trusted), "ip:unknown");
+        assert_eq!(
+            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT),
+            "ip:unknown"
+        );
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
         assert_eq!(
-            client_key(ClientKey::Ip, &request, &trusted),
+            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT),
             "ip:127.0.0.1"
         );
         // No principal: counted by address.
         assert_eq!(
-            client_key(ClientKey::Principal, &request, &trusted),
+            client_key(
+                ClientKey::Principal,
+                &request,
+                &trusted,
+                ClientPrefixes::DEFAULT
+            ),
             "ip:127.0.0.1"
         );
         Principal {
@@ -325,12 +410,70 @@ mod tests {
         }
         .attach(&mut request);
         assert_eq!(
-            client_key(ClientKey::Principal, &request, &trusted),
+            client_key(
+                ClientKey::Principal,
+                &request,
+                &trusted,
+                ClientPrefixes::DEFAULT
+            ),
             "principal:api_key:alice"
         );
         assert_eq!(
-            client_key(ClientKey::Route, &request, &trusted),
+            client_key(
+                ClientKey::Route,
+                &request,
+                &trusted,
+                ClientPrefixes::DEFAULT
+            ),
             "route:GET /v1/x"
         );
+    }
+
+    /// The key of a request from `peer`, with `prefixes`.
+    fn ip_of(peer: &str, prefixes: ClientPrefixes) -> String {
+        let mut request = http::Request::get("/v1/x").body(()).unwrap();
+        let peer: IpAddr = peer.parse().expect("address");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(peer, 4000)));
+        client_key(ClientKey::Ip, &request, &networks(&[]), prefixes)
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_an_ipv4_client_its_address() {
+        let default = ClientPrefixes::DEFAULT;
+        // Any address of one /64 is the same client: it cannot take a fresh address for each
+        // request and start a new bucket each time.
+        assert_eq!(ip_of("2001:db8:1:2::1", default), "ip:2001:db8:1:2::/64");
+        assert_eq!(
+            ip_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd", default),
+            "ip:2001:db8:1:2::/64"
+        );
+        assert_eq!(ip_of("2001:db8:1:3::1", default), "ip:2001:db8:1:3::/64");
+        assert_eq!(ip_of("192.0.2.7", default), "ip:192.0.2.7");
+        assert_eq!(ip_of("192.0.2.8", default), "ip:192.0.2.8");
+        // An IPv4 client of a dual-stack listener is its IPv4 address, not the /64 that every
+        // mapped address shares.
+        assert_eq!(ip_of("::ffff:192.0.2.7", default), "ip:192.0.2.7");
+
+        let wide = ClientPrefixes::new(24, 48).expect("valid");
+        assert_eq!(ip_of("192.0.2.7", wide), "ip:192.0.2.0/24");
+        assert_eq!(ip_of("2001:db8:1:2::1", wide), "ip:2001:db8:1::/48");
+        let whole = ClientPrefixes::new(32, 128).expect("valid");
+        assert_eq!(ip_of("2001:db8:1:2::1", whole), "ip:2001:db8:1:2::1");
+        let one_bit = ClientPrefixes::new(1, 1).expect("valid");
+        assert_eq!(ip_of("192.0.2.7", one_bit), "ip:128.0.0.0/1");
+        assert_eq!(ip_of("2001:db8::1", one_bit), "ip:::/1");
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert_eq!(ClientPrefixes::new(0, 64), None);
+        assert_eq!(ClientPrefixes::new(33, 64), None);
+        assert_eq!(ClientPrefixes::new(32, 0), None);
+        assert_eq!(ClientPrefixes::new(32, 129), None);
+        let prefixes = ClientPrefixes::new(32, 128).expect("valid");
+        assert_eq!((prefixes.ipv4(), prefixes.ipv6()), (32, 128));
+        assert_eq!(ClientPrefixes::default(), ClientPrefixes::DEFAULT);
     }
 }

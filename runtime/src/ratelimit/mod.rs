@@ -39,7 +39,7 @@ use crate::json::Registry;
 use crate::observe::{RateLimitDecision, Scope};
 use crate::select::PerRoute;
 
-pub use self::key::{ClientKey, IpNetwork, NetworkError};
+pub use self::key::{ClientKey, ClientPrefixes, IpNetwork, NetworkError};
 pub use self::redis::RedisLimits;
 
 /// `RateLimit-Policy`: the limit that applies (draft-ietf-httpapi-ratelimit-headers-11).
@@ -171,6 +171,7 @@ impl RateLimitStats {
 pub struct RateLimitBuilder {
     limits: PerRoute<Option<Limit>>,
     trusted: Vec<IpNetwork>,
+    prefixes: ClientPrefixes,
     redis: Option<RedisLimits>,
     on_failure: OnRedisFailure,
 }
@@ -187,6 +188,14 @@ impl RateLimitBuilder {
     /// default: the client is the connection's peer.
     pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = IpNetwork>) -> Self {
         self.trusted = networks.into_iter().collect();
+        self
+    }
+
+    /// How much of a client's address counts as the client under [`ClientKey::Ip`] (and for
+    /// [`ClientKey::Principal`] without a principal): every address of one network of these
+    /// prefixes shares a bucket. `/32` and `/64` by default ([`ClientPrefixes::DEFAULT`]).
+    pub fn client_prefixes(mut self, prefixes: ClientPrefixes) -> Self {
+        self.prefixes = prefixes;
         self
     }
 
@@ -216,6 +225,7 @@ impl RateLimitBuilder {
             limiter: Arc::new(Limiter {
                 rules,
                 trusted: TrustedProxies(self.trusted),
+                prefixes: self.prefixes,
                 local: LocalStore::new(micros(SWEEP_EVERY)),
                 redis,
                 on_failure: self.on_failure,
@@ -331,6 +341,7 @@ impl RateLimit {
         RateLimitBuilder {
             limits: PerRoute::new(None),
             trusted: Vec::new(),
+            prefixes: ClientPrefixes::DEFAULT,
             redis: None,
             on_failure: OnRedisFailure::Local,
         }
@@ -366,6 +377,7 @@ impl<S> Layer<S> for RateLimit {
 struct Limiter {
     rules: PerRoute<Option<Arc<Rule>>>,
     trusted: TrustedProxies,
+    prefixes: ClientPrefixes,
     local: LocalStore,
     redis: Option<Arc<RedisStore>>,
     on_failure: OnRedisFailure,
@@ -390,7 +402,7 @@ impl Limiter {
             return None;
         }
         let rule = self.rules.get(request).clone()?;
-        let client = key::client_key(rule.key, request, &self.trusted);
+        let client = key::client_key(rule.key, request, &self.trusted, self.prefixes);
         let bucket = format!("{}|{client}", rule.name);
         Some((rule, bucket))
     }
