@@ -132,11 +132,12 @@ pub fn build(
     if let Some(bytes) = section.max_token_bytes {
         builder = builder.max_token_bytes(bytes);
     }
+    let origins = cross_site_origins(&section.cross_site_origins)?;
     if let Some(external) = &section.external {
-        builder = builder.external(external_checker(config, external)?);
+        builder = builder.external(external_checker(config, external, &origins)?);
     }
     if let Some(sessions) = &section.sessions {
-        builder = builder.external(session_checker(config, sessions)?);
+        builder = builder.external(session_checker(config, sessions, &origins)?);
     }
     builder.build().map(Some).map_err(|error| {
         let key = match error {
@@ -153,8 +154,36 @@ pub(crate) fn rpc_selector(rpc: &str) -> RouteSelector {
     rpc.parse().unwrap_or_else(|_| RouteSelector::any())
 }
 
+/// `[auth] cross_site_origins`, each checked to be an origin as browsers write it:
+/// `scheme://host` or `scheme://host:port`, nothing after.
+fn cross_site_origins(origins: &[String]) -> Result<Vec<String>, EdgeError> {
+    origins
+        .iter()
+        .enumerate()
+        .map(|(index, origin)| {
+            let host = origin
+                .split_once("://")
+                .filter(|(scheme, _)| !scheme.is_empty())
+                .map(|(_, host)| host);
+            match host {
+                Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+                    Ok(origin.to_ascii_lowercase())
+                }
+                _ => Err(mistake(
+                    format!("auth.cross_site_origins[{index}]"),
+                    format!("`{origin}` is not an origin (write `https://app.example.com`)"),
+                )),
+            }
+        })
+        .collect()
+}
+
 /// `[auth.external]`: a checker over the upstream it names.
-fn external_checker(config: &Config, section: &ExternalSection) -> Result<ExternalAuth, EdgeError> {
+fn external_checker(
+    config: &Config,
+    section: &ExternalSection,
+    origins: &[String],
+) -> Result<ExternalAuth, EdgeError> {
     let key = "auth.external";
     let Some(settings) = config.upstreams.get(&section.upstream) else {
         return Err(mistake(
@@ -187,7 +216,9 @@ fn external_checker(config: &Config, section: &ExternalSection) -> Result<Extern
             CredentialSource::Header { name, scheme }
         }
     };
-    let mut checker = ExternalAuth::builder(upstream).source(source);
+    let mut checker = ExternalAuth::builder(upstream)
+        .source(source)
+        .cross_site_origins(origins.iter().cloned());
     if let Some(Span(ttl)) = section.cache {
         checker = checker.ttl(ttl);
     }
@@ -207,7 +238,11 @@ fn external_checker(config: &Config, section: &ExternalSection) -> Result<Extern
 }
 
 /// `[auth.sessions]`: a checker of session cookies against the `[redis]` server.
-fn session_checker(config: &Config, section: &SessionsSection) -> Result<ExternalAuth, EdgeError> {
+fn session_checker(
+    config: &Config,
+    section: &SessionsSection,
+    origins: &[String],
+) -> Result<ExternalAuth, EdgeError> {
     let Some(redis) = &config.redis else {
         return Err(mistake(
             "auth.sessions",
@@ -236,7 +271,9 @@ fn session_checker(config: &Config, section: &SessionsSection) -> Result<Externa
             format!("`{cookie}` is not a cookie name"),
         ));
     }
-    let mut checker = sessions.checker(cookie);
+    let mut checker = sessions
+        .checker(cookie)
+        .cross_site_origins(origins.iter().cloned());
     if let Some(Span(ttl)) = section.cache {
         checker = checker.ttl(ttl);
     }

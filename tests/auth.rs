@@ -215,6 +215,11 @@ fn mistakes_in_auth_are_placed_at_their_keys() {
             "`auth.jwt[0]`: give its keys",
         ),
         (
+            "origin.toml",
+            "[auth]\ncross_site_origins = [\"https://app.example.com/login\"]\n[auth.sessions]\n[redis]\nurl = \"redis://127.0.0.1:1\"\n",
+            "`auth.cross_site_origins[0]`: `https://app.example.com/login` is not an origin",
+        ),
+        (
             "hash.toml",
             "[auth.api_keys]\nkeys = [{ name = \"ci\", sha256 = \"abc\" }]\n",
             "hash.toml:2:24: `auth.api_keys.keys[0].sha256`: API key `ci`: the SHA-256 must be 64",

@@ -363,3 +363,125 @@ async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
         "each credential checked once"
     );
 }
+
+/// `POST {base}/v1/echo` with the session cookie of `ok-erin` and `headers`: the status and
+/// the body.
+async fn post_with_cookie(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut request = client
+        .post(format!("{base}/v1/echo"))
+        .header("cookie", "session=ok-erin")
+        .header("content-type", "application/json")
+        .body("{}");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("answered");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_cookie_does_not_authenticate_a_cross_site_request_that_can_change_something() {
+    use protogate::Auth;
+    let client = reqwest::Client::new();
+    let service = AuthService::default();
+    let sessions = checker_for(serve_auth(service.clone()).await)
+        .source(CredentialSource::Cookie("session".to_owned()))
+        .cross_site_origins(["https://app.example.com"])
+        .build();
+    let auth = Auth::builder().external(sessions).build().expect("auth");
+    let backend = start_backend().await.expect("backend");
+    let base = gateway_to(backend, binding_service_gateway::remote, move |gateway| {
+        gateway.route_layer(auth)
+    })
+    .await
+    .expect("gateway");
+    let own_origin = base.clone();
+
+    // Not from a browser, or from a page of this site: the cookie is the user's.
+    for headers in [
+        &[][..],
+        &[("sec-fetch-site", "same-origin")],
+        &[("sec-fetch-site", "same-site")],
+        &[("sec-fetch-site", "none")],
+        &[("origin", own_origin.as_str())],
+    ] {
+        assert_eq!(
+            post_with_cookie(&client, &base, headers).await.0,
+            200,
+            "{headers:?}"
+        );
+    }
+    // From a page of another site, as the browser says, or as its origin says when it does
+    // not: refused, and the session is never looked up.
+    let calls = service.calls.load(Ordering::SeqCst);
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
+    ] {
+        let (status, body) = post_with_cookie(&client, &base, headers).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert_eq!(body["code"], 7, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cross-site")),
+            "{body}"
+        );
+    }
+    assert_eq!(service.calls.load(Ordering::SeqCst), calls);
+    // A listed origin may.
+    let listed = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://app.example.com"),
+    ];
+    assert_eq!(post_with_cookie(&client, &base, &listed).await.0, 200);
+    // Reading is not changing: a cross-site GET keeps its cookie.
+    let response = client
+        .get(format!("{base}/v1/echo/x"))
+        .header("cookie", "session=ok-erin")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn as_a_layer_of_its_own_the_checker_leaves_a_cross_site_change_without_a_principal() {
+    let client = reqwest::Client::new();
+    let checker = checker_for(serve_auth(AuthService::default()).await)
+        .source(CredentialSource::Cookie("session".to_owned()))
+        .build();
+    let base = gateway(checker).await;
+    let subject = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = client
+            .post(format!("{base}/v1/echo"))
+            .header("cookie", "session=ok-erin")
+            .header("content-type", "application/json")
+            .body("{}");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.expect("answered");
+            assert_eq!(response.status(), 200);
+            response
+                .headers()
+                .get("x-subject")
+                .map(|value| value.to_str().expect("text").to_owned())
+        }
+    };
+    assert_eq!(subject(&[]).await.as_deref(), Some("erin"));
+    assert_eq!(subject(&[("sec-fetch-site", "cross-site")]).await, None);
+}

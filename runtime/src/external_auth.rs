@@ -144,6 +144,7 @@ pub struct ExternalAuthBuilder {
     max_entries: usize,
     fail_open: bool,
     scheme: String,
+    cross_site_origins: Vec<String>,
 }
 
 impl ExternalAuthBuilder {
@@ -198,6 +199,26 @@ impl ExternalAuthBuilder {
         self
     }
 
+    /// Origins of pages on other sites whose requests may carry a cookie credential, as the
+    /// `Origin` header writes them (`https://app.example.com`).
+    ///
+    /// None by default. A browser sends a cookie whichever page makes the request, so a cookie
+    /// is not taken as the user's say-so on a request that can change something (any method
+    /// but `GET`, `HEAD` and `OPTIONS`, and every WebSocket upgrade) made by a page of another
+    /// site (cross-site request forgery): the browser says so in `Sec-Fetch-Site`, or, when it
+    /// does not send that, its `Origin` names another host than the request's. Inside
+    /// [`Auth`](crate::Auth), such a request without another credential gets `403`; as a layer
+    /// of its own, the checker leaves it without a principal. Credentials in headers are not
+    /// affected: a page cannot make a browser add them.
+    pub fn cross_site_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cross_site_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The checker, ready to wear as a layer.
     pub fn build(self) -> ExternalAuth {
         ExternalAuth {
@@ -210,6 +231,7 @@ impl ExternalAuthBuilder {
                 turns: Semaphore::new(self.max_concurrent),
                 max_entries: self.max_entries,
                 fail_open: self.fail_open,
+                cross_site_origins: self.cross_site_origins,
                 challenge: HeaderValue::from_str(&format!(
                     "{} error=\"invalid_token\"",
                     self.scheme
@@ -264,6 +286,8 @@ struct Inner {
     turns: Semaphore,
     max_entries: usize,
     fail_open: bool,
+    /// Origins of other sites whose requests may still carry the cookie.
+    cross_site_origins: Vec<String>,
     challenge: HeaderValue,
     state: Mutex<State>,
     calls: std::sync::atomic::AtomicU64,
@@ -325,6 +349,7 @@ impl ExternalAuth {
             max_entries: 100_000,
             fail_open: false,
             scheme: "Bearer".to_owned(),
+            cross_site_origins: Vec::new(),
         }
     }
 
@@ -348,6 +373,58 @@ impl ExternalAuth {
     /// The credential this checker reads in `request`, if any.
     pub(crate) fn credential<B>(&self, request: &Request<B>) -> Option<String> {
         self.inner.source.find(request)
+    }
+
+    /// Why this checker's credential in `request` is not taken, if it is not: it is a cookie,
+    /// and the request can change something (any method but `GET`, `HEAD` and `OPTIONS`, and
+    /// every WebSocket upgrade) and comes from a page of another site, as the browser says in
+    /// `Sec-Fetch-Site` or, for a browser that does not send it, as an `Origin` other than the
+    /// request's own host says. Requests from the cross-site origins, and those with neither
+    /// header (not a browser's), are taken.
+    pub(crate) fn forged<B>(&self, request: &Request<B>) -> Option<String> {
+        if !matches!(self.inner.source, CredentialSource::Cookie(_)) {
+            return None;
+        }
+        let changes = !matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        ) || crate::stream::is_upgrade(request.headers());
+        if !changes {
+            return None;
+        }
+        let headers = request.headers();
+        let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+        if let Some(origin) = origin
+            && self
+                .inner
+                .cross_site_origins
+                .iter()
+                .any(|trusted| trusted.as_bytes().eq_ignore_ascii_case(origin))
+        {
+            return None;
+        }
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return (site.as_bytes() == b"cross-site")
+                .then(|| "the browser says `Sec-Fetch-Site: cross-site`".to_owned());
+        }
+        let origin = origin?;
+        let host = request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().as_bytes())
+            .or_else(|| headers.get(header::HOST).map(HeaderValue::as_bytes))?;
+        // `scheme://host[:port]`; `null` (an opaque origin) has no host and is another site.
+        let origin_host = std::str::from_utf8(origin)
+            .ok()
+            .and_then(|origin| origin.split_once("://"))
+            .map(|(_, host)| host.as_bytes());
+        match origin_host {
+            Some(origin_host) if origin_host.eq_ignore_ascii_case(host) => None,
+            _ => Some(format!(
+                "its `Origin` is `{}`, not this host",
+                String::from_utf8_lossy(origin)
+            )),
+        }
     }
 
     /// Takes the credential this checker reads off `request` (the header, or the one cookie),
@@ -641,6 +718,7 @@ where
         Box::pin(async move {
             let credential = match Principal::of(&request) {
                 Some(_) => None,
+                None if auth.forged(&request).is_some() => None,
                 None => auth.credential(&request),
             };
             if let Some(credential) = credential {
@@ -668,6 +746,61 @@ mod tests {
             );
         }
         request
+    }
+
+    #[test]
+    fn a_cookie_is_not_taken_on_a_cross_site_request_that_can_change_something() {
+        let never = |_: CheckRequest| async { Ok(CheckResponse::default()) };
+        let cookie = ExternalAuth::with_check(never)
+            .source(CredentialSource::Cookie("session".to_owned()))
+            .cross_site_origins(["https://app.example.com"])
+            .build();
+        let header = ExternalAuth::with_check(never).build();
+        let forged = |method: &str, headers: &[(&str, &str)]| {
+            let mut request = request(headers);
+            *request.method_mut() = method.parse().expect("method");
+            request
+                .headers_mut()
+                .insert(header::HOST, HeaderValue::from_static("api.example.com"));
+            cookie.forged(&request).is_some()
+        };
+        let cross_site = [("sec-fetch-site", "cross-site")];
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            assert!(forged(method, &cross_site), "{method}");
+        }
+        for method in ["GET", "HEAD", "OPTIONS"] {
+            assert!(!forged(method, &cross_site), "{method}");
+        }
+        // A WebSocket upgrade is a GET that opens a two-way session.
+        let upgrade = [
+            ("sec-fetch-site", "cross-site"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        assert!(forged("GET", &upgrade));
+        for site in ["same-origin", "same-site", "none"] {
+            assert!(!forged("POST", &[("sec-fetch-site", site)]), "{site}");
+        }
+        // Without Fetch Metadata, the origin's host against the request's.
+        assert!(!forged("POST", &[("origin", "https://api.example.com")]));
+        assert!(!forged("POST", &[("origin", "https://API.example.com")]));
+        assert!(forged(
+            "POST",
+            &[("origin", "https://api.example.com.evil")]
+        ));
+        assert!(forged("POST", &[("origin", "null")]));
+        // Neither header: not a browser's request.
+        assert!(!forged("POST", &[]));
+        // A listed origin, whatever the browser says.
+        let listed = [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://APP.example.com"),
+        ];
+        assert!(!forged("POST", &listed));
+        // A credential in a header is not sent by the browser on its own.
+        let mut request = request(&cross_site);
+        *request.method_mut() = http::Method::POST;
+        assert!(header.forged(&request).is_none());
     }
 
     #[test]

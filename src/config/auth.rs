@@ -36,6 +36,12 @@ pub struct AuthSection {
     pub realm: Option<String>,
     /// The longest bearer token read, in bytes (8192 by default).
     pub max_token_bytes: Option<usize>,
+    /// Origins of pages on other sites (`https://app.example.com`) whose requests that can
+    /// change something may still be authenticated by a cookie (`[auth.sessions]`, or
+    /// `[auth.external]` with `cookie`). None by default: such a request from another site is
+    /// refused (403) unless it carries another credential.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cross_site_origins: Vec<String>,
     /// Session cookies resolved through the `[redis]` server, shared by every replica.
     pub sessions: Option<SessionsSection>,
     /// Credentials checked by the team's own `protogate.api.ExternalAuth` service.

@@ -559,6 +559,9 @@ enum Rejection {
     Unavailable(String),
     /// An external check refused the credential, or could not check it: its answer.
     External(Response),
+    /// A cookie credential on a cross-site request that can change something, and no other
+    /// credential: why the request is taken as cross-site.
+    CrossSite(String),
 }
 
 impl Rejection {
@@ -572,6 +575,7 @@ impl Rejection {
             Rejection::Forbidden { .. } => "forbidden",
             Rejection::Unavailable(_) => "unavailable",
             Rejection::External(_) => "external",
+            Rejection::CrossSite(_) => "cross_site",
         }
     }
 }
@@ -665,10 +669,18 @@ impl Policy {
         }
         let requirement = self.requirements.get(request);
         // The first external checker that finds its credential in the request decides.
-        let found = self
+        let mut found = self
             .external
             .iter()
             .find_map(|checker| Some((checker, checker.credential(request)?)));
+        // A browser sends a cookie whatever page makes the request: on a cross-site request
+        // that can change something, the cookie is not the user's say-so.
+        let forged = found
+            .as_ref()
+            .and_then(|(checker, _)| checker.forged(request));
+        if forged.is_some() {
+            found = None;
+        }
         let external = match found {
             None => None,
             Some((checker, credential)) => match checker.identify(credential).await {
@@ -692,7 +704,12 @@ impl Policy {
             Ok(Some(principal)) => principal,
             Ok(None) if requirement.is_public() => return Ok(()),
             Err(_) if requirement.is_public() => return Ok(()),
-            Ok(None) => return Err(Rejection::Missing),
+            Ok(None) => {
+                return Err(match forged {
+                    Some(why) => Rejection::CrossSite(why),
+                    None => Rejection::Missing,
+                });
+            }
             Err(rejection) => return Err(rejection),
         };
         if let Err(forbidden) = requirement.allows(&principal) {
@@ -901,6 +918,14 @@ impl Policy {
             }
             Rejection::Unavailable(message) => (GatewayError::AuthUnavailable(message), vec![]),
             Rejection::External(response) => return response,
+            Rejection::CrossSite(why) => (
+                GatewayError::PermissionDenied(format!(
+                    "a cookie does not authenticate a cross-site request that can change \
+                     something ({why}); send the credential in a header, or list the page's \
+                     origin among the checker's cross-site origins"
+                )),
+                vec![],
+            ),
         };
         let mut response = error.into_response(registry);
         for challenge in challenge {
