@@ -388,7 +388,7 @@ impl ExternalAuth {
         let changes = !matches!(
             *request.method(),
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-        ) || crate::stream::is_upgrade(request.headers());
+        ) || crate::metadata::is_upgrade(request.headers());
         if !changes {
             return None;
         }

@@ -117,6 +117,16 @@ fn is_made_by_gateway(key: &str) -> bool {
         )
 }
 
+/// Whether a request with these headers asks to become a WebSocket. Here, low in the layers,
+/// because the layers that wear a route (authentication, CORS, compression) ask it too.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
 /// The metadata for an upstream call made for a request with these headers and URI authority
 /// (HTTP/2's `:authority`, when the URI has one), from a client at `remote` (when known).
 ///

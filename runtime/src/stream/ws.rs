@@ -17,7 +17,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, header};
 use tokio::sync::mpsc;
 
 use super::guard::{Activity, Guarded, Guards, Limits};
@@ -30,14 +29,7 @@ use crate::error::GatewayError;
 use crate::json::JsonMessage;
 use crate::observe::{Hold, StreamTransport};
 
-/// Whether a request asks to become a WebSocket.
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| value.eq_ignore_ascii_case("websocket"))
-}
+pub(crate) use crate::metadata::is_upgrade;
 
 /// Accepts the upgrade and runs the call on the socket. Problems found before the upgrade
 /// (headers, path, query) are answered over HTTP.
