@@ -62,6 +62,9 @@ pub enum Fault {
     TrailersOnly(u16),
     /// A message whose bytes are not valid protobuf, then `grpc-status: 0`.
     Invalid,
+    /// Answers correctly, with this many bytes of metadata in the response headers (`x-pad-N`
+    /// headers of up to 4 KiB each).
+    HeavyHead(usize),
 }
 
 /// A fault, and how many answer messages go out before it.
@@ -96,6 +99,7 @@ impl Plan {
             Fault::GoAway(reason) => format!("goaway:{}", u32::from(*reason)),
             Fault::TrailersOnly(code) => format!("trailers-only:{code}"),
             Fault::Invalid => "invalid".to_owned(),
+            Fault::HeavyHead(len) => format!("heavy-head:{len}"),
         };
         if self.after == 0 {
             fault
@@ -124,11 +128,15 @@ impl Plan {
             ("goaway", Some(code)) => Fault::GoAway(Reason::from(code.parse::<u32>().ok()?)),
             ("trailers-only", Some(code)) => Fault::TrailersOnly(code.parse().ok()?),
             ("invalid", None) => Fault::Invalid,
+            ("heavy-head", Some(len)) => Fault::HeavyHead(len.parse().ok()?),
             _ => return None,
         };
         Some(Plan { fault, after })
     }
 }
+
+/// The length of each padding header of a [`Fault::HeavyHead`] answer.
+const PAD_BYTES: usize = 4096;
 
 /// The `grpc-message` of a trailers-only answer.
 pub const TRAILERS_ONLY_MESSAGE: &str = "no such thing here";
@@ -477,7 +485,17 @@ async fn serve_call(
         }
     }
 
-    let Ok(mut send) = respond.send_response(grpc_head(), false) else {
+    let mut head = grpc_head();
+    if let Fault::HeavyHead(len) = plan.fault {
+        let pad = HeaderValue::from_bytes(&[b'p'; PAD_BYTES]).expect("visible ASCII");
+        let headers = head.headers_mut();
+        for index in 0..len.div_ceil(PAD_BYTES) {
+            if let Ok(name) = http::HeaderName::from_bytes(format!("x-pad-{index}").as_bytes()) {
+                headers.insert(name, pad.clone());
+            }
+        }
+    }
+    let Ok(mut send) = respond.send_response(head, false) else {
         return;
     };
     if once {
@@ -500,7 +518,7 @@ async fn serve_call(
         tokio::time::sleep(SETTLE).await;
     }
     match plan.fault {
-        Fault::Ok => {
+        Fault::Ok | Fault::HeavyHead(_) => {
             if once {
                 let last = messages.last.clone().unwrap_or_default();
                 let _ = send.send_data(frame(&last), false);
@@ -580,6 +598,7 @@ mod tests {
             Plan::now(Fault::GoAway(Reason::NO_ERROR)),
             Plan::now(Fault::TrailersOnly(5)),
             Plan::after(Fault::Invalid, 3),
+            Plan::now(Fault::HeavyHead(100_000)),
         ] {
             assert_eq!(Plan::parse(&plan.header()), Some(plan.clone()), "{plan:?}");
         }

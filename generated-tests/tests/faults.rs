@@ -427,6 +427,33 @@ async fn a_message_over_the_size_limit_is_resource_exhausted() {
 }
 
 #[tokio::test]
+async fn response_headers_past_the_header_list_limit_are_an_error_not_a_copy() {
+    let stand = Stand::new(|b| b).await;
+    // 80 KB of metadata: past the 64 KiB the gateway's HTTP/2 client takes. The stream fails.
+    let (status, body) = stand.unary(&Plan::now(Fault::HeavyHead(80_000))).await;
+    assert_eq!(status, 500, "{body}");
+    assert_status(&body, 13, &["upstream `faulty`", "protocol error"]);
+    // 200 KB: so many CONTINUATION frames that h2 takes it for a flood and closes the
+    // connection; the call fails as unavailable, and the next one gets a new connection.
+    let (status, body) = stand.unary(&Plan::now(Fault::HeavyHead(200_000))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_status(&body, 14, &["upstream `faulty`", "too_many_continuations"]);
+    // Headers within it still go through, to the client as `Grpc-Metadata-*`.
+    let response = stand
+        .client
+        .get(format!("{}/v1/echo/hello", stand.base))
+        .header(FAULT, Plan::now(Fault::HeavyHead(16_000)).header())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("grpc-metadata-x-pad-3"));
+    // The connection is fine: the next call goes through.
+    assert_eq!(stand.unary(&Plan::now(Fault::Ok)).await.0, 200);
+    stand.nothing_left_open().await;
+}
+
+#[tokio::test]
 async fn stream_resets_map_to_their_grpc_codes() {
     let stand = Stand::new(|b| b).await;
     for (reason, http, code) in [

@@ -31,6 +31,12 @@ const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// data looks like a stream the upstream made up, which h2 answers with a reset of its own.
 const RESET_STREAMS_REMEMBERED: usize = 4096;
 const RESET_MEMORY: Duration = Duration::from_secs(5);
+/// The most an upstream's response headers (or trailers) may take, as HTTP/2 counts them
+/// (`SETTINGS_MAX_HEADER_LIST_SIZE`): 64 KiB, as Envoy's default, and eight times the 8 KiB of
+/// metadata gRPC's own implementations take. A larger list fails the call, where h2's default
+/// of 16 MiB let an upstream hand every client megabytes of headers, which the gateway copies
+/// into the response.
+const HEADER_LIST: u32 = 64 * 1024;
 
 /// HTTP/2 PINGs that tell a live connection from one whose peer stopped answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +162,7 @@ fn client_builder() -> h2::client::Builder {
         .enable_push(false)
         .max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
         .reset_stream_duration(RESET_MEMORY)
+        .max_header_list_size(HEADER_LIST)
         // h2 closes a connection once it has itself reset 1,024 streams over its whole life (a
         // server's guard against clients that provoke resets). Here the peer is the gateway's
         // own upstream, and every client that goes away mid-stream may cost one: a long-lived
