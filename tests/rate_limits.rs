@@ -25,12 +25,7 @@ fn serve(name: &str, text: &str) -> support::Running {
 }
 
 async fn status(client: &reqwest::Client, url: &str) -> u16 {
-    tokio::time::timeout(Duration::from_secs(10), client.get(url).send())
-        .await
-        .expect("answered in time")
-        .expect("answered")
-        .status()
-        .as_u16()
+    support::status_of(client.get(url)).await
 }
 
 /// Sends `count` requests to the shelves of the demo, alternating between the gateways; how many
@@ -140,15 +135,7 @@ async fn an_ipv6_client_is_counted_by_the_prefix_the_config_gives() {
     let client = reqwest::Client::new();
     let url = format!("{}/demo/v1/shelves", gateway.base);
     let status_from = |address: &'static str| {
-        let request = client.get(&url).header("x-forwarded-for", address).send();
-        async move {
-            tokio::time::timeout(Duration::from_secs(10), request)
-                .await
-                .expect("answered in time")
-                .expect("answered")
-                .status()
-                .as_u16()
-        }
+        support::status_of(client.get(&url).header("x-forwarded-for", address))
     };
     assert_eq!(status_from("2001:db8:0:100::1").await, 200);
     assert_eq!(status_from("2001:db8:0:1ff::1").await, 429);

@@ -17,14 +17,8 @@ use redis_server::RedisServer;
 async fn status(base: &str, session: &str) -> u16 {
     let request = reqwest::Client::new()
         .get(format!("{base}/demo/v1/shelves"))
-        .header("cookie", format!("session={session}"))
-        .send();
-    tokio::time::timeout(Duration::from_secs(10), request)
-        .await
-        .expect("answered in time")
-        .expect("answered")
-        .status()
-        .as_u16()
+        .header("cookie", format!("session={session}"));
+    support::status_of(request).await
 }
 
 #[tokio::test]
@@ -71,12 +65,7 @@ async fn create_shelf(base: &str, id: &str, session: &str, headers: &[(&str, &st
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    tokio::time::timeout(Duration::from_secs(10), request.send())
-        .await
-        .expect("answered in time")
-        .expect("answered")
-        .status()
-        .as_u16()
+    support::status_of(request).await
 }
 
 #[tokio::test]
@@ -122,9 +111,6 @@ async fn a_session_cookie_changes_nothing_from_a_page_of_another_site() {
     let read = reqwest::Client::new()
         .get(format!("{}/demo/v1/shelves", gateway.base))
         .header("cookie", "session=s-1")
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(read.status(), 200);
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(support::status_of(read).await, 200);
 }

@@ -364,13 +364,12 @@ async fn inside_auth_the_external_check_is_one_more_source_of_credentials() {
     );
 }
 
-/// `POST {base}/v1/echo` with the session cookie of `ok-erin` and `headers`: the status and
-/// the body.
-async fn post_with_cookie(
+/// `POST {base}/v1/echo` with the session cookie of `ok-erin` and `headers`.
+fn cookie_post(
     client: &reqwest::Client,
     base: &str,
     headers: &[(&str, &str)],
-) -> (u16, serde_json::Value) {
+) -> reqwest::RequestBuilder {
     let mut request = client
         .post(format!("{base}/v1/echo"))
         .header("cookie", "session=ok-erin")
@@ -379,7 +378,19 @@ async fn post_with_cookie(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.expect("answered");
+    request
+}
+
+/// [`cookie_post`]'s status and body.
+async fn post_with_cookie(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let response = cookie_post(client, base, headers)
+        .send()
+        .await
+        .expect("answered");
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
@@ -465,14 +476,7 @@ async fn as_a_layer_of_its_own_the_checker_leaves_a_cross_site_change_without_a_
         .build();
     let base = gateway(checker).await;
     let subject = |headers: &'static [(&'static str, &'static str)]| {
-        let mut request = client
-            .post(format!("{base}/v1/echo"))
-            .header("cookie", "session=ok-erin")
-            .header("content-type", "application/json")
-            .body("{}");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
+        let request = cookie_post(&client, &base, headers);
         async move {
             let response = request.send().await.expect("answered");
             assert_eq!(response.status(), 200);

@@ -10,6 +10,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// The status of the answer to `request`, which must come within 10 s.
+pub async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    tokio::time::timeout(std::time::Duration::from_secs(10), request.send())
+        .await
+        .expect("answered in time")
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
 /// A certificate authority made on the spot, and a certificate it issued for `name`: the CA's
 /// certificate, the certificate and its private key, as PEM.
 pub fn issue(name: &str) -> (String, String, String) {
