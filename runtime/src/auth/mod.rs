@@ -922,7 +922,7 @@ impl Policy {
                 GatewayError::PermissionDenied(format!(
                     "a cookie does not authenticate a cross-site request that can change \
                      something ({why}); send the credential in a header, or list the page's \
-                     origin among the checker's cross-site origins"
+                     origin in `cross_site_origins`"
                 )),
                 vec![],
             ),
