@@ -167,7 +167,7 @@ fn cross_site_origins(origins: &[String]) -> Result<Vec<String>, EdgeError> {
                 .map(|(_, host)| host);
             match host {
                 Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
-                    Ok(origin.to_ascii_lowercase())
+                    Ok(origin.clone())
                 }
                 _ => Err(mistake(
                     format!("auth.cross_site_origins[{index}]"),

@@ -540,7 +540,7 @@ where
         let compression = Arc::clone(&self.compression);
         let inner = self.inner.clone();
         Box::pin(async move {
-            if crate::stream::is_upgrade(request.headers()) {
+            if crate::metadata::is_upgrade(request.headers()) {
                 return inner.oneshot(request).await;
             }
             let request = if compression.decompress_requests {

@@ -594,7 +594,7 @@ where
                 return Ok(cors.preflight(&request));
             }
             let origin = request.headers().get(header::ORIGIN).cloned();
-            if crate::stream::is_upgrade(request.headers()) {
+            if crate::metadata::is_upgrade(request.headers()) {
                 if let Some(origin) = &origin
                     && cors.allowed_origin(Some(origin)).is_none()
                 {

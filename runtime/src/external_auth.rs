@@ -718,8 +718,9 @@ where
         Box::pin(async move {
             let credential = match Principal::of(&request) {
                 Some(_) => None,
-                None if auth.forged(&request).is_some() => None,
-                None => auth.credential(&request),
+                None => auth
+                    .credential(&request)
+                    .filter(|_| auth.forged(&request).is_none()),
             };
             if let Some(credential) = credential {
                 match auth.identify(credential).await {

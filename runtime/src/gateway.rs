@@ -361,7 +361,7 @@ impl Inner {
     /// happens to match too: a POST binding of a bidi RPC is one URL for HTTP and WebSocket.
     fn find(&self, request: &http::Request<Body>) -> Lookup<'_, Route> {
         let path = request.uri().path();
-        if request.method() == http::Method::GET && crate::stream::is_upgrade(request.headers()) {
+        if request.method() == http::Method::GET && crate::metadata::is_upgrade(request.headers()) {
             for method in UPGRADE_METHODS {
                 if let found @ Lookup::Found { value, .. } = self.table.find(&method, path)
                     && value.streaming

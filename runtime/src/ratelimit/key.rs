@@ -179,19 +179,34 @@ impl ClientPrefixes {
     }
 
     /// The client that `address` (already canonical: an IPv4-mapped address is IPv4) belongs
-    /// to, as key text: the address alone when the prefix is the whole address, else its
-    /// network (`2001:db8:1:2::/64`).
-    fn client(self, address: IpAddr) -> String {
+    /// to: the address alone when the prefix is the whole address, else its network, written
+    /// `2001:db8:1:2::/64`.
+    fn client(self, address: IpAddr) -> Client {
         match address {
             IpAddr::V4(v4) if self.ipv4 < 32 => {
                 let kept = u32::from(v4) & (u32::MAX << (32 - u32::from(self.ipv4)));
-                format!("{}/{}", std::net::Ipv4Addr::from(kept), self.ipv4)
+                Client::Network(IpAddr::V4(kept.into()), self.ipv4)
             }
             IpAddr::V6(v6) if self.ipv6 < 128 => {
                 let kept = u128::from(v6) & (u128::MAX << (128 - u32::from(self.ipv6)));
-                format!("{}/{}", std::net::Ipv6Addr::from(kept), self.ipv6)
+                Client::Network(IpAddr::V6(kept.into()), self.ipv6)
             }
-            whole => whole.to_string(),
+            whole => Client::Address(whole),
+        }
+    }
+}
+
+/// A client under [`ClientPrefixes`], as its key writes it.
+enum Client {
+    Address(IpAddr),
+    Network(IpAddr, u8),
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Client::Address(address) => write!(f, "{address}"),
+            Client::Network(address, prefix) => write!(f, "{address}/{prefix}"),
         }
     }
 }

@@ -29,7 +29,7 @@ use guard::{Activity, Guarded, Guards, Limits};
 use input::{BodyMessages, Failure, LocalFrames};
 use output::Transport;
 pub(crate) use split::Splitter;
-pub(crate) use ws::{close_frame, frame_message, is_upgrade};
+pub(crate) use ws::{close_frame, frame_message};
 
 /// The messages a client streams to the upstream.
 ///
@@ -174,7 +174,7 @@ where
     Req: JsonMessage + Send,
     Resp: JsonMessage + Send,
 {
-    if ws::is_upgrade(call.request.headers()) {
+    if crate::metadata::is_upgrade(call.request.headers()) {
         return ws::serve(binding, rpc.clone(), call).await;
     }
     let Call {

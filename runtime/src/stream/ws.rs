@@ -29,8 +29,6 @@ use crate::error::GatewayError;
 use crate::json::JsonMessage;
 use crate::observe::{Hold, StreamTransport};
 
-pub(crate) use crate::metadata::is_upgrade;
-
 /// Accepts the upgrade and runs the call on the socket. Problems found before the upgrade
 /// (headers, path, query) are answered over HTTP.
 pub(crate) async fn serve<Req, Resp>(
