@@ -102,12 +102,12 @@ pub mod __codegen {
     pub use crate::call::{RouteInfo, UnaryFuture};
     pub use crate::declared::{Access, DeclaredPolicy, DeclaredRateLimit};
     pub use crate::json::{
-        Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldMask, I32, I64,
-        JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry, Str,
-        Struct, TextField, Timestamp, U32, U64, Value, Writer, parse_text, push_text, read_map,
-        read_message, read_nullable, read_optional, read_repeated, read_singular, set_text,
-        set_text_optional, write_map, write_message, write_optional, write_present, write_repeated,
-        write_singular,
+        Any, AnyType, Bool, Bytes, Codec, Duration, Empty, Enum, F32, F64, FieldKey, FieldMask,
+        I32, I64, JsonError, JsonMessage, ListValue, Msg, NullValue, ProtoEnum, Reader, Registry,
+        Str, Struct, TextField, Timestamp, U32, U64, Value, Writer, parse_text, push_text,
+        read_map, read_message, read_nullable, read_optional, read_repeated, read_singular,
+        set_text, set_text_optional, write_map, write_message, write_optional, write_present,
+        write_repeated, write_singular,
     };
     pub use crate::route::{Seg, Template, Var};
     pub use crate::service::{Local, Route, Service, ServiceInfo};

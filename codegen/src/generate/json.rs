@@ -172,6 +172,14 @@ fn field_ident(field: &FieldDescriptor) -> syn::Ident {
     naming::ident(&naming::snake(field.name()))
 }
 
+/// A field's two keys as written (`"fileName":`, `"file_name":`), escaped here once rather than
+/// scanned at every write.
+fn field_key(field: &FieldDescriptor) -> TokenStream {
+    let written = |name: &str| format!("{}:", serde_json::Value::from(name));
+    let (json, proto) = (written(field.json_name()), written(field.name()));
+    quote!(__codegen::FieldKey::new(#json, #proto))
+}
+
 /// The match pattern for a field's JSON keys: its json name and, when different, its proto name.
 fn key_pattern(field: &FieldDescriptor) -> TokenStream {
     let (json, proto) = (field.json_name(), field.name());
@@ -366,33 +374,33 @@ pub fn message_impl(message: &MessageDescriptor) -> Result<TokenStream, RuleErro
             continue;
         }
         let ident = field_ident(&field);
-        let (json, proto) = (field.json_name(), field.name());
+        let (json, written) = (field.json_name(), field_key(&field));
         let keys = key_pattern(&field);
         let write = match shape(depth, &field)? {
             Shape::Map { key, value } => {
                 let (k, v) = (key.codec, value.codec);
-                quote!(__codegen::write_map::<#k, #v, _>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_map::<#k, #v, _>(w, #written, &self.#ident);)
             }
             Shape::Repeated(c) => {
                 let c = c.codec;
-                quote!(__codegen::write_repeated::<#c>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_repeated::<#c>(w, #written, &self.#ident);)
             }
             Shape::Optional(c, MessageStorage::User) => {
                 let m = c.message;
-                quote!(__codegen::write_message::<#m, _>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_message::<#m, _>(w, #written, &self.#ident);)
             }
             Shape::Optional(c, MessageStorage::WellKnown) => {
                 let c = c.codec;
-                quote!(__codegen::write_optional::<#c>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_optional::<#c>(w, #written, &self.#ident);)
             }
             // proto2 `required` has no presence in prost but is always set: always written.
             Shape::Plain(c) if field.cardinality() == Cardinality::Required => {
                 let c = c.codec;
-                quote!(__codegen::write_present::<#c>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_present::<#c>(w, #written, &self.#ident);)
             }
             Shape::Plain(c) => {
                 let c = c.codec;
-                quote!(__codegen::write_singular::<#c>(w, #json, #proto, &self.#ident);)
+                quote!(__codegen::write_singular::<#c>(w, #written, &self.#ident);)
             }
         };
         writes.push(write);
@@ -476,7 +484,7 @@ fn oneof_code(
     let mut arms = Vec::new();
     for field in oneof.fields() {
         let variant = naming::ident(&naming::camel(field.name()));
-        let (json, proto) = (field.json_name(), field.name());
+        let (json, written) = (field.json_name(), field_key(&field));
         let keys = key_pattern(&field);
         let c = codec(depth, &field, &field.kind())?;
         let codec = &c.codec;
@@ -485,7 +493,7 @@ fn oneof_code(
             None => quote!(v),
         };
         arms.push(quote!(
-            #enum_path::#variant(v) => __codegen::write_present::<#codec>(w, #json, #proto, #value),
+            #enum_path::#variant(v) => __codegen::write_present::<#codec>(w, #written, #value),
         ));
         reads.push(quote!(
             #keys => {

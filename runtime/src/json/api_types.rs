@@ -91,7 +91,11 @@ impl __codegen::JsonMessage for ::prost_types::SourceContext {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "fileName", "file_name", &self.file_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"fileName\":", "\"file_name\":"),
+            &self.file_name,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -123,21 +127,29 @@ impl __codegen::JsonMessage for ::prost_types::SourceContext {
 impl __codegen::JsonMessage for ::prost_types::Type {
     const TYPE_NAME: &'static str = "google.protobuf.Type";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Field>,
-        >(w, "fields", "fields", &self.fields);
-        __codegen::write_repeated::<__codegen::Str>(w, "oneofs", "oneofs", &self.oneofs);
+        >(w, __codegen::FieldKey::new("\"fields\":", "\"fields\":"), &self.fields);
+        __codegen::write_repeated::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"oneofs\":", "\"oneofs\":"), &self.oneofs);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_message::<
             ::prost_types::SourceContext,
             _,
-        >(w, "sourceContext", "source_context", &self.source_context);
+        >(
+            w,
+            __codegen::FieldKey::new("\"sourceContext\":", "\"source_context\":"),
+            &self.source_context,
+        );
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::Syntax>,
-        >(w, "syntax", "syntax", &self.syntax);
+        >(w, __codegen::FieldKey::new("\"syntax\":", "\"syntax\":"), &self.syntax);
     }
     fn merge_json_field(
         &mut self,
@@ -221,30 +233,50 @@ impl __codegen::JsonMessage for ::prost_types::Field {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::field::Kind>,
-        >(w, "kind", "kind", &self.kind);
+        >(w, __codegen::FieldKey::new("\"kind\":", "\"kind\":"), &self.kind);
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::field::Cardinality>,
-        >(w, "cardinality", "cardinality", &self.cardinality);
-        __codegen::write_singular::<__codegen::I32>(w, "number", "number", &self.number);
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_singular::<
-            __codegen::Str,
-        >(w, "typeUrl", "type_url", &self.type_url);
+        >(
+            w,
+            __codegen::FieldKey::new("\"cardinality\":", "\"cardinality\":"),
+            &self.cardinality,
+        );
         __codegen::write_singular::<
             __codegen::I32,
-        >(w, "oneofIndex", "oneof_index", &self.oneof_index);
+        >(w, __codegen::FieldKey::new("\"number\":", "\"number\":"), &self.number);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"typeUrl\":", "\"type_url\":"), &self.type_url);
+        __codegen::write_singular::<
+            __codegen::I32,
+        >(
+            w,
+            __codegen::FieldKey::new("\"oneofIndex\":", "\"oneof_index\":"),
+            &self.oneof_index,
+        );
         __codegen::write_singular::<
             __codegen::Bool,
-        >(w, "packed", "packed", &self.packed);
+        >(w, __codegen::FieldKey::new("\"packed\":", "\"packed\":"), &self.packed);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "jsonName", "json_name", &self.json_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"jsonName\":", "\"json_name\":"),
+            &self.json_name,
+        );
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "defaultValue", "default_value", &self.default_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"defaultValue\":", "\"default_value\":"),
+            &self.default_value,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -352,20 +384,30 @@ impl __codegen::JsonMessage for ::prost_types::Field {
 impl __codegen::JsonMessage for ::prost_types::Enum {
     const TYPE_NAME: &'static str = "google.protobuf.Enum";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::EnumValue>,
-        >(w, "enumvalue", "enumvalue", &self.enumvalue);
+        >(
+            w,
+            __codegen::FieldKey::new("\"enumvalue\":", "\"enumvalue\":"),
+            &self.enumvalue,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_message::<
             ::prost_types::SourceContext,
             _,
-        >(w, "sourceContext", "source_context", &self.source_context);
+        >(
+            w,
+            __codegen::FieldKey::new("\"sourceContext\":", "\"source_context\":"),
+            &self.source_context,
+        );
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::Syntax>,
-        >(w, "syntax", "syntax", &self.syntax);
+        >(w, __codegen::FieldKey::new("\"syntax\":", "\"syntax\":"), &self.syntax);
     }
     fn merge_json_field(
         &mut self,
@@ -439,11 +481,15 @@ impl __codegen::JsonMessage for ::prost_types::Enum {
 impl __codegen::JsonMessage for ::prost_types::EnumValue {
     const TYPE_NAME: &'static str = "google.protobuf.EnumValue";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_singular::<__codegen::I32>(w, "number", "number", &self.number);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_singular::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"number\":", "\"number\":"), &self.number);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
     }
     fn merge_json_field(
         &mut self,
@@ -487,8 +533,12 @@ impl __codegen::JsonMessage for ::prost_types::EnumValue {
 impl __codegen::JsonMessage for ::prost_types::Option {
     const TYPE_NAME: &'static str = "google.protobuf.Option";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_optional::<__codegen::Any>(w, "value", "value", &self.value);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_optional::<
+            __codegen::Any,
+        >(w, __codegen::FieldKey::new("\"value\":", "\"value\":"), &self.value);
     }
     fn merge_json_field(
         &mut self,
@@ -524,26 +574,32 @@ impl __codegen::JsonMessage for ::prost_types::Option {
 impl __codegen::JsonMessage for ::prost_types::Api {
     const TYPE_NAME: &'static str = "google.protobuf.Api";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_repeated::<
-            __codegen::Msg<::prost_types::Method>,
-        >(w, "methods", "methods", &self.methods);
-        __codegen::write_repeated::<
-            __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "version", "version", &self.version);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_repeated::<
+            __codegen::Msg<::prost_types::Method>,
+        >(w, __codegen::FieldKey::new("\"methods\":", "\"methods\":"), &self.methods);
+        __codegen::write_repeated::<
+            __codegen::Msg<::prost_types::Option>,
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"version\":", "\"version\":"), &self.version);
         __codegen::write_message::<
             ::prost_types::SourceContext,
             _,
-        >(w, "sourceContext", "source_context", &self.source_context);
+        >(
+            w,
+            __codegen::FieldKey::new("\"sourceContext\":", "\"source_context\":"),
+            &self.source_context,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Mixin>,
-        >(w, "mixins", "mixins", &self.mixins);
+        >(w, __codegen::FieldKey::new("\"mixins\":", "\"mixins\":"), &self.mixins);
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::Syntax>,
-        >(w, "syntax", "syntax", &self.syntax);
+        >(w, __codegen::FieldKey::new("\"syntax\":", "\"syntax\":"), &self.syntax);
     }
     fn merge_json_field(
         &mut self,
@@ -631,25 +687,46 @@ impl __codegen::JsonMessage for ::prost_types::Api {
 impl __codegen::JsonMessage for ::prost_types::Method {
     const TYPE_NAME: &'static str = "google.protobuf.Method";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "requestTypeUrl", "request_type_url", &self.request_type_url);
-        __codegen::write_singular::<
-            __codegen::Bool,
-        >(w, "requestStreaming", "request_streaming", &self.request_streaming);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_singular::<
             __codegen::Str,
-        >(w, "responseTypeUrl", "response_type_url", &self.response_type_url);
+        >(
+            w,
+            __codegen::FieldKey::new("\"requestTypeUrl\":", "\"request_type_url\":"),
+            &self.request_type_url,
+        );
         __codegen::write_singular::<
             __codegen::Bool,
-        >(w, "responseStreaming", "response_streaming", &self.response_streaming);
+        >(
+            w,
+            __codegen::FieldKey::new("\"requestStreaming\":", "\"request_streaming\":"),
+            &self.request_streaming,
+        );
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"responseTypeUrl\":", "\"response_type_url\":"),
+            &self.response_type_url,
+        );
+        __codegen::write_singular::<
+            __codegen::Bool,
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"responseStreaming\":",
+                "\"response_streaming\":",
+            ),
+            &self.response_streaming,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::Option>,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_singular::<
             __codegen::Enum<::prost_types::Syntax>,
-        >(w, "syntax", "syntax", &self.syntax);
+        >(w, __codegen::FieldKey::new("\"syntax\":", "\"syntax\":"), &self.syntax);
     }
     fn merge_json_field(
         &mut self,
@@ -750,8 +827,12 @@ impl __codegen::JsonMessage for ::prost_types::Method {
 impl __codegen::JsonMessage for ::prost_types::Mixin {
     const TYPE_NAME: &'static str = "google.protobuf.Mixin";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_singular::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_singular::<__codegen::Str>(w, "root", "root", &self.root);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_singular::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"root\":", "\"root\":"), &self.root);
     }
     fn merge_json_field(
         &mut self,
@@ -789,7 +870,7 @@ impl __codegen::JsonMessage for ::prost_types::FileDescriptorSet {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::FileDescriptorProto>,
-        >(w, "file", "file", &self.file);
+        >(w, __codegen::FieldKey::new("\"file\":", "\"file\":"), &self.file);
     }
     fn merge_json_field(
         &mut self,
@@ -821,40 +902,72 @@ impl __codegen::JsonMessage for ::prost_types::FileDescriptorSet {
 impl __codegen::JsonMessage for ::prost_types::FileDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.FileDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "package", "package", &self.package);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"package\":", "\"package\":"), &self.package);
         __codegen::write_repeated::<
             __codegen::Str,
-        >(w, "dependency", "dependency", &self.dependency);
+        >(
+            w,
+            __codegen::FieldKey::new("\"dependency\":", "\"dependency\":"),
+            &self.dependency,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::DescriptorProto>,
-        >(w, "messageType", "message_type", &self.message_type);
+        >(
+            w,
+            __codegen::FieldKey::new("\"messageType\":", "\"message_type\":"),
+            &self.message_type,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::EnumDescriptorProto>,
-        >(w, "enumType", "enum_type", &self.enum_type);
+        >(
+            w,
+            __codegen::FieldKey::new("\"enumType\":", "\"enum_type\":"),
+            &self.enum_type,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::ServiceDescriptorProto>,
-        >(w, "service", "service", &self.service);
+        >(w, __codegen::FieldKey::new("\"service\":", "\"service\":"), &self.service);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::FieldDescriptorProto>,
-        >(w, "extension", "extension", &self.extension);
+        >(
+            w,
+            __codegen::FieldKey::new("\"extension\":", "\"extension\":"),
+            &self.extension,
+        );
         __codegen::write_message::<
             ::prost_types::FileOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_message::<
             ::prost_types::SourceCodeInfo,
             _,
-        >(w, "sourceCodeInfo", "source_code_info", &self.source_code_info);
+        >(
+            w,
+            __codegen::FieldKey::new("\"sourceCodeInfo\":", "\"source_code_info\":"),
+            &self.source_code_info,
+        );
         __codegen::write_repeated::<
             __codegen::I32,
-        >(w, "publicDependency", "public_dependency", &self.public_dependency);
+        >(
+            w,
+            __codegen::FieldKey::new("\"publicDependency\":", "\"public_dependency\":"),
+            &self.public_dependency,
+        );
         __codegen::write_repeated::<
             __codegen::I32,
-        >(w, "weakDependency", "weak_dependency", &self.weak_dependency);
-        __codegen::write_optional::<__codegen::Str>(w, "syntax", "syntax", &self.syntax);
+        >(
+            w,
+            __codegen::FieldKey::new("\"weakDependency\":", "\"weak_dependency\":"),
+            &self.weak_dependency,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"syntax\":", "\"syntax\":"), &self.syntax);
     }
     fn merge_json_field(
         &mut self,
@@ -995,35 +1108,65 @@ impl __codegen::JsonMessage for ::prost_types::FileDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::DescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.DescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::FieldDescriptorProto>,
-        >(w, "field", "field", &self.field);
+        >(w, __codegen::FieldKey::new("\"field\":", "\"field\":"), &self.field);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::DescriptorProto>,
-        >(w, "nestedType", "nested_type", &self.nested_type);
+        >(
+            w,
+            __codegen::FieldKey::new("\"nestedType\":", "\"nested_type\":"),
+            &self.nested_type,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::EnumDescriptorProto>,
-        >(w, "enumType", "enum_type", &self.enum_type);
+        >(
+            w,
+            __codegen::FieldKey::new("\"enumType\":", "\"enum_type\":"),
+            &self.enum_type,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::descriptor_proto::ExtensionRange>,
-        >(w, "extensionRange", "extension_range", &self.extension_range);
+        >(
+            w,
+            __codegen::FieldKey::new("\"extensionRange\":", "\"extension_range\":"),
+            &self.extension_range,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::FieldDescriptorProto>,
-        >(w, "extension", "extension", &self.extension);
+        >(
+            w,
+            __codegen::FieldKey::new("\"extension\":", "\"extension\":"),
+            &self.extension,
+        );
         __codegen::write_message::<
             ::prost_types::MessageOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::OneofDescriptorProto>,
-        >(w, "oneofDecl", "oneof_decl", &self.oneof_decl);
+        >(
+            w,
+            __codegen::FieldKey::new("\"oneofDecl\":", "\"oneof_decl\":"),
+            &self.oneof_decl,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::descriptor_proto::ReservedRange>,
-        >(w, "reservedRange", "reserved_range", &self.reserved_range);
+        >(
+            w,
+            __codegen::FieldKey::new("\"reservedRange\":", "\"reserved_range\":"),
+            &self.reserved_range,
+        );
         __codegen::write_repeated::<
             __codegen::Str,
-        >(w, "reservedName", "reserved_name", &self.reserved_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"reservedName\":", "\"reserved_name\":"),
+            &self.reserved_name,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -1145,12 +1288,16 @@ impl __codegen::JsonMessage for ::prost_types::DescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::descriptor_proto::ExtensionRange {
     const TYPE_NAME: &'static str = "google.protobuf.DescriptorProto.ExtensionRange";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::I32>(w, "start", "start", &self.start);
-        __codegen::write_optional::<__codegen::I32>(w, "end", "end", &self.end);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"start\":", "\"start\":"), &self.start);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"end\":", "\"end\":"), &self.end);
         __codegen::write_message::<
             ::prost_types::ExtensionRangeOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
     }
     fn merge_json_field(
         &mut self,
@@ -1201,8 +1348,12 @@ impl __codegen::JsonMessage for ::prost_types::descriptor_proto::ExtensionRange 
 impl __codegen::JsonMessage for ::prost_types::descriptor_proto::ReservedRange {
     const TYPE_NAME: &'static str = "google.protobuf.DescriptorProto.ReservedRange";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::I32>(w, "start", "start", &self.start);
-        __codegen::write_optional::<__codegen::I32>(w, "end", "end", &self.end);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"start\":", "\"start\":"), &self.start);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"end\":", "\"end\":"), &self.end);
     }
     fn merge_json_field(
         &mut self,
@@ -1240,7 +1391,14 @@ impl __codegen::JsonMessage for ::prost_types::ExtensionRangeOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -1274,36 +1432,60 @@ impl __codegen::JsonMessage for ::prost_types::ExtensionRangeOptions {
 impl __codegen::JsonMessage for ::prost_types::FieldDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.FieldDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "extendee", "extendee", &self.extendee);
-        __codegen::write_optional::<__codegen::I32>(w, "number", "number", &self.number);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"extendee\":", "\"extendee\":"), &self.extendee);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"number\":", "\"number\":"), &self.number);
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::field_descriptor_proto::Label>,
-        >(w, "label", "label", &self.label);
+        >(w, __codegen::FieldKey::new("\"label\":", "\"label\":"), &self.label);
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::field_descriptor_proto::Type>,
-        >(w, "type", "type", &self.r#type);
+        >(w, __codegen::FieldKey::new("\"type\":", "\"type\":"), &self.r#type);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "typeName", "type_name", &self.type_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"typeName\":", "\"type_name\":"),
+            &self.type_name,
+        );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "defaultValue", "default_value", &self.default_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"defaultValue\":", "\"default_value\":"),
+            &self.default_value,
+        );
         __codegen::write_message::<
             ::prost_types::FieldOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_optional::<
             __codegen::I32,
-        >(w, "oneofIndex", "oneof_index", &self.oneof_index);
+        >(
+            w,
+            __codegen::FieldKey::new("\"oneofIndex\":", "\"oneof_index\":"),
+            &self.oneof_index,
+        );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "jsonName", "json_name", &self.json_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"jsonName\":", "\"json_name\":"),
+            &self.json_name,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "proto3Optional", "proto3_optional", &self.proto3_optional);
+        >(
+            w,
+            __codegen::FieldKey::new("\"proto3Optional\":", "\"proto3_optional\":"),
+            &self.proto3_optional,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -1431,11 +1613,13 @@ impl __codegen::JsonMessage for ::prost_types::FieldDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::OneofDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.OneofDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_message::<
             ::prost_types::OneofOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
     }
     fn merge_json_field(
         &mut self,
@@ -1480,20 +1664,30 @@ impl __codegen::JsonMessage for ::prost_types::OneofDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::EnumDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.EnumDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::EnumValueDescriptorProto>,
-        >(w, "value", "value", &self.value);
+        >(w, __codegen::FieldKey::new("\"value\":", "\"value\":"), &self.value);
         __codegen::write_message::<
             ::prost_types::EnumOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::enum_descriptor_proto::EnumReservedRange>,
-        >(w, "reservedRange", "reserved_range", &self.reserved_range);
+        >(
+            w,
+            __codegen::FieldKey::new("\"reservedRange\":", "\"reserved_range\":"),
+            &self.reserved_range,
+        );
         __codegen::write_repeated::<
             __codegen::Str,
-        >(w, "reservedName", "reserved_name", &self.reserved_name);
+        >(
+            w,
+            __codegen::FieldKey::new("\"reservedName\":", "\"reserved_name\":"),
+            &self.reserved_name,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -1569,8 +1763,12 @@ impl __codegen::JsonMessage for ::prost_types::EnumDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::enum_descriptor_proto::EnumReservedRange {
     const TYPE_NAME: &'static str = "google.protobuf.EnumDescriptorProto.EnumReservedRange";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::I32>(w, "start", "start", &self.start);
-        __codegen::write_optional::<__codegen::I32>(w, "end", "end", &self.end);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"start\":", "\"start\":"), &self.start);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"end\":", "\"end\":"), &self.end);
     }
     fn merge_json_field(
         &mut self,
@@ -1606,12 +1804,16 @@ impl __codegen::JsonMessage for ::prost_types::enum_descriptor_proto::EnumReserv
 impl __codegen::JsonMessage for ::prost_types::EnumValueDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.EnumValueDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
-        __codegen::write_optional::<__codegen::I32>(w, "number", "number", &self.number);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"number\":", "\"number\":"), &self.number);
         __codegen::write_message::<
             ::prost_types::EnumValueOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
     }
     fn merge_json_field(
         &mut self,
@@ -1662,14 +1864,16 @@ impl __codegen::JsonMessage for ::prost_types::EnumValueDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::ServiceDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.ServiceDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::MethodDescriptorProto>,
-        >(w, "method", "method", &self.method);
+        >(w, __codegen::FieldKey::new("\"method\":", "\"method\":"), &self.method);
         __codegen::write_message::<
             ::prost_types::ServiceOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
     }
     fn merge_json_field(
         &mut self,
@@ -1722,23 +1926,41 @@ impl __codegen::JsonMessage for ::prost_types::ServiceDescriptorProto {
 impl __codegen::JsonMessage for ::prost_types::MethodDescriptorProto {
     const TYPE_NAME: &'static str = "google.protobuf.MethodDescriptorProto";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_optional::<__codegen::Str>(w, "name", "name", &self.name);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "inputType", "input_type", &self.input_type);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "outputType", "output_type", &self.output_type);
+        >(
+            w,
+            __codegen::FieldKey::new("\"inputType\":", "\"input_type\":"),
+            &self.input_type,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"outputType\":", "\"output_type\":"),
+            &self.output_type,
+        );
         __codegen::write_message::<
             ::prost_types::MethodOptions,
             _,
-        >(w, "options", "options", &self.options);
+        >(w, __codegen::FieldKey::new("\"options\":", "\"options\":"), &self.options);
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "clientStreaming", "client_streaming", &self.client_streaming);
+        >(
+            w,
+            __codegen::FieldKey::new("\"clientStreaming\":", "\"client_streaming\":"),
+            &self.client_streaming,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "serverStreaming", "server_streaming", &self.server_streaming);
+        >(
+            w,
+            __codegen::FieldKey::new("\"serverStreaming\":", "\"server_streaming\":"),
+            &self.server_streaming,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -1827,87 +2049,181 @@ impl __codegen::JsonMessage for ::prost_types::FileOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "javaPackage", "java_package", &self.java_package);
+        >(
+            w,
+            __codegen::FieldKey::new("\"javaPackage\":", "\"java_package\":"),
+            &self.java_package,
+        );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "javaOuterClassname", "java_outer_classname", &self.java_outer_classname);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"javaOuterClassname\":",
+                "\"java_outer_classname\":",
+            ),
+            &self.java_outer_classname,
+        );
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::file_options::OptimizeMode>,
-        >(w, "optimizeFor", "optimize_for", &self.optimize_for);
-        __codegen::write_optional::<
-            __codegen::Bool,
-        >(w, "javaMultipleFiles", "java_multiple_files", &self.java_multiple_files);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "goPackage", "go_package", &self.go_package);
-        __codegen::write_optional::<
-            __codegen::Bool,
-        >(w, "ccGenericServices", "cc_generic_services", &self.cc_generic_services);
+        >(
+            w,
+            __codegen::FieldKey::new("\"optimizeFor\":", "\"optimize_for\":"),
+            &self.optimize_for,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
         >(
             w,
-            "javaGenericServices",
-            "java_generic_services",
+            __codegen::FieldKey::new(
+                "\"javaMultipleFiles\":",
+                "\"java_multiple_files\":",
+            ),
+            &self.java_multiple_files,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"goPackage\":", "\"go_package\":"),
+            &self.go_package,
+        );
+        __codegen::write_optional::<
+            __codegen::Bool,
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"ccGenericServices\":",
+                "\"cc_generic_services\":",
+            ),
+            &self.cc_generic_services,
+        );
+        __codegen::write_optional::<
+            __codegen::Bool,
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"javaGenericServices\":",
+                "\"java_generic_services\":",
+            ),
             &self.java_generic_services,
         );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "pyGenericServices", "py_generic_services", &self.py_generic_services);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"pyGenericServices\":",
+                "\"py_generic_services\":",
+            ),
+            &self.py_generic_services,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
         >(
             w,
-            "javaGenerateEqualsAndHash",
-            "java_generate_equals_and_hash",
+            __codegen::FieldKey::new(
+                "\"javaGenerateEqualsAndHash\":",
+                "\"java_generate_equals_and_hash\":",
+            ),
             &self.java_generate_equals_and_hash,
         );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
         >(
             w,
-            "javaStringCheckUtf8",
-            "java_string_check_utf8",
+            __codegen::FieldKey::new(
+                "\"javaStringCheckUtf8\":",
+                "\"java_string_check_utf8\":",
+            ),
             &self.java_string_check_utf8,
         );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "ccEnableArenas", "cc_enable_arenas", &self.cc_enable_arenas);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "objcClassPrefix", "objc_class_prefix", &self.objc_class_prefix);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "csharpNamespace", "csharp_namespace", &self.csharp_namespace);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "swiftPrefix", "swift_prefix", &self.swift_prefix);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "phpClassPrefix", "php_class_prefix", &self.php_class_prefix);
-        __codegen::write_optional::<
-            __codegen::Str,
-        >(w, "phpNamespace", "php_namespace", &self.php_namespace);
-        __codegen::write_optional::<
-            __codegen::Bool,
-        >(w, "phpGenericServices", "php_generic_services", &self.php_generic_services);
+        >(
+            w,
+            __codegen::FieldKey::new("\"ccEnableArenas\":", "\"cc_enable_arenas\":"),
+            &self.cc_enable_arenas,
+        );
         __codegen::write_optional::<
             __codegen::Str,
         >(
             w,
-            "phpMetadataNamespace",
-            "php_metadata_namespace",
+            __codegen::FieldKey::new("\"objcClassPrefix\":", "\"objc_class_prefix\":"),
+            &self.objc_class_prefix,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"csharpNamespace\":", "\"csharp_namespace\":"),
+            &self.csharp_namespace,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"swiftPrefix\":", "\"swift_prefix\":"),
+            &self.swift_prefix,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"phpClassPrefix\":", "\"php_class_prefix\":"),
+            &self.php_class_prefix,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new("\"phpNamespace\":", "\"php_namespace\":"),
+            &self.php_namespace,
+        );
+        __codegen::write_optional::<
+            __codegen::Bool,
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"phpGenericServices\":",
+                "\"php_generic_services\":",
+            ),
+            &self.php_generic_services,
+        );
+        __codegen::write_optional::<
+            __codegen::Str,
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"phpMetadataNamespace\":",
+                "\"php_metadata_namespace\":",
+            ),
             &self.php_metadata_namespace,
         );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "rubyPackage", "ruby_package", &self.ruby_package);
+        >(
+            w,
+            __codegen::FieldKey::new("\"rubyPackage\":", "\"ruby_package\":"),
+            &self.ruby_package,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2174,27 +2490,46 @@ impl __codegen::JsonMessage for ::prost_types::MessageOptions {
             __codegen::Bool,
         >(
             w,
-            "messageSetWireFormat",
-            "message_set_wire_format",
+            __codegen::FieldKey::new(
+                "\"messageSetWireFormat\":",
+                "\"message_set_wire_format\":",
+            ),
             &self.message_set_wire_format,
         );
         __codegen::write_optional::<
             __codegen::Bool,
         >(
             w,
-            "noStandardDescriptorAccessor",
-            "no_standard_descriptor_accessor",
+            __codegen::FieldKey::new(
+                "\"noStandardDescriptorAccessor\":",
+                "\"no_standard_descriptor_accessor\":",
+            ),
             &self.no_standard_descriptor_accessor,
         );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "mapEntry", "map_entry", &self.map_entry);
+        >(
+            w,
+            __codegen::FieldKey::new("\"mapEntry\":", "\"map_entry\":"),
+            &self.map_entry,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2275,21 +2610,36 @@ impl __codegen::JsonMessage for ::prost_types::FieldOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::field_options::CType>,
-        >(w, "ctype", "ctype", &self.ctype);
+        >(w, __codegen::FieldKey::new("\"ctype\":", "\"ctype\":"), &self.ctype);
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "packed", "packed", &self.packed);
+        >(w, __codegen::FieldKey::new("\"packed\":", "\"packed\":"), &self.packed);
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
-        __codegen::write_optional::<__codegen::Bool>(w, "lazy", "lazy", &self.lazy);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
+        __codegen::write_optional::<
+            __codegen::Bool,
+        >(w, __codegen::FieldKey::new("\"lazy\":", "\"lazy\":"), &self.lazy);
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::field_options::JsType>,
-        >(w, "jstype", "jstype", &self.jstype);
-        __codegen::write_optional::<__codegen::Bool>(w, "weak", "weak", &self.weak);
+        >(w, __codegen::FieldKey::new("\"jstype\":", "\"jstype\":"), &self.jstype);
+        __codegen::write_optional::<
+            __codegen::Bool,
+        >(w, __codegen::FieldKey::new("\"weak\":", "\"weak\":"), &self.weak);
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2377,7 +2727,14 @@ impl __codegen::JsonMessage for ::prost_types::OneofOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2413,13 +2770,28 @@ impl __codegen::JsonMessage for ::prost_types::EnumOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "allowAlias", "allow_alias", &self.allow_alias);
+        >(
+            w,
+            __codegen::FieldKey::new("\"allowAlias\":", "\"allow_alias\":"),
+            &self.allow_alias,
+        );
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2471,10 +2843,21 @@ impl __codegen::JsonMessage for ::prost_types::EnumValueOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2518,10 +2901,21 @@ impl __codegen::JsonMessage for ::prost_types::ServiceOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2565,13 +2959,28 @@ impl __codegen::JsonMessage for ::prost_types::MethodOptions {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_optional::<
             __codegen::Bool,
-        >(w, "deprecated", "deprecated", &self.deprecated);
+        >(
+            w,
+            __codegen::FieldKey::new("\"deprecated\":", "\"deprecated\":"),
+            &self.deprecated,
+        );
         __codegen::write_optional::<
             __codegen::Enum<::prost_types::method_options::IdempotencyLevel>,
-        >(w, "idempotencyLevel", "idempotency_level", &self.idempotency_level);
+        >(
+            w,
+            __codegen::FieldKey::new("\"idempotencyLevel\":", "\"idempotency_level\":"),
+            &self.idempotency_level,
+        );
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::UninterpretedOption>,
-        >(w, "uninterpretedOption", "uninterpreted_option", &self.uninterpreted_option);
+        >(
+            w,
+            __codegen::FieldKey::new(
+                "\"uninterpretedOption\":",
+                "\"uninterpreted_option\":",
+            ),
+            &self.uninterpreted_option,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2628,25 +3037,49 @@ impl __codegen::JsonMessage for ::prost_types::UninterpretedOption {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::uninterpreted_option::NamePart>,
-        >(w, "name", "name", &self.name);
+        >(w, __codegen::FieldKey::new("\"name\":", "\"name\":"), &self.name);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "identifierValue", "identifier_value", &self.identifier_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"identifierValue\":", "\"identifier_value\":"),
+            &self.identifier_value,
+        );
         __codegen::write_optional::<
             __codegen::U64,
-        >(w, "positiveIntValue", "positive_int_value", &self.positive_int_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"positiveIntValue\":", "\"positive_int_value\":"),
+            &self.positive_int_value,
+        );
         __codegen::write_optional::<
             __codegen::I64,
-        >(w, "negativeIntValue", "negative_int_value", &self.negative_int_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"negativeIntValue\":", "\"negative_int_value\":"),
+            &self.negative_int_value,
+        );
         __codegen::write_optional::<
             __codegen::F64,
-        >(w, "doubleValue", "double_value", &self.double_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"doubleValue\":", "\"double_value\":"),
+            &self.double_value,
+        );
         __codegen::write_optional::<
             __codegen::Bytes<::std::vec::Vec<u8>>,
-        >(w, "stringValue", "string_value", &self.string_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"stringValue\":", "\"string_value\":"),
+            &self.string_value,
+        );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "aggregateValue", "aggregate_value", &self.aggregate_value);
+        >(
+            w,
+            __codegen::FieldKey::new("\"aggregateValue\":", "\"aggregate_value\":"),
+            &self.aggregate_value,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2749,10 +3182,18 @@ impl __codegen::JsonMessage for ::prost_types::uninterpreted_option::NamePart {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_present::<
             __codegen::Str,
-        >(w, "namePart", "name_part", &self.name_part);
+        >(
+            w,
+            __codegen::FieldKey::new("\"namePart\":", "\"name_part\":"),
+            &self.name_part,
+        );
         __codegen::write_present::<
             __codegen::Bool,
-        >(w, "isExtension", "is_extension", &self.is_extension);
+        >(
+            w,
+            __codegen::FieldKey::new("\"isExtension\":", "\"is_extension\":"),
+            &self.is_extension,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2794,7 +3235,7 @@ impl __codegen::JsonMessage for ::prost_types::SourceCodeInfo {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::source_code_info::Location>,
-        >(w, "location", "location", &self.location);
+        >(w, __codegen::FieldKey::new("\"location\":", "\"location\":"), &self.location);
     }
     fn merge_json_field(
         &mut self,
@@ -2826,20 +3267,34 @@ impl __codegen::JsonMessage for ::prost_types::SourceCodeInfo {
 impl __codegen::JsonMessage for ::prost_types::source_code_info::Location {
     const TYPE_NAME: &'static str = "google.protobuf.SourceCodeInfo.Location";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_repeated::<__codegen::I32>(w, "path", "path", &self.path);
-        __codegen::write_repeated::<__codegen::I32>(w, "span", "span", &self.span);
+        __codegen::write_repeated::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"path\":", "\"path\":"), &self.path);
+        __codegen::write_repeated::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"span\":", "\"span\":"), &self.span);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "leadingComments", "leading_comments", &self.leading_comments);
+        >(
+            w,
+            __codegen::FieldKey::new("\"leadingComments\":", "\"leading_comments\":"),
+            &self.leading_comments,
+        );
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "trailingComments", "trailing_comments", &self.trailing_comments);
+        >(
+            w,
+            __codegen::FieldKey::new("\"trailingComments\":", "\"trailing_comments\":"),
+            &self.trailing_comments,
+        );
         __codegen::write_repeated::<
             __codegen::Str,
         >(
             w,
-            "leadingDetachedComments",
-            "leading_detached_comments",
+            __codegen::FieldKey::new(
+                "\"leadingDetachedComments\":",
+                "\"leading_detached_comments\":",
+            ),
             &self.leading_detached_comments,
         );
     }
@@ -2916,7 +3371,11 @@ impl __codegen::JsonMessage for ::prost_types::GeneratedCodeInfo {
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
         __codegen::write_repeated::<
             __codegen::Msg<::prost_types::generated_code_info::Annotation>,
-        >(w, "annotation", "annotation", &self.annotation);
+        >(
+            w,
+            __codegen::FieldKey::new("\"annotation\":", "\"annotation\":"),
+            &self.annotation,
+        );
     }
     fn merge_json_field(
         &mut self,
@@ -2948,12 +3407,22 @@ impl __codegen::JsonMessage for ::prost_types::GeneratedCodeInfo {
 impl __codegen::JsonMessage for ::prost_types::generated_code_info::Annotation {
     const TYPE_NAME: &'static str = "google.protobuf.GeneratedCodeInfo.Annotation";
     fn write_fields(&self, w: &mut __codegen::Writer<'_>) {
-        __codegen::write_repeated::<__codegen::I32>(w, "path", "path", &self.path);
+        __codegen::write_repeated::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"path\":", "\"path\":"), &self.path);
         __codegen::write_optional::<
             __codegen::Str,
-        >(w, "sourceFile", "source_file", &self.source_file);
-        __codegen::write_optional::<__codegen::I32>(w, "begin", "begin", &self.begin);
-        __codegen::write_optional::<__codegen::I32>(w, "end", "end", &self.end);
+        >(
+            w,
+            __codegen::FieldKey::new("\"sourceFile\":", "\"source_file\":"),
+            &self.source_file,
+        );
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"begin\":", "\"begin\":"), &self.begin);
+        __codegen::write_optional::<
+            __codegen::I32,
+        >(w, __codegen::FieldKey::new("\"end\":", "\"end\":"), &self.end);
     }
     fn merge_json_field(
         &mut self,

@@ -3,7 +3,9 @@
 use std::borrow::{Borrow, BorrowMut};
 use std::hash::Hash;
 
-use super::{Codec, JsonError, JsonOptions, MapKey, MapLike, Reader, Registry, TextField, Writer};
+use super::{
+    Codec, FieldKey, JsonError, JsonOptions, MapKey, MapLike, Reader, Registry, TextField, Writer,
+};
 
 /// A message with generated proto3-JSON mappers.
 pub trait JsonMessage: prost::Message + Default + Sized + 'static {
@@ -67,41 +69,35 @@ pub fn merge_message<M: JsonMessage>(message: &mut M, r: &mut Reader<'_>) -> Res
 }
 
 /// A field without presence: left out when default, unless `emit_defaults`.
-pub fn write_singular<C: Codec>(w: &mut Writer<'_>, json: &str, proto: &str, value: &C::Value) {
+pub fn write_singular<C: Codec>(w: &mut Writer<'_>, key: FieldKey, value: &C::Value) {
     if w.options().emit_defaults || !C::is_default(value) {
-        w.key(json, proto);
+        w.field_key(key);
         C::write(value, w);
     }
 }
 
 /// A field with presence stored as `Option` (proto3 `optional`, wrappers, well-known types).
-pub fn write_optional<C: Codec>(
-    w: &mut Writer<'_>,
-    json: &str,
-    proto: &str,
-    value: &Option<C::Value>,
-) {
+pub fn write_optional<C: Codec>(w: &mut Writer<'_>, key: FieldKey, value: &Option<C::Value>) {
     if let Some(value) = value {
-        w.key(json, proto);
+        w.field_key(key);
         C::write(value, w);
     }
 }
 
 /// A field that is set (a oneof member): always written.
-pub fn write_present<C: Codec>(w: &mut Writer<'_>, json: &str, proto: &str, value: &C::Value) {
-    w.key(json, proto);
+pub fn write_present<C: Codec>(w: &mut Writer<'_>, key: FieldKey, value: &C::Value) {
+    w.field_key(key);
     C::write(value, w);
 }
 
 /// A message field, boxed or not.
 pub fn write_message<M: JsonMessage, S: Borrow<M>>(
     w: &mut Writer<'_>,
-    json: &str,
-    proto: &str,
+    key: FieldKey,
     value: &Option<S>,
 ) {
     if let Some(value) = value {
-        w.key(json, proto);
+        w.field_key(key);
         w.begin_object();
         value.borrow().write_fields(w);
         w.end_object();
@@ -109,9 +105,9 @@ pub fn write_message<M: JsonMessage, S: Borrow<M>>(
 }
 
 /// A repeated field: left out when empty, unless `emit_defaults`.
-pub fn write_repeated<C: Codec>(w: &mut Writer<'_>, json: &str, proto: &str, values: &[C::Value]) {
+pub fn write_repeated<C: Codec>(w: &mut Writer<'_>, key: FieldKey, values: &[C::Value]) {
     if w.options().emit_defaults || !values.is_empty() {
-        w.key(json, proto);
+        w.field_key(key);
         w.begin_array();
         for value in values {
             C::write(value, w);
@@ -121,14 +117,14 @@ pub fn write_repeated<C: Codec>(w: &mut Writer<'_>, json: &str, proto: &str, val
 }
 
 /// A map field: left out when empty, unless `emit_defaults`.
-pub fn write_map<K, V, M>(w: &mut Writer<'_>, json: &str, proto: &str, map: &M)
+pub fn write_map<K, V, M>(w: &mut Writer<'_>, key: FieldKey, map: &M)
 where
     K: MapKey,
     V: Codec,
     M: MapLike<K::Value, V::Value>,
 {
     if w.options().emit_defaults || !map.is_empty() {
-        w.key(json, proto);
+        w.field_key(key);
         write_map_value::<K, V, M>(map, w);
     }
 }
@@ -374,7 +370,11 @@ mod tests {
         const TYPE_NAME: &'static str = "test.Author";
 
         fn write_fields(&self, w: &mut Writer<'_>) {
-            write_singular::<Str>(w, "displayName", "display_name", &self.display_name);
+            write_singular::<Str>(
+                w,
+                FieldKey::new(r#""displayName":"#, r#""display_name":"#),
+                &self.display_name,
+            );
         }
 
         fn merge_json_field(&mut self, key: &str, r: &mut Reader<'_>) -> Result<bool, JsonError> {
@@ -400,28 +400,86 @@ mod tests {
         const TYPE_NAME: &'static str = "test.Book";
 
         fn write_fields(&self, w: &mut Writer<'_>) {
-            write_singular::<Str>(w, "title", "title", &self.title);
-            write_singular::<I64>(w, "pageCount", "page_count", &self.page_count);
-            write_message::<Author, _>(w, "author", "author", &self.author);
-            write_repeated::<Msg<Author>>(w, "coAuthors", "co_authors", &self.co_authors);
-            write_repeated::<Str>(w, "tags", "tags", &self.tags);
-            write_map::<Str, I32, _>(w, "counts", "counts", &self.counts);
-            write_map::<I64, Msg<Author>, _>(w, "byId", "by_id", &self.by_id);
-            write_optional::<I32>(w, "rating", "rating", &self.rating);
-            write_singular::<Enum<Color>>(w, "color", "color", &self.color);
-            write_repeated::<Enum<Color>>(w, "colors", "colors", &self.colors);
-            write_optional::<Timestamp>(w, "published", "published", &self.published);
-            write_optional::<Any>(w, "extra", "extra", &self.extra);
-            write_optional::<I64>(w, "wrapped", "wrapped", &self.wrapped);
-            write_message::<Book, _>(w, "sequel", "sequel", &self.sequel);
-            write_map::<Str, Value, _>(w, "attrs", "attrs", &self.attrs);
-            write_singular::<Bytes<bytes::Bytes>>(w, "cover", "cover", &self.cover);
-            write_singular::<F64>(w, "price", "price", &self.price);
-            write_map::<crate::json::Bool, Enum<Color>, _>(w, "shades", "shades", &self.shades);
+            write_singular::<Str>(w, FieldKey::new(r#""title":"#, r#""title":"#), &self.title);
+            write_singular::<I64>(
+                w,
+                FieldKey::new(r#""pageCount":"#, r#""page_count":"#),
+                &self.page_count,
+            );
+            write_message::<Author, _>(
+                w,
+                FieldKey::new(r#""author":"#, r#""author":"#),
+                &self.author,
+            );
+            write_repeated::<Msg<Author>>(
+                w,
+                FieldKey::new(r#""coAuthors":"#, r#""co_authors":"#),
+                &self.co_authors,
+            );
+            write_repeated::<Str>(w, FieldKey::new(r#""tags":"#, r#""tags":"#), &self.tags);
+            write_map::<Str, I32, _>(
+                w,
+                FieldKey::new(r#""counts":"#, r#""counts":"#),
+                &self.counts,
+            );
+            write_map::<I64, Msg<Author>, _>(
+                w,
+                FieldKey::new(r#""byId":"#, r#""by_id":"#),
+                &self.by_id,
+            );
+            write_optional::<I32>(
+                w,
+                FieldKey::new(r#""rating":"#, r#""rating":"#),
+                &self.rating,
+            );
+            write_singular::<Enum<Color>>(
+                w,
+                FieldKey::new(r#""color":"#, r#""color":"#),
+                &self.color,
+            );
+            write_repeated::<Enum<Color>>(
+                w,
+                FieldKey::new(r#""colors":"#, r#""colors":"#),
+                &self.colors,
+            );
+            write_optional::<Timestamp>(
+                w,
+                FieldKey::new(r#""published":"#, r#""published":"#),
+                &self.published,
+            );
+            write_optional::<Any>(w, FieldKey::new(r#""extra":"#, r#""extra":"#), &self.extra);
+            write_optional::<I64>(
+                w,
+                FieldKey::new(r#""wrapped":"#, r#""wrapped":"#),
+                &self.wrapped,
+            );
+            write_message::<Book, _>(
+                w,
+                FieldKey::new(r#""sequel":"#, r#""sequel":"#),
+                &self.sequel,
+            );
+            write_map::<Str, Value, _>(w, FieldKey::new(r#""attrs":"#, r#""attrs":"#), &self.attrs);
+            write_singular::<Bytes<bytes::Bytes>>(
+                w,
+                FieldKey::new(r#""cover":"#, r#""cover":"#),
+                &self.cover,
+            );
+            write_singular::<F64>(w, FieldKey::new(r#""price":"#, r#""price":"#), &self.price);
+            write_map::<crate::json::Bool, Enum<Color>, _>(
+                w,
+                FieldKey::new(r#""shades":"#, r#""shades":"#),
+                &self.shades,
+            );
             if let Some(format) = &self.format {
                 match format {
-                    Format::Ebook(v) => write_present::<Str>(w, "ebook", "ebook", v),
-                    Format::Paper(v) => write_present::<Msg<Author>>(w, "paper", "paper", v),
+                    Format::Ebook(v) => {
+                        write_present::<Str>(w, FieldKey::new(r#""ebook":"#, r#""ebook":"#), v)
+                    }
+                    Format::Paper(v) => write_present::<Msg<Author>>(
+                        w,
+                        FieldKey::new(r#""paper":"#, r#""paper":"#),
+                        v,
+                    ),
                 }
             }
         }

@@ -56,7 +56,7 @@ pub(crate) use wkt::rfc3339;
 pub use wkt::{
     Any, AnyType, Duration, Empty, FieldMask, ListValue, Registry, Struct, Timestamp, Value,
 };
-pub use writer::Writer;
+pub use writer::{FieldKey, Writer};
 
 /// Options of the JSON mapping.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,6 +5,24 @@ use base64::Engine as _;
 use super::reader::find_special;
 use super::{JsonError, JsonOptions, Registry};
 
+/// A message field's name as an object key, ready to write: quoted, escaped where the name needs
+/// it and followed by the colon, once as its JSON name and once as its proto name. The
+/// generator makes one for every field it writes, so writing a key is one copy, with no scan
+/// for characters to escape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldKey {
+    json: &'static str,
+    proto: &'static str,
+}
+
+impl FieldKey {
+    /// A key from its two written forms, each a JSON string followed by `:` (`"fileName":`,
+    /// `"file_name":`), as the generator writes them.
+    pub const fn new(json: &'static str, proto: &'static str) -> Self {
+        FieldKey { json, proto }
+    }
+}
+
 /// Writes JSON into a `Vec<u8>`; commas are placed automatically.
 pub struct Writer<'a> {
     buf: &'a mut Vec<u8>,
@@ -105,7 +123,9 @@ impl<'a> Writer<'a> {
     pub fn f64(&mut self, value: f64) {
         self.value_start();
         if value.is_finite() {
-            self.float_text(ryu::Buffer::new().format_finite(value));
+            if !short_decimal(value, self.buf) {
+                self.float_text(ryu::Buffer::new().format_finite(value));
+            }
         } else {
             self.non_finite(value.is_nan(), value.is_sign_negative());
         }
@@ -249,6 +269,21 @@ impl<'a> Writer<'a> {
         self.key_str(name);
     }
 
+    /// A message field's key, as [`JsonOptions::proto_names`] chooses.
+    #[inline]
+    pub fn field_key(&mut self, key: FieldKey) {
+        let written = if self.options.proto_names {
+            key.proto
+        } else {
+            key.json
+        };
+        if self.comma {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(written.as_bytes());
+        self.comma = false;
+    }
+
     /// A literal key (map keys, `@type`, `value`).
     pub fn key_str(&mut self, key: &str) {
         self.value_start();
@@ -280,6 +315,73 @@ impl<'a> Writer<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// The powers of ten that a double holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Decimals of up to this many significant digits are told apart by a double: two of them never
+/// round to the same one (C's `DBL_DIG`).
+const DISTINCT_DIGITS: f64 = 1e15;
+
+/// Writes a finite `value` as ryu's shortest form would print it, when that form is a decimal of
+/// at most 15 significant digits without an exponent (`4.25`, `1887.0`, `0.001`); false, with
+/// nothing written, otherwise.
+///
+/// ryu finds the shortest digits of any double by wide multiplications and then strips trailing
+/// zeros one division at a time, which costs most for the short decimals APIs mostly carry (a
+/// price, a score). Here: the least `k` for which `value × 10^k` is a whole number `n` under
+/// 10^15 with `n / 10^k == value`. That division is exact to the last bit (both operands are
+/// exact, and IEEE division rounds correctly), so the decimal `n × 10^-k` reads back as `value`.
+/// No decimal of 15 or fewer digits reads back as the same double as another, so it is ryu's
+/// shortest one, and the least `k` leaves `n` without trailing fraction zeros as ryu does.
+fn short_decimal(value: f64, buf: &mut Vec<u8>) -> bool {
+    let magnitude = value.abs();
+    if magnitude >= DISTINCT_DIGITS {
+        return false;
+    }
+    for (k, &power) in EXACT_POWERS_OF_TEN.iter().enumerate() {
+        let scaled = magnitude * power;
+        if scaled >= DISTINCT_DIGITS {
+            return false;
+        }
+        // The nearest whole number (`round` is a library call on baseline x86-64; a truncating
+        // conversion is one instruction). Were it ever one off, the check below only fails.
+        let whole = (scaled + 0.5) as u64;
+        // Below 10^15, so the conversion back is exact.
+        if whole as f64 / power != magnitude {
+            continue;
+        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(whole).as_bytes();
+        // Where the decimal point goes, counted in digits from the left (ryu's `kk`).
+        let point = digits.len() as isize - k as isize;
+        if point <= -5 {
+            // ryu writes an exponent from 0.00000x down.
+            return false;
+        }
+        if value.is_sign_negative() {
+            buf.push(b'-');
+        }
+        if k == 0 {
+            buf.extend_from_slice(digits);
+            buf.extend_from_slice(b".0");
+        } else if point > 0 {
+            let (whole_part, fraction) = digits.split_at(point.unsigned_abs());
+            buf.extend_from_slice(whole_part);
+            buf.push(b'.');
+            buf.extend_from_slice(fraction);
+        } else {
+            buf.extend_from_slice(b"0.");
+            buf.extend(std::iter::repeat_n(b'0', point.unsigned_abs()));
+            buf.extend_from_slice(digits);
+        }
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -340,6 +442,89 @@ mod tests {
         assert_eq!(out, r#"[1.0,1.1,"NaN","Infinity","-Infinity"]"#);
     }
 
+    /// A double as ryu alone writes it, with serde_json's `e+`.
+    fn by_ryu(value: f64) -> String {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf, JsonOptions::default(), &Registry::EMPTY);
+        w.float_text(ryu::Buffer::new().format_finite(value));
+        String::from_utf8(buf).expect("UTF-8")
+    }
+
+    /// A double as the writer writes it.
+    fn written(value: f64) -> String {
+        render(|w| w.f64(value))
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_ryu_writes_them() {
+        let samples = [
+            0.0,
+            -0.0,
+            4.25,
+            -4.25,
+            0.1,
+            0.1 + 0.2,
+            1887.0,
+            100.0,
+            1e-5,
+            1.5e-5,
+            9.9e-6,
+            1e-4,
+            0.001234,
+            123_456_789_012_345.0,
+            999_999_999_999_999.0,
+            1e15,
+            1e16,
+            12_345_678_901_234.5,
+            1.234_567_890_123_45,
+            0.123_456_789_012_345,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            1e300,
+            2.5e-7,
+        ];
+        for value in samples {
+            assert_eq!(written(value), by_ryu(value), "{value:e}");
+        }
+        let mut buf = Vec::new();
+        assert!(short_decimal(4.25, &mut buf), "4.25 takes the short path");
+        assert_eq!(buf, b"4.25");
+        assert!(
+            !short_decimal(0.1 + 0.2, &mut Vec::new()),
+            "17 digits need ryu"
+        );
+        assert!(
+            !short_decimal(2.5e-7, &mut Vec::new()),
+            "an exponent needs ryu"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn any_double_is_written_as_ryu_writes_it(bits in proptest::num::u64::ANY) {
+            let value = f64::from_bits(bits);
+            if value.is_finite() {
+                proptest::prop_assert_eq!(written(value), by_ryu(value));
+            }
+        }
+
+        #[test]
+        fn any_short_decimal_is_written_as_ryu_writes_it(
+            whole in 0u64..1_000_000_000_000_000,
+            digits in 1u32..16,
+            scale in 0usize..23,
+            negative in proptest::bool::ANY,
+        ) {
+            let whole = whole % 10u64.pow(digits);
+            let value = whole as f64 / EXACT_POWERS_OF_TEN[scale];
+            let value = if negative { -value } else { value };
+            proptest::prop_assert_eq!(written(value), by_ryu(value));
+        }
+    }
+
     #[test]
     fn strings_are_escaped() {
         let out = render(|w| w.str("a\"b\\c\n\u{1}é"));
@@ -374,6 +559,31 @@ mod tests {
         w.end_object();
         w.finish().expect("written");
         assert_eq!(buf, br#"{"page_count":1e+3,"k\"ey":null,"b":false,"u":7}"#);
+    }
+
+    #[test]
+    fn field_keys_are_written_as_made_and_follow_the_options() {
+        let key = FieldKey::new(r#""say \"hi\"":"#, r#""say_hi":"#);
+        let out = render(|w| {
+            w.begin_object();
+            w.field_key(key);
+            w.bool(true);
+            w.field_key(FieldKey::new(r#""pageCount":"#, r#""page_count":"#));
+            w.u32(2);
+            w.end_object();
+        });
+        assert_eq!(out, r#"{"say \"hi\"":true,"pageCount":2}"#);
+        let mut buf = Vec::new();
+        let options = JsonOptions {
+            proto_names: true,
+            ..JsonOptions::default()
+        };
+        let mut w = Writer::new(&mut buf, options, &Registry::EMPTY);
+        w.begin_object();
+        w.field_key(key);
+        w.null();
+        w.end_object();
+        assert_eq!(buf, br#"{"say_hi":null}"#);
     }
 
     #[test]
