@@ -484,8 +484,9 @@ fn serve(args: ServeArgs) -> Result<(), server::Error> {
         if server.serves_demo() {
             router = router.merge(demo::page());
         }
-        // Outermost: every request is observed (counted, logged, traced), routed or not.
-        Ok(router.layer(observe_layer.clone()))
+        // Outermost: every request is observed (counted, logged, traced), routed or not. The
+        // state given turns the docs' handlers into services once, not at every request.
+        Ok(router.layer(observe_layer.clone()).with_state(()))
     });
     let shutdown_timeout = config
         .server

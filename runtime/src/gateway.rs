@@ -293,11 +293,15 @@ impl Gateway {
             table,
             settings: Arc::new(self.settings),
         });
+        // A service rather than a handler: axum keeps a handler boxed and turns it into a
+        // service anew for every request (six allocations), a service it calls as it is.
         if self.layers.is_empty() {
-            return axum::Router::new().fallback(move |request: http::Request<Body>| {
-                let inner = Arc::clone(&inner);
-                async move { inner.dispatch(request).await }
-            });
+            return axum::Router::new().fallback_service(tower::service_fn(
+                move |request: http::Request<Body>| {
+                    let inner = Arc::clone(&inner);
+                    async move { Ok::<_, Infallible>(inner.dispatch(request).await) }
+                },
+            ));
         }
         let handle = {
             let inner = Arc::clone(&inner);
@@ -311,10 +315,12 @@ impl Gateway {
             .iter()
             .rev()
             .fold(handle, |service, wrap| wrap(service));
-        axum::Router::new().fallback(move |request: http::Request<Body>| {
-            let (inner, layered) = (Arc::clone(&inner), layered.clone());
-            async move { inner.route(request, layered).await }
-        })
+        axum::Router::new().fallback_service(tower::service_fn(
+            move |request: http::Request<Body>| {
+                let (inner, layered) = (Arc::clone(&inner), layered.clone());
+                async move { Ok::<_, Infallible>(inner.route(request, layered).await) }
+            },
+        ))
     }
 }
 
