@@ -557,6 +557,9 @@ pub(crate) fn build(
     if let Some(limit) = settings.max_response_bytes {
         builder = builder.max_response_bytes(limit);
     }
+    if let Some(window) = settings.stream_window {
+        builder = builder.stream_window(window);
+    }
     if let Some(metrics) = metrics {
         builder = builder.metrics(metrics);
     }
@@ -565,6 +568,7 @@ pub(crate) fn build(
             protogate::UpstreamError::Tls { .. }
             | protogate::UpstreamError::TlsWithoutHttps { .. } => "tls",
             protogate::UpstreamError::BadAuthority { .. } => "authority",
+            protogate::UpstreamError::StreamWindow { .. } => "stream_window",
             _ => "endpoints",
         };
         (part, e.to_string())
@@ -724,7 +728,7 @@ mod tests {
         let service = compiled().name;
         let method = compiled().routes[0].rpc.rsplit('.').next().unwrap();
         let good = format!(
-            "[defaults]\nupstream = \"main\"\n\n[defaults.upstream_settings]\ntimeout = \"5s\"\n\n[upstreams.main]\nendpoints = [\"http://10.0.0.1:50051\", \"http://10.0.0.2:50051\"]\nmax_in_flight = 100\n\n[services.\"{service}\"]\ntimeout = \"2s\"\n\n[services.\"{service}\".methods.{method}]\ntimeout = \"1s\"\n"
+            "[defaults]\nupstream = \"main\"\n\n[defaults.upstream_settings]\ntimeout = \"5s\"\n\n[upstreams.main]\nendpoints = [\"http://10.0.0.1:50051\", \"http://10.0.0.2:50051\"]\nmax_in_flight = 100\nstream_window = 65536\n\n[services.\"{service}\"]\ntimeout = \"2s\"\n\n[services.\"{service}\".methods.{method}]\ntimeout = \"1s\"\n"
         );
         let plan = from_toml(&good).expect("a valid config");
         assert!(
@@ -762,6 +766,11 @@ mod tests {
                 good.replace("http://10.0.0.2:50051", "ftp://10.0.0.2:50051"),
                 "upstreams.main.endpoints",
                 "must start with http://",
+            ),
+            (
+                good.replace("stream_window = 65536", "stream_window = 1000"),
+                "upstreams.main.stream_window",
+                "outside HTTP/2's 65535..=2147483647",
             ),
             (
                 format!(

@@ -266,6 +266,9 @@ pub struct UpstreamSettings {
     pub retry_budget: Option<RetryBudgetSection>,
     /// The largest response message accepted, in bytes.
     pub max_response_bytes: Option<usize>,
+    /// The HTTP/2 window of each call, in bytes: what the upstream may send before the gateway
+    /// reads it.
+    pub stream_window: Option<u32>,
     /// The deadline of calls whose client sends no `Grpc-Timeout`.
     pub timeout: Option<Span>,
     /// The longest deadline a client may ask for.
@@ -393,6 +396,7 @@ impl UpstreamSettings {
             max_in_flight: pick(&self.max_in_flight, &defaults.max_in_flight),
             retry_budget: pick(&self.retry_budget, &defaults.retry_budget),
             max_response_bytes: pick(&self.max_response_bytes, &defaults.max_response_bytes),
+            stream_window: pick(&self.stream_window, &defaults.stream_window),
             timeout: pick(&self.timeout, &defaults.timeout),
             max_timeout: pick(&self.max_timeout, &defaults.max_timeout),
         }

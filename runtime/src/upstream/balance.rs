@@ -161,6 +161,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             tls: None,
             keepalive: None,
+            stream_window: crate::upstream::dial::DEFAULT_STREAM_WINDOW,
             metrics: None,
         });
         let pool = Pool::new(dial, balance);

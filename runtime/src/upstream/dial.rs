@@ -11,14 +11,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::address::{Peer, PeerAddr};
 use super::tls;
 
-/// The window each stream gives the upstream before the gateway reads: a few 64 KiB messages,
-/// so that one does not wait for a window update on a fast link (256 KiB a millisecond of
-/// round trip). It is also what one stream may hold in the gateway's memory while its client
-/// does not read, and what the upstream produces for nothing when a client reads a little of a
-/// long stream and leaves: at 2 MiB, 64 WebSocket clients that never read held the gateway at
-/// 165 MiB, and each client that left a long stream early cost the upstream about 2 MiB of
-/// messages.
-const STREAM_WINDOW: u32 = 256 * 1024;
+/// The window each stream gives the upstream before the gateway reads, unless the upstream's
+/// settings say otherwise: a few 64 KiB messages, so that one does not wait for a window update
+/// on a fast link (256 KiB a millisecond of round trip). It is also what one stream may hold in
+/// the gateway's memory while its client does not read, and what the upstream produces for
+/// nothing when a client reads a little of a long stream and leaves: at 2 MiB, 64 WebSocket
+/// clients that never read held the gateway at 165 MiB, and each client that left a long stream
+/// early cost the upstream about 2 MiB of messages.
+pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 256 * 1024;
 /// The connection's window: HTTP/2's largest, so that it never runs out before the streams'
 /// own windows do. Every call of a worker shares one connection, and a window smaller than the
 /// sum of its streams' let a few clients that stop reading (each stream holding its window of
@@ -73,6 +73,8 @@ pub(crate) struct Dial {
     pub connect_timeout: Duration,
     pub tls: Option<tls::Connector>,
     pub keepalive: Option<Keepalive>,
+    /// The HTTP/2 window of each stream, in bytes.
+    pub stream_window: u32,
     /// Where connections opened, closed and failed are counted.
     pub metrics: Option<crate::observe::UpstreamMetrics>,
 }
@@ -131,7 +133,7 @@ impl Dial {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, mut connection) = client_builder()
+        let (sender, mut connection) = client_builder(self.stream_window)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(io::Error::other)?;
@@ -150,14 +152,14 @@ impl Dial {
     }
 }
 
-/// The HTTP/2 settings of every upstream connection.
-fn client_builder() -> h2::client::Builder {
+/// The HTTP/2 settings of every upstream connection, with `stream_window` bytes for each stream.
+fn client_builder(stream_window: u32) -> h2::client::Builder {
     let mut builder = h2::client::Builder::new();
     builder
         // One stream until the upstream's SETTINGS tell its limit: calls beyond a limit it has
         // not told yet would be refused.
         .initial_max_send_streams(1)
-        .initial_window_size(STREAM_WINDOW)
+        .initial_window_size(stream_window)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .enable_push(false)
         .max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
@@ -212,6 +214,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             tls: None,
             keepalive: None,
+            stream_window: DEFAULT_STREAM_WINDOW,
             metrics: None,
         }
     }
@@ -294,6 +297,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_stream_gets_the_window_its_upstream_is_given() {
+        for window in [65_535, DEFAULT_STREAM_WINDOW, 1 << 20] {
+            let (gateway, upstream) = tokio::io::duplex(1 << 20);
+            // A real HTTP/2 server that would send 4 MiB at once (and may buffer that much):
+            // what it may send before the gateway reads is the stream's window.
+            let granted = tokio::spawn(async move {
+                let mut connection = h2::server::Builder::new()
+                    .max_send_buffer_size(8 << 20)
+                    .handshake::<_, Bytes>(upstream)
+                    .await
+                    .expect("server");
+                let (_, mut respond) = connection
+                    .accept()
+                    .await
+                    .expect("a stream")
+                    .expect("accepted");
+                tokio::spawn(async move { while connection.accept().await.is_some() {} });
+                let mut send = respond
+                    .send_response(http::Response::new(()), false)
+                    .expect("response");
+                send.reserve_capacity(4 << 20);
+                let mut granted = 0;
+                loop {
+                    let next = std::future::poll_fn(|cx| send.poll_capacity(cx));
+                    match tokio::time::timeout(Duration::from_millis(500), next).await {
+                        Ok(Some(Ok(now))) => granted = now,
+                        _ => return granted,
+                    }
+                }
+            });
+            let dial = Dial {
+                stream_window: window,
+                ..dial()
+            };
+            let mut sender = dial.handshake(gateway, |_| {}).await.expect("handshake");
+            sender = sender.ready().await.expect("ready");
+            let request = http::Request::get("http://upstream/")
+                .body(())
+                .expect("request");
+            let (response, _) = sender.send_request(request, true).expect("sent");
+            let _unread = response.await.expect("response");
+            assert_eq!(granted.await.expect("served"), window as usize, "{window}");
+        }
+    }
+
+    #[tokio::test]
     async fn streams_nobody_reads_do_not_stall_the_others_on_their_connection() {
         let (gateway, upstream) = tokio::io::duplex(1 << 20);
         // A real HTTP/2 server, which respects the gateway's windows: the first three streams
@@ -303,7 +352,7 @@ mod tests {
             let mut served = 0;
             while let Some(Ok((_, mut respond))) = connection.accept().await {
                 let size = if served < 3 {
-                    STREAM_WINDOW as usize
+                    DEFAULT_STREAM_WINDOW as usize
                 } else {
                     10
                 };

@@ -169,6 +169,16 @@ impl Upstream {
     /// says otherwise: 4 MiB, gRPC's own default.
     pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
+    /// The HTTP/2 window each call gives the upstream unless [`UpstreamBuilder::stream_window`]
+    /// says otherwise: 256 KiB.
+    pub const DEFAULT_STREAM_WINDOW: u32 = dial::DEFAULT_STREAM_WINDOW;
+
+    /// The smallest stream window an upstream may be given: HTTP/2's initial 65,535 bytes.
+    pub const MIN_STREAM_WINDOW: u32 = 65_535;
+
+    /// The largest stream window: HTTP/2's, 2^31 − 1 bytes.
+    pub const MAX_STREAM_WINDOW: u32 = (1 << 31) - 1;
+
     /// The upstream at `url` alone, with every setting at its default, named after the URL.
     pub fn lazy(url: &str) -> Result<Upstream, UpstreamError> {
         Upstream::builder(url).endpoint(url).build()
@@ -458,6 +468,7 @@ pub struct UpstreamBuilder {
     bulkhead: Option<Bulkhead>,
     retry_budget: RetryBudget,
     max_response_bytes: usize,
+    stream_window: u32,
     deadlines: Deadlines,
     metrics: Option<Metrics>,
 }
@@ -489,6 +500,7 @@ impl UpstreamBuilder {
             bulkhead: None,
             retry_budget: RetryBudget::default(),
             max_response_bytes: Upstream::DEFAULT_MAX_RESPONSE_BYTES,
+            stream_window: Upstream::DEFAULT_STREAM_WINDOW,
             deadlines: Deadlines::NONE,
             metrics: None,
         }
@@ -586,6 +598,17 @@ impl UpstreamBuilder {
         self
     }
 
+    /// The HTTP/2 flow-control window each call gives the upstream: how much of a response it
+    /// may send before the gateway has read it (256 KiB by default, from
+    /// [`Upstream::MIN_STREAM_WINDOW`] to [`Upstream::MAX_STREAM_WINDOW`]). A larger one lets a
+    /// stream of large messages run at full speed over a longer round trip; a smaller one bounds
+    /// what a client that stops reading (or reads a little and leaves) keeps in the gateway's
+    /// memory and makes the upstream produce for nothing.
+    pub fn stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = bytes;
+        self
+    }
+
     /// Deadlines of the calls of its services, unless a service or method sets its own.
     pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
         self.deadlines = deadlines;
@@ -638,11 +661,20 @@ impl UpstreamBuilder {
             (false, None) => None,
             (false, Some(_)) => return Err(UpstreamError::TlsWithoutHttps { name }),
         };
+        if !(Upstream::MIN_STREAM_WINDOW..=Upstream::MAX_STREAM_WINDOW)
+            .contains(&self.stream_window)
+        {
+            return Err(UpstreamError::StreamWindow {
+                name,
+                bytes: self.stream_window,
+            });
+        }
         let metrics = self.metrics.map(|metrics| metrics.upstream(&name));
         let dial = Arc::new(Dial {
             connect_timeout: self.connect_timeout,
             tls,
             keepalive: self.keepalive,
+            stream_window: self.stream_window,
             metrics: metrics.clone(),
         });
         let directory = Arc::new(Directory::new(
@@ -708,6 +740,16 @@ pub enum UpstreamError {
         name: String,
         /// The authority given.
         authority: String,
+    },
+    /// A stream window outside HTTP/2's bounds.
+    #[error(
+        "upstream `{name}`: a stream window of {bytes} bytes is outside HTTP/2's 65535..=2147483647"
+    )]
+    StreamWindow {
+        /// The upstream.
+        name: String,
+        /// The window given.
+        bytes: u32,
     },
     /// TLS settings for an upstream none of whose endpoints is `https://`.
     #[error("upstream `{name}` has TLS settings but no https:// endpoint")]
