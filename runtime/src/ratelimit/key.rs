@@ -197,7 +197,7 @@ impl ClientPrefixes {
 }
 
 /// A client under [`ClientPrefixes`], as its key writes it.
-enum Client {
+pub(crate) enum Client {
     Address(IpAddr),
     Network(IpAddr, u8),
 }
@@ -268,40 +268,61 @@ fn parse_forwarded(entry: &str) -> Option<IpAddr> {
         .map(|address| address.to_canonical())
 }
 
-/// The client key of `request` under `kind`, as text (`ip:…`, `principal:scheme:…`,
-/// `route:…`).
-pub(crate) fn client_key<B>(
+/// The client key of `request` under `kind`, written as text (`ip:…`, `principal:scheme:…`,
+/// `route:…`) straight into the bucket's key, with no string of its own.
+pub(crate) fn client_key<'r, B>(
     kind: ClientKey,
-    request: &http::Request<B>,
+    request: &'r http::Request<B>,
     trusted: &TrustedProxies,
     prefixes: ClientPrefixes,
-) -> String {
+) -> Key<'r> {
     match kind {
         ClientKey::Principal => match Principal::of(request) {
-            Some(principal) => format!("principal:{}:{}", principal.scheme, principal.subject),
+            Some(principal) => Key::Principal(principal),
             None => ip_key(request, trusted, prefixes),
         },
         ClientKey::Ip => ip_key(request, trusted, prefixes),
         ClientKey::Route => match RouteInfo::of(request) {
-            Some(route) => format!("route:{} {}", route.method, route.template.text),
-            None => format!("route:{} {}", request.method(), request.uri().path()),
+            Some(route) => Key::Route(route.method, route.template.text),
+            None => Key::Route(request.method().as_str(), request.uri().path()),
         },
     }
 }
 
-fn ip_key<B>(
-    request: &http::Request<B>,
+fn ip_key<'r, B>(
+    request: &'r http::Request<B>,
     trusted: &TrustedProxies,
     prefixes: ClientPrefixes,
-) -> String {
+) -> Key<'r> {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => {
             let forwarded = request.headers().get_all("x-forwarded-for").iter();
-            let client = trusted.client(peer.ip(), forwarded);
-            format!("ip:{}", prefixes.client(client))
+            Key::Ip(prefixes.client(trusted.client(peer.ip(), forwarded)))
         }
         // Served without the peer's address: every such request is one client.
-        None => "ip:unknown".to_owned(),
+        None => Key::UnknownIp,
+    }
+}
+
+/// A request's client key ([`client_key`]).
+pub(crate) enum Key<'r> {
+    Principal(&'r Principal),
+    Ip(Client),
+    UnknownIp,
+    /// The route's method and template (or the request's path, unrouted).
+    Route(&'r str, &'r str),
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Principal(principal) => {
+                write!(f, "principal:{}:{}", principal.scheme, principal.subject)
+            }
+            Key::Ip(client) => write!(f, "ip:{client}"),
+            Key::UnknownIp => f.write_str("ip:unknown"),
+            Key::Route(method, template) => write!(f, "route:{method} {template}"),
+        }
     }
 }
 
@@ -397,14 +418,14 @@ mod tests {
         let trusted = networks(&[]);
         let mut request = http::Request::get("/v1/x").body(()).unwrap();
         assert_eq!(
-            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT),
+            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT).to_string(),
             "ip:unknown"
         );
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
         assert_eq!(
-            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT),
+            client_key(ClientKey::Ip, &request, &trusted, ClientPrefixes::DEFAULT).to_string(),
             "ip:127.0.0.1"
         );
         // No principal: counted by address.
@@ -414,7 +435,8 @@ mod tests {
                 &request,
                 &trusted,
                 ClientPrefixes::DEFAULT
-            ),
+            )
+            .to_string(),
             "ip:127.0.0.1"
         );
         Principal {
@@ -430,7 +452,8 @@ mod tests {
                 &request,
                 &trusted,
                 ClientPrefixes::DEFAULT
-            ),
+            )
+            .to_string(),
             "principal:api_key:alice"
         );
         assert_eq!(
@@ -439,7 +462,8 @@ mod tests {
                 &request,
                 &trusted,
                 ClientPrefixes::DEFAULT
-            ),
+            )
+            .to_string(),
             "route:GET /v1/x"
         );
     }
@@ -451,7 +475,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::new(peer, 4000)));
-        client_key(ClientKey::Ip, &request, &networks(&[]), prefixes)
+        client_key(ClientKey::Ip, &request, &networks(&[]), prefixes).to_string()
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 256 * 1024;
 /// sum of its streams' let a few clients that stop reading (each stream holding its window of
 /// unread data) stall the calls of everyone else on it; each stream is bounded by its own
 /// window instead.
-const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+const CONNECTION_WINDOW: u32 = MAX_WINDOW;
+/// HTTP/2's bounds on a window: the initial one every peer starts from, and the largest.
+pub(crate) const MIN_WINDOW: u32 = 65_535;
+pub(crate) const MAX_WINDOW: u32 = (1 << 31) - 1;
 /// Streams the gateway cancelled (a client went away) that are remembered, for
 /// [`RESET_MEMORY`], so that the data the upstream sent before it learnt of the cancellation
 /// is dropped quietly. h2 remembers 50 for a second: past that, under many cancellations, such

@@ -174,10 +174,10 @@ impl Upstream {
     pub const DEFAULT_STREAM_WINDOW: u32 = dial::DEFAULT_STREAM_WINDOW;
 
     /// The smallest stream window an upstream may be given: HTTP/2's initial 65,535 bytes.
-    pub const MIN_STREAM_WINDOW: u32 = 65_535;
+    pub const MIN_STREAM_WINDOW: u32 = dial::MIN_WINDOW;
 
     /// The largest stream window: HTTP/2's, 2^31 − 1 bytes.
-    pub const MAX_STREAM_WINDOW: u32 = (1 << 31) - 1;
+    pub const MAX_STREAM_WINDOW: u32 = dial::MAX_WINDOW;
 
     /// The upstream at `url` alone, with every setting at its default, named after the URL.
     pub fn lazy(url: &str) -> Result<Upstream, UpstreamError> {
@@ -743,7 +743,9 @@ pub enum UpstreamError {
     },
     /// A stream window outside HTTP/2's bounds.
     #[error(
-        "upstream `{name}`: a stream window of {bytes} bytes is outside HTTP/2's 65535..=2147483647"
+        "upstream `{name}`: a stream window of {bytes} bytes is outside HTTP/2's {}..={}",
+        Upstream::MIN_STREAM_WINDOW,
+        Upstream::MAX_STREAM_WINDOW
     )]
     StreamWindow {
         /// The upstream.
